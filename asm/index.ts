@@ -1,0 +1,14 @@
+// The WebAssembly module's exports: raw (ptr, len) entry points only, so hot calls never go
+// through array-lowering adapters (toolchain.md §3.2). Memory for callers comes from alloc/free.
+
+export { crc32c, crc32cUpdate } from './crc32c';
+export { compareKeys, upperBound } from './node';
+
+/** Raw allocation in linear memory for the JS side (scratch buffers, key probes). */
+export function alloc(size: usize): usize {
+  return heap.alloc(size);
+}
+
+export function free(ptr: usize): void {
+  heap.free(ptr);
+}

@@ -1,0 +1,59 @@
+//! The AssemblyScript core (asm/), compiled to WebAssembly by `npm install`.
+//!
+//! Owns: loading the module once per process with @assemblyscript/loader (the design card's
+//! choice; we only call raw (ptr, len) exports, so the loader's array adapters are never on a hot
+//! path and its instantiation cost is paid once), and a scratch area in linear memory that JS
+//! copies bytes into before a call.
+//! Invariant: views on `memory.buffer` are re-created after anything that may grow memory
+//! (toolchain.md §3.1 pitfall 5); `scratch()` does that for callers.
+import { instantiateSync } from '@assemblyscript/loader';
+import { readFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+
+type CoreExports = {
+  memory: WebAssembly.Memory;
+  alloc(size: number): number;
+  free(ptr: number): void;
+  crc32c(ptr: number, len: number): number;
+  crc32cUpdate(crc: number, ptr: number, len: number): number;
+  compareKeys(a: number, aLen: number, b: number, bLen: number): number;
+  upperBound(base: number, dir: number, probe: number, probeLen: number): number;
+};
+
+// src/wasm/module.ts and dist/wasm/module.js both sit two levels below the package root.
+const wasmUrl = new URL('../../asm/build/solifuge.wasm', import.meta.url);
+
+function load(): CoreExports {
+  let bytes: Buffer;
+  try {
+    bytes = readFileSync(fileURLToPath(wasmUrl));
+  } catch (err) {
+    throw new Error(
+      `solifuge: WebAssembly module missing at ${fileURLToPath(wasmUrl)}; run \`npm run build:wasm\` (${String(err)})`,
+    );
+  }
+  return instantiateSync<CoreExports>(bytes).exports as unknown as CoreExports;
+}
+
+export const core: CoreExports = load();
+
+let scratchPtr = 0;
+let scratchSize = 0;
+let scratchView: Uint8Array = new Uint8Array(0);
+
+/** A view of at least `size` bytes of linear memory at `scratchPtr`, valid until the next call here. */
+export function scratch(size: number): { ptr: number; view: Uint8Array } {
+  if (size > scratchSize) {
+    if (scratchPtr !== 0) core.free(scratchPtr);
+    scratchSize = Math.max(size, 64 * 1024, scratchSize * 2);
+    scratchPtr = core.alloc(scratchSize);
+  }
+  if (
+    scratchView.buffer !== core.memory.buffer ||
+    scratchView.byteOffset !== scratchPtr ||
+    scratchView.length !== scratchSize
+  ) {
+    scratchView = new Uint8Array(core.memory.buffer, scratchPtr, scratchSize);
+  }
+  return { ptr: scratchPtr, view: scratchView };
+}
