@@ -1,6 +1,7 @@
 //! Loads the optional native addon (build/Release/zerocopy.node, built by `npm install`).
 //!
-//! Owns: finding and loading the addon once, and its typed surface. `addon` is null when the
+//! Owns: finding and loading the addon once, and its typed surface (the zero-copy part is
+//! wrapped by send-file.ts; nothing else should call send/cancel directly). `addon` is null when the
 //! addon is absent (not Linux, build failed) or disabled with SOLIFUGE_NATIVE=0; every caller
 //! must have a plain-fs fallback. Native calls return 0/bytes or -errno and never throw on
 //! system errors (style.md §3.4); wrappers turn negative results into typed errors.
@@ -11,6 +12,41 @@ export interface NativeAddon {
   /** flock(2) on fd: 0 or -errno (-EWOULDBLOCK when held elsewhere and nonBlocking). */
   flock(fd: number, exclusive: boolean, nonBlocking: boolean): number;
   funlock(fd: number): number;
+
+  /**
+   * Zero-copy transfer of file bytes [offset, offset+length) to a connected, non-blocking
+   * socket fd (mode 0 = sendfile, 1 = splice through a pipe). Tries on the JS thread first; the
+   * remainder goes to the addon's sender thread with duplicated fds (send-file.ts owns the
+   * contract: socket drained before, untouched until settled). Throws only on bad arguments.
+   *  - number: all `length` bytes were sent synchronously;
+   *  - {sentBytes, errno > 0}: failed synchronously after sentBytes;
+   *  - {sentBytes, errno: 0, id, promise}: pending; resolves with the total bytes sent, rejects
+   *    with an Error carrying `errno` (positive) and `bytesSent`.
+   */
+  send(mode: 0 | 1, socketFd: number, fileFd: number, offset: number, length: number): number | NativeSendOutcome;
+  /** Ends a pending transfer with ECANCELED; no-op once it settled. */
+  cancel(id: number): void;
+  /** Transfers handed to the sender thread whose Promise has not settled yet. */
+  pendingTransfers(): number;
+  /**
+   * Benchmark reference only: the bare sendfile loop with poll() on the calling thread.
+   * Blocks the event loop. Returns bytes sent or -errno.
+   */
+  sendfileBlocking(socketFd: number, fileFd: number, offset: number, length: number): number;
+}
+
+export interface NativeSendOutcome {
+  sentBytes: number;
+  /** 0 when pending, else the errno that ended the transfer on the JS thread. */
+  errno: number;
+  id?: number;
+  promise?: Promise<number>;
+}
+
+/** The shape of the Error a pending transfer's promise rejects with. */
+export interface NativeTransferError extends Error {
+  errno: number;
+  bytesSent: number;
 }
 
 function loadAddon(): NativeAddon | null {

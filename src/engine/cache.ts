@@ -1,0 +1,71 @@
+//! Decoded-node cache: the engine's NodeSource.
+//!
+//! Owns: turning Outer positions into decoded, verified nodes. Index nodes are few (about one per
+//! fan-out leaves) and stay resident; leaves are bounded by `cacheBytes` and evicted oldest-first.
+//! Nodes in the cache are immutable (their `pos` is set). A node read from disk is checksummed
+//! before it is decoded; a freshly written node is inserted as it is, with no re-read.
+import { decodeIndexBody, decodeLeafBody } from './codec.js';
+import { readEntry } from './entry.js';
+import { CorruptionError } from './errors.js';
+import { ENTRY_HEADER_BYTES, Kind } from './format.js';
+import type { FileLog } from './log-file.js';
+import { T, type DiskRef, type TreeNode } from './node.js';
+import type { NodeSource } from './tree.js';
+
+export class NodeCache implements NodeSource {
+  private readonly nodes = new Map<number, TreeNode>();
+  private leafBytes = 0;
+  hits = 0;
+  misses = 0;
+
+  constructor(
+    private readonly log: FileLog,
+    private readonly cacheBytes: number,
+  ) {}
+
+  load(ref: DiskRef): TreeNode {
+    const hit = this.nodes.get(ref.pos);
+    if (hit !== undefined) return hit;
+    this.misses++;
+    const node = readNode(this.log, ref.pos, ref.len);
+    this.add(node);
+    return node;
+  }
+
+  add(node: TreeNode): void {
+    if (this.nodes.has(node.pos)) return;
+    this.nodes.set(node.pos, node);
+    if (node.t === T.Leaf) {
+      this.leafBytes += node.len;
+      if (this.leafBytes > this.cacheBytes) this.evict();
+    }
+  }
+
+  clear(): void {
+    this.nodes.clear();
+    this.leafBytes = 0;
+  }
+
+  private evict(): void {
+    const target = this.cacheBytes * 0.9;
+    let moved = 0;
+    for (const [pos, node] of this.nodes) {
+      if (this.leafBytes <= target) break;
+      this.nodes.delete(pos);
+      if (node.t === T.Leaf) this.leafBytes -= node.len;
+      else if (moved++ < 100_000) this.nodes.set(pos, node); // keep index nodes: re-insert at the end
+    }
+  }
+}
+
+/** Reads, verifies and decodes the node entry at `pos`. */
+export function readNode(log: FileLog, pos: number, len: number): TreeNode {
+  const e = readEntry(log, pos, len);
+  let node: TreeNode;
+  if (e.kind === Kind.Leaf) node = decodeLeafBody(e.buf, ENTRY_HEADER_BYTES, len, pos);
+  else if (e.kind === Kind.Index) node = decodeIndexBody(e.buf, ENTRY_HEADER_BYTES, len, pos);
+  else throw new CorruptionError(pos, `expected a leaf or index entry, found kind ${e.kind}`);
+  node.pos = pos;
+  node.len = len;
+  return node;
+}

@@ -1,0 +1,720 @@
+//! The embedded store's public API: `open(path)` → `Db`.
+//!
+//! Reads are synchronous against the last *durable* commit (or a pinned snapshot). Writes are
+//! queued and group-committed: everything issued in one event-loop turn becomes one slab, one
+//! append and (unless `durable: false`) one fdatasync; the promises settle after that. One batch
+//! is in flight at a time, so while a batch syncs the next one gathers. Transactions run in the
+//! batch, in order, against the tree as the batch has left it, and see their own writes.
+//! After a failed append or fdatasync the tail of the file is unknown, so the store turns
+//! read-only (IoFailedError) until it is reopened, when recovery decides what survived.
+import fs from 'node:fs';
+import path from 'node:path';
+import { Buffer } from 'node:buffer';
+import { crc32c } from '../wasm/crc32c.js';
+import { NodeCache } from './cache.js';
+import type { CommitRecord } from './codec.js';
+import { readEntry } from './entry.js';
+import {
+  BadArgumentError, ClosedError, IoFailedError, KeyTooLargeError, SolifugeError, ValueTooLargeError, assert,
+} from './errors.js';
+import {
+  DATA_START_POS, ENTRY_HEADER_BYTES, Kind, SUPERBLOCK_A_POS, SUPERBLOCK_B_POS, encodeSuperblock, type Superblock,
+} from './format.js';
+import { binKeyToBuffer, toBinKey, toValueBuffer, type BinKey, type KeyInput, type ValueInput } from './keys.js';
+import { FileLog, syncDirectory } from './log-file.js';
+import { DiskRef, T, ValueRef, type Child, type LeafValue } from './node.js';
+import { recover } from './recovery.js';
+import { SlabBuilder } from './slab.js';
+import { Cursor, TreeWriter, lookup, type Bounds, type NodeSource, type TreeState } from './tree.js';
+import { checkStore, type CheckReport } from './check.js';
+
+export interface OpenOptions {
+  /** A write's promise settles after fdatasync (default true). */
+  durable?: boolean;
+  /** Create the file if it does not exist (default true). */
+  create?: boolean;
+  /** Open without the exclusive lock, writes or truncation (inspection). */
+  readOnly?: boolean;
+  /** Cut everything after the first damaged slab even if valid commits follow it (default false). */
+  repair?: boolean;
+  maxKeyBytes?: number;
+  maxValueBytes?: number;
+  /** Values up to this size live inside their leaf; larger ones get their own Value entry. */
+  inlineValueBytesMax?: number;
+  /** Target encoded size of a node; a node that grows past it splits. */
+  nodeBytesMax?: number;
+  /** Budget for decoded leaves kept in memory. */
+  cacheBytes?: number;
+  /** Rewrite the superblock once this many bytes were appended since the last one. */
+  superblockIntervalBytes?: number;
+}
+
+export interface RangeOptions {
+  gt?: KeyInput;
+  gte?: KeyInput;
+  lt?: KeyInput;
+  lte?: KeyInput;
+  prefix?: KeyInput;
+  reverse?: boolean;
+  limit?: number;
+}
+
+export interface TransactionOptions {
+  /** Stored with the commit; `db.lastTag` returns it (the cluster stores its applied instance). */
+  tag?: number;
+  /** Override the store's durability for the batch holding this transaction. */
+  durable?: boolean;
+}
+
+export const DEFAULTS = {
+  durable: true,
+  maxKeyBytes: 64 * 1024,
+  maxValueBytes: 64 * 1024 * 1024,
+  inlineValueBytesMax: 128,
+  nodeBytesMax: 4096,
+  cacheBytes: 512 * 1024 * 1024,
+  superblockIntervalBytes: 64 * 1024 * 1024,
+} as const;
+
+interface Published {
+  root: Child | null;
+  count: number;
+  tag: number | undefined;
+  commit: CommitRecord | null;
+}
+
+type Job =
+  | { k: 'set'; key: BinKey; val: LeafValue; resolve: (v: undefined) => void; reject: (e: unknown) => void }
+  | { k: 'del'; key: BinKey; resolve: (v: boolean) => void; reject: (e: unknown) => void }
+  | { k: 'delPrefix'; prefix: BinKey; resolve: (v: number) => void; reject: (e: unknown) => void }
+  | {
+      k: 'tx';
+      fn: (tx: Transaction) => unknown;
+      opts: TransactionOptions;
+      resolve: (v: unknown) => void;
+      reject: (e: unknown) => void;
+    };
+
+/** The read surface shared by Db, Snapshot and Transaction. */
+export interface Reader {
+  get(key: KeyInput): Buffer | undefined;
+  exists(key: KeyInput): boolean;
+  count(): number;
+  range(opts?: RangeOptions): IterableIterator<[Buffer, Buffer]>;
+  keys(opts?: RangeOptions): IterableIterator<Buffer>;
+}
+
+export class Db implements Reader {
+  private published: Published;
+  private queue: Job[] = [];
+  private scheduled = false;
+  private running: Promise<void> | null = null;
+  private failed: SolifugeError | null = null;
+  private closed = false;
+  private gen = 1;
+  private sb: Superblock;
+  private sbPos: number;
+  private readonly slabs = new SlabBuilder();
+  private readonly pins = new Map<number, number>(); // commit seq -> pinned snapshots
+  /** Statistics since open. */
+  readonly stats = { commits: 0, syncs: 0, bytesAppended: 0 };
+
+  private constructor(
+    readonly path: string,
+    private readonly log: FileLog,
+    readonly options: Required<Omit<OpenOptions, 'create'>>,
+    private readonly cache: NodeCache,
+    recovered: { sb: Superblock; sbPos: number; lastCommit: CommitRecord | null },
+    /** Bytes cut from the end of the file by recovery. */
+    readonly tornBytesCut: number,
+  ) {
+    this.sb = recovered.sb;
+    this.sbPos = recovered.sbPos;
+    const c = recovered.lastCommit;
+    this.published = {
+      root: c === null || c.rootKind === 0 ? null : new DiskRef(c.rootPos, c.rootLen),
+      count: c?.keyCount ?? 0,
+      tag: c?.tag,
+      commit: c,
+    };
+  }
+
+  static async open(file: string, options: OpenOptions = {}): Promise<Db> {
+    const opts = {
+      durable: options.durable ?? DEFAULTS.durable,
+      readOnly: options.readOnly ?? false,
+      repair: options.repair ?? false,
+      maxKeyBytes: options.maxKeyBytes ?? DEFAULTS.maxKeyBytes,
+      maxValueBytes: options.maxValueBytes ?? DEFAULTS.maxValueBytes,
+      inlineValueBytesMax: options.inlineValueBytesMax ?? DEFAULTS.inlineValueBytesMax,
+      nodeBytesMax: options.nodeBytesMax ?? DEFAULTS.nodeBytesMax,
+      cacheBytes: options.cacheBytes ?? DEFAULTS.cacheBytes,
+      superblockIntervalBytes: options.superblockIntervalBytes ?? DEFAULTS.superblockIntervalBytes,
+    };
+    if (opts.nodeBytesMax < 512 || opts.nodeBytesMax > 1 << 24) throw new BadArgumentError('nodeBytesMax must be within 512 B .. 16 MiB');
+    if (opts.inlineValueBytesMax > opts.nodeBytesMax / 4) throw new BadArgumentError('inlineValueBytesMax must be at most nodeBytesMax / 4');
+    const create = options.create ?? true;
+    if (!fs.existsSync(file)) {
+      if (!create || opts.readOnly) throw new BadArgumentError(`${file} does not exist`);
+      initFile(file);
+    }
+    const log = FileLog.open(file, { readOnly: opts.readOnly });
+    try {
+      const r = recover(log, { repair: opts.repair });
+      if (r.tornBytes > 0 && !opts.readOnly) {
+        log.truncate(r.end);
+        log.syncNow();
+      }
+      log.end = r.end;
+      return new Db(file, log, opts, new NodeCache(log, opts.cacheBytes), r, opts.readOnly ? 0 : r.tornBytes);
+    } catch (err) {
+      log.close();
+      throw err;
+    }
+  }
+
+  // --- reads ----------------------------------------------------------------------------------
+
+  get(key: KeyInput): Buffer | undefined {
+    this.assertOpen();
+    const v = lookup(this.cache, this.published.root, toBinKey(key));
+    return v === undefined ? undefined : this.materialize(v);
+  }
+
+  exists(key: KeyInput): boolean {
+    this.assertOpen();
+    return lookup(this.cache, this.published.root, toBinKey(key)) !== undefined;
+  }
+
+  count(): number {
+    return this.published.count;
+  }
+
+  /** Tag of the last durable commit that carried one (see TransactionOptions.tag). */
+  get lastTag(): number | undefined {
+    return this.published.tag;
+  }
+
+  range(opts: RangeOptions = {}): IterableIterator<[Buffer, Buffer]> {
+    this.assertOpen();
+    return entryIterator(this, this.cursor(this.published.root, opts), opts.limit);
+  }
+
+  keys(opts: RangeOptions = {}): IterableIterator<Buffer> {
+    this.assertOpen();
+    return keyIterator(this.cursor(this.published.root, opts), opts.limit);
+  }
+
+  /** Pins the current commit: reads through the snapshot see it until `release()`. */
+  snapshot(): Snapshot {
+    this.assertOpen();
+    const p = this.published;
+    const seq = p.commit?.seq ?? 0;
+    this.pins.set(seq, (this.pins.get(seq) ?? 0) + 1);
+    return new Snapshot(this, p.root, p.count, p.tag, seq);
+  }
+
+  /** @internal */
+  unpin(seq: number): void {
+    const n = (this.pins.get(seq) ?? 0) - 1;
+    if (n <= 0) this.pins.delete(seq);
+    else this.pins.set(seq, n);
+  }
+
+  /** Number of snapshots currently pinned. */
+  get pinnedSnapshots(): number {
+    let n = 0;
+    for (const c of this.pins.values()) n += c;
+    return n;
+  }
+
+  /** @internal */
+  cursor(root: Child | null, opts: RangeOptions): Cursor {
+    return new Cursor(this.cache, root, toBounds(opts));
+  }
+
+  /** @internal Copies a stored value out (reading and verifying its entry when not inline). */
+  materialize(v: LeafValue): Buffer {
+    if (!(v instanceof ValueRef)) return Buffer.from(v);
+    if (v.bytes !== undefined) return Buffer.from(v.bytes);
+    const e = readEntry(this.log, v.pos, ENTRY_HEADER_BYTES + v.len, Kind.Value);
+    return e.buf.subarray(ENTRY_HEADER_BYTES);
+  }
+
+  /** @internal */
+  get nodeSource(): NodeSource {
+    return this.cache;
+  }
+
+  /** @internal */
+  lookupIn(root: Child | null, key: KeyInput): LeafValue | undefined {
+    return lookup(this.cache, root, toBinKey(key));
+  }
+
+  // --- writes ---------------------------------------------------------------------------------
+
+  set(key: KeyInput, value: ValueInput): Promise<void> {
+    let job: Job;
+    try {
+      this.assertWritable();
+      job = { k: 'set', key: this.checkKey(key), val: this.makeValue(value), resolve: noop, reject: noop };
+    } catch (err) {
+      return Promise.reject(err);
+    }
+    return this.enqueue(job);
+  }
+
+  delete(key: KeyInput): Promise<boolean> {
+    let bin: BinKey;
+    try {
+      this.assertWritable();
+      bin = this.checkKey(key);
+    } catch (err) {
+      return Promise.reject(err);
+    }
+    return this.enqueue<boolean>({ k: 'del', key: bin, resolve: noop, reject: noop });
+  }
+
+  /** Deletes every key starting with `prefix`; resolves with how many were deleted. */
+  deletePrefix(prefix: KeyInput): Promise<number> {
+    let bin: BinKey;
+    try {
+      this.assertWritable();
+      bin = this.checkKey(prefix);
+    } catch (err) {
+      return Promise.reject(err);
+    }
+    return this.enqueue<number>({ k: 'delPrefix', prefix: bin, resolve: noop, reject: noop });
+  }
+
+  /**
+   * Runs `fn` as one atomic unit: it commits with the batch it runs in, or, if it throws (or its
+   * promise rejects), none of its writes happen and the returned promise rejects with that error.
+   * Inside, use only `tx` for this store (awaiting `db.set` inside would wait for a later batch).
+   */
+  transaction<R>(fn: (tx: Transaction) => R | Promise<R>, opts: TransactionOptions = {}): Promise<R> {
+    try {
+      this.assertWritable();
+      if (opts.tag !== undefined && !(Number.isSafeInteger(opts.tag) && opts.tag >= 0)) {
+        throw new BadArgumentError('tag must be a non-negative safe integer');
+      }
+    } catch (err) {
+      return Promise.reject(err);
+    }
+    return this.enqueue<R>({ k: 'tx', fn: fn as (tx: Transaction) => unknown, opts, resolve: noop, reject: noop });
+  }
+
+  private enqueue<R>(job: Job): Promise<R> {
+    const p = new Promise<R>((resolve, reject) => {
+      (job as { resolve: (v: unknown) => void }).resolve = resolve as (v: unknown) => void;
+      job.reject = reject;
+    });
+    this.queue.push(job);
+    if (!this.scheduled && this.running === null) {
+      this.scheduled = true;
+      setImmediate(() => this.startBatch());
+    }
+    return p;
+  }
+
+  private startBatch(): void {
+    this.scheduled = false;
+    if (this.queue.length === 0) return;
+    this.running = this.runBatch().finally(() => {
+      this.running = null;
+      if (this.queue.length > 0 && !this.scheduled) {
+        this.scheduled = true;
+        setImmediate(() => this.startBatch());
+      }
+    });
+  }
+
+  /** @internal */
+  checkKey(key: KeyInput): BinKey {
+    const bin = toBinKey(key);
+    if (bin.length > this.options.maxKeyBytes) throw new KeyTooLargeError(bin.length, this.options.maxKeyBytes);
+    return bin;
+  }
+
+  /** @internal Copies the caller's bytes (they may change them after the call returns). */
+  makeValue(value: ValueInput): LeafValue {
+    const buf = toValueBuffer(value);
+    if (buf.length > this.options.maxValueBytes) throw new ValueTooLargeError(buf.length, this.options.maxValueBytes);
+    const copy = Buffer.allocUnsafeSlow(buf.length);
+    buf.copy(copy);
+    if (buf.length <= this.options.inlineValueBytesMax) return copy;
+    return new ValueRef(-1, buf.length, copy);
+  }
+
+  private async runBatch(): Promise<void> {
+    const jobs = this.queue;
+    this.queue = [];
+    if (this.failed !== null || this.closed) {
+      const err = this.failed ?? new ClosedError();
+      for (const j of jobs) j.reject(err);
+      return;
+    }
+    const base = this.published;
+    const w = new TreeWriter(this.cache, { root: base.root, count: base.count }, ++this.gen, this.options.nodeBytesMax);
+    let tag = base.tag;
+    let sync = false;
+    const results: unknown[] = new Array(jobs.length);
+    const errors: unknown[] = new Array(jobs.length);
+    for (let i = 0; i < jobs.length; i++) {
+      const job = jobs[i];
+      switch (job.k) {
+        case 'set':
+          w.set(job.key, job.val);
+          sync ||= this.options.durable;
+          break;
+        case 'del':
+          results[i] = w.delete(job.key);
+          sync ||= this.options.durable;
+          break;
+        case 'delPrefix':
+          results[i] = deletePrefixIn(this.cache, w, job.prefix);
+          sync ||= this.options.durable;
+          break;
+        case 'tx': {
+          const savepoint = w.freeze();
+          const tx = new Transaction(this, w);
+          try {
+            results[i] = await job.fn(tx);
+            if (job.opts.tag !== undefined) tag = job.opts.tag;
+            sync ||= job.opts.durable ?? this.options.durable;
+          } catch (err) {
+            w.restore(savepoint);
+            errors[i] = err ?? new Error('transaction aborted');
+          } finally {
+            tx.end();
+          }
+          break;
+        }
+        default: {
+          const never: never = job;
+          throw new Error(`unknown job ${String(never)}`);
+        }
+      }
+      this.gen = w.gen;
+    }
+    this.gen = w.gen + 1;
+    if (w.root !== base.root || tag !== base.tag || w.count !== base.count) {
+      try {
+        await this.commit({ root: w.root, count: w.count }, tag, sync);
+      } catch (err) {
+        const e = err instanceof SolifugeError ? err : new IoFailedError(String(err), err);
+        this.failed = e;
+        for (const j of jobs) j.reject(e);
+        return;
+      }
+    }
+    for (let i = 0; i < jobs.length; i++) {
+      if (errors[i] !== undefined) jobs[i].reject(errors[i]);
+      else jobs[i].resolve(results[i] as never);
+    }
+  }
+
+  /** Writes one slab for the new tree, syncs if asked, then publishes it to readers. */
+  private async commit(state: TreeState, tag: number | undefined, sync: boolean): Promise<void> {
+    const prev = this.published.commit;
+    const start = this.log.end;
+    const slab = this.slabs.build({ root: state.root, keyCount: state.count, tag, prev, start });
+    this.log.append(slab.bytes, slab.len);
+    this.stats.commits++;
+    this.stats.bytesAppended += slab.len;
+    for (const n of slab.written) this.cache.add(n);
+    if (sync) {
+      await this.log.sync();
+      this.stats.syncs++;
+      this.maybeWriteSuperblock(slab.commit);
+    }
+    this.published = { root: slab.rootRef, count: state.count, tag, commit: slab.commit };
+  }
+
+  private maybeWriteSuperblock(c: CommitRecord, force = false): void {
+    const dataEnd = c.pos + c.len;
+    if (!force && dataEnd - this.sb.dataEnd < this.options.superblockIntervalBytes) return;
+    this.writeSuperblock(c);
+  }
+
+  /** Writes the other superblock copy; it becomes durable with the next fdatasync. */
+  private writeSuperblock(c: CommitRecord | null): void {
+    const sb: Superblock = {
+      counter: this.sb.counter + 1,
+      lastCommitPos: c?.pos ?? 0,
+      lastCommitLen: c?.len ?? 0,
+      dataEnd: c === null ? DATA_START_POS : c.pos + c.len,
+    };
+    const pos = this.sbPos === SUPERBLOCK_A_POS ? SUPERBLOCK_B_POS : SUPERBLOCK_A_POS;
+    const block = encodeSuperblock(sb, (b, s, e) => crc32c(b, s, e));
+    this.log.writeAt(block, block.length, pos);
+    this.sb = sb;
+    this.sbPos = pos;
+  }
+
+  // --- maintenance ----------------------------------------------------------------------------
+
+  /** Verifies the whole file and the live tree; problems are reported as data. */
+  check(): CheckReport {
+    this.assertOpen();
+    return checkStore(this.log, this.published.commit);
+  }
+
+  /**
+   * Writes the live tree of the current commit into a fresh file at `target` (which must not
+   * exist): dense, sorted, one version, the same tag. Reads and writes go on meanwhile.
+   */
+  async compactTo(target: string, opts: { batchBytes?: number } = {}): Promise<{ keys: number; bytes: number }> {
+    this.assertOpen();
+    if (fs.existsSync(target)) throw new BadArgumentError(`${target} already exists`);
+    const snap = this.snapshot();
+    const out = await Db.open(target, {
+      durable: false,
+      nodeBytesMax: this.options.nodeBytesMax,
+      inlineValueBytesMax: this.options.inlineValueBytesMax,
+      maxKeyBytes: this.options.maxKeyBytes,
+      maxValueBytes: this.options.maxValueBytes,
+    });
+    const batchBytes = opts.batchBytes ?? 4 << 20;
+    let keys = 0;
+    try {
+      const it = snap.range();
+      let done = false;
+      while (!done) {
+        await out.transaction((tx) => {
+          let bytes = 0;
+          for (;;) {
+            const r = it.next();
+            if (r.done === true) {
+              done = true;
+              break;
+            }
+            tx.set(r.value[0], r.value[1]);
+            keys++;
+            bytes += r.value[0].length + r.value[1].length;
+            if (bytes >= batchBytes) break;
+          }
+        });
+      }
+      await out.transaction(() => undefined, { tag: snap.tag, durable: true });
+      await out.close();
+    } catch (err) {
+      await out.close().catch(() => undefined);
+      fs.rmSync(target, { force: true });
+      throw err;
+    } finally {
+      snap.release();
+    }
+    syncDirectory(path.dirname(path.resolve(target)));
+    return { keys, bytes: fs.statSync(target).size };
+  }
+
+  /** File size and how it splits, for inspection and benchmarks. */
+  fileInfo(): { fileBytes: number; lastCommit: CommitRecord | null; superblock: Superblock; superblockPos: number } {
+    return { fileBytes: this.log.end, lastCommit: this.published.commit, superblock: { ...this.sb }, superblockPos: this.sbPos };
+  }
+
+  /** Waits for queued writes, writes a final superblock, syncs and releases the lock. */
+  async close(): Promise<void> {
+    if (this.closed) return;
+    while (this.running !== null || this.queue.length > 0) {
+      if (this.running !== null) await this.running;
+      else this.startBatch();
+    }
+    this.closed = true;
+    try {
+      if (!this.log.readOnly && this.failed === null) {
+        const c = this.published.commit;
+        if (c !== null && c.pos + c.len !== this.sb.dataEnd) {
+          await this.log.sync();
+          this.writeSuperblock(c);
+          await this.log.sync();
+        }
+      }
+    } finally {
+      this.cache.clear();
+      this.log.close();
+    }
+  }
+
+  get isClosed(): boolean {
+    return this.closed;
+  }
+
+  private assertOpen(): void {
+    if (this.closed) throw new ClosedError();
+  }
+
+  private assertWritable(): void {
+    this.assertOpen();
+    if (this.log.readOnly) throw new BadArgumentError(`${this.path} is open read-only`);
+    if (this.failed !== null) throw this.failed;
+  }
+}
+
+function noop(): void {}
+
+function deletePrefixIn(src: NodeSource, w: TreeWriter, prefix: BinKey): number {
+  w.freeze();
+  const keys: BinKey[] = [];
+  const c = new Cursor(src, w.root, { prefix });
+  while (c.next()) keys.push(c.key);
+  for (const k of keys) assert(w.delete(k), 'deletePrefix lost a key it had just listed');
+  return keys.length;
+}
+
+function toBounds(o: RangeOptions): Bounds {
+  const b: Bounds = { reverse: o.reverse === true };
+  if (o.gte !== undefined) {
+    b.low = toBinKey(o.gte);
+    b.lowInclusive = true;
+  }
+  if (o.gt !== undefined) {
+    const k = toBinKey(o.gt);
+    if (b.low === undefined || k >= b.low) {
+      b.low = k;
+      b.lowInclusive = false;
+    }
+  }
+  if (o.lte !== undefined) {
+    b.high = toBinKey(o.lte);
+    b.highInclusive = true;
+  }
+  if (o.lt !== undefined) {
+    const k = toBinKey(o.lt);
+    if (b.high === undefined || k <= b.high) {
+      b.high = k;
+      b.highInclusive = false;
+    }
+  }
+  if (o.prefix !== undefined) b.prefix = toBinKey(o.prefix);
+  if (o.limit !== undefined && !(Number.isInteger(o.limit) || o.limit === Infinity)) {
+    throw new BadArgumentError('limit must be an integer');
+  }
+  return b;
+}
+
+function* entryIterator(db: Db, c: Cursor, limit: number | undefined): IterableIterator<[Buffer, Buffer]> {
+  let left = limit === undefined || limit < 0 ? Infinity : limit;
+  while (left-- > 0 && c.next()) yield [binKeyToBuffer(c.key), db.materialize(c.val)];
+}
+
+function* keyIterator(c: Cursor, limit: number | undefined): IterableIterator<Buffer> {
+  let left = limit === undefined || limit < 0 ? Infinity : limit;
+  while (left-- > 0 && c.next()) yield binKeyToBuffer(c.key);
+}
+
+/** A pinned, consistent read view. Release it when done. */
+export class Snapshot implements Reader {
+  private released = false;
+  constructor(
+    private readonly db: Db,
+    private readonly root: Child | null,
+    private readonly keyCount: number,
+    readonly tag: number | undefined,
+    readonly seq: number,
+  ) {}
+  private assertLive(): void {
+    if (this.released) throw new ClosedError('snapshot');
+    if (this.db.isClosed) throw new ClosedError();
+  }
+  get(key: KeyInput): Buffer | undefined {
+    this.assertLive();
+    const v = this.db.lookupIn(this.root, key);
+    return v === undefined ? undefined : this.db.materialize(v);
+  }
+  exists(key: KeyInput): boolean {
+    this.assertLive();
+    return this.db.lookupIn(this.root, key) !== undefined;
+  }
+  count(): number {
+    return this.keyCount;
+  }
+  range(opts: RangeOptions = {}): IterableIterator<[Buffer, Buffer]> {
+    this.assertLive();
+    return entryIterator(this.db, this.db.cursor(this.root, opts), opts.limit);
+  }
+  keys(opts: RangeOptions = {}): IterableIterator<Buffer> {
+    this.assertLive();
+    return keyIterator(this.db.cursor(this.root, opts), opts.limit);
+  }
+  release(): void {
+    if (this.released) return;
+    this.released = true;
+    this.db.unpin(this.seq);
+  }
+}
+
+/** The handle a transaction function gets. Every read sees the transaction's own writes. */
+export class Transaction implements Reader {
+  private ended = false;
+  constructor(
+    private readonly db: Db,
+    private readonly w: TreeWriter,
+  ) {}
+  /** @internal */
+  end(): void {
+    this.ended = true;
+  }
+  private live(): TreeWriter {
+    if (this.ended) throw new ClosedError('transaction');
+    return this.w;
+  }
+  get(key: KeyInput): Buffer | undefined {
+    const v = this.live().get(toBinKey(key));
+    return v === undefined ? undefined : this.db.materialize(v);
+  }
+  exists(key: KeyInput): boolean {
+    return this.live().get(toBinKey(key)) !== undefined;
+  }
+  count(): number {
+    return this.live().count;
+  }
+  set(key: KeyInput, value: ValueInput): void {
+    const w = this.live();
+    w.set(this.db.checkKey(key), this.db.makeValue(value));
+  }
+  delete(key: KeyInput): boolean {
+    const w = this.live();
+    return w.delete(this.db.checkKey(key));
+  }
+  deletePrefix(prefix: KeyInput): number {
+    const w = this.live();
+    return deletePrefixIn(this.db.nodeSource, w, this.db.checkKey(prefix));
+  }
+  range(opts: RangeOptions = {}): IterableIterator<[Buffer, Buffer]> {
+    const w = this.live();
+    const state = w.freeze(); // later writes in this transaction copy instead of mutating
+    return entryIterator(this.db, this.db.cursor(state.root, opts), opts.limit);
+  }
+  keys(opts: RangeOptions = {}): IterableIterator<Buffer> {
+    const w = this.live();
+    const state = w.freeze();
+    return keyIterator(this.db.cursor(state.root, opts), opts.limit);
+  }
+}
+
+/** Creates a new, empty data file atomically: written under a temporary name, synced, renamed. */
+function initFile(file: string): void {
+  const tmp = `${file}.init-${process.pid}`;
+  const crc = (b: Uint8Array, s: number, e: number) => crc32c(b, s, e);
+  const a = encodeSuperblock({ counter: 0, lastCommitPos: 0, lastCommitLen: 0, dataEnd: DATA_START_POS }, crc);
+  const b = encodeSuperblock({ counter: 1, lastCommitPos: 0, lastCommitLen: 0, dataEnd: DATA_START_POS }, crc);
+  const fd = fs.openSync(tmp, 'wx');
+  try {
+    fs.writeSync(fd, a, 0, a.length, SUPERBLOCK_A_POS);
+    fs.writeSync(fd, b, 0, b.length, SUPERBLOCK_B_POS);
+    fs.fsyncSync(fd);
+  } finally {
+    fs.closeSync(fd);
+  }
+  fs.renameSync(tmp, file);
+  syncDirectory(path.dirname(path.resolve(file)));
+}
+
+/** Opens (creating if needed) a Solifuge store. */
+export function open(file: string, options?: OpenOptions): Promise<Db> {
+  return Db.open(file, options);
+}
+
+export { T };

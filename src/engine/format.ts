@@ -1,0 +1,144 @@
+//! The on-disk format, version 1: constants, integer codecs, superblocks and entry framing.
+//!
+//! Follows Baardskeerder's Flog design (spec/baardskeerder-and-arakoon.md §A.4–A.5, A.9) with
+//! its known gaps closed: every entry and every slab is covered by a CRC32C, the superblock has a
+//! magic, a version and a CRC, and recovery truncates a torn tail (recovery.ts).
+//!
+//! File layout (all integers little-endian):
+//!
+//!     [0, 4096)        superblock copy A
+//!     [4096, 8192)     superblock copy B
+//!     [8192, end)      slabs, back to back; each slab is entries closed by one Commit entry
+//!
+//! Superblock (first SUPERBLOCK_BYTES of its 4 KiB block, rest zero):
+//!
+//!     0   magic "SOLIFUGE"             8 bytes
+//!     8   formatVersion u32            = 1
+//!     12  blockSize u32                = 4096
+//!     16  counter u64                  the copy with the higher counter (and a valid CRC) wins
+//!     24  lastCommitPos u64            0 = empty store
+//!     32  lastCommitLen u32
+//!     36  dataEnd u64                  end of the last slab known durable when this was written
+//!     44  reserved u32                 = 0
+//!     48  crc32c u32                   over bytes [0, 48)
+//!
+//! Entry (a Value, Leaf, Index or Commit; positions in the file are "Outer" positions):
+//!
+//!     0   crc32c u32                   over bytes [4, 9 + bodyLen): length, kind and body
+//!     4   bodyLen u32
+//!     8   kind u8                      1 Value, 2 Leaf, 3 Index, 4 Commit
+//!     9   body                         see codec.ts; a Value's body is the raw value bytes, so a
+//!                                      value lies contiguous at entryPos + 9 (what getWith hands out)
+//!
+//! Baardskeerder's "Inner" positions (references into the slab being built) exist only in memory:
+//! a child or value that is not on disk yet is referenced by object. The slab writer assigns every
+//! new entry its file position before encoding (children before parents), so the bytes on disk
+//! hold only Outer positions and reads never relocate anything.
+import { Buffer } from 'node:buffer';
+
+export const FORMAT_VERSION = 1;
+export const BLOCK_BYTES = 4096;
+export const SUPERBLOCK_A_POS = 0;
+export const SUPERBLOCK_B_POS = BLOCK_BYTES;
+export const DATA_START_POS = 2 * BLOCK_BYTES;
+export const SUPERBLOCK_BYTES = 52;
+export const MAGIC = Buffer.from('SOLIFUGE', 'latin1');
+
+export const ENTRY_HEADER_BYTES = 9;
+/** Largest entry body we will ever read: bounds allocations driven by a length field on disk. */
+export const ENTRY_BODY_BYTES_MAX = 0x7fff_0000;
+
+export const enum Kind {
+  Value = 1,
+  Leaf = 2,
+  Index = 3,
+  Commit = 4,
+}
+
+export function isKind(k: number): k is Kind {
+  return k >= Kind.Value && k <= Kind.Commit;
+}
+
+export function kindName(k: number): string {
+  return ['?', 'value', 'leaf', 'index', 'commit'][k] ?? `kind ${k}`;
+}
+
+// --- integers -------------------------------------------------------------------------------
+
+const TWO_32 = 0x1_0000_0000;
+
+/** Writes a non-negative safe integer as u64 LE. */
+export function writeU64(b: Buffer, off: number, v: number): void {
+  b.writeUInt32LE(v % TWO_32, off);
+  b.writeUInt32LE(Math.floor(v / TWO_32), off + 4);
+}
+
+/** Reads u64 LE; values beyond 2^53 cannot occur in a valid file and are reported as NaN. */
+export function readU64(b: Uint8Array, off: number): number {
+  const lo = (b[off] | (b[off + 1] << 8) | (b[off + 2] << 16)) + b[off + 3] * 0x100_0000;
+  const hi = (b[off + 4] | (b[off + 5] << 8) | (b[off + 6] << 16)) + b[off + 7] * 0x100_0000;
+  if (hi >= 0x20_0000) return Number.NaN;
+  return hi * TWO_32 + lo;
+}
+
+export function readU32(b: Uint8Array, off: number): number {
+  return (b[off] | (b[off + 1] << 8) | (b[off + 2] << 16)) + b[off + 3] * 0x100_0000;
+}
+
+/** LEB128 size of a non-negative safe integer. */
+export function varintBytes(v: number): number {
+  let n = 1;
+  while (v >= 0x80) {
+    v = Math.floor(v / 128);
+    n++;
+  }
+  return n;
+}
+
+// --- superblock -----------------------------------------------------------------------------
+
+export interface Superblock {
+  counter: number;
+  lastCommitPos: number;
+  lastCommitLen: number;
+  dataEnd: number;
+}
+
+export function encodeSuperblock(sb: Superblock, crc32c: (b: Uint8Array, s: number, e: number) => number): Buffer {
+  const b = Buffer.alloc(BLOCK_BYTES);
+  MAGIC.copy(b, 0);
+  b.writeUInt32LE(FORMAT_VERSION, 8);
+  b.writeUInt32LE(BLOCK_BYTES, 12);
+  writeU64(b, 16, sb.counter);
+  writeU64(b, 24, sb.lastCommitPos);
+  b.writeUInt32LE(sb.lastCommitLen, 32);
+  writeU64(b, 36, sb.dataEnd);
+  b.writeUInt32LE(0, 44);
+  b.writeUInt32LE(crc32c(b, 0, 48), 48);
+  return b;
+}
+
+export type SuperblockRead =
+  | { kind: 'valid'; sb: Superblock }
+  | { kind: 'foreign' } // no magic: not ours (or never written)
+  | { kind: 'badVersion'; version: number }
+  | { kind: 'corrupt'; detail: string };
+
+export function decodeSuperblock(b: Uint8Array, crc32c: (b: Uint8Array, s: number, e: number) => number): SuperblockRead {
+  if (b.length < SUPERBLOCK_BYTES) return { kind: 'foreign' };
+  for (let i = 0; i < MAGIC.length; i++) if (b[i] !== MAGIC[i]) return { kind: 'foreign' };
+  if (readU32(b, 48) !== crc32c(b, 0, 48)) return { kind: 'corrupt', detail: 'superblock checksum mismatch' };
+  const version = readU32(b, 8);
+  if (version !== FORMAT_VERSION) return { kind: 'badVersion', version };
+  const sb: Superblock = {
+    counter: readU64(b, 16),
+    lastCommitPos: readU64(b, 24),
+    lastCommitLen: readU32(b, 32),
+    dataEnd: readU64(b, 36),
+  };
+  if (readU32(b, 12) !== BLOCK_BYTES || !Number.isFinite(sb.counter) || !Number.isFinite(sb.dataEnd) ||
+      sb.dataEnd < DATA_START_POS || !Number.isFinite(sb.lastCommitPos)) {
+    return { kind: 'corrupt', detail: 'superblock fields out of range' };
+  }
+  return { kind: 'valid', sb };
+}

@@ -1,0 +1,132 @@
+//! The data file: positioned reads and appends, fdatasync, truncation and the file lock.
+//!
+//! Owns: the file descriptor and the single-writer guarantee. Opening takes flock(LOCK_EX|LOCK_NB)
+//! through the native addon (released by the kernel if the process dies, so a SIGKILLed writer
+//! never leaves a stale lock); without the addon, a `<file>.lock` file holding the owner's pid.
+//! flock is per open file description, so a second open in the same process is refused too.
+//! Reads are synchronous (like lmdb's gets); appends are synchronous pwrites into the page cache
+//! and durability comes from `sync()` (fdatasync on the libuv pool), which also persists the
+//! file size, so one fdatasync makes an appended slab durable.
+import fs from 'node:fs';
+import { Buffer } from 'node:buffer';
+import { addon } from '../native/addon.js';
+import { CorruptionError, LockedError } from './errors.js';
+
+const EWOULDBLOCK = 11;
+
+export class FileLog {
+  private closed = false;
+  private constructor(
+    readonly path: string,
+    readonly fd: number,
+    /** Append position: the logical end of the file. */
+    public end: number,
+    readonly readOnly: boolean,
+    private readonly lockFile: string | null,
+  ) {}
+
+  static open(path: string, opts: { readOnly: boolean }): FileLog {
+    const fd = fs.openSync(path, opts.readOnly ? 'r' : 'r+');
+    let lockFile: string | null = null;
+    try {
+      if (addon !== null) {
+        const rc = addon.flock(fd, !opts.readOnly, true);
+        if (rc === -EWOULDBLOCK) throw new LockedError(path, 'by another handle (flock held)');
+        if (rc < 0) throw new Error(`flock(${path}) failed: errno ${-rc}`);
+      } else if (!opts.readOnly) {
+        lockFile = takePidLock(path);
+      }
+      return new FileLog(path, fd, fs.fstatSync(fd).size, opts.readOnly, lockFile);
+    } catch (err) {
+      fs.closeSync(fd);
+      throw err;
+    }
+  }
+
+  /** Reads exactly `len` bytes at `pos`; bytes past the end are corruption of whoever pointed there. */
+  read(pos: number, len: number): Buffer {
+    const buf = Buffer.allocUnsafe(len);
+    this.readInto(buf, 0, len, pos);
+    return buf;
+  }
+
+  readInto(buf: Buffer, off: number, len: number, pos: number): void {
+    let done = 0;
+    while (done < len) {
+      const n = fs.readSync(this.fd, buf, off + done, len - done, pos + done);
+      if (n === 0) throw new CorruptionError(pos, `read of ${len} bytes runs past the end of the file (${this.end})`);
+      done += n;
+    }
+  }
+
+  /** Appends `buf[0, len)` at the end. */
+  append(buf: Buffer, len: number): number {
+    const pos = this.end;
+    this.writeAt(buf, len, pos);
+    this.end = pos + len;
+    return pos;
+  }
+
+  writeAt(buf: Buffer, len: number, pos: number): void {
+    let done = 0;
+    while (done < len) done += fs.writeSync(this.fd, buf, done, len - done, pos + done);
+  }
+
+  sync(): Promise<void> {
+    return new Promise((resolve, reject) => fs.fdatasync(this.fd, (err) => (err ? reject(err) : resolve())));
+  }
+
+  syncNow(): void {
+    fs.fdatasyncSync(this.fd);
+  }
+
+  truncate(len: number): void {
+    fs.ftruncateSync(this.fd, len);
+    this.end = len;
+  }
+
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    if (addon !== null) addon.funlock(this.fd);
+    fs.closeSync(this.fd);
+    if (this.lockFile !== null) fs.rmSync(this.lockFile, { force: true });
+  }
+}
+
+function takePidLock(path: string): string {
+  const lockFile = `${path}.lock`;
+  for (let attempt = 0; attempt < 2; attempt++) {
+    try {
+      fs.writeFileSync(lockFile, String(process.pid), { flag: 'wx' });
+      return lockFile;
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+      const owner = Number(fs.readFileSync(lockFile, 'utf8'));
+      if (Number.isInteger(owner) && owner > 0 && processAlive(owner)) {
+        throw new LockedError(path, `by process ${owner} (${lockFile})`);
+      }
+      fs.rmSync(lockFile, { force: true }); // stale: its owner is gone
+    }
+  }
+  throw new LockedError(path, `(could not take ${lockFile})`);
+}
+
+function processAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+/** fsync a directory so a create or rename in it is durable. */
+export function syncDirectory(dir: string): void {
+  const fd = fs.openSync(dir, 'r');
+  try {
+    fs.fsyncSync(fd);
+  } finally {
+    fs.closeSync(fd);
+  }
+}

@@ -1,0 +1,93 @@
+//! In-memory B-tree nodes, shared by readers (decoded from disk, immutable) and the writer
+//! (dirty copies inside a transaction).
+//!
+//! A node with `pos >= 0` is on disk and immutable: anything that changes it copies it first.
+//! A dirty node (`pos === -1`) belongs to the writer; it may be changed in place only while
+//! `gen` equals the writer's current generation (tree.ts), which is how savepoints (aborted
+//! transactions) and live iterators stay correct without copying on every write.
+//!
+//! Children are referenced by object while dirty (Baardskeerder's Inner positions) and by
+//! `DiskRef` (Outer position plus entry length, so one pread reads the whole child) once written.
+import type { Buffer } from 'node:buffer';
+import type { BinKey } from './keys.js';
+
+export const enum T {
+  Disk = 0,
+  Leaf = 1,
+  Index = 2,
+}
+
+export class DiskRef {
+  readonly t = T.Disk;
+  constructor(
+    /** Outer position of the entry header. */
+    readonly pos: number,
+    /** Whole entry length in bytes, header included. */
+    readonly len: number,
+  ) {}
+}
+
+/** A value kept as its own Value entry, because it is larger than the inline limit. */
+export class ValueRef {
+  constructor(
+    /** Outer position of the Value entry; -1 while it waits in a slab. */
+    public pos: number,
+    /** Value length in bytes (the entry body). */
+    readonly len: number,
+    /** The bytes, held only until the slab is written. */
+    public bytes: Buffer | undefined,
+  ) {}
+}
+
+export type LeafValue = Buffer | ValueRef;
+
+// Encoded-size estimates (codec.ts is exact; these only decide splits and merges).
+export const NODE_OVERHEAD_BYTES = 16;
+export function leafItemBytes(key: BinKey, v: LeafValue): number {
+  return key.length + 2 + (v instanceof ValueRef ? 12 : v.length + 3);
+}
+export function indexItemBytes(key: BinKey): number {
+  return key.length + 2 + 12;
+}
+export const INDEX_CHILD0_BYTES = 12;
+
+export class LeafNode {
+  readonly t = T.Leaf;
+  pos = -1;
+  len = 0;
+  constructor(
+    public gen: number,
+    public keys: BinKey[],
+    public vals: LeafValue[],
+    /** Encoded size estimate. */
+    public bytes: number,
+  ) {}
+}
+
+export class IndexNode {
+  readonly t = T.Index;
+  pos = -1;
+  len = 0;
+  constructor(
+    public gen: number,
+    /** Separators: keys[i] <= every key under kids[i + 1], and > every key under kids[i]. */
+    public keys: BinKey[],
+    public kids: Child[],
+    public bytes: number,
+  ) {}
+}
+
+export type TreeNode = LeafNode | IndexNode;
+export type Child = TreeNode | DiskRef;
+
+export function leafBytes(keys: BinKey[], vals: LeafValue[]): number {
+  let n = NODE_OVERHEAD_BYTES;
+  for (let i = 0; i < keys.length; i++) n += leafItemBytes(keys[i], vals[i]);
+  return n;
+}
+
+export function indexBytes(keys: BinKey[]): number {
+  let n = NODE_OVERHEAD_BYTES + INDEX_CHILD0_BYTES;
+  for (let i = 0; i < keys.length; i++) n += indexItemBytes(keys[i]);
+  return n;
+}

@@ -1,0 +1,149 @@
+//! Opening a data file: pick the superblock, verify the last commit, cut a torn tail.
+//!
+//! Rules (design.md §2; spec/baardskeerder-and-arakoon.md §A.9 for what Baardskeerder got wrong):
+//! - The valid superblock copy with the higher counter wins. No magic in either copy: not our file.
+//! - The commit the superblock names lies in the durable region: if it fails its checksum, that
+//!   is corruption (CorruptionError with its offset), never a reason to silently roll back.
+//! - From the superblock's `dataEnd` we scan slab by slab: every entry's CRC, then the commit's
+//!   slab CRC, its `slabStart`, its back link and its sequence number. The first slab that fails
+//!   ends the scan.
+//! - What follows the last valid commit is a torn tail (a crash mid-append) *only if no valid
+//!   commit lies after the damage*. If one does, acknowledged data sits behind damaged bytes:
+//!   that is corruption and we refuse to open, unless the caller asked for `repair`.
+//! - A writable open truncates the torn tail and fdatasyncs, so new slabs never follow garbage.
+import { Buffer } from 'node:buffer';
+import { crc32c, crc32cUpdate } from '../wasm/crc32c.js';
+import { COMMIT_BODY_BYTES, decodeCommitBody, type CommitRecord } from './codec.js';
+import { readEntry, verifyEntry } from './entry.js';
+import { CorruptionError, NotASolifugeFileError, UnsupportedVersionError } from './errors.js';
+import {
+  BLOCK_BYTES, DATA_START_POS, ENTRY_HEADER_BYTES, Kind, SUPERBLOCK_A_POS, SUPERBLOCK_B_POS,
+  decodeSuperblock, isKind, readU32, type Superblock,
+} from './format.js';
+import type { FileLog } from './log-file.js';
+
+export interface Recovered {
+  sb: Superblock;
+  /** Position of the superblock copy that won. */
+  sbPos: number;
+  lastCommit: CommitRecord | null;
+  /** End of the last valid slab: where the next slab goes. */
+  end: number;
+  /** Bytes after `end` that were (or, read-only, would be) cut off. */
+  tornBytes: number;
+  /** Slabs found beyond the superblock's dataEnd. */
+  slabsScanned: number;
+}
+
+const crc = (b: Uint8Array, s: number, e: number) => crc32c(b, s, e);
+
+export function readSuperblocks(log: FileLog): { sb: Superblock; sbPos: number } {
+  if (log.end < DATA_START_POS) {
+    throw new NotASolifugeFileError(log.path, `only ${log.end} bytes, smaller than the two superblocks`);
+  }
+  const a = decodeSuperblock(log.read(SUPERBLOCK_A_POS, BLOCK_BYTES), crc);
+  const b = decodeSuperblock(log.read(SUPERBLOCK_B_POS, BLOCK_BYTES), crc);
+  if (a.kind === 'foreign' && b.kind === 'foreign') throw new NotASolifugeFileError(log.path, 'no superblock magic');
+  for (const x of [a, b]) if (x.kind === 'badVersion') throw new UnsupportedVersionError(log.path, x.version, 1);
+  const valid: Array<{ sb: Superblock; sbPos: number }> = [];
+  if (a.kind === 'valid') valid.push({ sb: a.sb, sbPos: SUPERBLOCK_A_POS });
+  if (b.kind === 'valid') valid.push({ sb: b.sb, sbPos: SUPERBLOCK_B_POS });
+  if (valid.length === 0) throw new CorruptionError(SUPERBLOCK_A_POS, 'both superblock copies fail their checksum');
+  valid.sort((x, y) => y.sb.counter - x.sb.counter);
+  return valid[0];
+}
+
+export function loadCommit(log: FileLog, pos: number, len: number): CommitRecord {
+  const e = readEntry(log, pos, len, Kind.Commit);
+  return decodeCommitBody(e.buf, ENTRY_HEADER_BYTES, ENTRY_HEADER_BYTES + e.bodyLen, pos, len);
+}
+
+type SlabScan = { ok: true; commit: CommitRecord; end: number } | { ok: false; badPos: number; reason: string };
+
+/** Validates the slab starting at `start`, chained after `prev`. */
+export function scanSlab(log: FileLog, start: number, prev: CommitRecord | null): SlabScan {
+  let pos = start;
+  let slabCrc = 0;
+  const header = Buffer.allocUnsafe(ENTRY_HEADER_BYTES);
+  for (;;) {
+    if (pos + ENTRY_HEADER_BYTES > log.end) return { ok: false, badPos: pos, reason: 'slab cut short' };
+    log.readInto(header, 0, ENTRY_HEADER_BYTES, pos);
+    const bodyLen = readU32(header, 4);
+    const kind = header[8];
+    if (!isKind(kind)) return { ok: false, badPos: pos, reason: `unknown entry kind ${kind}` };
+    if (bodyLen > log.end - pos - ENTRY_HEADER_BYTES) return { ok: false, badPos: pos, reason: 'entry runs past the end' };
+    const len = ENTRY_HEADER_BYTES + bodyLen;
+    const buf = log.read(pos, len);
+    try {
+      verifyEntry(buf, 0, pos);
+    } catch (err) {
+      return { ok: false, badPos: pos, reason: (err as Error).message };
+    }
+    if (kind === Kind.Commit) {
+      let c: CommitRecord;
+      try {
+        c = decodeCommitBody(buf, ENTRY_HEADER_BYTES, len, pos, len);
+      } catch (err) {
+        return { ok: false, badPos: pos, reason: (err as Error).message };
+      }
+      if (c.slabStart !== start) return { ok: false, badPos: pos, reason: 'commit names another slab start' };
+      if (c.prevCommitPos !== (prev?.pos ?? 0)) return { ok: false, badPos: pos, reason: 'commit does not link to the previous one' };
+      if (c.seq !== (prev?.seq ?? 0) + 1) return { ok: false, badPos: pos, reason: `commit sequence ${c.seq} out of order` };
+      if (c.slabCrc !== slabCrc) return { ok: false, badPos: start, reason: 'slab checksum mismatch' };
+      return { ok: true, commit: c, end: pos + len };
+    }
+    slabCrc = crc32cUpdate(slabCrc, buf, 0, len);
+    pos += len;
+  }
+}
+
+/** Looks for any checksum-valid commit entry at or after `from` (a commit's header is fixed). */
+export function findCommitAfter(log: FileLog, from: number): number | null {
+  const len = ENTRY_HEADER_BYTES + COMMIT_BODY_BYTES;
+  const pattern = Buffer.from([COMMIT_BODY_BYTES, 0, 0, 0, Kind.Commit]);
+  const chunkBytes = 4 << 20;
+  for (let base = from; base < log.end; base += chunkBytes - len) {
+    const n = Math.min(chunkBytes, log.end - base);
+    const chunk = log.read(base, n);
+    let at = chunk.indexOf(pattern, 4);
+    while (at !== -1) {
+      const entryOff = at - 4;
+      if (entryOff + len <= n) {
+        try {
+          verifyEntry(chunk.subarray(entryOff, entryOff + len), 0, base + entryOff);
+          return base + entryOff;
+        } catch {
+          // not a commit after all
+        }
+      }
+      at = chunk.indexOf(pattern, at + 1);
+    }
+    if (base + n >= log.end) break;
+  }
+  return null;
+}
+
+export function recover(log: FileLog, opts: { repair: boolean }): Recovered {
+  const { sb, sbPos } = readSuperblocks(log);
+  let last: CommitRecord | null = null;
+  if (sb.lastCommitPos !== 0) last = loadCommit(log, sb.lastCommitPos, sb.lastCommitLen);
+  if (sb.dataEnd > log.end) {
+    throw new CorruptionError(log.end, `file ends at ${log.end}, before the durable end ${sb.dataEnd} the superblock records`);
+  }
+  let pos = sb.dataEnd;
+  let slabs = 0;
+  while (pos < log.end) {
+    const r = scanSlab(log, pos, last);
+    if (!r.ok) {
+      const later = findCommitAfter(log, pos + 1);
+      if (later !== null && !opts.repair) {
+        throw new CorruptionError(r.badPos, `${r.reason}, and a valid commit follows at ${later}: not a torn tail (open with repair to cut it)`);
+      }
+      break;
+    }
+    last = r.commit;
+    pos = r.end;
+    slabs++;
+  }
+  return { sb, sbPos, lastCommit: last, end: pos, tornBytes: log.end - pos, slabsScanned: slabs };
+}

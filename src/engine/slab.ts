@@ -1,0 +1,151 @@
+//! Building a slab: the new entries of one commit, written with one append.
+//!
+//! Walks the dirty part of the tree (nodes with pos -1) children first, so every reference can be
+//! encoded as its final Outer position: values, then leaves, then indexes up to the root, then
+//! the Commit. Only entries reachable from the new root are visited, so copies made and then
+//! replaced inside the transaction are never written: that is Baardskeerder's slab compaction
+//! (§A.7), done exactly instead of by its one-pass approximation.
+//! Checksums are computed last, over the finished bytes in WebAssembly memory: each entry's CRC,
+//! then the slab CRC over all entries (CRCs included), which the Commit carries.
+import { core, scratch } from '../wasm/module.js';
+import { ByteWriter, encodeCommitBody, encodeIndexBody, encodeLeafBody, type CommitRecord } from './codec.js';
+import { assert } from './errors.js';
+import { ENTRY_HEADER_BYTES, Kind } from './format.js';
+import { DiskRef, IndexNode, LeafNode, T, ValueRef, type Child, type TreeNode } from './node.js';
+
+export interface SlabInput {
+  root: Child | null;
+  keyCount: number;
+  tag: number | undefined;
+  prev: CommitRecord | null;
+  /** File position the slab will be appended at. */
+  start: number;
+}
+
+export interface BuiltSlab {
+  bytes: Buffer;
+  len: number;
+  commit: CommitRecord;
+  /** Nodes that now have positions, for the cache. */
+  written: TreeNode[];
+  rootRef: DiskRef | null;
+}
+
+export class SlabBuilder {
+  private readonly w = new ByteWriter(1 << 20);
+  private entryOffsets: number[] = [];
+  private written: TreeNode[] = [];
+  private start = 0;
+
+  build(input: SlabInput): BuiltSlab {
+    this.w.off = 0;
+    this.entryOffsets = [];
+    this.written = [];
+    this.start = input.start;
+    let rootRef: DiskRef | null = null;
+    let rootKind: CommitRecord['rootKind'] = 0;
+    if (input.root !== null) {
+      rootRef = this.writeChild(input.root);
+      rootKind = input.root.t === T.Disk ? this.kindOfDiskRoot(input.prev) : input.root.t === T.Leaf ? Kind.Leaf : Kind.Index;
+    }
+    // Entry CRCs and the slab CRC, computed in linear memory.
+    const bodyEnd = this.w.off;
+    const { ptr, view } = scratch(bodyEnd);
+    view.set(this.w.buf.subarray(0, bodyEnd), 0);
+    for (const off of this.entryOffsets) {
+      const bodyLen = this.w.buf.readUInt32LE(off + 4);
+      const c = core.crc32c(ptr + off + 4, 5 + bodyLen) >>> 0;
+      this.w.buf.writeUInt32LE(c, off);
+      view[off] = c & 0xff;
+      view[off + 1] = (c >>> 8) & 0xff;
+      view[off + 2] = (c >>> 16) & 0xff;
+      view[off + 3] = c >>> 24;
+    }
+    const slabCrc = core.crc32c(ptr, bodyEnd) >>> 0;
+    const commitPos = this.start + bodyEnd;
+    const commitFields = {
+      seq: (input.prev?.seq ?? 0) + 1,
+      rootKind,
+      rootPos: rootRef?.pos ?? 0,
+      rootLen: rootRef?.len ?? 0,
+      prevCommitPos: input.prev?.pos ?? 0,
+      tag: input.tag,
+      keyCount: input.keyCount,
+      slabStart: this.start,
+      slabCrc,
+    };
+    const off = this.beginEntry();
+    encodeCommitBody(this.w, commitFields);
+    this.endEntry(off, Kind.Commit);
+    const commitLen = this.w.off - off;
+    const { ptr: p2, view: v2 } = scratch(commitLen);
+    v2.set(this.w.buf.subarray(off, off + commitLen), 0);
+    this.w.buf.writeUInt32LE(core.crc32c(p2 + 4, commitLen - 4) >>> 0, off);
+    return {
+      bytes: this.w.buf,
+      len: this.w.off,
+      commit: { ...commitFields, pos: commitPos, len: commitLen },
+      written: this.written,
+      rootRef,
+    };
+  }
+
+  /** The root is unchanged and on disk: its kind is the previous commit's. */
+  private kindOfDiskRoot(prev: CommitRecord | null): CommitRecord['rootKind'] {
+    assert(prev !== null && prev.rootKind !== 0, 'a disk root without a previous commit');
+    return prev.rootKind;
+  }
+
+  private beginEntry(): number {
+    this.w.ensure(ENTRY_HEADER_BYTES);
+    const off = this.w.off;
+    this.w.off += ENTRY_HEADER_BYTES;
+    return off;
+  }
+
+  private endEntry(off: number, kind: Kind): void {
+    const bodyLen = this.w.off - off - ENTRY_HEADER_BYTES;
+    this.w.buf.writeUInt32LE(bodyLen, off + 4);
+    this.w.buf[off + 8] = kind;
+    if (kind !== Kind.Commit) this.entryOffsets.push(off);
+  }
+
+  private writeChild(c: Child): DiskRef {
+    if (c.t === T.Disk) return c;
+    if (c.pos >= 0) return new DiskRef(c.pos, c.len);
+    if (c.t === T.Leaf) this.writeLeaf(c);
+    else this.writeIndex(c);
+    return new DiskRef(c.pos, c.len);
+  }
+
+  private writeLeaf(leaf: LeafNode): void {
+    for (const v of leaf.vals) {
+      if (v instanceof ValueRef && v.pos < 0) {
+        const bytes = v.bytes;
+        assert(bytes !== undefined && bytes.length === v.len, 'pending value without its bytes');
+        const off = this.beginEntry();
+        this.w.ensure(bytes.length);
+        this.w.bytes(bytes);
+        this.endEntry(off, Kind.Value);
+        v.pos = this.start + off;
+        v.bytes = undefined;
+      }
+    }
+    const off = this.beginEntry();
+    encodeLeafBody(this.w, leaf);
+    this.endEntry(off, Kind.Leaf);
+    leaf.pos = this.start + off;
+    leaf.len = this.w.off - off;
+    this.written.push(leaf);
+  }
+
+  private writeIndex(node: IndexNode): void {
+    for (let i = 0; i < node.kids.length; i++) node.kids[i] = this.writeChild(node.kids[i]);
+    const off = this.beginEntry();
+    encodeIndexBody(this.w, node, (c) => c as DiskRef);
+    this.endEntry(off, Kind.Index);
+    node.pos = this.start + off;
+    node.len = this.w.off - off;
+    this.written.push(node);
+  }
+}

@@ -1,0 +1,481 @@
+//! The copy-on-write B+tree: lookup, insert, delete and ordered cursors over a root.
+//!
+//! Owns: the tree algorithms, written once, synchronously, over a `NodeSource` that loads
+//! on-disk nodes (Baardskeerder's functor over LOG, style.md §2). No I/O here.
+//! Invariants (checked by check.ts): keys strictly ascending in every node; separator i of an
+//! index bounds child i (all keys < sep) and child i + 1 (all keys >= sep); all leaves at one
+//! depth; no empty leaf except an empty root, which is represented as "no root".
+//! The writer never changes a node that is on disk or older than its generation; it copies it.
+import { assert } from './errors.js';
+import type { BinKey } from './keys.js';
+import {
+  DiskRef, IndexNode, LeafNode, T, ValueRef,
+  indexBytes, indexItemBytes, leafBytes, leafItemBytes,
+  type Child, type LeafValue, type TreeNode,
+} from './node.js';
+
+export interface NodeSource {
+  /** Loads (from cache or disk) the node an on-disk reference points at. */
+  load(ref: DiskRef): TreeNode;
+}
+
+export function resolve(src: NodeSource, c: Child): TreeNode {
+  return c.t === T.Disk ? src.load(c) : c;
+}
+
+/** Index of the first key >= probe. */
+export function lowerBound(keys: readonly string[], probe: string): number {
+  let lo = 0;
+  let hi = keys.length;
+  while (lo < hi) {
+    const mid = (lo + hi) >>> 1;
+    if (keys[mid] < probe) lo = mid + 1;
+    else hi = mid;
+  }
+  return lo;
+}
+
+/** Index of the first key > probe. */
+export function upperBound(keys: readonly string[], probe: string): number {
+  let lo = 0;
+  let hi = keys.length;
+  while (lo < hi) {
+    const mid = (lo + hi) >>> 1;
+    if (keys[mid] <= probe) lo = mid + 1;
+    else hi = mid;
+  }
+  return lo;
+}
+
+export function lookup(src: NodeSource, root: Child | null, key: BinKey): LeafValue | undefined {
+  if (root === null) return undefined;
+  let node = resolve(src, root);
+  while (node.t === T.Index) node = resolve(src, node.kids[upperBound(node.keys, key)]);
+  const keys = node.keys;
+  // Binary search for equality.
+  let lo = 0;
+  let hi = keys.length;
+  while (lo < hi) {
+    const mid = (lo + hi) >>> 1;
+    const k = keys[mid];
+    if (k < key) lo = mid + 1;
+    else if (k === key) return node.vals[mid];
+    else hi = mid;
+  }
+  return undefined;
+}
+
+/** The shortest key s with left < s <= right (suffix truncation keeps index nodes small). */
+function shortestSeparator(left: string, right: string): BinKey {
+  const n = Math.min(left.length, right.length);
+  let i = 0;
+  while (i < n && left.charCodeAt(i) === right.charCodeAt(i)) i++;
+  return right.slice(0, i + 1) as BinKey;
+}
+
+export interface TreeState {
+  root: Child | null;
+  count: number;
+}
+
+/**
+ * Applies sets and deletes to a tree, producing new dirty nodes. One writer at a time.
+ * `gen` is bumped by `freeze()` (savepoints, live cursors); nodes of older generations are copied.
+ */
+export class TreeWriter {
+  root: Child | null;
+  count: number;
+  gen: number;
+  private splitKey: BinKey | null = null;
+  private splitRight: TreeNode | null = null;
+  private inserted = false;
+
+  constructor(
+    private readonly src: NodeSource,
+    state: TreeState,
+    gen: number,
+    readonly maxNodeBytes: number,
+  ) {
+    assert(maxNodeBytes >= 256, 'maxNodeBytes too small');
+    this.root = state.root;
+    this.count = state.count;
+    this.gen = gen;
+  }
+
+  /** From now on, nodes built so far are immutable (copied on their next change). */
+  freeze(): TreeState {
+    this.gen++;
+    return { root: this.root, count: this.count };
+  }
+
+  restore(s: TreeState): void {
+    this.root = s.root;
+    this.count = s.count;
+    this.gen++;
+  }
+
+  get(key: BinKey): LeafValue | undefined {
+    return lookup(this.src, this.root, key);
+  }
+
+  /** Inserts or replaces; returns true when the key is new. */
+  set(key: BinKey, val: LeafValue): boolean {
+    this.inserted = false;
+    if (this.root === null) {
+      this.root = new LeafNode(this.gen, [key], [val], leafBytes([key], [val]));
+      this.count++;
+      return true;
+    }
+    const node = this.put(this.root, key, val);
+    if (this.splitRight !== null) {
+      const right = this.splitRight;
+      const sep = this.splitKey as BinKey;
+      this.splitRight = null;
+      this.splitKey = null;
+      this.root = new IndexNode(this.gen, [sep], [node, right], indexBytes([sep]));
+    } else {
+      this.root = node;
+    }
+    if (this.inserted) this.count++;
+    return this.inserted;
+  }
+
+  /** Removes a key; returns false (and changes nothing) when it is absent. */
+  delete(key: BinKey): boolean {
+    if (this.root === null) return false;
+    const node = this.del(this.root, key);
+    if (node === null) return false;
+    this.count--;
+    let root: TreeNode = node;
+    // Collapse: an index with one child is replaced by the child; an empty leaf means no root.
+    while (root.t === T.Index && root.kids.length === 1) root = resolve(this.src, root.kids[0]);
+    this.root = root.t === T.Leaf && root.keys.length === 0 ? null : root;
+    return true;
+  }
+
+  private leafW(n: LeafNode): LeafNode {
+    if (n.pos === -1 && n.gen === this.gen) return n;
+    return new LeafNode(this.gen, n.keys.slice(), n.vals.slice(), n.bytes);
+  }
+
+  private indexW(n: IndexNode): IndexNode {
+    if (n.pos === -1 && n.gen === this.gen) return n;
+    return new IndexNode(this.gen, n.keys.slice(), n.kids.slice(), n.bytes);
+  }
+
+  private put(c: Child, key: BinKey, val: LeafValue): TreeNode {
+    const node = resolve(this.src, c);
+    if (node.t === T.Leaf) {
+      const i = lowerBound(node.keys, key);
+      const w = this.leafW(node);
+      if (i < w.keys.length && w.keys[i] === key) {
+        w.bytes += leafItemBytes(key, val) - leafItemBytes(key, w.vals[i]);
+        w.vals[i] = val;
+      } else {
+        w.keys.splice(i, 0, key);
+        w.vals.splice(i, 0, val);
+        w.bytes += leafItemBytes(key, val);
+        this.inserted = true;
+      }
+      if (w.bytes > this.maxNodeBytes && w.keys.length > 1) this.splitLeaf(w, i);
+      return w;
+    }
+    const i = upperBound(node.keys, key);
+    const child = this.put(node.kids[i], key, val);
+    const w = this.indexW(node);
+    w.kids[i] = child;
+    if (this.splitRight !== null) {
+      const sep = this.splitKey as BinKey;
+      w.keys.splice(i, 0, sep);
+      w.kids.splice(i + 1, 0, this.splitRight);
+      w.bytes += indexItemBytes(sep);
+      this.splitRight = null;
+      this.splitKey = null;
+      if (w.bytes > this.maxNodeBytes && w.kids.length > 3) this.splitIndex(w, i);
+    }
+    return w;
+  }
+
+  /** Splits a leaf that grew past the limit; appends keep the left node full (sorted loads). */
+  private splitLeaf(w: LeafNode, insertedAt: number): void {
+    const n = w.keys.length;
+    let mid: number;
+    if (insertedAt === n - 1) mid = n - 1;
+    else if (insertedAt === 0) mid = 1;
+    else mid = splitPointByBytes(w.keys, w.vals);
+    const right = new LeafNode(this.gen, w.keys.slice(mid), w.vals.slice(mid), 0);
+    w.keys.length = mid;
+    w.vals.length = mid;
+    w.bytes = leafBytes(w.keys, w.vals);
+    right.bytes = leafBytes(right.keys, right.vals);
+    this.splitKey = shortestSeparator(w.keys[mid - 1], right.keys[0]);
+    this.splitRight = right;
+  }
+
+  private splitIndex(w: IndexNode, insertedAt: number): void {
+    const nk = w.keys.length;
+    const m = insertedAt >= nk - 1 ? nk - 1 : insertedAt === 0 ? 1 : nk >>> 1;
+    const up = w.keys[m];
+    const right = new IndexNode(this.gen, w.keys.slice(m + 1), w.kids.slice(m + 1), 0);
+    w.keys.length = m;
+    w.kids.length = m + 1;
+    w.bytes = indexBytes(w.keys);
+    right.bytes = indexBytes(right.keys);
+    this.splitKey = up;
+    this.splitRight = right;
+  }
+
+  private del(c: Child, key: BinKey): TreeNode | null {
+    const node = resolve(this.src, c);
+    if (node.t === T.Leaf) {
+      const i = lowerBound(node.keys, key);
+      if (i >= node.keys.length || node.keys[i] !== key) return null;
+      const w = this.leafW(node);
+      w.bytes -= leafItemBytes(key, w.vals[i]);
+      w.keys.splice(i, 1);
+      w.vals.splice(i, 1);
+      return w;
+    }
+    const i = upperBound(node.keys, key);
+    const child = this.del(node.kids[i], key);
+    if (child === null) return null;
+    const w = this.indexW(node);
+    w.kids[i] = child;
+    this.rebalance(w, i, child);
+    return w;
+  }
+
+  private underfull(n: TreeNode): boolean {
+    if (n.t === T.Leaf) return n.keys.length === 0 || n.bytes < this.maxNodeBytes >>> 2;
+    return n.kids.length < 2 || n.bytes < this.maxNodeBytes >>> 2;
+  }
+
+  /** Merges child i of w with a sibling when it became underfull, re-splitting if too big. */
+  private rebalance(w: IndexNode, i: number, child: TreeNode): void {
+    if (!this.underfull(child) || w.kids.length < 2) return;
+    const a = i > 0 ? i - 1 : i;
+    const left = a === i ? child : resolve(this.src, w.kids[a]);
+    const right = a === i ? resolve(this.src, w.kids[a + 1]) : child;
+    const sep = w.keys[a];
+    if (left.t === T.Leaf) {
+      assert(right.t === T.Leaf, 'siblings at different depths');
+      const keys = left.keys.concat(right.keys);
+      const vals = left.vals.concat(right.vals);
+      const bytes = leafBytes(keys, vals);
+      if (bytes <= this.maxNodeBytes || keys.length < 2) {
+        w.kids.splice(a, 2, new LeafNode(this.gen, keys, vals, bytes));
+        w.keys.splice(a, 1);
+      } else {
+        const mid = splitPointByBytes(keys, vals);
+        const l = new LeafNode(this.gen, keys.slice(0, mid), vals.slice(0, mid), 0);
+        const r = new LeafNode(this.gen, keys.slice(mid), vals.slice(mid), 0);
+        l.bytes = leafBytes(l.keys, l.vals);
+        r.bytes = leafBytes(r.keys, r.vals);
+        w.kids.splice(a, 2, l, r);
+        w.keys[a] = shortestSeparator(l.keys[mid - 1], r.keys[0]);
+      }
+    } else {
+      assert(right.t === T.Index, 'siblings at different depths');
+      const keys = left.keys.concat([sep], right.keys);
+      const kids = left.kids.concat(right.kids);
+      const bytes = indexBytes(keys);
+      if (bytes <= this.maxNodeBytes || kids.length < 4) {
+        w.kids.splice(a, 2, new IndexNode(this.gen, keys, kids, bytes));
+        w.keys.splice(a, 1);
+      } else {
+        const m = keys.length >>> 1;
+        const l = new IndexNode(this.gen, keys.slice(0, m), kids.slice(0, m + 1), 0);
+        const r = new IndexNode(this.gen, keys.slice(m + 1), kids.slice(m + 1), 0);
+        l.bytes = indexBytes(l.keys);
+        r.bytes = indexBytes(r.keys);
+        w.kids.splice(a, 2, l, r);
+        w.keys[a] = keys[m];
+      }
+    }
+    w.bytes = indexBytes(w.keys);
+  }
+}
+
+function splitPointByBytes(keys: BinKey[], vals: LeafValue[]): number {
+  let total = 0;
+  for (let i = 0; i < keys.length; i++) total += leafItemBytes(keys[i], vals[i]);
+  let acc = 0;
+  for (let i = 0; i < keys.length - 1; i++) {
+    acc += leafItemBytes(keys[i], vals[i]);
+    if (acc * 2 >= total) return i + 1;
+  }
+  return keys.length - 1;
+}
+
+// --- cursors ----------------------------------------------------------------------------------
+
+export interface Bounds {
+  /** Lower bound and whether it is included. */
+  low?: BinKey;
+  lowInclusive?: boolean;
+  high?: BinKey;
+  highInclusive?: boolean;
+  /** Only keys starting with this prefix (in addition to the bounds). */
+  prefix?: BinKey;
+  reverse?: boolean;
+}
+
+/**
+ * Walks keys in order between bounds. Holds a path from the root, so no sibling links are needed
+ * (copy-on-write trees cannot keep them). Call `next()`; on true, `key` and `val` hold the entry.
+ * The tree it walks must not change under it: callers pass an immutable root (a snapshot) or
+ * freeze the writer first.
+ */
+export class Cursor {
+  key: BinKey = '' as BinKey;
+  val: LeafValue = undefined as unknown as LeafValue;
+  private readonly stackNodes: IndexNode[] = [];
+  private readonly stackIdx: number[] = [];
+  private leaf: LeafNode | null = null;
+  private i = 0;
+  private started = false;
+  private done = false;
+  private readonly low: BinKey | undefined;
+  private readonly lowInc: boolean;
+  private readonly high: BinKey | undefined;
+  private readonly highInc: boolean;
+  private readonly prefix: BinKey | undefined;
+  private readonly reverse: boolean;
+
+  constructor(
+    private readonly src: NodeSource,
+    private readonly root: Child | null,
+    b: Bounds,
+  ) {
+    this.low = b.low;
+    this.lowInc = b.lowInclusive ?? true;
+    this.high = b.high;
+    this.highInc = b.highInclusive ?? true;
+    this.prefix = b.prefix;
+    this.reverse = b.reverse ?? false;
+    if (this.prefix !== undefined && this.prefix.length > 0) {
+      // Narrow the bounds to the prefix range so the seek starts in the right place.
+      if (this.low === undefined || this.low < this.prefix) {
+        this.low = this.prefix;
+        this.lowInc = true;
+      }
+    }
+  }
+
+  private seekForward(): void {
+    if (this.root === null) {
+      this.done = true;
+      return;
+    }
+    let node = resolve(this.src, this.root);
+    const k = this.low;
+    while (node.t === T.Index) {
+      const idx = k === undefined ? 0 : upperBound(node.keys, k);
+      this.stackNodes.push(node);
+      this.stackIdx.push(idx);
+      node = resolve(this.src, node.kids[idx]);
+    }
+    this.leaf = node;
+    this.i = k === undefined ? 0 : this.lowInc ? lowerBound(node.keys, k) : upperBound(node.keys, k);
+  }
+
+  private seekBackward(): void {
+    if (this.root === null) {
+      this.done = true;
+      return;
+    }
+    let node = resolve(this.src, this.root);
+    let k = this.high;
+    let inc = this.highInc;
+    if (this.prefix !== undefined && this.prefix.length > 0) {
+      const succ = prefixSucc(this.prefix);
+      if (succ !== null && (k === undefined || succ <= k)) {
+        k = succ;
+        inc = false;
+      }
+    }
+    while (node.t === T.Index) {
+      const idx = k === undefined ? node.kids.length - 1 : inc ? upperBound(node.keys, k) : lowerBound(node.keys, k);
+      this.stackNodes.push(node);
+      this.stackIdx.push(idx);
+      node = resolve(this.src, node.kids[idx]);
+    }
+    this.leaf = node;
+    this.i = (k === undefined ? node.keys.length : inc ? upperBound(node.keys, k) : lowerBound(node.keys, k)) - 1;
+  }
+
+  /** Moves to the next leaf in walk order; false at the end of the tree. */
+  private nextLeaf(): boolean {
+    const nodes = this.stackNodes;
+    const idxs = this.stackIdx;
+    let depth = nodes.length - 1;
+    while (depth >= 0) {
+      const n = nodes[depth];
+      const idx = idxs[depth] + (this.reverse ? -1 : 1);
+      if (idx >= 0 && idx < n.kids.length) {
+        idxs[depth] = idx;
+        let node = resolve(this.src, n.kids[idx]);
+        nodes.length = depth + 1;
+        idxs.length = depth + 1;
+        while (node.t === T.Index) {
+          const first = this.reverse ? node.kids.length - 1 : 0;
+          nodes.push(node);
+          idxs.push(first);
+          node = resolve(this.src, node.kids[first]);
+        }
+        this.leaf = node;
+        this.i = this.reverse ? node.keys.length - 1 : 0;
+        return true;
+      }
+      depth--;
+    }
+    return false;
+  }
+
+  next(): boolean {
+    if (this.done) return false;
+    if (!this.started) {
+      this.started = true;
+      if (this.reverse) this.seekBackward();
+      else this.seekForward();
+      if (this.done) return false;
+    } else {
+      this.i += this.reverse ? -1 : 1;
+    }
+    for (;;) {
+      const leaf = this.leaf as LeafNode;
+      if (this.i < 0 || this.i >= leaf.keys.length) {
+        if (!this.nextLeaf()) {
+          this.done = true;
+          return false;
+        }
+        continue;
+      }
+      const key = leaf.keys[this.i];
+      if (!this.reverse) {
+        if (this.high !== undefined && (this.highInc ? key > this.high : key >= this.high)) return this.stop();
+        if (this.prefix !== undefined && !key.startsWith(this.prefix)) return this.stop();
+      } else {
+        if (this.low !== undefined && (this.lowInc ? key < this.low : key <= this.low)) return this.stop();
+        if (this.prefix !== undefined && !key.startsWith(this.prefix)) return this.stop();
+      }
+      this.key = key;
+      this.val = leaf.vals[this.i];
+      return true;
+    }
+  }
+
+  private stop(): false {
+    this.done = true;
+    return false;
+  }
+}
+
+function prefixSucc(prefix: BinKey): BinKey | null {
+  let end = prefix.length;
+  while (end > 0 && prefix.charCodeAt(end - 1) === 0xff) end--;
+  if (end === 0) return null;
+  return (prefix.slice(0, end - 1) + String.fromCharCode(prefix.charCodeAt(end - 1) + 1)) as BinKey;
+}
+
+export { ValueRef };
