@@ -76,8 +76,12 @@ export class ZeroCopyError extends Error {
   }
 }
 
-/** Fallback read size: large enough that per-chunk overhead is small, two of them in flight. */
-const fallbackChunkBytes = 1 << 20;
+/**
+ * Fallback read size, two in flight per transfer. 256 KiB keeps per-chunk overhead small while
+ * bounding the copy work one event-loop turn does per transfer (many concurrent fallback
+ * transfers otherwise delay timers by hundreds of ms).
+ */
+const fallbackChunkBytes = 256 << 10;
 const emptyPrefix = new Uint8Array(0);
 
 // One transfer per socket at a time (see header). A WeakSet so sockets are never kept alive.
@@ -199,7 +203,8 @@ async function sendNative(
  */
 async function sendByCopy(socket: net.Socket, fd: number, offset: number, length: number): Promise<number> {
   const chunkBytes = Math.min(fallbackChunkBytes, length);
-  const buffers = [Buffer.allocUnsafeSlow(chunkBytes), Buffer.allocUnsafeSlow(length > chunkBytes ? chunkBytes : 0)];
+  // Allocated on first use: a short read can need the second one even when length <= chunk.
+  const buffers: Array<Buffer | undefined> = [undefined, undefined];
   // Write outcomes never reject (null or the error), so a failure found while we wait on a read
   // cannot become an unhandled rejection.
   const writes: Array<Promise<Error | null>> = [Promise.resolve(null), Promise.resolve(null)];
@@ -231,12 +236,13 @@ async function sendByCopy(socket: net.Socket, fd: number, offset: number, length
       fail(new ZeroCopyError(ECANCELED, sentBytes, 'fallback'));
       break;
     }
-    const buffer = buffers[slot];
+    const buffer = (buffers[slot] ??= Buffer.allocUnsafeSlow(chunkBytes));
     const wantBytes = Math.min(chunkBytes, length - readBytes);
     let gotBytes: number;
     try {
       gotBytes = await pread(fd, buffer, wantBytes, offset + readBytes);
     } catch (error) {
+      if (systemErrno(error) === null) throw error; // not a system error: a bug, let it surface
       fail(error);
       break;
     }
@@ -260,16 +266,23 @@ function pread(fd: number, buffer: Buffer, lengthBytes: number, position: number
   });
 }
 
-/** Positive errno of a Node system error; stream errors after a destroy map to ECANCELED. */
-function errnoOf(error: unknown): number {
+/** Positive errno of a Node system error (libuv reports it negated), else null. */
+function systemErrno(error: unknown): number | null {
   if (error instanceof ZeroCopyError) return error.errno;
   const e = error as { errno?: unknown; code?: unknown } | null;
-  if (typeof e?.errno === 'number' && e.errno !== 0) return Math.abs(e.errno);
-  if (typeof e?.code === 'string') {
-    const byName = (os.constants.errno as Record<string, number | undefined>)[e.code];
-    if (byName !== undefined) return byName;
-    if (e.code === 'ERR_STREAM_DESTROYED') return ECANCELED;
-    if (e.code === 'ERR_STREAM_WRITE_AFTER_END') return EPIPE;
-  }
-  return EPIPE;
+  if (typeof e?.errno === 'number' && Number.isInteger(e.errno) && e.errno !== 0) return Math.abs(e.errno);
+  if (typeof e?.code === 'string') return (os.constants.errno as Record<string, number | undefined>)[e.code] ?? null;
+  return null;
+}
+
+/**
+ * errno for a failed socket write. A write on a socket that Node already destroyed fails with a
+ * stream error, not a system one: report it as ECANCELED, as the native path does when the
+ * socket is destroyed under it.
+ */
+function errnoOf(error: unknown): number {
+  const errno = systemErrno(error);
+  if (errno !== null) return errno;
+  const code = (error as { code?: unknown } | null)?.code;
+  return code === 'ERR_STREAM_DESTROYED' ? ECANCELED : EPIPE;
 }

@@ -1,0 +1,160 @@
+// The public API's contracts: limits, typed errors that change nothing, transaction semantics,
+// tags, snapshots, ranges, offline compaction.
+import fs from 'node:fs';
+import { afterAll, describe, expect, it } from 'vitest';
+import { BadArgumentError, ClosedError, KeyTooLargeError, ValueTooLargeError, open } from '../../src/index.js';
+import { tempDir } from '../support/tmp.js';
+
+const tmp = tempDir('api');
+afterAll(() => tmp.cleanup());
+let n = 0;
+const fresh = () => tmp.file(`a${n++}.db`);
+
+describe('limits and bad input', () => {
+  it('rejects oversized keys and values with typed errors and writes nothing', async () => {
+    const db = await open(fresh(), { maxKeyBytes: 100, maxValueBytes: 1000 });
+    await db.set('ok', 'v');
+    const size = db.fileInfo().fileBytes;
+    await expect(db.set('k'.repeat(101), 'v')).rejects.toBeInstanceOf(KeyTooLargeError);
+    await expect(db.set('k', Buffer.alloc(1001))).rejects.toBeInstanceOf(ValueTooLargeError);
+    await expect(db.delete('k'.repeat(101))).rejects.toBeInstanceOf(KeyTooLargeError);
+    await expect(db.transaction((tx) => tx.set('x', Buffer.alloc(5000)))).rejects.toBeInstanceOf(ValueTooLargeError);
+    await expect(db.transaction(() => undefined, { tag: -1 })).rejects.toBeInstanceOf(BadArgumentError);
+    expect(db.fileInfo().fileBytes).toBe(size);
+    expect(db.count()).toBe(1);
+    expect(db.get('x')).toBeUndefined();
+    await db.close();
+    await expect(db.set('a', 'b')).rejects.toBeInstanceOf(ClosedError);
+    expect(() => db.get('a')).toThrow(ClosedError);
+  });
+
+  it('default limits are 64 KiB keys and 64 MiB values', async () => {
+    const db = await open(fresh());
+    await db.set(Buffer.alloc(64 * 1024, 1), 'max key');
+    await expect(db.set(Buffer.alloc(64 * 1024 + 1, 1), 'v')).rejects.toBeInstanceOf(KeyTooLargeError);
+    await expect(db.set('big', Buffer.alloc(64 * 1024 * 1024 + 1))).rejects.toBeInstanceOf(ValueTooLargeError);
+    expect(db.get(Buffer.alloc(64 * 1024, 1))?.toString()).toBe('max key');
+    expect(db.check().ok).toBe(true);
+    await db.close();
+  });
+});
+
+describe('writes and transactions', () => {
+  it('group-commits writes issued in one turn into one slab', async () => {
+    const db = await open(fresh());
+    const before = db.stats.commits;
+    await Promise.all(Array.from({ length: 500 }, (_, i) => db.set(`k${i}`, `v${i}`)));
+    expect(db.stats.commits - before).toBe(1);
+    expect(db.stats.syncs).toBe(1);
+    expect(db.count()).toBe(500);
+    await db.close();
+  });
+
+  it('a throwing transaction writes nothing; others in the same batch commit', async () => {
+    const db = await open(fresh());
+    await db.set('a', '1');
+    const bad = db.transaction(async (tx) => {
+      tx.set('a', '2');
+      tx.set('b', '2');
+      await new Promise((r) => setTimeout(r, 5));
+      throw new Error('nope');
+    });
+    const good = db.transaction((tx) => {
+      expect(tx.get('a')?.toString()).toBe('1'); // the aborted one left nothing behind
+      tx.set('c', '3');
+      return 42;
+    });
+    await expect(bad).rejects.toThrow('nope');
+    expect(await good).toBe(42);
+    expect(db.get('a')?.toString()).toBe('1');
+    expect(db.get('b')).toBeUndefined();
+    expect(db.get('c')?.toString()).toBe('3');
+    await db.close();
+  });
+
+  it('reads are not visible before the commit is durable; the transaction sees its own writes', async () => {
+    const db = await open(fresh());
+    const p = db.set('k', 'v');
+    expect(db.get('k')).toBeUndefined();
+    await p;
+    expect(db.get('k')?.toString()).toBe('v');
+    await db.transaction((tx) => {
+      tx.set('k2', 'v2');
+      tx.delete('k');
+      expect([...tx.keys()].map(String)).toEqual(['k2']);
+      expect(tx.exists('k')).toBe(false);
+    });
+    expect([...db.keys()].map(String)).toEqual(['k2']);
+    await db.close();
+  });
+
+  it('stores a commit tag that survives reopen, and deletePrefix counts', async () => {
+    const file = fresh();
+    const db = await open(file);
+    expect(db.lastTag).toBeUndefined();
+    await db.transaction((tx) => tx.set('p/1', 'x'), { tag: 17 });
+    await db.set('p/2', 'y');
+    await db.set('q', 'z');
+    expect(db.lastTag).toBe(17); // carried forward by untagged commits
+    expect(await db.deletePrefix('p/')).toBe(2);
+    await db.transaction(() => undefined, { tag: 2 ** 40 });
+    await db.close();
+    const again = await open(file);
+    expect(again.lastTag).toBe(2 ** 40);
+    expect([...again.keys()].map(String)).toEqual(['q']);
+    await again.close();
+  });
+});
+
+describe('reads', () => {
+  it('orders keys as unsigned bytes, then by length', async () => {
+    const db = await open(fresh());
+    const keys = [Buffer.from([0xff]), Buffer.from('a'), Buffer.from('ab'), Buffer.from([0x00]), Buffer.from(''), Buffer.from('é')];
+    await Promise.all(keys.map((k) => db.set(k, 'v')));
+    expect([...db.keys()].map((k) => k.toString('hex'))).toEqual(['', '00', '61', '6162', 'c3a9', 'ff']);
+    expect([...db.keys({ gt: 'a', lt: Buffer.from([0xff]) })].map((k) => k.toString('hex'))).toEqual(['6162', 'c3a9']);
+    expect([...db.keys({ reverse: true, limit: 2 })].map((k) => k.toString('hex'))).toEqual(['ff', 'c3a9']);
+    await db.close();
+  });
+
+  it('a snapshot keeps its view while writes go on', async () => {
+    const db = await open(fresh());
+    await db.set('a', '1');
+    const snap = db.snapshot();
+    await db.set('a', '2');
+    await db.set('b', '2');
+    expect(snap.get('a')?.toString()).toBe('1');
+    expect([...snap.keys()].map(String)).toEqual(['a']);
+    expect(snap.count()).toBe(1);
+    expect(db.pinnedSnapshots).toBe(1);
+    snap.release();
+    expect(db.pinnedSnapshots).toBe(0);
+    expect(() => snap.get('a')).toThrow(ClosedError);
+    await db.close();
+  });
+});
+
+describe('offline compaction', () => {
+  it('compactTo writes only the live tree, with the same contents and tag, and a smaller file', async () => {
+    const db = await open(fresh(), { durable: false });
+    for (let round = 0; round < 5; round++) {
+      await db.transaction((tx) => {
+        for (let i = 0; i < 2000; i++) tx.set(`key${(i * 7919) % 2000}`, `v${round}-${i}`.repeat(3));
+      }, { tag: round });
+    }
+    await db.set('big', Buffer.alloc(100_000, 7));
+    const target = tmp.file(`compacted${n++}.db`);
+    const r = await db.compactTo(target);
+    expect(r.keys).toBe(2001);
+    const out = await open(target);
+    expect(out.check().problems).toEqual([]);
+    expect([...out.range()].map(([k, v]) => k.toString() + v.toString())).toEqual([...db.range()].map(([k, v]) => k.toString() + v.toString()));
+    expect(out.lastTag).toBe(4);
+    const logical = [...db.range()].reduce((s, [k, v]) => s + k.length + v.length, 0);
+    expect(fs.statSync(target).size).toBeLessThan(db.fileInfo().fileBytes / 2);
+    expect(fs.statSync(target).size).toBeLessThan(logical * 1.3);
+    await out.close();
+    await expect(db.compactTo(target)).rejects.toBeInstanceOf(BadArgumentError);
+    await db.close();
+  });
+});

@@ -1,0 +1,22 @@
+// Child process for crash.test.ts: durable writes in a loop, printing "ack <n>" after each
+// acknowledged write, until it is killed. Writes mix single sets issued in one turn (group
+// commit), transactions, large values and deletes.
+import { open } from '../../src/index.js';
+
+const [file, startArg] = process.argv.slice(2);
+let n = Number(startArg);
+const db = await open(file, { nodeBytesMax: 1024 });
+const value = (i: number) => Buffer.alloc(i % 3 === 0 ? 700 : 20 + (i % 50), i & 0xff);
+
+for (;;) {
+  const base = n;
+  const ps: Promise<unknown>[] = [];
+  for (let j = 0; j < 20; j++) ps.push(db.set(`w${base + j}`, value(base + j)));
+  ps.push(db.transaction((tx) => {
+    for (let j = 20; j < 40; j++) tx.set(`w${base + j}`, value(base + j));
+    tx.delete(`w${base - 1000}`); // keys older than 1000 are deleted again
+  }));
+  await Promise.all(ps);
+  n = base + 40;
+  process.stdout.write(`ack ${n}\n`);
+}
