@@ -1,0 +1,106 @@
+//! The `solifuge` command line.
+//!
+//!     solifuge inspect FILE [--slabs N] [--json]   superblocks, slabs, tree depth, key count, check
+//!     solifuge compact FILE                        offline compaction with an atomic swap
+//!     solifuge demo [DIR]                          the embedded demo (see demo.ts)
+//!
+//! Exit status: 0 fine, 1 the file has problems, 2 usage errors.
+import fs from 'node:fs';
+import path from 'node:path';
+import { pathToFileURL } from 'node:url';
+import { parseArgs } from 'node:util';
+import { open } from '../engine/db.js';
+import { syncDirectory } from '../engine/log-file.js';
+import { inspect } from '../engine/inspect.js';
+import { runDemo } from './demo.js';
+
+const USAGE = `usage:
+  solifuge inspect FILE [--slabs N] [--json]
+  solifuge compact FILE
+  solifuge demo [DIR]`;
+
+function fmtBytes(n: number): string {
+  return n >= 1 << 20 ? `${(n / (1 << 20)).toFixed(1)} MiB` : n >= 1024 ? `${(n / 1024).toFixed(1)} KiB` : `${n} B`;
+}
+
+async function cmdInspect(args: string[]): Promise<number> {
+  const { values, positionals } = parseArgs({ args, allowPositionals: true, options: { slabs: { type: 'string' }, json: { type: 'boolean' } } });
+  if (positionals.length !== 1) throw new UsageError('inspect needs exactly one FILE');
+  const r = await inspect(positionals[0], { slabsMax: values.slabs === undefined ? 20 : Number(values.slabs) });
+  if (values.json === true) {
+    process.stdout.write(`${JSON.stringify(r, null, 2)}\n`);
+    return r.check.ok ? 0 : 1;
+  }
+  const out: string[] = [];
+  out.push(`file            ${r.file} (${fmtBytes(r.fileBytes)})`);
+  for (const s of r.superblocks) {
+    const d = s.read.kind === 'valid'
+      ? `counter ${s.read.sb.counter}, last commit at ${s.read.sb.lastCommitPos}, durable end ${s.read.sb.dataEnd}`
+      : s.read.kind;
+    out.push(`superblock@${s.pos}`.padEnd(16) + d);
+  }
+  const c = r.lastCommit;
+  out.push(`last commit     ${c === null ? 'none (empty store)' : `seq ${c.seq} at ${c.pos}, ${c.keyCount} keys, tag ${c.tag ?? '-'}`}`);
+  out.push(`tree            depth ${r.check.depth}, ${r.check.leaves} leaves, ${r.check.indexes} index nodes, ${r.check.valueEntries} value entries`);
+  out.push(`live bytes      ${fmtBytes(r.check.liveBytes)} of ${fmtBytes(r.check.fileBytes)} (${((100 * r.check.liveBytes) / Math.max(1, r.check.fileBytes)).toFixed(1)}%)`);
+  if (r.tornTailBytes > 0) out.push(`torn tail       ${r.tornTailBytes} bytes after the last valid commit (cut on the next writable open)`);
+  out.push(`slabs           ${r.check.slabs}${r.slabsOmitted > 0 ? ` (first ${r.slabs.length} listed)` : ''}`);
+  for (const s of r.slabs) out.push(`  seq ${String(s.seq).padStart(6)} at ${String(s.start).padStart(10)}  ${fmtBytes(s.bytes).padStart(10)}  keys ${s.keyCount}  tag ${s.tag ?? '-'}`);
+  out.push(`check           ${r.check.ok ? 'ok' : `${r.check.problems.length} problem(s)`}`);
+  for (const p of r.check.problems) out.push(`  ${p}`);
+  process.stdout.write(`${out.join('\n')}\n`);
+  return r.check.ok ? 0 : 1;
+}
+
+async function cmdCompact(args: string[]): Promise<number> {
+  const { positionals } = parseArgs({ args, allowPositionals: true, options: {} });
+  if (positionals.length !== 1) throw new UsageError('compact needs exactly one FILE');
+  const file = path.resolve(positionals[0]);
+  const tmp = `${file}.compact-${process.pid}`;
+  const db = await open(file, { create: false });
+  const before = db.fileInfo().fileBytes;
+  try {
+    const r = await db.compactTo(tmp);
+    // Swap while we still hold the lock on the old file, so no writer slips in between.
+    fs.renameSync(tmp, file);
+    syncDirectory(path.dirname(file));
+    process.stdout.write(`compacted ${file}: ${r.keys} keys, ${fmtBytes(before)} -> ${fmtBytes(r.bytes)}\n`);
+  } finally {
+    await db.close().catch(() => undefined);
+    fs.rmSync(tmp, { force: true });
+  }
+  return 0;
+}
+
+class UsageError extends Error {}
+
+export async function main(argv: string[]): Promise<number> {
+  const [cmd, ...rest] = argv;
+  try {
+    switch (cmd) {
+      case 'inspect':
+        return await cmdInspect(rest);
+      case 'compact':
+        return await cmdCompact(rest);
+      case 'demo':
+        await runDemo(rest[0]);
+        return 0;
+      default:
+        throw new UsageError(cmd === undefined ? 'no command given' : `unknown command ${cmd}`);
+    }
+  } catch (err) {
+    if (err instanceof UsageError || (err as { code?: string }).code?.startsWith('ERR_PARSE_ARGS')) {
+      process.stderr.write(`solifuge: ${(err as Error).message}\n${USAGE}\n`);
+      return 2;
+    }
+    process.stderr.write(`solifuge: ${(err as Error).message}\n`);
+    return 1;
+  }
+}
+
+const invokedDirectly = process.argv[1] !== undefined && import.meta.url === pathToFileURL(process.argv[1]).href;
+if (invokedDirectly) {
+  main(process.argv.slice(2)).then((code) => {
+    process.exitCode = code;
+  });
+}

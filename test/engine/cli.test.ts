@@ -1,0 +1,56 @@
+// The `solifuge` command line as a real process: inspect and offline compact.
+import { spawnSync } from 'node:child_process';
+import fs from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { afterAll, describe, expect, it } from 'vitest';
+import { open } from '../../src/index.js';
+import { tempDir } from '../support/tmp.js';
+
+const tmp = tempDir('cli');
+afterAll(() => tmp.cleanup());
+const cli = fileURLToPath(new URL('../../src/cli/solifuge.ts', import.meta.url));
+const run = (...args: string[]) => spawnSync(process.execPath, ['--import', 'tsx', cli, ...args], { encoding: 'utf8' });
+
+describe('solifuge CLI', () => {
+  it('inspect reports superblocks, slabs, depth, key count and a clean check; compact shrinks the file', async () => {
+    const file = tmp.file('cli.db');
+    const db = await open(file);
+    for (let r = 0; r < 4; r++) {
+      await db.transaction((tx) => {
+        for (let i = 0; i < 500; i++) tx.set(`k${i}`, `value ${r} ${i}`);
+      }, { tag: r });
+    }
+    await db.close();
+    const out = run('inspect', file);
+    expect(out.status).toBe(0);
+    expect(out.stdout).toMatch(/last commit\s+seq 4 at \d+, 500 keys, tag 3/);
+    expect(out.stdout).toMatch(/tree\s+depth 2/);
+    expect(out.stdout).toMatch(/check\s+ok/);
+    const json = JSON.parse(run('inspect', file, '--json').stdout) as { check: { keys: number }; slabs: unknown[] };
+    expect(json.check.keys).toBe(500);
+    expect(json.slabs).toHaveLength(4);
+
+    const before = fs.statSync(file).size;
+    const c = run('compact', file);
+    expect(c.status).toBe(0);
+    expect(fs.statSync(file).size).toBeLessThan(before / 2);
+    const again = await open(file);
+    expect(again.count()).toBe(500);
+    expect(again.lastTag).toBe(3);
+    expect(again.get('k42')?.toString()).toBe('value 3 42');
+    await again.close();
+
+    // A damaged file: exit status 1 and the problem named.
+    const bad = fs.readFileSync(file);
+    bad[8192 + 30] ^= 0x55;
+    fs.writeFileSync(file, bad);
+    const broken = run('inspect', file);
+    expect(broken.status).toBe(1);
+    expect(broken.stdout + broken.stderr).toMatch(/checksum mismatch|corruption/);
+  });
+
+  it('usage errors exit with status 2', () => {
+    expect(run('bogus').status).toBe(2);
+    expect(run('inspect').status).toBe(2);
+  });
+});
