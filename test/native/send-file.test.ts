@@ -97,12 +97,12 @@ describe.each(modes)('sendFileRegion, %s mode', (mode) => {
   });
 
   it('survives a receiver that stalls and resumes, without blocking the event loop', async () => {
-    const conn = await connectReceiver({ stallAfterFirstByteMs: 400 });
+    const conn = await connectReceiver({ stallAfterFirstByteMs: 800 });
     const offset = 3 * MiB + 1;
     const lengthBytes = 32 * MiB;
     const { result, maxLagMs } = await measureTimerLagMs(() => sendFileRegion(conn.client, fd, offset, lengthBytes, { mode }));
     expect(result.bytes).toBe(lengthBytes);
-    expect(maxLagMs).toBeLessThan(250); // generous: the machine is shared; a blocked loop is 400+
+    expect(maxLagMs).toBeLessThan(600); // a loop blocked through the stall lags 800+ ms
     conn.client.end();
     const received = await conn.received;
     expect(received.sha256).toBe(sha256(data.subarray(offset, offset + lengthBytes)));
@@ -138,7 +138,14 @@ describe.each(modes)('sendFileRegion, %s mode', (mode) => {
     );
     await new Promise((resolve) => setTimeout(resolve, 100));
     conn.client.destroy();
+    // The socket's fd number is free now and the next open() takes it: a transfer that wrote to
+    // the number rather than to its own duplicate would append region bytes to this file.
+    const reusePath = path.join(dir, `reuse-${mode}.bin`);
+    const reuseFd = fs.openSync(reusePath, 'w');
     const error = await pending;
+    expect(fs.fstatSync(reuseFd).size).toBe(0);
+    fs.closeSync(reuseFd);
+    fs.rmSync(reusePath);
     expect(error).toBeInstanceOf(ZeroCopyError);
     expect([EPIPE, ECONNRESET, ECANCELED]).toContain((error as ZeroCopyError).errno);
     // Without the cancel, the addon's duplicate fd would hold the connection open and keep
@@ -214,7 +221,9 @@ describe.each(modes)('sendFileRegion, %s mode', (mode) => {
   it('keeps the process responsive with 64 concurrent transfers to slow readers', async () => {
     const transfers = 64;
     const lengthBytes = 4 * MiB;
-    const conns = await Promise.all(Array.from({ length: transfers }, () => connectReceiver({ pauseEveryChunkMs: 5 })));
+    // Readers at ~3 MB/s: each transfer stays pending for about a second, so a design that
+    // parks one libuv pool thread per stalled transfer would starve the probe below for seconds.
+    const conns = await Promise.all(Array.from({ length: transfers }, () => connectReceiver({ pauseEveryChunkMs: 20 })));
     let maxPending = 0;
     let maxPoolLatencyMs = 0;
     // libuv's pool (fs, dns, zlib, crypto) must stay available while readers are slow.
@@ -241,9 +250,11 @@ describe.each(modes)('sendFileRegion, %s mode', (mode) => {
       expect(r.sha256).toBe(sha256(data.subarray(i * 1024, i * 1024 + lengthBytes)));
     });
     await Promise.all(conns.map((c) => c.close()));
-    // Shared 2-core machine: bounds are loose, a starved pool or blocked loop is seconds.
-    expect(maxLagMs).toBeLessThan(300);
-    expect(maxPoolLatencyMs).toBeLessThan(300);
-    if (mode !== 'fallback') expect(maxPending).toBeGreaterThan(4); // more than libuv's 4 pool threads
+    // Not a benchmark: healthy runs show tens of ms; the bounds only catch a blocked loop or a
+    // starved pool (seconds), with room for a shared, loaded 2-core machine.
+    expect(maxLagMs).toBeLessThan(1000);
+    expect(maxPoolLatencyMs).toBeLessThan(1000);
+    // Far more transfers waited off-thread at once than libuv has pool threads (4).
+    if (mode !== 'fallback') expect(maxPending).toBeGreaterThanOrEqual(32);
   });
 });

@@ -1,0 +1,149 @@
+// One adapter per engine, each behind the same small interface, so the worker runs identical
+// workloads on all of them. Anchor libraries come from bench/node_modules (`npm run bench:setup`).
+import fs from 'node:fs';
+import path from 'node:path';
+import { createRequire } from 'node:module';
+import { open as openSolifuge, type Db } from '../src/index.js';
+
+const requireBench = createRequire(new URL('./package.json', import.meta.url));
+
+export interface Engine {
+  name: string;
+  /** Writes the pairs in one durable transaction. */
+  batch(pairs: Array<[Buffer, Buffer]>): Promise<void>;
+  /** One durable single-key commit. */
+  put(k: Buffer, v: Buffer): Promise<void>;
+  get(k: Buffer): Buffer | undefined | Promise<Buffer | undefined>;
+  /** Reads up to `n` entries from `start` on; returns how many. */
+  scan(start: Buffer, n: number): number | Promise<number>;
+  /** Bytes the store occupies on disk (allocated blocks). */
+  diskBytes(): number;
+  /** Offline compaction where the engine has it (size after, allocated bytes). */
+  compact?(): Promise<number>;
+  close(): Promise<void>;
+}
+
+export function allocatedBytes(p: string): number {
+  const st = fs.statSync(p);
+  if (st.isFile()) return st.blocks * 512;
+  let n = 0;
+  for (const f of fs.readdirSync(p)) n += allocatedBytes(path.join(p, f));
+  return n;
+}
+
+export async function openEngine(name: string, dir: string): Promise<Engine> {
+  fs.mkdirSync(dir, { recursive: true });
+  switch (name) {
+    case 'solifuge': {
+      const file = path.join(dir, 'data.db');
+      let db: Db = await openSolifuge(file);
+      return {
+        name,
+        batch: (pairs) => db.transaction((tx) => {
+          for (const [k, v] of pairs) tx.set(k, v);
+        }),
+        put: (k, v) => db.set(k, v),
+        get: (k) => db.get(k),
+        scan: (start, n) => {
+          let c = 0;
+          for (const _ of db.range({ gte: start, limit: n })) c++;
+          return c;
+        },
+        diskBytes: () => allocatedBytes(file),
+        compact: async () => {
+          const out = path.join(dir, 'compacted.db');
+          await db.compactTo(out);
+          await db.close();
+          fs.renameSync(out, file);
+          db = await openSolifuge(file);
+          return allocatedBytes(file);
+        },
+        close: () => db.close(),
+      };
+    }
+    case 'lmdb': {
+      const { open } = requireBench('lmdb') as typeof import('lmdb');
+      const db = open({ path: path.join(dir, 'lmdb'), keyEncoding: 'binary', encoding: 'binary', compression: false });
+      return {
+        name,
+        batch: async (pairs) => {
+          await db.transaction(() => {
+            for (const [k, v] of pairs) db.put(k, v);
+          });
+        },
+        put: async (k, v) => {
+          await db.put(k, v);
+        },
+        get: (k) => db.getBinary(k) as Buffer | undefined,
+        scan: (start, n) => {
+          let c = 0;
+          for (const _ of db.getRange({ start, limit: n })) c++;
+          return c;
+        },
+        diskBytes: () => allocatedBytes(path.join(dir, 'lmdb')),
+        close: () => db.close(),
+      };
+    }
+    case 'classic-level': {
+      const { ClassicLevel } = requireBench('classic-level') as typeof import('classic-level');
+      const db = new ClassicLevel<Buffer, Buffer>(path.join(dir, 'level'), { keyEncoding: 'buffer', valueEncoding: 'buffer' });
+      await db.open();
+      return {
+        name,
+        batch: (pairs) => db.batch(pairs.map(([key, value]) => ({ type: 'put' as const, key, value })), { sync: true }),
+        put: (k, v) => db.put(k, v, { sync: true }),
+        get: (k) => db.get(k),
+        scan: async (start, n) => {
+          const it = db.iterator({ gte: start, limit: n });
+          let c = 0;
+          for (;;) {
+            const rows = await it.nextv(n - c); // returns up to that many
+            if (rows.length === 0) break;
+            c += rows.length;
+          }
+          await it.close();
+          return c;
+        },
+        diskBytes: () => allocatedBytes(path.join(dir, 'level')),
+        close: () => db.close(),
+      };
+    }
+    case 'better-sqlite3': {
+      const Database = requireBench('better-sqlite3') as typeof import('better-sqlite3');
+      const db = new Database(path.join(dir, 'sqlite.db'));
+      db.pragma('journal_mode = WAL');
+      db.pragma('synchronous = FULL');
+      db.exec('CREATE TABLE IF NOT EXISTS kv (k BLOB PRIMARY KEY, v BLOB) WITHOUT ROWID');
+      const ins = db.prepare('INSERT OR REPLACE INTO kv (k, v) VALUES (?, ?)');
+      const sel = db.prepare('SELECT v FROM kv WHERE k = ?').pluck();
+      const rng = db.prepare('SELECT k, v FROM kv WHERE k >= ? ORDER BY k LIMIT ?').raw();
+      const tx = db.transaction((pairs: Array<[Buffer, Buffer]>) => {
+        for (const [k, v] of pairs) ins.run(k, v);
+      });
+      return {
+        name,
+        batch: async (pairs) => {
+          tx(pairs);
+        },
+        put: async (k, v) => {
+          ins.run(k, v);
+        },
+        get: (k) => sel.get(k) as Buffer | undefined,
+        scan: (start, n) => {
+          let c = 0;
+          for (const _ of rng.iterate(start, n)) c++;
+          return c;
+        },
+        diskBytes: () => {
+          db.pragma('wal_checkpoint(TRUNCATE)');
+          return allocatedBytes(path.join(dir, 'sqlite.db')) + (fs.existsSync(path.join(dir, 'sqlite.db-wal')) ? allocatedBytes(path.join(dir, 'sqlite.db-wal')) : 0);
+        },
+        close: async () => {
+          db.close();
+        },
+      };
+    }
+    default:
+      throw new Error(`unknown engine ${name}`);
+  }
+}

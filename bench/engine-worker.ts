@@ -1,0 +1,172 @@
+// Runs every engine workload against one engine in this process and prints one JSON line.
+// Started by engine.bench.ts, one process per engine per round, so heaps and caches never mix.
+//
+//   tsx bench/engine-worker.ts ENGINE DIR KEYS
+//
+// Workloads (after ../shared/anchors/embedded.md): 16-byte keys, 100-byte incompressible values.
+//  loadSorted   keys/s, 1000 keys per durable transaction, ascending keys
+//  loadRandom   keys/s, same into a fresh store in random order; then size after load
+//  get          random point gets on the loaded store, warm (tinybench)
+//  scan         1000-key range scans from random start keys (tinybench)
+//  commit1      durable single-key commits, one at a time
+//  group100     durable transactions of 100 writes
+//  overwrite    every key rewritten once in random order (1000 per txn); size after; compacted size
+//  large        1 MiB values: load 32, then random gets (MB/s)
+import crypto from 'node:crypto';
+import fs from 'node:fs';
+import path from 'node:path';
+import { Bench } from 'tinybench';
+import { openEngine, type Engine } from './adapters.js';
+
+const [engineName, dir, keysArg, only] = process.argv.slice(2);
+const N = Number(keysArg);
+const BATCH = 1000;
+const VALUE_BYTES = 100;
+
+function makeKey(i: number): Buffer {
+  // 16 bytes: a 4-byte hash prefix spreads keys, the index makes them unique.
+  const k = Buffer.alloc(16);
+  k.writeUInt32BE(Math.imul(i, 2654435761) >>> 0, 0);
+  k.writeUInt32BE(i, 4);
+  k.writeUInt32BE(0x2d2d2d2d, 8);
+  k.writeUInt32BE(i ^ 0x5a5a5a5a, 12);
+  return k;
+}
+const keys: Buffer[] = Array.from({ length: N }, (_, i) => makeKey(i));
+const sortedKeys = [...keys].sort(Buffer.compare);
+const values: Buffer = crypto.randomBytes(VALUE_BYTES * 1024);
+const valueFor = (i: number) => values.subarray((i % 1000) * 100, (i % 1000) * 100 + VALUE_BYTES);
+let seed = 42;
+const rnd = () => (seed = (Math.imul(seed, 1103515245) + 12345) >>> 0) / 2 ** 32;
+function shuffled<T>(a: T[]): T[] {
+  const b = [...a];
+  for (let i = b.length - 1; i > 0; i--) {
+    const j = Math.floor(rnd() * (i + 1));
+    [b[i], b[j]] = [b[j], b[i]];
+  }
+  return b;
+}
+
+async function load(e: Engine, order: Buffer[]): Promise<number> {
+  const t = performance.now();
+  for (let i = 0; i < order.length; i += BATCH) {
+    const pairs: Array<[Buffer, Buffer]> = [];
+    for (let j = i; j < Math.min(i + BATCH, order.length); j++) pairs.push([order[j], valueFor(j)]);
+    await e.batch(pairs);
+  }
+  return order.length / ((performance.now() - t) / 1000);
+}
+
+async function timed(fn: () => Promise<unknown>, budgetMs: number): Promise<{ opsPerSec: number; p50us: number; p99us: number }> {
+  const lat: number[] = [];
+  const t0 = performance.now();
+  while (performance.now() - t0 < budgetMs) {
+    const t = performance.now();
+    await fn();
+    lat.push((performance.now() - t) * 1000);
+  }
+  lat.sort((a, b) => a - b);
+  return { opsPerSec: lat.length / ((performance.now() - t0) / 1000), p50us: lat[lat.length >> 1], p99us: lat[Math.floor(lat.length * 0.99)] };
+}
+
+const out: Record<string, number> = {};
+const logical = N * (16 + VALUE_BYTES);
+const want = (w: string) => only === undefined || only.split(',').includes(w);
+
+{
+  // 1. sorted load into a fresh store
+  const e = await openEngine(engineName, path.join(dir, 'sorted'));
+  out.loadSorted = await load(e, sortedKeys);
+  out.sizeSortedMB = e.diskBytes() / 1e6;
+  await e.close();
+  fs.rmSync(path.join(dir, 'sorted'), { recursive: true, force: true });
+}
+
+const e = await openEngine(engineName, path.join(dir, 'random'));
+out.loadRandom = await load(e, shuffled(keys));
+out.sizeRandomMB = e.diskBytes() / 1e6;
+out.ampRandom = (out.sizeRandomMB * 1e6) / logical;
+
+if (want('get')) {
+  const probe = shuffled(keys).slice(0, 100_000);
+  let i = 0;
+  const bench = new Bench({ time: 1500, warmup: true, warmupTime: 300 });
+  const sync = e.get(probe[0]) instanceof Promise === false;
+  if (sync) {
+    bench.add('get', () => {
+      const v = e.get(probe[i++ % probe.length]);
+      if (v === undefined) throw new Error('missing key');
+    });
+  } else {
+    bench.add('get', async () => {
+      const v = await e.get(probe[i++ % probe.length]);
+      if (v === undefined) throw new Error('missing key');
+    });
+  }
+  await bench.run();
+  const r = bench.tasks[0].result;
+  if (r.state !== 'completed') throw new Error(`get benchmark ${r.state}`);
+  out.get = r.throughput.mean;
+  out.getP50us = r.latency.p50 * 1000;
+  out.getP99us = r.latency.p99 * 1000;
+}
+
+if (want('scan')) {
+  const starts = shuffled(sortedKeys.slice(0, Math.max(1, N - 1000))).slice(0, 10_000);
+  let i = 0;
+  const bench = new Bench({ time: 1500, warmup: true, warmupTime: 300 });
+  bench.add('scan', async () => {
+    const n = await e.scan(starts[i++ % starts.length], 1000);
+    if (n !== 1000) throw new Error(`scan returned ${n}`);
+  });
+  await bench.run();
+  const r = bench.tasks[0].result;
+  if (r.state !== 'completed') throw new Error(`scan benchmark ${r.state}`);
+  out.scan = r.throughput.mean;
+}
+
+if (want('commit')) {
+  let i = 0;
+  const r1 = await timed(() => e.put(keys[i++ % N], valueFor(i)), 2000);
+  out.commit1 = r1.opsPerSec;
+  out.commit1P50us = r1.p50us;
+  out.commit1P99us = r1.p99us;
+  const r100 = await timed(() => {
+    const pairs: Array<[Buffer, Buffer]> = [];
+    for (let j = 0; j < 100; j++) pairs.push([keys[i++ % N], valueFor(i)]);
+    return e.batch(pairs);
+  }, 2000);
+  out.group100 = r100.opsPerSec * 100;
+  out.group100P50us = r100.p50us;
+}
+
+if (want('overwrite')) {
+  out.overwrite = await load(e, shuffled(keys));
+  out.sizeOverwriteMB = e.diskBytes() / 1e6;
+  out.ampOverwrite = (out.sizeOverwriteMB * 1e6) / logical;
+  if (e.compact !== undefined) {
+    const t = performance.now();
+    out.sizeCompactedMB = (await e.compact()) / 1e6;
+    out.ampCompacted = (out.sizeCompactedMB * 1e6) / logical;
+    out.compactSec = (performance.now() - t) / 1000;
+  }
+}
+await e.close();
+fs.rmSync(path.join(dir, 'random'), { recursive: true, force: true });
+
+if (want('large')) {
+  const big = await openEngine(engineName, path.join(dir, 'large'));
+  const count = 32;
+  const mib = crypto.randomBytes(1 << 20);
+  for (let i = 0; i < count; i++) await big.batch([[makeKey(i), mib]]);
+  let i = 0;
+  const r = await timed(async () => {
+    const v = await big.get(makeKey(i++ % count));
+    if (v === undefined || v.length !== 1 << 20) throw new Error('bad large value');
+  }, 1500);
+  out.largeGetMBps = (r.opsPerSec * (1 << 20)) / 1e6;
+  await big.close();
+  fs.rmSync(path.join(dir, 'large'), { recursive: true, force: true });
+}
+
+process.stdout.write(`${JSON.stringify({ engine: engineName, keys: N, ...out })}\n`);

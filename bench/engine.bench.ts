@@ -1,0 +1,131 @@
+// Side-by-side engine benchmark: Solifuge against lmdb, classic-level and better-sqlite3.
+//
+//   npm run bench:setup            once: installs the anchors into bench/node_modules
+//   npm run bench -- [--keys N] [--rounds R] [--engines a,b] [--out FILE]
+//   npm run bench:quick            100k keys, 3 rounds
+//
+// Every round runs each engine in its own process (engine-worker.ts), in rotated order, and the
+// report gives the median over rounds with min–max, plus per-round ratios to lmdb (median), as
+// ../shared/anchors/embedded.md does. Absolute figures on this shared machine are noisy: compare
+// ratios measured in the same run.
+import { spawnSync } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+
+const { values } = parseArgs({
+  options: {
+    keys: { type: 'string' },
+    rounds: { type: 'string' },
+    engines: { type: 'string' },
+    out: { type: 'string' },
+    quick: { type: 'boolean' },
+  },
+});
+const quick = values.quick === true;
+const keys = Number(values.keys ?? (quick ? 100_000 : 1_000_000));
+const rounds = Number(values.rounds ?? 3);
+const engines = (values.engines ?? 'solifuge,lmdb,classic-level,better-sqlite3').split(',');
+const worker = fileURLToPath(new URL('./engine-worker.ts', import.meta.url));
+const scratch = fs.mkdtempSync(path.join(os.tmpdir(), 'solifuge-bench-'));
+
+type Row = Record<string, number>;
+const results = new Map<string, Row[]>();
+const loads: number[] = [];
+const t0 = Date.now();
+for (let r = 0; r < rounds; r++) {
+  const order = engines.map((_, i) => engines[(i + r) % engines.length]);
+  for (const e of order) {
+    const dir = path.join(scratch, `${e}-${r}`);
+    const p = spawnSync(process.execPath, ['--import', 'tsx', '--expose-gc', worker, e, dir, String(keys)], {
+      encoding: 'utf8',
+      maxBuffer: 1 << 24,
+    });
+    fs.rmSync(dir, { recursive: true, force: true });
+    if (p.status !== 0) {
+      process.stderr.write(`${e} round ${r} failed:\n${p.stderr}\n`);
+      continue;
+    }
+    const line = p.stdout.trim().split('\n').pop() as string;
+    const row = JSON.parse(line) as Row;
+    (results.get(e) ?? results.set(e, []).get(e) as Row[]).push(row);
+    loads.push(os.loadavg()[0]);
+    process.stderr.write(`round ${r + 1}/${rounds} ${e} done\n`);
+  }
+}
+fs.rmSync(scratch, { recursive: true, force: true });
+
+const median = (xs: number[]) => {
+  const s = [...xs].sort((a, b) => a - b);
+  return s.length === 0 ? NaN : s.length % 2 ? s[s.length >> 1] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
+};
+const fmt = (x: number) => {
+  if (!Number.isFinite(x)) return '—';
+  if (Math.abs(x) >= 1e6) return `${(x / 1e6).toFixed(2)}M`;
+  if (Math.abs(x) >= 1e4) return `${(x / 1e3).toFixed(1)}k`;
+  if (Math.abs(x) >= 100) return x.toFixed(0);
+  if (Math.abs(x) >= 10) return x.toFixed(1);
+  return x.toFixed(2);
+};
+const metrics: Array<[string, string, 'higher' | 'lower']> = [
+  ['loadSorted', '1. Bulk load, sorted, 1000/txn (keys/s)', 'higher'],
+  ['loadRandom', '1. Bulk load, random order, 1000/txn (keys/s)', 'higher'],
+  ['get', '2. Random get, warm (ops/s)', 'higher'],
+  ['getP50us', '   get p50 (µs)', 'lower'],
+  ['getP99us', '   get p99 (µs)', 'lower'],
+  ['commit1', '3. Durable single-key commit (commits/s)', 'higher'],
+  ['commit1P50us', '   commit p50 (µs)', 'lower'],
+  ['commit1P99us', '   commit p99 (µs)', 'lower'],
+  ['group100', '3. Group commit, 100 writes/durable txn (writes/s)', 'higher'],
+  ['scan', '4. Range scan, 1000 keys (scans/s)', 'higher'],
+  ['largeGetMBps', '5. 1 MiB value get (MB/s)', 'higher'],
+  ['overwrite', '6. Overwrite every key, random order (keys/s)', 'higher'],
+  ['sizeSortedMB', '6. Size after sorted load (MB)', 'lower'],
+  ['sizeRandomMB', '6. Size after random load (MB)', 'lower'],
+  ['ampRandom', '   × logical after random load', 'lower'],
+  ['sizeOverwriteMB', '6. Size after overwriting every key (MB)', 'lower'],
+  ['ampOverwrite', '   × logical after overwrite', 'lower'],
+  ['ampCompacted', '   × logical after overwrite + offline compaction', 'lower'],
+  ['compactSec', '   offline compaction time (s)', 'lower'],
+];
+const present = engines.filter((e) => results.has(e));
+const lines: string[] = [];
+lines.push(`Keys: ${keys} × 16 B + 100 B values (logical ${((keys * 116) / 1e6).toFixed(1)} MB), ${rounds} round(s), one process per engine per round, rotated order.`);
+lines.push(`Node ${process.version}, ${os.cpus().length} × ${os.cpus()[0]?.model ?? 'cpu'}; load average while engines ran: median ${median(loads).toFixed(1)}, max ${Math.max(...loads).toFixed(1)}. Run time ${((Date.now() - t0) / 60000).toFixed(1)} min.`);
+lines.push('');
+lines.push(`| workload | ${present.join(' | ')} |`);
+lines.push(`|---|${present.map(() => '---:').join('|')}|`);
+for (const [m, label] of metrics) {
+  const cells = present.map((e) => {
+    const xs = (results.get(e) ?? []).map((r) => r[m]).filter((x) => x !== undefined && Number.isFinite(x));
+    if (xs.length === 0) return '—';
+    return xs.length > 1 ? `${fmt(median(xs))} (${fmt(Math.min(...xs))}–${fmt(Math.max(...xs))})` : fmt(xs[0]);
+  });
+  if (cells.every((c) => c === '—')) continue;
+  lines.push(`| ${label} | ${cells.join(' | ')} |`);
+}
+if (present.includes('solifuge')) {
+  lines.push('');
+  lines.push(`Ratios, Solifuge ÷ anchor (median of per-round ratios; >1 = Solifuge faster, or bigger for sizes):`);
+  lines.push('');
+  const anchors = present.filter((e) => e !== 'solifuge');
+  lines.push(`| workload | ${anchors.map((a) => `÷ ${a}`).join(' | ')} |`);
+  lines.push(`|---|${anchors.map(() => '---:').join('|')}|`);
+  for (const [m, label] of metrics) {
+    if (m.endsWith('us') || m === 'compactSec' || m === 'ampCompacted') continue;
+    const cells = anchors.map((a) => {
+      const s = results.get('solifuge') ?? [];
+      const o = results.get(a) ?? [];
+      const ratios: number[] = [];
+      for (let i = 0; i < Math.min(s.length, o.length); i++) if (s[i][m] !== undefined && o[i][m]) ratios.push(s[i][m] / o[i][m]);
+      return ratios.length === 0 ? '—' : `${median(ratios).toFixed(2)}×`;
+    });
+    if (cells.every((c) => c === '—')) continue;
+    lines.push(`| ${label} | ${cells.join(' | ')} |`);
+  }
+}
+const report = lines.join('\n');
+process.stdout.write(`${report}\n`);
+if (values.out !== undefined) fs.writeFileSync(values.out, `${report}\n`);
