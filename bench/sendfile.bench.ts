@@ -15,7 +15,9 @@
 //    figures of every method alike; the 64 MiB ones are throughput-bound.
 //  - "raw sendfile" is addon.sendfileBlocking: the bare sendfile loop with poll() on this thread,
 //    no Promise, no thread hop. It is the ceiling, not something a server may call.
-//  - Several rounds with the task order rotated; the table shows medians of the per-round means.
+//  - Several rounds with the task order rotated; the table shows medians of the per-round means,
+//    and ratios as medians of per-round ratios (paired, so slow drifts in background load on a
+//    shared machine cancel out).
 import { spawn, type ChildProcess } from 'node:child_process';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
@@ -30,7 +32,7 @@ const MiB = 1 << 20;
 const fileSizeBytes = 64 * MiB;
 const sizesBytes = [MiB, 64 * MiB];
 const roundsArg = process.argv.indexOf('--rounds');
-const rounds = roundsArg > 0 ? Number(process.argv[roundsArg + 1]) : 3;
+const rounds = roundsArg > 0 ? Number(process.argv[roundsArg + 1]) : 7;
 
 const sinkScript = `
 const net = require('node:net');
@@ -119,9 +121,9 @@ async function main(): Promise<void> {
     for (const sizeBytes of sizesBytes) {
       const large = sizeBytes > 8 * MiB;
       const bench = new Bench({
-        time: large ? 600 : 300,
+        time: large ? 400 : 200,
         iterations: large ? 4 : 32,
-        warmupTime: large ? 50 : 50,
+        warmupTime: 50,
         warmupIterations: large ? 1 : 8,
       });
       const order = methods.map((m, i) => ({ m, socket: sockets[i] }));
@@ -164,8 +166,14 @@ async function main(): Promise<void> {
       const bySize = results.get(sizeBytes)!;
       const value = median(bySize.get(m.name)!);
       row.push(fmt(value));
-      if (rawName) row.push(`${(value / median(bySize.get(rawName)!)).toFixed(2)}×`);
-      row.push(`${(value / median(bySize.get(pipeName)!)).toFixed(2)}×`);
+      // Ratios are paired: method ÷ reference within each round (the rounds ran seconds apart
+      // under changing background load), then the median of those per-round ratios.
+      const pairedRatio = (reference: string): string => {
+        const refs = bySize.get(reference)!;
+        return `${median(bySize.get(m.name)!.map((x, r) => x / refs[r])).toFixed(2)}×`;
+      };
+      if (rawName) row.push(pairedRatio(rawName));
+      row.push(pairedRatio(pipeName));
     }
     lines.push(`| ${row.join(' | ')} |`);
   }

@@ -420,28 +420,42 @@ struct Sender {
   }
 };
 
+// Builds Error{message, errno, bytesSent} with raw napi calls: this runs from the tsfn callback,
+// which may also run while a worker is being torn down and JS can no longer execute; there,
+// node-addon-api's wrappers would turn a failed call into a fatal error. Returns nullptr on failure.
 napi_value ErrnoError(napi_env env, int err, uint64_t sentBytes) {
-  Napi::Env e(env);
   std::string message = std::string("zero-copy transfer failed: ") + strerror(err);
-  Napi::Error error = Napi::Error::New(e, message);
-  error.Set("errno", Napi::Number::New(e, err));
-  error.Set("bytesSent", Napi::Number::New(e, static_cast<double>(sentBytes)));
-  return error.Value();
+  napi_value text, error, errnoValue, bytesValue;
+  if (napi_create_string_utf8(env, message.c_str(), message.size(), &text) != napi_ok ||
+      napi_create_error(env, nullptr, text, &error) != napi_ok ||
+      napi_create_int32(env, err, &errnoValue) != napi_ok ||
+      napi_create_double(env, static_cast<double>(sentBytes), &bytesValue) != napi_ok ||
+      napi_set_named_property(env, error, "errno", errnoValue) != napi_ok ||
+      napi_set_named_property(env, error, "bytesSent", bytesValue) != napi_ok) {
+    return nullptr;
+  }
+  return error;
 }
 
-// JS thread (or env == nullptr while the environment tears the tsfn down: then only free).
+// JS thread. env == nullptr when the environment drains the tsfn queue at teardown: then only
+// free (the Sender may already be gone). Every napi failure is ignored: a settle that cannot
+// happen belongs to an environment that is going away.
 void SettleOnJsThread(napi_env env, napi_value /*jsCallback*/, void* /*context*/, void* data) {
   auto* c = static_cast<Completion*>(data);
   if (env != nullptr) {
     napi_handle_scope scope;
-    napi_open_handle_scope(env, &scope);
-    if (c->err == 0) {
-      napi_resolve_deferred(env, c->deferred,
-                            Napi::Number::New(env, static_cast<double>(c->sentBytes)));
-    } else {
-      napi_reject_deferred(env, c->deferred, ErrnoError(env, c->err, c->sentBytes));
+    if (napi_open_handle_scope(env, &scope) == napi_ok) {
+      if (c->err == 0) {
+        napi_value bytes;
+        if (napi_create_double(env, static_cast<double>(c->sentBytes), &bytes) == napi_ok) {
+          napi_resolve_deferred(env, c->deferred, bytes);
+        }
+      } else {
+        napi_value error = ErrnoError(env, c->err, c->sentBytes);
+        if (error != nullptr) napi_reject_deferred(env, c->deferred, error);
+      }
+      napi_close_handle_scope(env, scope);
     }
-    napi_close_handle_scope(env, scope);
     Sender* s = c->sender;
     if (--s->pendingCount == 0) napi_unref_threadsafe_function(env, s->tsfn);
   }
@@ -456,14 +470,22 @@ struct AddonState {
   uint64_t nextTransferId = 1;
 };
 
+// Environment teardown, registered in Init: runs after CleanupSender (hooks run in reverse
+// order of registration).
 void CleanupState(void* arg) {
   auto* state = static_cast<AddonState*>(arg);
-  if (state->sender != nullptr) {
-    state->sender->Shutdown();
-    delete state->sender;  // the tsfn itself is torn down by the environment
-  }
   ClosePipe(&state->cachedPipe);
   delete state;
+}
+
+// Environment teardown, registered right after the sender's tsfn was created, so it runs before
+// the environment's own teardown of that tsfn: the thread is joined (it makes no more tsfn
+// calls) before the tsfn can go away. Completions still queued are then drained by the
+// environment with env == nullptr, which does not touch the Sender, so deleting it here is safe.
+void CleanupSender(void* arg) {
+  auto* s = static_cast<Sender*>(arg);
+  s->Shutdown();
+  delete s;
 }
 
 void NoFinalize(Napi::Env, AddonState*) {}  // CleanupState owns the state's lifetime
@@ -499,6 +521,7 @@ Sender* EnsureSender(Napi::Env env, int* err) {
   // Idle senders must not keep the process alive; Send() refs while transfers are pending.
   napi_unref_threadsafe_function(env, s->tsfn);
   s->thread = std::thread([s] { s->Run(); });
+  napi_add_env_cleanup_hook(env, CleanupSender, s);
   state->sender = s;
   return s;
 }

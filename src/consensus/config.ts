@@ -23,7 +23,8 @@ export function makeConfig(input: ConfigInput): Config {
     driftBound: 0.1,
     renewIntervalTicks: Math.max(1, Math.floor(leaseTicks / 4)),
     electionJitterTicks: Math.max(1, Math.floor(leaseTicks / 2)),
-    candidacyTimeoutTicks: Math.max(2, Math.floor(leaseTicks / 2)),
+    // A candidacy must outlast a round trip plus an fsync on every clock in the bound.
+    candidacyTimeoutTicks: Math.max(2, leaseTicks),
     resendTicks: Math.max(1, Math.floor(leaseTicks / 5)),
     fetchTimeoutTicks: Math.max(2, Math.floor(leaseTicks / 2)),
     pipelineWindow: 4,

@@ -2,16 +2,18 @@
 //! every commit and by `solifuge inspect`.
 //!
 //! Verifies, straight from disk (never through the cache): every slab from the first to the last
-//! commit (entry CRCs, slab CRC, back links, sequence numbers), then the live tree of the last
-//! commit: every node's checksum and kind, keys strictly ascending inside nodes and within the
-//! bounds their parents set, all leaves at one depth, every Value entry's length and checksum,
-//! and the key count the commit records. Problems come back as data; it throws only for I/O errors.
+//! commit (entry CRCs, slab CRC, back links, sequence numbers) and the last checkpointed tree:
+//! every node's checksum and kind, keys strictly ascending inside nodes and within the bounds
+//! their parents set, all leaves at one depth, every Value entry's length and checksum, and the
+//! key count the commit records. Then the live tree (checkpoint plus the commits replayed on top,
+//! partly in memory) for the same order and shape rules and the last commit's key count. Problems come back as data; it throws only for I/O errors.
 import type { CommitRecord } from './codec.js';
 import { readNode } from './cache.js';
 import { readEntry } from './entry.js';
 import { DATA_START_POS, ENTRY_HEADER_BYTES, Kind } from './format.js';
 import type { FileLog } from './log-file.js';
-import { T, ValueRef, type DiskRef } from './node.js';
+import { DiskRef, T, ValueRef, type Child, type TreeNode } from './node.js';
+import type { NodeSource } from './tree.js';
 import { scanSlab } from './recovery.js';
 
 export interface CheckReport {
@@ -30,7 +32,7 @@ export interface CheckReport {
 
 const PROBLEMS_MAX = 100;
 
-export function checkStore(log: FileLog, last: CommitRecord | null): CheckReport {
+export function checkStore(log: FileLog, last: CommitRecord | null, src: NodeSource, liveRoot: Child | null): CheckReport {
   const r: CheckReport = {
     ok: true, problems: [], slabs: 0, keys: 0, depth: 0, leaves: 0, indexes: 0, valueEntries: 0, liveBytes: 0, fileBytes: log.end,
   };
@@ -56,57 +58,86 @@ export function checkStore(log: FileLog, last: CommitRecord | null): CheckReport
   if (r.ok && pos !== lastEnd) problem(`slabs end at ${pos}, the last commit ends at ${lastEnd}`);
   if (r.ok && last !== null && prev?.pos !== last.pos) problem('the slab chain does not end at the last commit');
 
-  // 2. The live tree.
-  if (last === null || last.rootKind === 0) {
-    if (last !== null && last.keyCount !== 0) problem(`empty tree but the commit counts ${last.keyCount} keys`);
-    return r;
+  // 2. The checkpointed tree, straight from disk, then the live tree (checkpoint + replayed
+  //    commits, partly in memory) for order, shape and the key count.
+  if (last === null) return r;
+  if (last.rootKind === 0) {
+    if (last.treeKeyCount !== 0) problem(`empty checkpoint but the commit counts ${last.treeKeyCount} keys in it`);
+  } else {
+    if (last.rootKind !== Kind.Leaf && last.rootKind !== Kind.Index) problem(`bad root kind ${last.rootKind}`);
+    const disk = walkTree(new DiskRef(last.rootPos, last.rootLen), (ref) => readNode(log, ref.pos, ref.len), problem, (v) => {
+      r.valueEntries++;
+      try {
+        readEntry(log, v.pos, ENTRY_HEADER_BYTES + v.len, Kind.Value);
+        r.liveBytes += ENTRY_HEADER_BYTES + v.len;
+      } catch (err) {
+        problem(`value at ${v.pos}: ${(err as Error).message}`);
+      }
+    });
+    r.leaves = disk.leaves;
+    r.indexes = disk.indexes;
+    r.liveBytes += disk.nodeBytes;
+    if (disk.keys !== last.treeKeyCount) problem(`the checkpointed tree holds ${disk.keys} keys, the commit counts ${last.treeKeyCount}`);
   }
-  let leafDepth = -1;
-  const walk = (ref: DiskRef, low: string | undefined, high: string | undefined, depth: number): void => {
-    let node;
-    try {
-      node = readNode(log, ref.pos, ref.len);
-    } catch (err) {
-      problem(`node at ${ref.pos}: ${(err as Error).message}`);
-      return;
-    }
-    r.liveBytes += ref.len;
+  if (liveRoot !== null || last.keyCount !== 0) {
+    const live = liveRoot === null ? { keys: 0, depth: 0 } : walkTree(liveRoot, (ref) => src.load(ref), problem, () => undefined);
+    r.keys = live.keys;
+    r.depth = live.depth;
+    if (live.keys !== last.keyCount) problem(`the live tree holds ${live.keys} keys, the last commit counts ${last.keyCount}`);
+  }
+  return r;
+}
+
+interface WalkResult {
+  keys: number;
+  depth: number;
+  leaves: number;
+  indexes: number;
+  nodeBytes: number;
+}
+
+/** Walks a tree checking order, bounds, uniform depth and non-empty leaves. */
+function walkTree(
+  root: Child,
+  load: (ref: DiskRef) => TreeNode,
+  problem: (p: string) => void,
+  onValueRef: (v: ValueRef) => void,
+): WalkResult {
+  const res: WalkResult = { keys: 0, depth: -1, leaves: 0, indexes: 0, nodeBytes: 0 };
+  const walk = (c: Child, low: string | undefined, high: string | undefined, depth: number, parentPos: number): void => {
+    let node: TreeNode;
+    if (c.t === T.Disk) {
+      try {
+        node = load(c);
+      } catch (err) {
+        problem(`node at ${c.pos}: ${(err as Error).message}`);
+        return;
+      }
+      res.nodeBytes += c.len;
+    } else node = c;
+    const where = node.pos >= 0 ? `node at ${node.pos}` : 'node in memory';
+    if (parentPos >= 0 && node.pos >= parentPos) problem(`${where} is not older than its parent at ${parentPos}`);
     const keys = node.keys;
     for (let i = 0; i < keys.length; i++) {
-      if (i > 0 && !(keys[i - 1] < keys[i])) problem(`node at ${ref.pos}: keys out of order at ${i}`);
-      if (low !== undefined && keys[i] < low) problem(`node at ${ref.pos}: key ${i} below its parent's bound`);
-      if (high !== undefined && keys[i] >= high) problem(`node at ${ref.pos}: key ${i} not below its parent's bound`);
+      if (i > 0 && !(keys[i - 1] < keys[i])) problem(`${where}: keys out of order at ${i}`);
+      if (low !== undefined && keys[i] < low) problem(`${where}: key ${i} below its parent's bound`);
+      if (high !== undefined && keys[i] >= high) problem(`${where}: key ${i} not below its parent's bound`);
     }
     if (node.t === T.Leaf) {
-      r.leaves++;
-      if (leafDepth === -1) leafDepth = depth;
-      else if (leafDepth !== depth) problem(`leaf at ${ref.pos} at depth ${depth}, others at ${leafDepth}`);
-      if (keys.length === 0) problem(`empty leaf at ${ref.pos}`);
-      r.keys += keys.length;
-      for (const v of node.vals) {
-        if (v instanceof ValueRef) {
-          r.valueEntries++;
-          try {
-            readEntry(log, v.pos, ENTRY_HEADER_BYTES + v.len, Kind.Value);
-            r.liveBytes += ENTRY_HEADER_BYTES + v.len;
-          } catch (err) {
-            problem(`value at ${v.pos}: ${(err as Error).message}`);
-          }
-        }
-      }
+      res.leaves++;
+      if (res.depth === -1) res.depth = depth;
+      else if (res.depth !== depth) problem(`${where}: leaf at depth ${depth}, others at ${res.depth}`);
+      if (keys.length === 0) problem(`${where}: empty leaf`);
+      res.keys += keys.length;
+      for (const v of node.vals) if (v instanceof ValueRef && v.pos >= 0) onValueRef(v);
       return;
     }
-    r.indexes++;
-    if (node.kids.length < 1 || node.kids.length !== keys.length + 1) problem(`index at ${ref.pos}: ${node.kids.length} children for ${keys.length} separators`);
+    res.indexes++;
+    if (node.kids.length < 1 || node.kids.length !== keys.length + 1) problem(`${where}: ${node.kids.length} children for ${keys.length} separators`);
     for (let i = 0; i < node.kids.length; i++) {
-      const kid = node.kids[i] as DiskRef;
-      if (kid.pos >= ref.pos) problem(`index at ${ref.pos}: child ${i} at ${kid.pos} is not older than its parent`);
-      walk(kid, i === 0 ? low : keys[i - 1], i === keys.length ? high : keys[i], depth + 1);
+      walk(node.kids[i], i === 0 ? low : keys[i - 1], i === keys.length ? high : keys[i], depth + 1, node.pos);
     }
   };
-  if (last.rootKind !== Kind.Leaf && last.rootKind !== Kind.Index) problem(`bad root kind ${last.rootKind}`);
-  walk({ pos: last.rootPos, len: last.rootLen } as DiskRef, undefined, undefined, 1);
-  r.depth = leafDepth;
-  if (r.keys !== last.keyCount) problem(`the tree holds ${r.keys} keys, the commit counts ${last.keyCount}`);
-  return r;
+  walk(root, undefined, undefined, 1, -1);
+  return res;
 }

@@ -16,17 +16,28 @@
 //!     child0: pos varint, len varint        len = whole entry length, so one pread reads it
 //!     (count - 1) × (suffixLen varint, suffix bytes, pos varint, len varint)
 //!
-//! Commit body (fixed 59 bytes):
+//! Actions body (a commit's changes, in the order they were made):
+//!
+//!     count varint
+//!     count × action:
+//!       op u8                               0 delete, 1 set with inline value, 2 set with Value entry
+//!       keyLen varint, key bytes
+//!       op 1: len varint, bytes             op 2: pos varint (Value entry), len varint (value bytes)
+//!
+//! Commit body (fixed 83 bytes):
 //!
 //!     0  commitVersion u8 = 1
-//!     1  rootKind u8                        0 empty tree, 2 leaf, 3 index
-//!     2  rootPos u64, 10 rootLen u32
+//!     1  treeRootKind u8                    root of the last checkpointed tree: 0 empty, 2 leaf, 3 index
+//!     2  treeRootPos u64, 10 treeRootLen u32
 //!     14 prevCommitPos u64                  0 for the first commit
 //!     22 seq u64                            1, 2, 3, … one per commit
 //!     30 hasTag u8, 31 tag u64              the caller's opaque number (Baardskeerder's "time")
-//!     39 keyCount u64                       so count() is O(1)
+//!     39 keyCount u64                       live keys after this commit, so count() is O(1)
 //!     47 slabStart u64                      first byte of this slab
 //!     55 slabCrc u32                        CRC32C over [slabStart, this commit entry's position)
+//!     59 treeSeq u64                        seq of the commit whose slab holds the tree (0: none yet)
+//!     67 treeCommitPos u64                  that commit's position (0: none); replay starts after it
+//!     75 treeKeyCount u64                   keys in the checkpointed tree
 //!
 //! Varints are LEB128 (7 bits a byte, low group first), as Baardskeerder's Flog0 (§A.4).
 import { Buffer } from 'node:buffer';
@@ -35,7 +46,8 @@ import { Kind, readU32, readU64, writeU64 } from './format.js';
 import type { BinKey } from './keys.js';
 import { DiskRef, IndexNode, LeafNode, ValueRef, leafItemBytes, indexItemBytes, NODE_OVERHEAD_BYTES, INDEX_CHILD0_BYTES, type Child, type LeafValue } from './node.js';
 
-export const COMMIT_BODY_BYTES = 59;
+export const COMMIT_BODY_BYTES = 83;
+export const COMMIT_ENTRY_BYTES = 9 + COMMIT_BODY_BYTES;
 
 /** A growable output buffer for building slabs. */
 export class ByteWriter {
@@ -233,6 +245,7 @@ export interface CommitRecord {
   pos: number;
   len: number;
   seq: number;
+  /** Root of the last checkpointed tree. */
   rootKind: Kind.Leaf | Kind.Index | 0;
   rootPos: number;
   rootLen: number;
@@ -241,6 +254,9 @@ export interface CommitRecord {
   keyCount: number;
   slabStart: number;
   slabCrc: number;
+  treeSeq: number;
+  treeCommitPos: number;
+  treeKeyCount: number;
 }
 
 export function encodeCommitBody(w: ByteWriter, c: Omit<CommitRecord, 'pos' | 'len'>): void {
@@ -258,6 +274,9 @@ export function encodeCommitBody(w: ByteWriter, c: Omit<CommitRecord, 'pos' | 'l
   writeU64(b, o + 39, c.keyCount);
   writeU64(b, o + 47, c.slabStart);
   b.writeUInt32LE(c.slabCrc >>> 0, o + 55);
+  writeU64(b, o + 59, c.treeSeq);
+  writeU64(b, o + 67, c.treeCommitPos);
+  writeU64(b, o + 75, c.treeKeyCount);
   w.off += COMMIT_BODY_BYTES;
 }
 
@@ -280,10 +299,63 @@ export function decodeCommitBody(b: Uint8Array, start: number, end: number, pos:
     keyCount: readU64(b, start + 39),
     slabStart: readU64(b, start + 47),
     slabCrc: readU32(b, start + 55),
+    treeSeq: readU64(b, start + 59),
+    treeCommitPos: readU64(b, start + 67),
+    treeKeyCount: readU64(b, start + 75),
   };
-  for (const k of ['rootPos', 'prevCommitPos', 'seq', 'keyCount', 'slabStart'] as const) {
+  for (const k of ['rootPos', 'prevCommitPos', 'seq', 'keyCount', 'slabStart', 'treeSeq', 'treeCommitPos', 'treeKeyCount'] as const) {
     if (!Number.isFinite(c[k])) throw new CorruptionError(pos, `commit field ${k} out of range`);
   }
   if (c.tag !== undefined && !Number.isFinite(c.tag)) throw new CorruptionError(pos, 'commit tag out of range');
+  if (c.treeSeq > c.seq || (c.treeSeq === 0) !== (c.treeCommitPos === 0)) throw new CorruptionError(pos, 'commit names an impossible checkpoint');
   return c;
+}
+
+/** One change of a commit: a set (inline bytes or a Value entry) or a delete (`val` null). */
+export interface Action {
+  key: BinKey;
+  val: LeafValue | null;
+}
+
+export function encodeActionsBody(w: ByteWriter, actions: readonly Action[]): void {
+  let bound = 16;
+  for (const a of actions) bound += a.key.length + 24 + (a.val === null || a.val instanceof ValueRef ? 0 : a.val.length);
+  w.ensure(bound);
+  w.varint(actions.length);
+  for (const a of actions) {
+    const v = a.val;
+    if (v === null) w.u8(0);
+    else if (v instanceof ValueRef) w.u8(2);
+    else w.u8(1);
+    writeSuffix(w, a.key, 0);
+    if (v === null) continue;
+    if (v instanceof ValueRef) {
+      if (v.pos < 0) throw new Error('encodeActionsBody: value entry without a position');
+      w.varint(v.pos);
+      w.varint(v.len);
+    } else {
+      w.varint(v.length);
+      w.bytes(v);
+    }
+  }
+}
+
+/** Decodes an actions body; inline values are views into `b`. */
+export function decodeActionsBody(b: Buffer, start: number, end: number, entryPos: number): Action[] {
+  const r = new ByteReader(b, start, end, entryPos);
+  const count = r.varint();
+  if (count > end - start) r.fail('action count exceeds its size');
+  const out: Action[] = new Array(count);
+  for (let i = 0; i < count; i++) {
+    const op = r.u8();
+    const key = r.str(r.varint()) as BinKey;
+    if (op === 0) out[i] = { key, val: null };
+    else if (op === 1) out[i] = { key, val: r.slice(r.varint()) };
+    else if (op === 2) {
+      const pos = r.varint();
+      out[i] = { key, val: new ValueRef(pos, r.varint(), undefined) };
+    } else r.fail(`unknown action ${op}`);
+  }
+  if (r.off !== end) r.fail('actions have trailing bytes');
+  return out;
 }

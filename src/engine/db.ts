@@ -12,10 +12,10 @@ import path from 'node:path';
 import { Buffer } from 'node:buffer';
 import { crc32c } from '../wasm/crc32c.js';
 import { NodeCache } from './cache.js';
-import type { CommitRecord } from './codec.js';
+import type { Action, CommitRecord } from './codec.js';
 import { readEntry } from './entry.js';
 import {
-  BadArgumentError, ClosedError, IoFailedError, KeyTooLargeError, SolifugeError, ValueTooLargeError, assert,
+  BadArgumentError, ClosedError, CorruptionError, IoFailedError, KeyTooLargeError, SolifugeError, ValueTooLargeError, assert,
 } from './errors.js';
 import {
   DATA_START_POS, ENTRY_HEADER_BYTES, Kind, SUPERBLOCK_A_POS, SUPERBLOCK_B_POS, encodeSuperblock, type Superblock,
@@ -23,7 +23,7 @@ import {
 import { binKeyToBuffer, toBinKey, toValueBuffer, type BinKey, type KeyInput, type ValueInput } from './keys.js';
 import { FileLog, syncDirectory } from './log-file.js';
 import { DiskRef, T, ValueRef, type Child, type LeafValue } from './node.js';
-import { recover } from './recovery.js';
+import { recover, replayAfterCheckpoint } from './recovery.js';
 import { SlabBuilder } from './slab.js';
 import { Cursor, TreeWriter, lookup, type Bounds, type NodeSource, type TreeState } from './tree.js';
 import { checkStore, type CheckReport } from './check.js';
@@ -47,6 +47,12 @@ export interface OpenOptions {
   cacheBytes?: number;
   /** Rewrite the superblock once this many bytes were appended since the last one. */
   superblockIntervalBytes?: number;
+  /**
+   * Write the tree's changed nodes (a checkpoint) once this many bytes of slabs were appended
+   * since the last one. Larger: fewer node copies written, but more to replay on open and more
+   * changed nodes held in memory. Also on close.
+   */
+  checkpointIntervalBytes?: number;
 }
 
 export interface RangeOptions {
@@ -74,6 +80,7 @@ export const DEFAULTS = {
   nodeBytesMax: 4096,
   cacheBytes: 512 * 1024 * 1024,
   superblockIntervalBytes: 64 * 1024 * 1024,
+  checkpointIntervalBytes: 64 * 1024 * 1024,
 } as const;
 
 interface Published {
@@ -116,8 +123,11 @@ export class Db implements Reader {
   private sbPos: number;
   private readonly slabs = new SlabBuilder();
   private readonly pins = new Map<number, number>(); // commit seq -> pinned snapshots
+  private bytesSinceCheckpoint = 0;
+  /** Commits replayed on open (those after the last checkpoint). */
+  readonly replayedSlabs: number = 0;
   /** Statistics since open. */
-  readonly stats = { commits: 0, syncs: 0, bytesAppended: 0 };
+  readonly stats = { commits: 0, syncs: 0, checkpoints: 0, bytesAppended: 0 };
 
   private constructor(
     readonly path: string,
@@ -131,12 +141,19 @@ export class Db implements Reader {
     this.sb = recovered.sb;
     this.sbPos = recovered.sbPos;
     const c = recovered.lastCommit;
-    this.published = {
-      root: c === null || c.rootKind === 0 ? null : new DiskRef(c.rootPos, c.rootLen),
-      count: c?.keyCount ?? 0,
-      tag: c?.tag,
-      commit: c,
-    };
+    let root: Child | null = null;
+    let count = 0;
+    if (c !== null) {
+      // The last commit's tree = its checkpoint + the actions of the commits after it.
+      const w = new TreeWriter(cache, { root: c.rootKind === 0 ? null : new DiskRef(c.rootPos, c.rootLen), count: c.treeKeyCount }, ++this.gen, options.nodeBytesMax);
+      this.replayedSlabs = replayAfterCheckpoint(log, c, (actions) => applyActions(w, actions));
+      if (w.count !== c.keyCount) throw new CorruptionError(c.pos, `replay gives ${w.count} keys, the commit records ${c.keyCount}`);
+      this.gen = w.gen + 1;
+      root = w.root;
+      count = w.count;
+      this.bytesSinceCheckpoint = c.pos + c.len - (c.treeCommitPos === 0 ? DATA_START_POS : c.treeCommitPos);
+    }
+    this.published = { root, count, tag: c?.tag, commit: c };
   }
 
   static async open(file: string, options: OpenOptions = {}): Promise<Db> {
@@ -150,6 +167,7 @@ export class Db implements Reader {
       nodeBytesMax: options.nodeBytesMax ?? DEFAULTS.nodeBytesMax,
       cacheBytes: options.cacheBytes ?? DEFAULTS.cacheBytes,
       superblockIntervalBytes: options.superblockIntervalBytes ?? DEFAULTS.superblockIntervalBytes,
+      checkpointIntervalBytes: options.checkpointIntervalBytes ?? DEFAULTS.checkpointIntervalBytes,
     };
     if (opts.nodeBytesMax < 512 || opts.nodeBytesMax > 1 << 24) throw new BadArgumentError('nodeBytesMax must be within 512 B .. 16 MiB');
     if (opts.inlineValueBytesMax > opts.nodeBytesMax / 4) throw new BadArgumentError('inlineValueBytesMax must be at most nodeBytesMax / 4');
@@ -356,6 +374,7 @@ export class Db implements Reader {
     }
     const base = this.published;
     const w = new TreeWriter(this.cache, { root: base.root, count: base.count }, ++this.gen, this.options.nodeBytesMax);
+    const actions: Action[] = [];
     let tag = base.tag;
     let sync = false;
     const results: unknown[] = new Array(jobs.length);
@@ -365,25 +384,29 @@ export class Db implements Reader {
       switch (job.k) {
         case 'set':
           w.set(job.key, job.val);
+          actions.push({ key: job.key, val: job.val });
           sync ||= this.options.durable;
           break;
         case 'del':
           results[i] = w.delete(job.key);
+          if (results[i] === true) actions.push({ key: job.key, val: null });
           sync ||= this.options.durable;
           break;
         case 'delPrefix':
-          results[i] = deletePrefixIn(this.cache, w, job.prefix);
+          results[i] = deletePrefixIn(this.cache, w, job.prefix, actions);
           sync ||= this.options.durable;
           break;
         case 'tx': {
           const savepoint = w.freeze();
-          const tx = new Transaction(this, w);
+          const mark = actions.length;
+          const tx = new Transaction(this, w, actions);
           try {
             results[i] = await job.fn(tx);
             if (job.opts.tag !== undefined) tag = job.opts.tag;
             sync ||= job.opts.durable ?? this.options.durable;
           } catch (err) {
             w.restore(savepoint);
+            actions.length = mark;
             errors[i] = err ?? new Error('transaction aborted');
           } finally {
             tx.end();
@@ -398,9 +421,9 @@ export class Db implements Reader {
       this.gen = w.gen;
     }
     this.gen = w.gen + 1;
-    if (w.root !== base.root || tag !== base.tag || w.count !== base.count) {
+    if (actions.length > 0 || tag !== base.tag) {
       try {
-        await this.commit({ root: w.root, count: w.count }, tag, sync);
+        await this.commit({ root: w.root, count: w.count }, lastPerKey(actions), tag, sync, false);
       } catch (err) {
         const e = err instanceof SolifugeError ? err : new IoFailedError(String(err), err);
         this.failed = e;
@@ -414,21 +437,34 @@ export class Db implements Reader {
     }
   }
 
-  /** Writes one slab for the new tree, syncs if asked, then publishes it to readers. */
-  private async commit(state: TreeState, tag: number | undefined, sync: boolean): Promise<void> {
+  /**
+   * Writes one slab (the actions, and the tree's changed nodes when it is time to checkpoint),
+   * syncs if asked, then publishes the new tree to readers.
+   */
+  private async commit(state: TreeState, actions: Action[], tag: number | undefined, sync: boolean, forceCheckpoint: boolean): Promise<void> {
     const prev = this.published.commit;
     const start = this.log.end;
-    const slab = this.slabs.build({ root: state.root, keyCount: state.count, tag, prev, start });
+    const checkpoint = forceCheckpoint || this.bytesSinceCheckpoint >= this.options.checkpointIntervalBytes;
+    const slab = this.slabs.build({
+      actions, keyCount: state.count, tag, prev, start,
+      checkpoint: checkpoint ? { root: state.root, keyCount: state.count } : null,
+    });
     this.log.append(slab.bytes, slab.len);
     this.stats.commits++;
     this.stats.bytesAppended += slab.len;
-    for (const n of slab.written) this.cache.add(n);
-    if (sync) {
+    if (checkpoint) {
+      this.stats.checkpoints++;
+      this.bytesSinceCheckpoint = 0;
+      for (const n of slab.written) this.cache.add(n);
+    } else {
+      this.bytesSinceCheckpoint += slab.len;
+    }
+    if (sync || checkpoint) {
       await this.log.sync();
       this.stats.syncs++;
-      this.maybeWriteSuperblock(slab.commit);
+      this.maybeWriteSuperblock(slab.commit, checkpoint);
     }
-    this.published = { root: slab.rootRef, count: state.count, tag, commit: slab.commit };
+    this.published = { root: checkpoint ? slab.rootRef : state.root, count: state.count, tag, commit: slab.commit };
   }
 
   private maybeWriteSuperblock(c: CommitRecord, force = false): void {
@@ -457,7 +493,7 @@ export class Db implements Reader {
   /** Verifies the whole file and the live tree; problems are reported as data. */
   check(): CheckReport {
     this.assertOpen();
-    return checkStore(this.log, this.published.commit);
+    return checkStore(this.log, this.published.commit, this.cache, this.published.root);
   }
 
   /**
@@ -470,6 +506,7 @@ export class Db implements Reader {
     const snap = this.snapshot();
     const out = await Db.open(target, {
       durable: false,
+      checkpointIntervalBytes: 0, // every batch is a checkpoint: the new file holds the tree only
       nodeBytesMax: this.options.nodeBytesMax,
       inlineValueBytesMax: this.options.inlineValueBytesMax,
       maxKeyBytes: this.options.maxKeyBytes,
@@ -524,7 +561,13 @@ export class Db implements Reader {
     this.closed = true;
     try {
       if (!this.log.readOnly && this.failed === null) {
-        const c = this.published.commit;
+        let c = this.published.commit;
+        if (c !== null && c.treeSeq !== c.seq) {
+          // Checkpoint, so the next open replays nothing.
+          const p = this.published;
+          await this.commit({ root: p.root, count: p.count }, [], p.tag, true, true);
+          c = this.published.commit;
+        }
         if (c !== null && c.pos + c.len !== this.sb.dataEnd) {
           await this.log.sync();
           this.writeSuperblock(c);
@@ -554,13 +597,39 @@ export class Db implements Reader {
 
 function noop(): void {}
 
-function deletePrefixIn(src: NodeSource, w: TreeWriter, prefix: BinKey): number {
+function deletePrefixIn(src: NodeSource, w: TreeWriter, prefix: BinKey, actions: Action[]): number {
   w.freeze();
   const keys: BinKey[] = [];
   const c = new Cursor(src, w.root, { prefix });
   while (c.next()) keys.push(c.key);
-  for (const k of keys) assert(w.delete(k), 'deletePrefix lost a key it had just listed');
+  for (const k of keys) {
+    assert(w.delete(k), 'deletePrefix lost a key it had just listed');
+    actions.push({ key: k, val: null });
+  }
   return keys.length;
+}
+
+/** Keeps only the last action for each key: the final state of a batch is all that is logged. */
+function lastPerKey(actions: Action[]): Action[] {
+  if (actions.length < 2) return actions;
+  const seen = new Set<BinKey>();
+  const out: Action[] = [];
+  for (let i = actions.length - 1; i >= 0; i--) {
+    const a = actions[i];
+    if (seen.has(a.key)) continue;
+    seen.add(a.key);
+    out.push(a);
+  }
+  if (out.length === actions.length) return actions;
+  return out.reverse();
+}
+
+/** Replays logged actions onto a tree. */
+function applyActions(w: TreeWriter, actions: Action[]): void {
+  for (const a of actions) {
+    if (a.val === null) w.delete(a.key);
+    else w.set(a.key, a.val);
+  }
 }
 
 function toBounds(o: RangeOptions): Bounds {
@@ -651,6 +720,7 @@ export class Transaction implements Reader {
   constructor(
     private readonly db: Db,
     private readonly w: TreeWriter,
+    private readonly actions: Action[],
   ) {}
   /** @internal */
   end(): void {
@@ -672,15 +742,21 @@ export class Transaction implements Reader {
   }
   set(key: KeyInput, value: ValueInput): void {
     const w = this.live();
-    w.set(this.db.checkKey(key), this.db.makeValue(value));
+    const k = this.db.checkKey(key);
+    const v = this.db.makeValue(value);
+    w.set(k, v);
+    this.actions.push({ key: k, val: v });
   }
   delete(key: KeyInput): boolean {
     const w = this.live();
-    return w.delete(this.db.checkKey(key));
+    const k = this.db.checkKey(key);
+    const deleted = w.delete(k);
+    if (deleted) this.actions.push({ key: k, val: null });
+    return deleted;
   }
   deletePrefix(prefix: KeyInput): number {
     const w = this.live();
-    return deletePrefixIn(this.db.nodeSource, w, this.db.checkKey(prefix));
+    return deletePrefixIn(this.db.nodeSource, w, this.db.checkKey(prefix), this.actions);
   }
   range(opts: RangeOptions = {}): IterableIterator<[Buffer, Buffer]> {
     const w = this.live();

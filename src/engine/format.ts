@@ -26,9 +26,18 @@
 //!
 //!     0   crc32c u32                   over bytes [4, 9 + bodyLen): length, kind and body
 //!     4   bodyLen u32
-//!     8   kind u8                      1 Value, 2 Leaf, 3 Index, 4 Commit
+//!     8   kind u8                      1 Value, 2 Leaf, 3 Index, 4 Commit, 5 Actions
 //!     9   body                         see codec.ts; a Value's body is the raw value bytes, so a
 //!                                      value lies contiguous at entryPos + 9 (what getWith hands out)
+//!
+//! Slab contents. Every commit's slab holds its new Value entries, one Actions entry (the commit's
+//! sets and deletes in order, Baardskeerder's `cactions`) and the Commit. The tree's nodes are
+//! written lazily: a *checkpoint* slab also carries every Leaf and Index changed since the previous
+//! checkpoint, and from then on commits name that tree root. The tree of the last commit is
+//! therefore "checkpoint root + the actions of the commits after it", which recovery replays.
+//! This is Baardskeerder's `pos` versus `lookup` root split (§A.7) made systematic: a random
+//! 1,000-key batch writes ~120 KB of actions instead of ~1,000 copied leaves, and many batches'
+//! changes to a leaf coalesce into one copy at the next checkpoint (design.md §2 on bytes per key).
 //!
 //! Baardskeerder's "Inner" positions (references into the slab being built) exist only in memory:
 //! a child or value that is not on disk yet is referenced by object. The slab writer assigns every
@@ -53,14 +62,15 @@ export const enum Kind {
   Leaf = 2,
   Index = 3,
   Commit = 4,
+  Actions = 5,
 }
 
 export function isKind(k: number): k is Kind {
-  return k >= Kind.Value && k <= Kind.Commit;
+  return k >= Kind.Value && k <= Kind.Actions;
 }
 
 export function kindName(k: number): string {
-  return ['?', 'value', 'leaf', 'index', 'commit'][k] ?? `kind ${k}`;
+  return ['?', 'value', 'leaf', 'index', 'commit', 'actions'][k] ?? `kind ${k}`;
 }
 
 // --- integers -------------------------------------------------------------------------------

@@ -16,7 +16,7 @@
 //! - A writable open truncates the torn tail and fdatasyncs, so new slabs never follow garbage.
 import { Buffer } from 'node:buffer';
 import { crc32c, crc32cUpdate } from '../wasm/crc32c.js';
-import { COMMIT_BODY_BYTES, decodeCommitBody, type CommitRecord } from './codec.js';
+import { COMMIT_BODY_BYTES, decodeActionsBody, decodeCommitBody, type Action, type CommitRecord } from './codec.js';
 import { readEntry, verifyEntry } from './entry.js';
 import { CorruptionError, NotASolifugeFileError, UnsupportedVersionError } from './errors.js';
 import {
@@ -61,10 +61,14 @@ export function loadCommit(log: FileLog, pos: number, len: number): CommitRecord
   return decodeCommitBody(e.buf, ENTRY_HEADER_BYTES, ENTRY_HEADER_BYTES + e.bodyLen, pos, len);
 }
 
-type SlabScan = { ok: true; commit: CommitRecord; end: number } | { ok: false; badPos: number; reason: string };
+export type SlabScan =
+  | { ok: true; commit: CommitRecord; end: number; actions: Action[] | null }
+  | { ok: false; badPos: number; reason: string };
 
-/** Validates the slab starting at `start`, chained after `prev`. */
-export function scanSlab(log: FileLog, start: number, prev: CommitRecord | null): SlabScan {
+/** Validates the slab starting at `start`, chained after `prev`; decodes its actions if asked. */
+export function scanSlab(log: FileLog, start: number, prev: CommitRecord | null, wantActions = false): SlabScan {
+  let actions: Action[] | null = null;
+  let actionEntries = 0;
   let pos = start;
   let slabCrc = 0;
   const header = Buffer.allocUnsafe(ENTRY_HEADER_BYTES);
@@ -93,7 +97,18 @@ export function scanSlab(log: FileLog, start: number, prev: CommitRecord | null)
       if (c.prevCommitPos !== (prev?.pos ?? 0)) return { ok: false, badPos: pos, reason: 'commit does not link to the previous one' };
       if (c.seq !== (prev?.seq ?? 0) + 1) return { ok: false, badPos: pos, reason: `commit sequence ${c.seq} out of order` };
       if (c.slabCrc !== slabCrc) return { ok: false, badPos: start, reason: 'slab checksum mismatch' };
-      return { ok: true, commit: c, end: pos + len };
+      if (actionEntries !== 1) return { ok: false, badPos: pos, reason: `slab has ${actionEntries} actions entries` };
+      return { ok: true, commit: c, end: pos + len, actions };
+    }
+    if (kind === Kind.Actions) {
+      actionEntries++;
+      if (wantActions) {
+        try {
+          actions = decodeActionsBody(buf, ENTRY_HEADER_BYTES, len, pos);
+        } catch (err) {
+          return { ok: false, badPos: pos, reason: (err as Error).message };
+        }
+      }
     }
     slabCrc = crc32cUpdate(slabCrc, buf, 0, len);
     pos += len;
@@ -149,4 +164,30 @@ export function recover(log: FileLog, opts: { repair: boolean }): Recovered {
     slabs++;
   }
   return { sb, sbPos, lastCommit: last, end: pos, tornBytes: log.end - pos, slabsScanned: slabs };
+}
+
+/**
+ * Calls `apply` with the actions of every slab after the checkpoint `last` names, up to the end of
+ * `last`'s slab, in order. That rebuilds the tree of the last commit from its checkpoint.
+ */
+export function replayAfterCheckpoint(log: FileLog, last: CommitRecord, apply: (actions: Action[]) => void): number {
+  let prev: CommitRecord | null = null;
+  let pos = DATA_START_POS;
+  if (last.treeCommitPos !== 0) {
+    prev = loadCommit(log, last.treeCommitPos, ENTRY_HEADER_BYTES + COMMIT_BODY_BYTES);
+    if (prev.seq !== last.treeSeq) throw new CorruptionError(prev.pos, `checkpoint commit has seq ${prev.seq}, expected ${last.treeSeq}`);
+    pos = prev.pos + prev.len;
+  }
+  const end = last.pos + last.len;
+  let slabs = 0;
+  while (pos < end) {
+    const s = scanSlab(log, pos, prev, true);
+    if (!s.ok) throw new CorruptionError(s.badPos, `replaying commits after the checkpoint: ${s.reason}`);
+    apply(s.actions as Action[]);
+    prev = s.commit;
+    pos = s.end;
+    slabs++;
+  }
+  if (pos !== end || prev?.pos !== last.pos) throw new CorruptionError(pos, 'replay did not end at the last commit');
+  return slabs;
 }

@@ -1,25 +1,30 @@
 //! Building a slab: the new entries of one commit, written with one append.
 //!
-//! Walks the dirty part of the tree (nodes with pos -1) children first, so every reference can be
-//! encoded as its final Outer position: values, then leaves, then indexes up to the root, then
-//! the Commit. Only entries reachable from the new root are visited, so copies made and then
-//! replaced inside the transaction are never written: that is Baardskeerder's slab compaction
-//! (§A.7), done exactly instead of by its one-pass approximation.
+//! Every slab: the commit's new Value entries, its Actions entry, then the Commit. A checkpoint
+//! slab also walks the dirty part of the tree (nodes with pos -1) children first, so every
+//! reference is encoded as its final Outer position: leaves, then indexes up to the root. Only
+//! nodes reachable from the root are visited, so copies made and replaced since the previous
+//! checkpoint are never written: that is Baardskeerder's slab compaction (§A.7), done exactly
+//! instead of by its one-pass approximation, and across many commits instead of one.
 //! Checksums are computed last, over the finished bytes in WebAssembly memory: each entry's CRC,
 //! then the slab CRC over all entries (CRCs included), which the Commit carries.
 import { core, scratch } from '../wasm/module.js';
-import { ByteWriter, encodeCommitBody, encodeIndexBody, encodeLeafBody, type CommitRecord } from './codec.js';
+import { ByteWriter, encodeActionsBody, encodeCommitBody, encodeIndexBody, encodeLeafBody, type Action, type CommitRecord } from './codec.js';
 import { assert } from './errors.js';
 import { ENTRY_HEADER_BYTES, Kind } from './format.js';
 import { DiskRef, IndexNode, LeafNode, T, ValueRef, type Child, type TreeNode } from './node.js';
 
 export interface SlabInput {
-  root: Child | null;
+  /** This commit's changes (at most one per key). */
+  actions: readonly Action[];
+  /** Live keys after this commit. */
   keyCount: number;
   tag: number | undefined;
   prev: CommitRecord | null;
   /** File position the slab will be appended at. */
   start: number;
+  /** When set, the slab also carries the tree's changed nodes and becomes a checkpoint. */
+  checkpoint: { root: Child | null; keyCount: number } | null;
 }
 
 export interface BuiltSlab {
@@ -28,6 +33,7 @@ export interface BuiltSlab {
   commit: CommitRecord;
   /** Nodes that now have positions, for the cache. */
   written: TreeNode[];
+  /** The checkpointed root (when this slab is a checkpoint). */
   rootRef: DiskRef | null;
 }
 
@@ -42,11 +48,33 @@ export class SlabBuilder {
     this.entryOffsets = [];
     this.written = [];
     this.start = input.start;
+    // A checkpoint's tree already holds this commit's changes (and the tree walk writes their
+    // values), so it logs no actions: replay starts after it anyway.
+    const logged = input.checkpoint === null ? input.actions : [];
+    for (const a of logged) if (a.val instanceof ValueRef && a.val.pos < 0) this.writeValue(a.val);
+    const aoff = this.beginEntry();
+    encodeActionsBody(this.w, logged);
+    this.endEntry(aoff, Kind.Actions);
+
+    const prev = input.prev;
+    const seq = (prev?.seq ?? 0) + 1;
     let rootRef: DiskRef | null = null;
-    let rootKind: CommitRecord['rootKind'] = 0;
-    if (input.root !== null) {
-      rootRef = this.writeChild(input.root);
-      rootKind = input.root.t === T.Disk ? this.kindOfDiskRoot(input.prev) : input.root.t === T.Leaf ? Kind.Leaf : Kind.Index;
+    let tree: Pick<CommitRecord, 'rootKind' | 'rootPos' | 'rootLen' | 'treeSeq' | 'treeCommitPos' | 'treeKeyCount'>;
+    if (input.checkpoint !== null) {
+      const root = input.checkpoint.root;
+      let rootKind: CommitRecord['rootKind'] = 0;
+      if (root !== null) {
+        rootRef = this.writeChild(root);
+        rootKind = root.t === T.Disk ? this.kindOfDiskRoot(prev) : root.t === T.Leaf ? Kind.Leaf : Kind.Index;
+      }
+      tree = {
+        rootKind, rootPos: rootRef?.pos ?? 0, rootLen: rootRef?.len ?? 0,
+        treeSeq: seq, treeCommitPos: -1, treeKeyCount: input.checkpoint.keyCount,
+      };
+    } else {
+      tree = prev === null
+        ? { rootKind: 0, rootPos: 0, rootLen: 0, treeSeq: 0, treeCommitPos: 0, treeKeyCount: 0 }
+        : { rootKind: prev.rootKind, rootPos: prev.rootPos, rootLen: prev.rootLen, treeSeq: prev.treeSeq, treeCommitPos: prev.treeCommitPos, treeKeyCount: prev.treeKeyCount };
     }
     // Entry CRCs and the slab CRC, computed in linear memory.
     const bodyEnd = this.w.off;
@@ -63,12 +91,11 @@ export class SlabBuilder {
     }
     const slabCrc = core.crc32c(ptr, bodyEnd) >>> 0;
     const commitPos = this.start + bodyEnd;
+    if (tree.treeCommitPos === -1) tree.treeCommitPos = commitPos;
     const commitFields = {
-      seq: (input.prev?.seq ?? 0) + 1,
-      rootKind,
-      rootPos: rootRef?.pos ?? 0,
-      rootLen: rootRef?.len ?? 0,
-      prevCommitPos: input.prev?.pos ?? 0,
+      seq,
+      ...tree,
+      prevCommitPos: prev?.pos ?? 0,
       tag: input.tag,
       keyCount: input.keyCount,
       slabStart: this.start,
@@ -88,6 +115,17 @@ export class SlabBuilder {
       written: this.written,
       rootRef,
     };
+  }
+
+  private writeValue(v: ValueRef): void {
+    const bytes = v.bytes;
+    assert(bytes !== undefined && bytes.length === v.len, 'pending value without its bytes');
+    const off = this.beginEntry();
+    this.w.ensure(bytes.length);
+    this.w.bytes(bytes);
+    this.endEntry(off, Kind.Value);
+    v.pos = this.start + off;
+    v.bytes = undefined;
   }
 
   /** The root is unchanged and on disk: its kind is the previous commit's. */
@@ -119,18 +157,7 @@ export class SlabBuilder {
   }
 
   private writeLeaf(leaf: LeafNode): void {
-    for (const v of leaf.vals) {
-      if (v instanceof ValueRef && v.pos < 0) {
-        const bytes = v.bytes;
-        assert(bytes !== undefined && bytes.length === v.len, 'pending value without its bytes');
-        const off = this.beginEntry();
-        this.w.ensure(bytes.length);
-        this.w.bytes(bytes);
-        this.endEntry(off, Kind.Value);
-        v.pos = this.start + off;
-        v.bytes = undefined;
-      }
-    }
+    for (const v of leaf.vals) if (v instanceof ValueRef && v.pos < 0) this.writeValue(v);
     const off = this.beginEntry();
     encodeLeafBody(this.w, leaf);
     this.endEntry(off, Kind.Leaf);

@@ -54,6 +54,8 @@ export interface SimOptions {
   readonly clockDrift: number;
   readonly pipelineWindow: number;
   readonly batchMaxUpdates: number;
+  /** Election jitter; small values make lease-timing bugs visible instead of masked. */
+  readonly electionJitterTicks: number;
   readonly network: NetworkParams;
   readonly fsyncMinUs: number;
   readonly fsyncMaxUs: number;
@@ -68,7 +70,8 @@ export interface SimOptions {
 export function optionsForSeed(seed: number, overrides: Partial<SimOptions> = {}): SimOptions {
   const p = new Prng(seed).fork('options');
   const leaseTicks = p.pick([16, 24, 40]);
-  const delayMaxUs = p.int(2, 6) * TICK_US;
+  // One-way delays stay well under the lease (a cluster whose RTT nears its lease cannot keep one).
+  const delayMaxUs = Math.min(p.int(2, 6), Math.floor(leaseTicks / 6)) * TICK_US;
   return {
     seed,
     voters: seed % 2 === 0 ? 5 : 3,
@@ -81,17 +84,18 @@ export function optionsForSeed(seed: number, overrides: Partial<SimOptions> = {}
     driftBound: 0.1,
     clockDrift: p.pick([0, 0.02, 0.09]),
     pipelineWindow: p.pick([1, 2, 4, 8]),
+    electionJitterTicks: p.pick([2, 4, Math.floor(leaseTicks / 2)]),
     batchMaxUpdates: p.pick([1, 4, 64]),
     network: {
       delayMinUs: Math.floor(TICK_US / 4),
       delayMaxUs,
-      tailChance: p.pick([0, 0.005, 0.02]),
+      tailChance: p.pick([0.02, 0.05]),
       tailMaxUs: leaseTicks * 2 * TICK_US,
       lossChance: p.pick([0, 0.01, 0.05]),
       duplicateChance: p.pick([0, 0.01, 0.03]),
     },
     fsyncMinUs: 100,
-    fsyncMaxUs: p.int(1, 3) * TICK_US,
+    fsyncMaxUs: p.int(1, 8) * TICK_US,
     faultEveryTicks: p.pick([10, 25, 60]),
     retainEntries: p.pick([4, 50]),
     masterMode: p.chance(0.8) ? 'elected' : 'preferred',
@@ -224,6 +228,7 @@ export class Simulation {
         driftBound: opts.driftBound,
         pipelineWindow: opts.pipelineWindow,
         batchMaxUpdates: opts.batchMaxUpdates,
+        electionJitterTicks: opts.electionJitterTicks,
         jitterSeed: opts.seed,
       });
       this.nodes.push({

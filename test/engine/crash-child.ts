@@ -5,7 +5,8 @@ import { open } from '../../src/index.js';
 
 const [file, startArg] = process.argv.slice(2);
 let n = Number(startArg);
-const db = await open(file, { nodeBytesMax: 1024 });
+// Small checkpoint interval: kills land before, during and after checkpoints.
+const db = await open(file, { nodeBytesMax: 1024, checkpointIntervalBytes: 256 * 1024 });
 const value = (i: number) => Buffer.alloc(i % 3 === 0 ? 700 : 20 + (i % 50), i & 0xff);
 
 for (;;) {

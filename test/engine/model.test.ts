@@ -91,7 +91,9 @@ let run = 0;
 
 async function runOps(ops: Op[], nodeBytesMax: number): Promise<void> {
   const file = tmp.file(`m${run++}.db`);
-  const opts = { nodeBytesMax, inlineValueBytesMax: 64, durable: run % 2 === 0 };
+  // Checkpoints: every commit, every few KB, or only on close (so reopen replays the log).
+  const checkpointIntervalBytes = [0, 3000, 64 << 20][run % 3];
+  const opts = { nodeBytesMax, inlineValueBytesMax: 64, durable: run % 2 === 0, checkpointIntervalBytes };
   let db: Db = await open(file, opts);
   const model = new Map<string, Buffer>();
   const snaps: Array<{ snap: Snapshot; model: Map<string, Buffer> }> = [];

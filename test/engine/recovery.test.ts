@@ -12,19 +12,21 @@ const tmp = tempDir('recovery');
 afterAll(() => tmp.cleanup());
 let n = 0;
 
-async function build(commits: Array<Record<string, string>>, opts = {}): Promise<{ file: string; ends: number[] }> {
+async function build(commits: Array<Record<string, string>>, opts = {}): Promise<{ file: string; ends: number[]; heads: Buffer[] }> {
   const file = tmp.file(`r${n++}.db`);
   const db = await open(file, { nodeBytesMax: 512, ...opts });
   const ends: number[] = [];
+  const heads: Buffer[] = []; // the two superblocks as they were after each commit
   for (const c of commits) {
     await db.transaction((tx) => {
       for (const [k, v] of Object.entries(c)) tx.set(k, v);
     });
     ends.push(db.fileInfo().fileBytes);
+    heads.push(fs.readFileSync(file).subarray(0, 8192));
   }
   // Crash-like: no close, so the superblock still points at the start; release the lock only.
   (db as unknown as { log: { close(): void } }).log.close();
-  return { file, ends };
+  return { file, ends, heads };
 }
 
 function contents(db: { range(): Iterable<[Buffer, Buffer]> }): Record<string, string> {
@@ -34,22 +36,21 @@ function contents(db: { range(): Iterable<[Buffer, Buffer]> }): Record<string, s
 }
 
 describe('torn tail', () => {
-  it('truncating at every byte offset inside the last slab recovers exactly the previous commit', async () => {
-    const first: Record<string, string> = {};
-    for (let i = 0; i < 40; i++) first[`a${i}`] = `v${i}`.repeat(i % 7);
-    const second: Record<string, string> = { a3: 'changed', b: 'x'.repeat(300), c: 'small' };
-    const { file, ends } = await build([first, second]);
-    const [end1, end2] = ends;
-    expect(end2).toBeGreaterThan(end1);
-    const whole = fs.readFileSync(file);
-    const victim = tmp.file('torn.db');
-    for (let cut = end1; cut < end2; cut++) {
-      fs.writeFileSync(victim, whole.subarray(0, cut));
+  const first: Record<string, string> = {};
+  for (let i = 0; i < 40; i++) first[`a${i}`] = `v${i}`.repeat(i % 7);
+  const second: Record<string, string> = { a3: 'changed', b: 'x'.repeat(300), c: 'small' };
+
+  // Cuts the file at every byte inside its last slab and checks recovery to the commit before.
+  async function tornAtEveryOffset(whole: Buffer, head: Buffer, from: number, to: number, expected: Record<string, string>, full: Record<string, string>) {
+    const victim = tmp.file(`torn${n++}.db`);
+    for (let cut = from; cut < to; cut++) {
+      // The superblocks as they were before the last slab's write: a crash before its sync.
+      fs.writeFileSync(victim, Buffer.concat([head, whole.subarray(8192, cut)]));
       const db = await open(victim);
-      expect(contents(db)).toEqual(first);
+      expect(contents(db)).toEqual(expected);
       expect(db.check().problems).toEqual([]);
-      expect(fs.statSync(victim).size).toBe(end1); // the torn bytes are cut off
-      if (cut === end1 + 17) {
+      expect(fs.statSync(victim).size).toBe(from); // the torn bytes are cut off
+      if (cut === from + 17) {
         // New writes after a truncated tail land cleanly and survive a reopen.
         await db.set('after', 'crash');
         await db.close();
@@ -61,11 +62,28 @@ describe('torn tail', () => {
         await db.close();
       }
     }
-    // The untouched file has both commits.
     fs.writeFileSync(victim, whole);
     const db = await open(victim);
-    expect(contents(db)).toEqual({ ...first, ...second });
+    expect(contents(db)).toEqual(full);
     await db.close();
+  }
+
+  it('truncating at every byte offset inside the last slab recovers exactly the previous commit (log replay)', async () => {
+    const { file, ends, heads } = await build([first, second]); // no checkpoint: open replays the log
+    expect(ends[1]).toBeGreaterThan(ends[0]);
+    await tornAtEveryOffset(fs.readFileSync(file), heads[0], ends[0], ends[1], first, { ...first, ...second });
+  });
+
+  it('the same when every commit is a checkpoint', async () => {
+    const third = { zz: 'third', a1: 'again' };
+    const { file, ends, heads } = await build([first, second, third], { checkpointIntervalBytes: 0 });
+    await tornAtEveryOffset(fs.readFileSync(file), heads[1], ends[1], ends[2], { ...first, ...second }, { ...first, ...second, ...third });
+  });
+
+  it('a file shorter than the durable end its superblock records is corruption, not a torn tail', async () => {
+    const { file, ends } = await build([first, second], { checkpointIntervalBytes: 0 });
+    fs.truncateSync(file, ends[1] - 10);
+    await expect(open(file)).rejects.toBeInstanceOf(CorruptionError);
   });
 
   it('garbage (zeros, random bytes) appended after the last commit is cut', async () => {
@@ -76,8 +94,8 @@ describe('torn tail', () => {
       const db = await open(file);
       expect(db.get('k')?.toString()).toBe('v');
       expect(db.tornBytesCut).toBe(junk.length);
-      await db.close();
       expect(fs.statSync(file).size).toBe(before);
+      await db.close();
     }
   });
 });

@@ -11,6 +11,8 @@ export interface ReceiverOptions {
   pauseEveryChunkMs?: number;
   /** Reset the connection (RST) once this many bytes arrived. */
   resetAfterBytes?: number;
+  /** Return the client while it is still connecting (default: wait for 'connect'). */
+  returnWhileConnecting?: boolean;
 }
 
 export interface Received {
@@ -66,10 +68,12 @@ export async function connectReceiver(options: ReceiverOptions = {}): Promise<Co
   const client = net.connect(port, '127.0.0.1');
   client.setNoDelay(true);
   client.on('error', () => {}); // tests observe errors through sendFileRegion's promise
-  await new Promise<void>((resolve, reject) => {
-    client.once('connect', resolve);
-    client.once('error', reject);
-  });
+  if (options.returnWhileConnecting !== true) {
+    await new Promise<void>((resolve, reject) => {
+      client.once('connect', resolve);
+      client.once('error', reject);
+    });
+  }
   return {
     client,
     received,

@@ -51,6 +51,37 @@ it('SOLIFUGE_NATIVE=0 disables the addon', () => {
   expect(child.stdout).toBe('true');
 });
 
+it.skipIf(!nativeZeroCopyAvailable)('tears down cleanly when a worker thread ends or is terminated mid-transfer', () => {
+  // The addon keeps one sender thread and one thread-safe function per environment; a worker's
+  // teardown must join the thread and drop unsettled transfers without a fatal napi error.
+  // A child process, so a crash shows as an exit code instead of taking vitest down.
+  const workerCode = `
+    const { workerData } = require('node:worker_threads');
+    const net = require('node:net'), fs = require('node:fs');
+    const addon = require(workerData.addonPath);
+    const server = net.createServer((s) => (workerData.stall ? s.pause() : s.resume()));
+    server.listen(0, '127.0.0.1', () => {
+      const c = net.connect(server.address().port, '127.0.0.1', () => {
+        const out = addon.send(workerData.mode, c._handle.fd, fs.openSync(workerData.filePath, 'r'), 0, 32 << 20);
+        if (workerData.stall) return out.promise.catch(() => {});
+        out.promise.then(() => { c.destroy(); server.close(); });
+      });
+    });`;
+  const script = `
+    import { Worker } from 'node:worker_threads';
+    const base = ${JSON.stringify({ addonPath: path.resolve('build/Release/zerocopy.node'), filePath })};
+    for (const [mode, stall] of [[0, false], [1, false], [0, true], [1, true]]) {
+      const w = new Worker(${JSON.stringify(workerCode)}, { eval: true, execArgv: [], workerData: { ...base, mode, stall } });
+      if (stall) { await new Promise((r) => setTimeout(r, 300)); await w.terminate(); }
+      else await new Promise((r) => w.on('exit', r));
+    }
+    process.stdout.write('done');`;
+  const child = spawnSync(process.execPath, ['--input-type=module', '-e', script], { encoding: 'utf8', timeout: 30_000 });
+  expect(child.stderr).toBe('');
+  expect(child.status).toBe(0);
+  expect(child.stdout).toBe('done');
+});
+
 describe.each(modes)('sendFileRegion, %s mode', (mode) => {
   beforeAll(async () => {
     // Warm-up: start the addon's sender thread (it keeps an epoll fd and an eventfd for the
@@ -85,6 +116,16 @@ describe.each(modes)('sendFileRegion, %s mode', (mode) => {
     const received = await conn.received;
     expect(received.bytes).toBe(MiB);
     expect(received.sha256).toBe(sha256(data.subarray(offset, offset + MiB)));
+    await conn.close();
+  });
+
+  it('waits for a socket that is still connecting', async () => {
+    const conn = await connectReceiver({ returnWhileConnecting: true });
+    expect(conn.client.connecting).toBe(true);
+    const prefix = Buffer.from([0, 0, 0, 42]);
+    expect(await sendFileRegion(conn.client, fd, 42, MiB, { mode, prefix })).toEqual({ bytes: MiB, mode });
+    conn.client.end();
+    expect((await conn.received).sha256).toBe(sha256(prefix, data.subarray(42, 42 + MiB)));
     await conn.close();
   });
 

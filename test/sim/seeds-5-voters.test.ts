@@ -1,0 +1,16 @@
+import { describe, expect, it } from 'vitest';
+import { ciSeeds, runSeeds, totals } from './seeds.js';
+
+describe('simulation, 5 voters, fixed seeds', () => {
+  it('every seed keeps safety, linearizability and liveness', () => {
+    const reports = runSeeds(ciSeeds(5));
+    const t = totals(reports);
+    // The faults really happened (a suite that injects nothing proves nothing).
+    expect(t.crashes).toBeGreaterThan(200);
+    expect(t.partitions).toBeGreaterThan(200);
+    expect(t.messagesDropped).toBeGreaterThan(100);
+    expect(t.elections).toBeGreaterThan(400);
+    expect(t.clientOpsOk).toBeGreaterThan(10_000);
+    console.log(`5 voters: ${reports.length} seeds`, JSON.stringify(t));
+  });
+});
