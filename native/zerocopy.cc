@@ -45,6 +45,12 @@
 //   - System errors are values: send() returns a number or a plain object and the Promise
 //     rejects with an Error carrying errno and bytesSent; only argument misuse (a programmer
 //     error in the TypeScript wrapper) throws. Compiled with NODE_ADDON_API_DISABLE_CPP_EXCEPTIONS.
+//   - Environment teardown (process exit, worker terminate) joins the sender thread before the
+//     environment frees the thread-safe function, and drops unsettled transfers (closing their
+//     fds) without touching JS, which may no longer run by then.
+//   - Settled is not transmitted: sendfile/splice hand the kernel page-cache page references, so
+//     a file range must not change in place (or be hole-punched on a non-page boundary) until the
+//     peer has read it; whole-page hole punches are safe (the socket keeps the old pages).
 //   - Must never: write to a socket fd number it did not duplicate once control left the JS
 //     thread; hold a libuv pool thread; block the JS thread waiting for a reader (except in
 //     sendfileBlocking, which is a benchmark reference and says so).

@@ -51,7 +51,7 @@ export function recover(config: Config, recovered: Recovered, nowTicks: number):
     decidedUpTo: decided as Instance,
     appliedUpTo: recovered.appliedUpTo,
     knownMaster: null,
-    lastRenewalTick: nowTicks,
+    lastRenewalTick: nowTicks - 10000,
     electionDeadlineTick: 0,
     candidate: null,
     master: null,
