@@ -159,7 +159,7 @@ export function onPrepare(state: State, ctx: StepContext, from: NodeId, m: Extra
   } else if (ballotNode(m.ballot) !== from) {
     return; // equal ballot from a node that does not own it: malformed, ignore
   }
-  send(ctx, from, {
+  sendAfterDurable(ctx, from, {
     kind: 'promise',
     ballot: m.ballot,
     decidedUpTo: state.decidedUpTo,

@@ -51,7 +51,7 @@ export function recover(config: Config, recovered: Recovered, nowTicks: number):
     decidedUpTo: decided as Instance,
     appliedUpTo: recovered.appliedUpTo,
     knownMaster: null,
-    lastRenewalTick: nowTicks - 10000,
+    lastRenewalTick: nowTicks,
     electionDeadlineTick: 0,
     candidate: null,
     master: null,
