@@ -104,6 +104,19 @@ Napi::Value Funlock(const Napi::CallbackInfo& info) {
   return Napi::Number::New(env, rc == 0 ? 0 : -errno);
 }
 
+// dup(fd) -> new close-on-exec fd | -errno. getWith hands out duplicates so a handler's fd stays
+// valid (and closing it never affects the store's own descriptor).
+Napi::Value Dup(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 1 || !info[0].IsNumber()) {
+    Napi::TypeError::New(env, "dup(fd)").ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  int fd = info[0].As<Napi::Number>().Int32Value();
+  int rc = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+  return Napi::Number::New(env, rc >= 0 ? rc : -errno);
+}
+
 // ----- zero-copy transfer: the byte pump ------------------------------------------------------
 
 // The kernel caps one sendfile/splice at 0x7ffff000 bytes (MAX_RW_COUNT); asking for more is
@@ -690,6 +703,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   napi_add_env_cleanup_hook(env, CleanupState, state);
   exports.Set("flock", Napi::Function::New(env, Flock));
   exports.Set("funlock", Napi::Function::New(env, Funlock));
+  exports.Set("dup", Napi::Function::New(env, Dup));
   exports.Set("send", Napi::Function::New(env, Send));
   exports.Set("cancel", Napi::Function::New(env, Cancel));
   exports.Set("pendingTransfers", Napi::Function::New(env, PendingTransfers));

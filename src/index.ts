@@ -7,3 +7,5 @@ export {
   UnsupportedVersionError, CorruptionError, LockedError, ClosedError, IoFailedError,
 } from './engine/errors.js';
 export type { KeyInput, ValueInput } from './engine/keys.js';
+export type { ValueSource, SendValueOptions, SendValueResult } from './engine/get-with.js';
+export { ZeroCopyError } from './native/send-file.js';

@@ -9,7 +9,7 @@
 //  - A promise carries every accepted entry from the candidate's first undecided instance, each
 //    with the ballot it was accepted in; the new master re-proposes, per instance, the value with
 //    the HIGHEST ballot (not Arakoon's plurality, pitfall 6), and fills holes with no-ops.
-//  - The master's lease starts at the tick it sent its prepares: every promiser received them later.
+//  - A promise grants no lease; the new master's lease starts with its first acknowledged renewal.
 
 import { assert } from './assert.js';
 import { ballotNode, ballotRound, makeBallot } from './ballot.js';
@@ -70,6 +70,18 @@ export function followMaster(state: State, ballot: Ballot): void {
 }
 
 /** Raise `promised` to `ballot` (which must be higher) durably, leaving any master/candidate role. */
+/**
+ * We promised `ballot`'s candidate. A promise grants no lease, so it starts no respect window:
+ * only a master's renewals do. Otherwise a failed candidate would keep its promisers locked for a
+ * lease after every attempt, and candidates splitting a 5-node vote would livelock (seed 108).
+ * Give the candidate a candidacy's time before campaigning ourselves.
+ */
+function followCandidate(state: State, ballot: Ballot): void {
+  state.knownMaster = ballot;
+  const wait = state.config.candidacyTimeoutTicks + drawJitter(state, state.config.electionJitterTicks);
+  state.electionDeadlineTick = Math.max(state.electionDeadlineTick, state.nowTicks + wait);
+}
+
 export function adoptBallot(state: State, ctx: StepContext, ballot: Ballot): void {
   assert(ballot > state.promised, 'adoptBallot must raise the ballot');
   stepDown(state, ctx);
@@ -117,7 +129,6 @@ export function startElection(state: State, ctx: StepContext): void {
   state.maxRoundSeen = round;
   persist(ctx, { kind: 'promised', ballot });
   state.knownMaster = ballot;
-  state.lastRenewalTick = state.nowTicks;
   const firstUndecided = (state.decidedUpTo + 1) as Instance;
   const deadlineTick = state.nowTicks + c.candidacyTimeoutTicks + drawJitter(state, c.electionJitterTicks);
   state.candidate = { ballot, firstUndecided, startedTick: state.nowTicks, deadlineTick, promises: new Map() };
@@ -155,7 +166,7 @@ export function onPrepare(state: State, ctx: StepContext, from: NodeId, m: Extra
     // A candidate behind us must catch up first (pitfall 5): it would propose in decided slots.
     if (state.decidedUpTo >= m.firstUndecided) return nak(state, ctx, from, m.ballot);
     adoptBallot(state, ctx, m.ballot);
-    followMaster(state, m.ballot);
+    followCandidate(state, m.ballot);
   } else if (ballotNode(m.ballot) !== from) {
     return; // equal ballot from a node that does not own it: malformed, ignore
   }
@@ -222,13 +233,14 @@ export function becomeMaster(state: State, ctx: StepContext): void {
     inFlight: new Map(),
     queue: [],
     pendingClients: new Map(),
-    leaseUntilTick: cand.startedTick + c.leaseTicks,
+    // No lease yet: it starts with the first renewal a quorum acknowledges (sent just below).
+    leaseUntilTick: 0,
+    electedTick: state.nowTicks,
     renewalSeq: 0,
     renewals: new Map(),
     nextRenewTick: state.nowTicks,
     barrier: maxInstance as Instance,
   };
-  armTimer(ctx, state, 'leaseExpiry', state.master.leaseUntilTick);
   for (let i = cand.firstUndecided as number; i <= maxInstance; i++) {
     propose(state, ctx, best.get(i)?.value ?? NOOP);
   }

@@ -1,8 +1,8 @@
 // The master lease, on each node's monotonic clock, counted in ticks.
 //
 // Owns: the two lease windows and why they cannot overlap (design §3, spec §B.6, pitfall 3).
-//  - The master counts its lease from when it SENT the prepare or renewal that a quorum then
-//    acknowledged: it holds the lease while now < sentTick + leaseTicks.
+//  - The master counts its lease from when it SENT the renewal that a quorum then acknowledged:
+//    it holds the lease while now < sentTick + leaseTicks. A promise grants no lease.
 //  - A follower counts from when it RECEIVED that renewal (later in real time) and will not promise
 //    another candidate for respectTicks = ceil(leaseTicks × (1 + driftBound)) + 1 ticks. The drift
 //    factor covers clocks running at different rates; the +1 covers tick granularity: the follower

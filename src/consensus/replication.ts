@@ -162,7 +162,9 @@ export function onCommit(state: State, ctx: StepContext, from: NodeId, m: Extrac
 export function masterTick(state: State, ctx: StepContext): void {
   const m = state.master;
   assert(m !== null, 'masterTick outside master role');
-  if (state.nowTicks >= m.leaseUntilTick) {
+  // Without a quorum of renewals for a whole lease, give up the role: the clients get an answer
+  // and this node can take part in the next election.
+  if (state.nowTicks >= Math.max(m.leaseUntilTick, m.electedTick + state.config.leaseTicks)) {
     stepDown(state, ctx);
     return;
   }

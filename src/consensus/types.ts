@@ -214,6 +214,8 @@ export interface MasterState {
   readonly pendingClients: Map<ClientId, number>;
   /** Consistent reads are served only while nowTicks < leaseUntilTick. */
   leaseUntilTick: number;
+  /** When this node became master; it steps down if no renewal is acknowledged for a lease. */
+  readonly electedTick: number;
   renewalSeq: number;
   readonly renewals: Map<number, Renewal>;
   nextRenewTick: number;

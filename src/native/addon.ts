@@ -12,6 +12,8 @@ export interface NativeAddon {
   /** flock(2) on fd: 0 or -errno (-EWOULDBLOCK when held elsewhere and nonBlocking). */
   flock(fd: number, exclusive: boolean, nonBlocking: boolean): number;
   funlock(fd: number): number;
+  /** fcntl(F_DUPFD_CLOEXEC): a new fd for the same open file, or -errno. */
+  dup(fd: number): number;
 
   /**
    * Zero-copy transfer of file bytes [offset, offset+length) to a connected, non-blocking

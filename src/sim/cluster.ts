@@ -192,6 +192,8 @@ export class Simulation {
   private readonly prngClientThink: Prng;
   private nowUs = 0;
   private faultsOn = true;
+  /** Armed by a fault: crash the next master that decides, within half a tick (leaves decided-but-unannounced instances). */
+  private crashOnDecide = false;
   private readonly endUs: number;
   private readonly faultsEndUs: number;
   private readonly commitLatenciesUs: number[] = [];
@@ -367,6 +369,14 @@ export class Simulation {
           n.store.apply(e.instance, e.value);
           this.checker.onApply(n.id, e.instance, e.value, n.store.fingerprint());
           n.disk.collapse(n.store.appliedUpTo - this.opts.retainEntries + 1);
+          if (this.crashOnDecide && n.state?.role === 'master' && this.faultsOn) {
+            // Crash right after applying, before the rest of the step's effects (its commit
+            // announcements) happen: the decision is known to the dead master only.
+            this.crashOnDecide = false;
+            this.crash(n);
+            this.agenda.push(this.nowUs + this.prngFaults.int(TICK_US, 2 * this.opts.leaseTicks * TICK_US), { kind: 'restart', node: n.id });
+            return;
+          }
           break;
         case 'installSnapshot': {
           n.store = KvStore.fromSnapshot(e.data);
@@ -536,7 +546,9 @@ export class Simulation {
     const lease = this.opts.leaseTicks * TICK_US;
     const r = p.float();
     const alive = this.nodes.filter((n) => n.state !== null);
-    if (r < 0.3) {
+    if (r < 0.15) {
+      this.crashOnDecide = true;
+    } else if (r < 0.3) {
       // Crash a random node; keep at least one alive so the run is not only downtime.
       if (alive.length <= 1) return;
       const victim = p.pick(alive);
