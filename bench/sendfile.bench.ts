@@ -27,6 +27,8 @@ import path from 'node:path';
 import { Bench } from 'tinybench';
 import { addon } from '../src/native/addon.js';
 import { nativeZeroCopyAvailable, sendFileRegion } from '../src/native/send-file.js';
+import { open as openStore } from '../src/index.js';
+import { createRequire } from 'node:module';
 
 const MiB = 1 << 20;
 const fileSizeBytes = 64 * MiB;
@@ -61,6 +63,23 @@ function flushed(socket: net.Socket): Promise<void> {
   return new Promise((resolve, reject) => socket.write(Buffer.alloc(0), (e) => (e ? reject(e) : resolve())));
 }
 
+// The engine end to end: db.sendValue of a stored value of the same size (getWith: lookup, pinned
+// snapshot, dup'ed fd, then the same transfer), and lmdb's get + socket.write as the anchor.
+const storeDir = fs.mkdtempSync(path.join(os.tmpdir(), 'solifuge-sendvalue-bench-'));
+const store = await openStore(path.join(storeDir, 'values.db'), { durable: false });
+const valueKey = (n: number) => `value-${n}`;
+for (const n of sizesBytes) await store.set(valueKey(n), crypto.randomBytes(n));
+let lmdbStore: { getBinary(k: string): Buffer | undefined; put(k: string, v: Buffer): Promise<boolean>; close(): Promise<void> } | null = null;
+try {
+  const requireBench = createRequire(new URL('./package.json', import.meta.url));
+  const { open } = requireBench('lmdb') as { open(o: object): NonNullable<typeof lmdbStore> };
+  lmdbStore = open({ path: path.join(storeDir, 'lmdb'), encoding: 'binary', compression: false });
+  for (const n of sizesBytes) await lmdbStore.put(valueKey(n), crypto.randomBytes(n));
+} catch {
+  lmdbStore = null; // anchors not installed (npm run bench:setup)
+}
+const writeDone = (socket: net.Socket, b: Uint8Array) => new Promise<void>((resolve, reject) => socket.write(b, (e) => (e ? reject(e) : resolve())));
+
 const methods: Method[] = [
   ...(nativeZeroCopyAvailable && addon !== null
     ? [
@@ -76,6 +95,11 @@ const methods: Method[] = [
       ]
     : []),
   { name: 'sendFileRegion fallback (pread + socket.write)', send: (s, fd, o, l) => sendFileRegion(s, fd, o, l, { mode: 'fallback' }) },
+  { name: 'db.sendValue (Solifuge, whole path)', send: (s, _fd, _o, l) => store.sendValue(valueKey(l), s, { lengthPrefix: 'none' }) },
+  { name: 'db.sendValue, fallback mode', send: (s, _fd, _o, l) => store.sendValue(valueKey(l), s, { lengthPrefix: 'none', mode: 'fallback' }) },
+  ...(lmdbStore !== null
+    ? [{ name: 'lmdb getBinary + socket.write', send: (s: net.Socket, _fd: number, _o: number, l: number) => writeDone(s, lmdbStore!.getBinary(valueKey(l)) as Buffer) }]
+    : []),
   {
     name: 'createReadStream().pipe(socket), 64 KiB chunks',
     send: async (socket, fd, offset, length) => {
@@ -195,6 +219,9 @@ async function main(): Promise<void> {
   server.close();
   fs.closeSync(fd);
   fs.rmSync(dir, { recursive: true, force: true });
+  await store.close();
+  await lmdbStore?.close();
+  fs.rmSync(storeDir, { recursive: true, force: true });
 }
 
 await main();

@@ -194,6 +194,9 @@ export class Simulation {
   private faultsOn = true;
   /** Armed by a fault: crash the next master that decides, within half a tick (leaves decided-but-unannounced instances). */
   private crashOnDecide = false;
+  /** Armed by a fault: crash the next node that vouches (promise/accepted) right after it sends. */
+  private crashOnVouch = false;
+  private crashAfterStep: SimNode | null = null;
   private readonly endUs: number;
   private readonly faultsEndUs: number;
   private readonly commitLatenciesUs: number[] = [];
@@ -338,6 +341,12 @@ export class Simulation {
     this.record(n, event, res.effects);
     this.runEffects(n, res.effects);
     this.afterStep(n);
+    if (this.crashAfterStep === n) {
+      // Whatever the node vouched for must already be durable: a crash now loses only the rest.
+      this.crashAfterStep = null;
+      this.crash(n);
+      this.agenda.push(this.nowUs + this.prngFaults.int(TICK_US, 2 * this.opts.leaseTicks * TICK_US), { kind: 'restart', node: n.id });
+    }
   }
 
   private afterStep(n: SimNode): void {
@@ -356,6 +365,10 @@ export class Simulation {
     for (const e of effects) {
       switch (e.kind) {
         case 'send':
+          if (this.crashOnVouch && this.faultsOn && (e.message.kind === 'accepted' || e.message.kind === 'promise')) {
+            this.crashOnVouch = false;
+            this.crashAfterStep = n;
+          }
           for (const d of this.network.fate(n.id, e.to, this.nowUs)) this.agenda.push(this.nowUs + d, { kind: 'deliver', to: e.to, from: n.id, message: e.message });
           break;
         case 'persist': {
@@ -546,8 +559,10 @@ export class Simulation {
     const lease = this.opts.leaseTicks * TICK_US;
     const r = p.float();
     const alive = this.nodes.filter((n) => n.state !== null);
-    if (r < 0.15) {
+    if (r < 0.1) {
       this.crashOnDecide = true;
+    } else if (r < 0.2) {
+      this.crashOnVouch = true;
     } else if (r < 0.3) {
       // Crash a random node; keep at least one alive so the run is not only downtime.
       if (alive.length <= 1) return;
