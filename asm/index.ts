@@ -3,6 +3,7 @@
 
 export { crc32c, crc32cUpdate } from './crc32c';
 export { compareKeys, upperBound } from './node';
+export { find as descendFind } from './descent';
 
 /** Raw allocation in linear memory for the JS side (scratch buffers, key probes). */
 export function alloc(size: usize): usize {

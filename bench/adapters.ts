@@ -92,7 +92,7 @@ export async function openEngine(name: string, dir: string): Promise<Engine> {
         name,
         batch: (pairs) => db.batch(pairs.map(([key, value]) => ({ type: 'put' as const, key, value })), { sync: true }),
         put: (k, v) => db.put(k, v, { sync: true }),
-        get: (k) => db.get(k),
+        get: (k) => db.getSync(k),
         scan: async (start, n) => {
           const it = db.iterator({ gte: start, limit: n });
           let c = 0;

@@ -607,11 +607,12 @@ export class Db implements Reader {
           await this.commit({ root: p.root, count: p.count }, [], p.tag, true, true);
           c = this.published.commit;
         }
+        this.log.trimAhead();
         if (c !== null && c.pos + c.len !== this.sb.dataEnd) {
           await this.log.sync();
           this.writeSuperblock(c);
-          await this.log.sync();
         }
+        await this.log.sync();
       }
     } finally {
       this.cache.clear();

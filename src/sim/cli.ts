@@ -33,7 +33,7 @@ function summary(r: SimReport): string {
   const s = r.stats;
   const o = r.options;
   return (
-    `seed=${r.seed} voters=${o.voters} learners=${o.learners} window=${o.pipelineWindow} batch=${o.batchMaxUpdates} ` +
+    `seed=${r.seed} voters=${o.voters} learners=${o.learners} witnesses=${o.witnesses} mode=${o.masterMode} window=${o.pipelineWindow} batch=${o.batchMaxUpdates} ` +
     `ticks=${s.ticksSimulated} steps=${s.steps} decided=${s.decidedInstances} ops=${s.clientOpsOk} gaveUp=${s.clientOpsGaveUp} ` +
     `crashes=${s.crashes} partitions=${s.partitions} dropped=${s.messagesDropped} dup=${s.messagesDuplicated} ` +
     `lostRecords=${s.unsyncedRecordsLost} elections=${s.elections} fetches=${s.fetches} snapshots=${s.snapshotsInstalled} ` +

@@ -43,6 +43,8 @@ export interface SimOptions {
   readonly seed: number;
   readonly voters: number;
   readonly learners: number;
+  /** The last `witnesses` voters vote but never campaign. */
+  readonly witnesses: number;
   readonly faultTicks: number;
   readonly livenessTicks: number;
   readonly clients: number;
@@ -76,6 +78,7 @@ export function optionsForSeed(seed: number, overrides: Partial<SimOptions> = {}
     seed,
     voters: seed % 2 === 0 ? 5 : 3,
     learners: p.chance(0.25) ? 1 : 0,
+    witnesses: p.chance(0.2) ? 1 : 0,
     faultTicks: 1500,
     livenessTicks: 900,
     clients: p.int(2, 4),
@@ -98,7 +101,7 @@ export function optionsForSeed(seed: number, overrides: Partial<SimOptions> = {}
     fsyncMaxUs: p.int(1, 5) * TICK_US,
     faultEveryTicks: p.pick([10, 25, 60]),
     retainEntries: p.pick([4, 50]),
-    masterMode: p.chance(0.8) ? 'elected' : 'preferred',
+    masterMode: p.pick(['elected', 'elected', 'elected', 'elected', 'elected', 'elected', 'preferred', 'preferred', 'forced'] as const),
     traceDepth: 40,
     ...overrides,
   };
@@ -228,6 +231,7 @@ export class Simulation {
         self: asNodeId(i),
         voters,
         learners,
+        witnesses: voters.slice(voters.length - opts.witnesses),
         masterMode: mode,
         leaseTicks: opts.leaseTicks,
         driftBound: opts.driftBound,

