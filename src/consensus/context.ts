@@ -6,7 +6,7 @@
 // `persisted` event covers every persist issued so far. Holding on the latest seq is conservative
 // (it may wait for unrelated records) and never wrong.
 
-import type { Effect, Message, NodeId, PersistRecord, State, TimerKind } from './types.js';
+import type { Effect, Message, NodeId, PersistRecord, TimerKind } from './types.js';
 
 export interface StepContext {
   readonly effects: Effect[];
@@ -30,7 +30,6 @@ export function sendAfterDurable(ctx: StepContext, to: NodeId, message: Message)
   ctx.afterDurable.push({ to, message });
 }
 
-export function armTimer(ctx: StepContext, state: State, timer: TimerKind, deadlineTick: number): void {
-  void state;
+export function armTimer(ctx: StepContext, timer: TimerKind, deadlineTick: number): void {
   ctx.effects.push({ kind: 'armTimer', timer, deadlineTick });
 }

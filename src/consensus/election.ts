@@ -133,7 +133,7 @@ export function startElection(state: State, ctx: StepContext): void {
   const deadlineTick = state.nowTicks + c.candidacyTimeoutTicks + drawJitter(state, c.electionJitterTicks);
   state.candidate = { ballot, firstUndecided, startedTick: state.nowTicks, deadlineTick, promises: new Map() };
   state.role = 'candidate';
-  armTimer(ctx, state, 'election', deadlineTick);
+  armTimer(ctx, 'election', deadlineTick);
   for (const v of c.voters) if (v !== c.self) send(ctx, v, { kind: 'prepare', ballot, firstUndecided });
   // Our own promise counts only once our promised ballot is durable.
   sendAfterDurable(ctx, c.self, {
@@ -212,7 +212,6 @@ export function becomeMaster(state: State, ctx: StepContext): void {
   const cand = state.candidate;
   assert(cand !== null, 'becomeMaster without candidacy');
   assert(state.decidedUpTo + 1 === cand.firstUndecided, 'decided index moved during candidacy');
-  const c = state.config;
   // Per instance, the value accepted in the highest ballot (textbook Paxos, pitfall 6).
   const best = new Map<number, AcceptedEntry>();
   let maxInstance = state.decidedUpTo as number;

@@ -11,7 +11,7 @@
 //  - Renewals are messages, not log instances: an idle cluster's log does not grow.
 
 import { assert } from './assert.js';
-import { persist, send, sendAfterDurable, type StepContext } from './context.js';
+import { armTimer, persist, send, sendAfterDurable, type StepContext } from './context.js';
 import { adoptBallot, followMaster, isVoter, stepDown } from './election.js';
 import { learnDecided } from './catchup.js';
 import { isQuorum } from './quorum.js';
@@ -115,6 +115,7 @@ export function sendRenewal(state: State, ctx: StepContext): void {
   // Keep only recent renewals: an ack for an old one could not extend the lease further anyway.
   for (const seq of m.renewals.keys()) if (seq <= m.renewalSeq - 8) m.renewals.delete(seq);
   m.nextRenewTick = state.nowTicks + c.renewIntervalTicks;
+  armTimer(ctx, 'renewal', m.nextRenewTick);
   state.lastRenewalTick = state.nowTicks;
   for (const v of c.voters) {
     if (v !== c.self) send(ctx, v, { kind: 'renew', ballot: m.ballot, renewalSeq: m.renewalSeq, decidedUpTo: state.decidedUpTo });

@@ -123,7 +123,7 @@ export type ReplyOutcome =
   | { readonly kind: 'readOnly' }
   | { readonly kind: 'overloaded' };
 
-export type TimerKind = 'election' | 'renewal' | 'resend' | 'leaseExpiry';
+export type TimerKind = 'election' | 'renewal';
 
 export type Effect =
   /**
@@ -141,8 +141,10 @@ export type Effect =
   /** Replace the state machine by this snapshot; the applied index becomes `instance`. */
   | { readonly kind: 'installSnapshot'; readonly instance: Instance; readonly data: Uint8Array }
   /**
-   * The core next needs a tick at `deadlineTick` for `timer`. A shell may sleep until the earliest
-   * armed deadline instead of ticking every unit; the core compares with ≥, so skipping is fine.
+   * Advisory: the core's next candidacy or renewal falls due at `deadlineTick`. The shell must
+   * still deliver ticks regularly (at least every renewIntervalTicks; the simulator ticks every
+   * unit): follower deadlines move with every renewal and are not re-announced. The core compares
+   * deadlines with ≥, so ticks may skip values.
    */
   | { readonly kind: 'armTimer'; readonly timer: TimerKind; readonly deadlineTick: number };
 

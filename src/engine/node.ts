@@ -55,6 +55,8 @@ export class LeafNode {
   readonly t = T.Leaf;
   pos = -1;
   len = 0;
+  /** Search accelerator, built on first lookup (see keyPrefixes); null after any change. */
+  pfx: Float64Array | null = null;
   constructor(
     public gen: number,
     public keys: BinKey[],
@@ -68,6 +70,8 @@ export class IndexNode {
   readonly t = T.Index;
   pos = -1;
   len = 0;
+  /** Search accelerator, built on first lookup (see keyPrefixes); null after any change. */
+  pfx: Float64Array | null = null;
   constructor(
     public gen: number,
     /** Separators: keys[i] <= every key under kids[i + 1], and > every key under kids[i]. */
@@ -90,4 +94,28 @@ export function indexBytes(keys: BinKey[]): number {
   let n = NODE_OVERHEAD_BYTES + INDEX_CHILD0_BYTES;
   for (let i = 0; i < keys.length; i++) n += indexItemBytes(keys[i]);
   return n;
+}
+
+/**
+ * The first 6 bytes of a key as a number (big-endian, zero-padded): k1 <= k2 implies
+ * prefix(k1) <= prefix(k2), so unequal prefixes decide a comparison and only ties need the
+ * strings. Lookups binary-search a node's prefixes, which sit contiguous in one Float64Array,
+ * instead of touching one heap string per step: each step was a cache miss.
+ */
+export function keyPrefix(k: string): number {
+  const n = k.length;
+  return (
+    (n > 0 ? k.charCodeAt(0) * 0x100_0000_0000 : 0) +
+    (n > 1 ? k.charCodeAt(1) * 0x1_0000_0000 : 0) +
+    (n > 2 ? k.charCodeAt(2) * 0x100_0000 : 0) +
+    (n > 3 ? k.charCodeAt(3) * 0x1_0000 : 0) +
+    (n > 4 ? k.charCodeAt(4) * 0x100 : 0) +
+    (n > 5 ? k.charCodeAt(5) : 0)
+  );
+}
+
+export function keyPrefixes(keys: readonly string[]): Float64Array {
+  const p = new Float64Array(keys.length);
+  for (let i = 0; i < keys.length; i++) p[i] = keyPrefix(keys[i]);
+  return p;
 }

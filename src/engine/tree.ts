@@ -10,7 +10,7 @@ import { assert } from './errors.js';
 import type { BinKey } from './keys.js';
 import {
   DiskRef, IndexNode, LeafNode, T, ValueRef,
-  indexBytes, indexItemBytes, leafBytes, leafItemBytes,
+  indexBytes, indexItemBytes, keyPrefix, keyPrefixes, leafBytes, leafItemBytes,
   type Child, type LeafValue, type TreeNode,
 } from './node.js';
 
@@ -47,22 +47,30 @@ export function upperBound(keys: readonly string[], probe: string): number {
   return lo;
 }
 
-export function lookup(src: NodeSource, root: Child | null, key: BinKey): LeafValue | undefined {
-  if (root === null) return undefined;
-  let node = resolve(src, root);
-  while (node.t === T.Index) node = resolve(src, node.kids[upperBound(node.keys, key)]);
-  const keys = node.keys;
-  // Binary search for equality.
+/** upperBound over a node's keys, deciding by the prefix numbers and comparing strings on ties. */
+function upperBoundP(keys: readonly string[], pfx: Float64Array, probe: string, pp: number): number {
   let lo = 0;
-  let hi = keys.length;
+  let hi = pfx.length;
   while (lo < hi) {
     const mid = (lo + hi) >>> 1;
-    const k = keys[mid];
-    if (k < key) lo = mid + 1;
-    else if (k === key) return node.vals[mid];
+    const x = pfx[mid];
+    if (x < pp || (x === pp && keys[mid] <= probe)) lo = mid + 1;
     else hi = mid;
   }
-  return undefined;
+  return lo;
+}
+
+export function lookup(src: NodeSource, root: Child | null, key: BinKey): LeafValue | undefined {
+  if (root === null) return undefined;
+  const pp = keyPrefix(key);
+  let node = resolve(src, root);
+  while (node.t === T.Index) {
+    const pfx = node.pfx ?? (node.pfx = keyPrefixes(node.keys));
+    node = resolve(src, node.kids[upperBoundP(node.keys, pfx, key, pp)]);
+  }
+  const pfx = node.pfx ?? (node.pfx = keyPrefixes(node.keys));
+  const i = upperBoundP(node.keys, pfx, key, pp) - 1;
+  return i >= 0 && pfx[i] === pp && node.keys[i] === key ? node.vals[i] : undefined;
 }
 
 /** The shortest key s with left < s <= right (suffix truncation keeps index nodes small). */
@@ -154,12 +162,18 @@ export class TreeWriter {
   }
 
   private leafW(n: LeafNode): LeafNode {
-    if (n.pos === -1 && n.gen === this.gen) return n;
+    if (n.pos === -1 && n.gen === this.gen) {
+      n.pfx = null; // about to change
+      return n;
+    }
     return new LeafNode(this.gen, n.keys.slice(), n.vals.slice(), n.bytes);
   }
 
   private indexW(n: IndexNode): IndexNode {
-    if (n.pos === -1 && n.gen === this.gen) return n;
+    if (n.pos === -1 && n.gen === this.gen) {
+      n.pfx = null; // about to change
+      return n;
+    }
     return new IndexNode(this.gen, n.keys.slice(), n.kids.slice(), n.bytes);
   }
 

@@ -11,7 +11,6 @@
 // whole tick.
 
 import {
-  AssertionError,
   holdsLease,
   makeConfig,
   recover,
@@ -21,6 +20,8 @@ import {
   type Effect,
   type Event,
   type MasterMode,
+  type Message,
+  type PersistSeq,
   type SnapshotOffer,
   type State,
   asClientId,
@@ -141,8 +142,8 @@ export interface SimReport {
 
 type Item =
   | { kind: 'nodeTick'; node: number; incarnation: number; nowTicks: number }
-  | { kind: 'deliver'; to: number; from: number; message: import('../consensus/index.js').Message }
-  | { kind: 'fsync'; node: number; incarnation: number; seq: import('../consensus/index.js').PersistSeq }
+  | { kind: 'deliver'; to: number; from: number; message: Message }
+  | { kind: 'fsync'; node: number; incarnation: number; seq: PersistSeq }
   | { kind: 'clientToNode'; node: number; req: ClientRequest }
   | { kind: 'nodeToClient'; client: number; reply: ClientReply }
   | { kind: 'clientTimer'; client: number; seq: number; attempt: number; retry: boolean }
@@ -293,18 +294,13 @@ export class Simulation {
       this.finalChecks();
       return this.report(null);
     } catch (e) {
-      if (e instanceof SimViolation || e instanceof AssertionError || e instanceof Error) {
-        return this.report({ message: `${e.name}: ${e.message}`, tick: this.nowUs / TICK_US, trace: this.formatTrace() });
-      }
+      // Violations, core assertions and any other throw alike end the run with a replayable report.
+      if (e instanceof Error) return this.report({ message: `${e.name}: ${e.message}`, tick: this.nowUs / TICK_US, trace: this.formatTrace() });
       throw e;
     }
   }
 
   // ---- nodes -------------------------------------------------------------------------------
-
-  private localTicks(n: SimNode, atUs: number): number {
-    return Math.floor(((atUs - n.bootUs) * n.rate) / TICK_US);
-  }
 
   private scheduleTick(n: SimNode, nowTicks: number): void {
     const at = n.bootUs + Math.ceil((nowTicks * TICK_US) / n.rate);
@@ -373,7 +369,7 @@ export class Simulation {
             this.crashOnVouch = false;
             this.crashAfterStep = n;
           }
-          for (const d of this.network.fate(n.id, e.to, this.nowUs)) this.agenda.push(this.nowUs + d, { kind: 'deliver', to: e.to, from: n.id, message: e.message });
+          for (const d of this.network.fate(n.id, e.to)) this.agenda.push(this.nowUs + d, { kind: 'deliver', to: e.to, from: n.id, message: e.message });
           break;
         case 'persist': {
           n.disk.write(e.seq, e.records);
@@ -408,7 +404,7 @@ export class Simulation {
           break;
         case 'fetch':
           this.stats.fetches++;
-          for (const d of this.network.fate(n.id, e.from, this.nowUs)) {
+          for (const d of this.network.fate(n.id, e.from)) {
             this.agenda.push(this.nowUs + d, { kind: 'fetchRequest', to: e.from, from: n.id, fromInstance: e.fromInstance });
           }
           break;
@@ -437,11 +433,11 @@ export class Simulation {
       result = n.store.get(req.op.key);
     }
     const reply: ClientReply = { clientId: e.clientId, requestSeq: e.requestSeq, attempt: req.attempt, outcome: e.outcome, result };
-    for (const d of this.network.fate(null, null, this.nowUs)) this.agenda.push(this.nowUs + d, { kind: 'nodeToClient', client: e.clientId, reply });
+    for (const d of this.network.fate(null, null)) this.agenda.push(this.nowUs + d, { kind: 'nodeToClient', client: e.clientId, reply });
   }
 
   private sendClientRequest(to: number, req: ClientRequest): void {
-    for (const d of this.network.fate(null, null, this.nowUs)) this.agenda.push(this.nowUs + d, { kind: 'clientToNode', node: to, req });
+    for (const d of this.network.fate(null, null)) this.agenda.push(this.nowUs + d, { kind: 'clientToNode', node: to, req });
   }
 
   private serveFetch(server: SimNode, requester: number, fromInstance: number): void {
@@ -452,7 +448,7 @@ export class Simulation {
       snapshot = { instance: server.store.appliedUpTo as Instance, data: server.store.snapshot() };
       entries = server.disk.decidedFrom(server.store.appliedUpTo + 1, 64) ?? [];
     }
-    for (const d of this.network.fate(server.id, requester, this.nowUs)) {
+    for (const d of this.network.fate(server.id, requester)) {
       this.agenda.push(this.nowUs + d, { kind: 'fetchReply', to: requester, from: server.id, snapshot, entries });
     }
   }

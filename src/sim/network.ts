@@ -50,8 +50,7 @@ export class SimNetwork {
   }
 
   /** Delivery delays (µs) for one packet: [] when lost, two when duplicated. */
-  fate(from: number | null, to: number | null, now: number): number[] {
-    void now;
+  fate(from: number | null, to: number | null): number[] {
     this.sent++;
     if (from !== null && to !== null && !this.connected(from, to)) {
       this.partitioned++;

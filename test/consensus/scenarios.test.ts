@@ -67,6 +67,10 @@ function checkPoint(file: string, c: ScenarioCluster): void {
       expect(c.stateOf(2)?.role).toBe('follower');
       expect(c.appliedTexts(1)).toEqual(c.appliedTexts(2));
       break;
+    case 'quorum-override-two-realities.txt':
+      expect(c.appliedTexts(0)[1]).toContain('left=2');
+      expect(c.appliedTexts(1)[1]).toContain('right=2');
+      break;
     default:
       throw new Error(`scenario ${file} states no point`);
   }

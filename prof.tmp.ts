@@ -1,0 +1,18 @@
+import { open } from './src/index.js';
+import fs from 'node:fs';
+const f = '/tmp/prof.db'; fs.rmSync(f, { force: true });
+const db = await open(f, { durable: false });
+const N = 300000;
+const key = (i: number) => { const k = Buffer.alloc(16); k.writeUInt32BE(i, 0); k.writeUInt32BE(i*7, 4); return k; };
+const keys = Array.from({length: N}, (_, i) => key(i));
+const v = Buffer.alloc(100, 1);
+let t = performance.now();
+let c0 = process.cpuUsage();
+for (let b = 0; b < N; b += 1000) await db.transaction((tx) => { for (let i = b; i < b + 1000; i++) tx.set(keys[i], v); });
+let c = process.cpuUsage(c0);
+console.log('sorted load', Math.round(N / ((performance.now() - t) / 1000)), 'cpu µs/key', ((c.user + c.system) / N).toFixed(2));
+c0 = process.cpuUsage(); t = performance.now();
+for (let r = 0; r < 5; r++) for (let i = 0; i < N; i++) db.get(keys[(i * 7919) % N]);
+c = process.cpuUsage(c0);
+console.log('get', Math.round(5 * N / ((performance.now() - t) / 1000)), 'cpu µs/get', ((c.user + c.system) / N / 5).toFixed(3));
+await db.close();
