@@ -34,7 +34,8 @@
 //!     30 hasTag u8, 31 tag u64              the caller's opaque number (Baardskeerder's "time")
 //!     39 keyCount u64                       live keys after this commit, so count() is O(1)
 //!     47 slabStart u64                      first byte of this slab
-//!     55 slabCrc u32                        CRC32C over [slabStart, this commit entry's position)
+//!     55 slabCrc u32                        CRC32C over the 4-byte CRCs of the slab's other entries,
+//!                                           in order: each covers its entry, so this covers the slab
 //!     59 treeSeq u64                        seq of the commit whose slab holds the tree (0: none yet)
 //!     67 treeCommitPos u64                  that commit's position (0: none); replay starts after it
 //!     75 treeKeyCount u64                   keys in the checkpointed tree
@@ -83,11 +84,19 @@ export class ByteWriter {
   }
 }
 
-/** Writes `s.slice(start)` as bytes. */
+/** Writes `s.slice(start)` as bytes (a JS loop for short keys: cheaper than a call into C++). */
 function writeSuffix(w: ByteWriter, s: string, start: number): void {
   const n = s.length - start;
   w.varint(n);
-  if (n > 0) w.off += w.buf.write(start === 0 ? s : s.slice(start), w.off, n, 'latin1');
+  if (n <= 0) return;
+  if (n <= 32) {
+    const b = w.buf;
+    const o = w.off - start;
+    for (let i = start; i < s.length; i++) b[o + i] = s.charCodeAt(i);
+    w.off += n;
+  } else {
+    w.off += w.buf.write(start === 0 ? s : s.slice(start), w.off, n, 'latin1');
+  }
 }
 
 function commonPrefixLength(a: string, b: string): number {

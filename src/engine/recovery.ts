@@ -110,7 +110,7 @@ export function scanSlab(log: FileLog, start: number, prev: CommitRecord | null,
         }
       }
     }
-    slabCrc = crc32cUpdate(slabCrc, buf, 0, len);
+    slabCrc = crc32cUpdate(slabCrc, buf, 0, 4); // the entry's own CRC (format: codec.ts, commit body)
     pos += len;
   }
 }
