@@ -488,13 +488,15 @@ export class Db implements Reader {
       actions, keyCount: state.count, tag, prev, start,
       checkpoint: checkpoint ? { root: state.root, keyCount: state.count } : null,
     });
+    // Nodes the checkpoint wrote now carry positions, and their parents refer to them by
+    // position: cache them first, so readers find them in memory even if the append fails.
+    for (const n of slab.written) this.cache.add(n);
     this.log.append(slab.bytes, slab.len);
     this.stats.commits++;
     this.stats.bytesAppended += slab.len;
     if (checkpoint) {
       this.stats.checkpoints++;
       this.bytesSinceCheckpoint = 0;
-      for (const n of slab.written) this.cache.add(n);
     } else {
       this.bytesSinceCheckpoint += slab.len;
     }

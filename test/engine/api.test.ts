@@ -2,7 +2,7 @@
 // tags, snapshots, ranges, offline compaction.
 import fs from 'node:fs';
 import { afterAll, describe, expect, it } from 'vitest';
-import { BadArgumentError, ClosedError, KeyTooLargeError, ValueTooLargeError, open } from '../../src/index.js';
+import { BadArgumentError, ClosedError, IoFailedError, KeyTooLargeError, ValueTooLargeError, open } from '../../src/index.js';
 import { tempDir } from '../support/tmp.js';
 
 const tmp = tempDir('api');
@@ -102,6 +102,27 @@ describe('writes and transactions', () => {
     const again = await open(file);
     expect(again.lastTag).toBe(2 ** 40);
     expect([...again.keys()].map(String)).toEqual(['q']);
+    await again.close();
+  });
+});
+
+describe('I/O failure', () => {
+  it('a failed append rejects the batch, turns the store read-only, and a reopen recovers what was durable', async () => {
+    const file = fresh();
+    const db = await open(file);
+    await db.set('before', '1');
+    const log = (db as unknown as { log: { append: (...a: unknown[]) => number; sync: () => Promise<void> } }).log;
+    const realSync = log.sync.bind(log);
+    log.sync = () => Promise.reject(Object.assign(new Error('EIO: i/o error, fdatasync'), { code: 'EIO' }));
+    await expect(db.set('during', '2')).rejects.toBeInstanceOf(IoFailedError);
+    await expect(db.set('after', '3')).rejects.toBeInstanceOf(IoFailedError);
+    expect(db.get('before')?.toString()).toBe('1'); // reads go on
+    expect(db.get('during')).toBeUndefined(); // never published
+    log.sync = realSync;
+    await db.close();
+    const again = await open(file);
+    expect(again.get('before')?.toString()).toBe('1');
+    expect(again.check().problems).toEqual([]);
     await again.close();
   });
 });
