@@ -9,8 +9,10 @@
 //! keeps the fd keeps nothing useful.
 //!
 //! Checksums: a Location's bytes are verified against their Value entry's CRC32C the first time
-//! that entry is handed out (streamed in 1 MiB chunks), then remembered, so repeated zero-copy
-//! sends of a hot value cost no read at all and corrupt bytes are never handed out.
+//! that entry is handed out or read (streamed in 1 MiB chunks), then remembered for as long as
+//! the store is open, so repeated zero-copy sends and gets of a hot value cost no second pass.
+//! The trust is "verified since open": bytes that rot on disk after their first read are caught
+//! by the next open's reads or by check(), not by every get.
 //!
 //! `sendValue(key, socket)` is built on it: an optional u32 little-endian length prefix, then the
 //! value, written with sendfile/splice through the native addon (src/native/send-file.ts), or
@@ -50,6 +52,15 @@ export class ValueVerifier {
   private readonly verified = new Set<number>();
   constructor(private readonly log: FileLog) {}
 
+  isVerified(pos: number): boolean {
+    return this.verified.has(pos);
+  }
+
+  markVerified(pos: number): void {
+    if (this.verified.size >= VERIFIED_MAX) this.verified.clear();
+    this.verified.add(pos);
+  }
+
   /** Throws CorruptionError unless the Value entry at `pos` with `len` value bytes is intact. */
   verify(pos: number, len: number): void {
     if (this.verified.has(pos)) return;
@@ -65,8 +76,7 @@ export class ValueVerifier {
       crc = crc32cUpdate(crc, chunk, 0, n);
     }
     if (crc !== readU32(head, 0)) throw new CorruptionError(pos, 'value entry checksum mismatch');
-    if (this.verified.size >= VERIFIED_MAX) this.verified.clear();
-    this.verified.add(pos);
+    this.markVerified(pos);
   }
 }
 
