@@ -28,6 +28,8 @@ import {
   asNodeId,
   type Instance,
 } from '../consensus/index.js';
+import { DurabilityChecker } from './checkers/durability.js';
+import { LeaseRespectChecker } from './checkers/lease-respect.js';
 import { SafetyChecker, SimViolation } from './checkers/safety.js';
 import { isLinearizable, type HistoryOp } from './checkers/linearizability.js';
 import { SimClient, type ClientReply, type ClientRequest } from './clients.js';
@@ -187,6 +189,8 @@ export class Simulation {
   private readonly clients: SimClient[] = [];
   private readonly network: SimNetwork;
   private readonly checker = new SafetyChecker();
+  private readonly durability = new DurabilityChecker();
+  private readonly leaseRespect: LeaseRespectChecker;
   private readonly history: HistoryOp[] = [];
   private readonly ackedWrites: { clientId: number; seq: number }[] = [];
   private readonly trace: TraceEntry[] = [];
@@ -221,6 +225,7 @@ export class Simulation {
     this.prngDisk = root.fork('disk');
     this.prngFsync = root.fork('fsync');
     this.prngClientThink = root.fork('client-think');
+    this.leaseRespect = new LeaseRespectChecker(opts.leaseTicks, opts.driftBound);
     const clockPrng = root.fork('clocks');
     const total = opts.voters + opts.learners;
     const voters = Array.from({ length: opts.voters }, (_, i) => asNodeId(i));
@@ -307,7 +312,17 @@ export class Simulation {
     this.agenda.push(Math.max(at, this.nowUs), { kind: 'nodeTick', node: n.id, incarnation: n.incarnation, nowTicks });
   }
 
+  /**
+   * The node's own clock in (fractional) ticks, on one time base per node that keeps running
+   * while it is down: the checkers subtract two readings of the same node. The core's clock is
+   * this minus the reading at boot, floored to whole ticks.
+   */
+  private clockTicks(n: SimNode): number {
+    return (this.nowUs * n.rate) / TICK_US;
+  }
+
   private boot(n: SimNode): void {
+    this.leaseRespect.onBoot(n.id, this.clockTicks(n), n.incarnation > 0);
     n.bootUs = this.nowUs;
     n.incarnation++;
     n.clientAttempts.clear();
@@ -337,6 +352,7 @@ export class Simulation {
   private deliver(n: SimNode, event: Event): void {
     if (n.state === null) return;
     this.stats.steps++;
+    if (event.kind === 'message') this.leaseRespect.onReceive(n.id, event.from, event.message, this.clockTicks(n));
     const res = step(n.state, event);
     this.record(n, event, res.effects);
     this.runEffects(n, res.effects);
@@ -365,6 +381,9 @@ export class Simulation {
     for (const e of effects) {
       switch (e.kind) {
         case 'send':
+          // Checked as the shell performs it: the disk's durable state is what a crash would leave.
+          this.durability.onSend(n.id, e.to, e.message, n.disk, n.store.appliedUpTo);
+          this.leaseRespect.onSend(n.id, e.to, e.message, this.clockTicks(n));
           if (this.crashOnVouch && this.faultsOn && (e.message.kind === 'accepted' || e.message.kind === 'promise')) {
             this.crashOnVouch = false;
             this.crashAfterStep = n;

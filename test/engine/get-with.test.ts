@@ -169,3 +169,38 @@ describe('without the native addon (SOLIFUGE_NATIVE=0)', () => {
     expect(JSON.parse(r.stdout)).toEqual({ addon: false, lockedOut: true, viaFd: 'ok', sent: 300_000, hashOk: true });
   });
 });
+
+describe('sendValue over TLS', () => {
+  it('falls back to pread + write for a TLS socket (no plaintext fd), byte-exact', async () => {
+    const tls = await import('node:tls');
+    const crypto = await import('node:crypto');
+    const fixtures = new URL('../fixtures/', import.meta.url);
+    const key = fs.readFileSync(new URL('tls-key.pem', fixtures));
+    const cert = fs.readFileSync(new URL('tls-cert.pem', fixtures));
+    const received = new Promise<{ bytes: number; sha: string }>((resolve) => {
+      const server = tls.createServer({ key, cert }, (s) => {
+        const h = crypto.createHash('sha256');
+        let bytes = 0;
+        s.on('data', (d: Buffer) => {
+          bytes += d.length;
+          h.update(d);
+        });
+        s.on('end', () => {
+          resolve({ bytes, sha: h.digest('hex') });
+          server.close();
+        });
+      });
+      server.listen(0, '127.0.0.1', () => {
+        const port = (server.address() as { port: number }).port;
+        const client = tls.connect({ port, host: '127.0.0.1', ca: cert, servername: 'localhost' }, async () => {
+          const r = await db.sendValue('mib', client);
+          expect(r).toEqual({ found: true, bytes: mib.length });
+          client.end();
+        });
+      });
+    });
+    const got = await received;
+    expect(got.bytes).toBe(4 + mib.length);
+    expect(got.sha).toBe(sha256(prefixOf(mib.length), mib));
+  });
+});
