@@ -67,6 +67,7 @@
 #include <vector>
 
 #include <fcntl.h>
+#include <linux/falloc.h>
 #include <poll.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
@@ -115,6 +116,24 @@ Napi::Value Dup(const Napi::CallbackInfo& info) {
   int fd = info[0].As<Napi::Number>().Int32Value();
   int rc = fcntl(fd, F_DUPFD_CLOEXEC, 0);
   return Napi::Number::New(env, rc >= 0 ? rc : -errno);
+}
+
+// punchHole(fd, offset, length) -> 0 | -errno. fallocate(PUNCH_HOLE | KEEP_SIZE): online
+// compaction gives the blocks of reclaimed file ranges back to the file system.
+Napi::Value PunchHole(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 3 || !info[0].IsNumber() || !info[1].IsNumber() || !info[2].IsNumber()) {
+    Napi::TypeError::New(env, "punchHole(fd, offset, length)").ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  int fd = info[0].As<Napi::Number>().Int32Value();
+  off_t offset = static_cast<off_t>(info[1].As<Napi::Number>().Int64Value());
+  off_t length = static_cast<off_t>(info[2].As<Napi::Number>().Int64Value());
+  int rc;
+  do {
+    rc = fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, offset, length);
+  } while (rc != 0 && errno == EINTR);
+  return Napi::Number::New(env, rc == 0 ? 0 : -errno);
 }
 
 // ----- zero-copy transfer: the byte pump ------------------------------------------------------
@@ -704,6 +723,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("flock", Napi::Function::New(env, Flock));
   exports.Set("funlock", Napi::Function::New(env, Funlock));
   exports.Set("dup", Napi::Function::New(env, Dup));
+  exports.Set("punchHole", Napi::Function::New(env, PunchHole));
   exports.Set("send", Napi::Function::New(env, Send));
   exports.Set("cancel", Napi::Function::New(env, Cancel));
   exports.Set("pendingTransfers", Napi::Function::New(env, PendingTransfers));

@@ -9,3 +9,4 @@ export {
 export type { KeyInput, ValueInput } from './engine/keys.js';
 export type { ValueSource, SendValueOptions, SendValueResult } from './engine/get-with.js';
 export { ZeroCopyError } from './native/send-file.js';
+export type { CompactOptions, CompactProgress, CompactResult, AutoCompactOptions } from './engine/compaction.js';

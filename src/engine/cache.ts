@@ -41,6 +41,15 @@ export class NodeCache implements NodeSource {
     }
   }
 
+  /** Forgets nodes before `pos` (online compaction reclaimed that space). */
+  dropBelow(pos: number): void {
+    for (const [p, node] of this.nodes) {
+      if (p >= pos) continue;
+      this.nodes.delete(p);
+      if (node.t === T.Leaf) this.leafBytes -= node.len;
+    }
+  }
+
   clear(): void {
     this.nodes.clear();
     this.leafBytes = 0;

@@ -32,7 +32,7 @@ export interface CheckReport {
 
 const PROBLEMS_MAX = 100;
 
-export function checkStore(log: FileLog, last: CommitRecord | null, src: NodeSource, liveRoot: Child | null): CheckReport {
+export function checkStore(log: FileLog, last: CommitRecord | null, src: NodeSource, liveRoot: Child | null, liveStart: number): CheckReport {
   const r: CheckReport = {
     ok: true, problems: [], slabs: 0, keys: 0, depth: 0, leaves: 0, indexes: 0, valueEntries: 0, liveBytes: 0, fileBytes: log.end,
   };
@@ -41,9 +41,9 @@ export function checkStore(log: FileLog, last: CommitRecord | null, src: NodeSou
     if (r.problems.length < PROBLEMS_MAX) r.problems.push(p);
   };
 
-  // 1. Every slab, in order.
-  let pos = DATA_START_POS;
-  let prev: CommitRecord | null = null;
+  // 1. Every slab still in use, in order (online compaction reclaimed [DATA_START_POS, liveStart)).
+  let pos = liveStart;
+  let prev: CommitRecord | null | 'reclaimed' = liveStart > DATA_START_POS ? 'reclaimed' : null;
   const lastEnd = last === null ? DATA_START_POS : last.pos + last.len;
   while (pos < lastEnd) {
     const s = scanSlab(log, pos, prev);
@@ -56,7 +56,7 @@ export function checkStore(log: FileLog, last: CommitRecord | null, src: NodeSou
     pos = s.end;
   }
   if (r.ok && pos !== lastEnd) problem(`slabs end at ${pos}, the last commit ends at ${lastEnd}`);
-  if (r.ok && last !== null && prev?.pos !== last.pos) problem('the slab chain does not end at the last commit');
+  if (r.ok && last !== null && (prev === null || prev === 'reclaimed' || prev.pos !== last.pos)) problem('the slab chain does not end at the last commit');
 
   // 2. The checkpointed tree, straight from disk, then the live tree (checkpoint + replayed
   //    commits, partly in memory) for order, shape and the key count.

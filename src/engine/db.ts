@@ -25,6 +25,8 @@ import { FileLog, syncDirectory } from './log-file.js';
 import { DiskRef, T, ValueRef, type Child, type LeafValue } from './node.js';
 import { recover, replayAfterCheckpoint } from './recovery.js';
 import { SlabBuilder } from './slab.js';
+import { PUNCH_STEP_BYTES, type AutoCompactOptions, type CompactOptions, type CompactProgress, type CompactResult, type CopyCursor } from './compaction.js';
+import { addon } from '../native/addon.js';
 import { ValueVerifier, duplicateFd, sendSource, type SendValueOptions, type SendValueResult, type ValueSource } from './get-with.js';
 import type net from 'node:net';
 import { Cursor, TreeWriter, lookup, type Bounds, type NodeSource, type TreeState } from './tree.js';
@@ -55,6 +57,12 @@ export interface OpenOptions {
    * changed nodes held in memory. Also on close.
    */
   checkpointIntervalBytes?: number;
+  /**
+   * Online compaction by policy (off by default): after a checkpoint, compact when the in-use part
+   * of the file has grown by `growthFactor` since the last compaction (or open) and is at least
+   * `minFileBytes`. Errors are kept in `db.lastAutoCompactError`.
+   */
+  autoCompact?: AutoCompactOptions | false;
 }
 
 export interface RangeOptions {
@@ -102,7 +110,16 @@ type Job =
       opts: TransactionOptions;
       resolve: (v: unknown) => void;
       reject: (e: unknown) => void;
-    };
+    }
+  | {
+      k: 'compactCopy';
+      boundary: number;
+      cursor: CopyCursor;
+      chunkBytes: number;
+      resolve: (v: CopyCursor) => void;
+      reject: (e: unknown) => void;
+    }
+  | { k: 'compactSeal'; boundary: number; resolve: (v: undefined) => void; reject: (e: unknown) => void };
 
 /** The read surface shared by Db, Snapshot and Transaction. */
 export interface Reader {
@@ -127,11 +144,16 @@ export class Db implements Reader {
   private readonly pins = new Map<number, number>(); // commit seq -> pinned snapshots
   private bytesSinceCheckpoint = 0;
   private readonly arena = new ValueArena();
+  private compacting = false;
+  /** Settles when the running compaction ends; close() waits for it (it punches through our fd). */
+  private compactionRun: Promise<void> | null = null;
+  /** In-use bytes right after the last compaction (or at open), for the auto-compaction policy. */
+  private lastCompactedBytes = 0;
   private readonly verifier: ValueVerifier;
   /** Commits replayed on open (those after the last checkpoint). */
   readonly replayedSlabs: number = 0;
   /** Statistics since open. */
-  readonly stats = { commits: 0, syncs: 0, checkpoints: 0, bytesAppended: 0 };
+  readonly stats = { commits: 0, syncs: 0, checkpoints: 0, bytesAppended: 0, autoCompactions: 0 };
 
   private constructor(
     readonly path: string,
@@ -159,6 +181,7 @@ export class Db implements Reader {
       this.bytesSinceCheckpoint = c.pos + c.len - (c.treeCommitPos === 0 ? DATA_START_POS : c.treeCommitPos);
     }
     this.published = { root, count, tag: c?.tag, commit: c };
+    this.lastCompactedBytes = log.end - this.sb.liveStart;
   }
 
   static async open(file: string, options: OpenOptions = {}): Promise<Db> {
@@ -173,6 +196,7 @@ export class Db implements Reader {
       cacheBytes: options.cacheBytes ?? DEFAULTS.cacheBytes,
       superblockIntervalBytes: options.superblockIntervalBytes ?? DEFAULTS.superblockIntervalBytes,
       checkpointIntervalBytes: options.checkpointIntervalBytes ?? DEFAULTS.checkpointIntervalBytes,
+      autoCompact: options.autoCompact ?? false,
     };
     if (opts.nodeBytesMax < 512 || opts.nodeBytesMax > 1 << 24) throw new BadArgumentError('nodeBytesMax must be within 512 B .. 16 MiB');
     if (opts.inlineValueBytesMax > opts.nodeBytesMax / 4) throw new BadArgumentError('inlineValueBytesMax must be at most nodeBytesMax / 4');
@@ -419,6 +443,7 @@ export class Db implements Reader {
     const base = this.published;
     const w = new TreeWriter(this.cache, { root: base.root, count: base.count }, ++this.gen, this.options.nodeBytesMax);
     const actions: Action[] = [];
+    let forceCheckpoint = false;
     let tag = base.tag;
     let sync = false;
     const results: unknown[] = new Array(jobs.length);
@@ -457,6 +482,21 @@ export class Db implements Reader {
           }
           break;
         }
+        case 'compactCopy':
+          try {
+            results[i] = this.copyForward(w, job.boundary, job.cursor, job.chunkBytes);
+            forceCheckpoint = true;
+          } catch (err) {
+            errors[i] = err;
+          }
+          break;
+        case 'compactSeal':
+          try {
+            await this.sealCompaction(job.boundary);
+          } catch (err) {
+            errors[i] = err;
+          }
+          break;
         default: {
           const never: never = job;
           throw new Error(`unknown job ${String(never)}`);
@@ -465,9 +505,9 @@ export class Db implements Reader {
       this.gen = w.gen;
     }
     this.gen = w.gen + 1;
-    if (actions.length > 0 || tag !== base.tag) {
+    if (actions.length > 0 || tag !== base.tag || forceCheckpoint) {
       try {
-        await this.commit({ root: w.root, count: w.count }, lastPerKey(actions), tag, sync, false);
+        await this.commit({ root: w.root, count: w.count }, lastPerKey(actions), tag, sync, forceCheckpoint);
       } catch (err) {
         const e = err instanceof SolifugeError ? err : new IoFailedError(String(err), err);
         this.failed = e;
@@ -502,6 +542,7 @@ export class Db implements Reader {
     if (checkpoint) {
       this.stats.checkpoints++;
       this.bytesSinceCheckpoint = 0;
+      this.maybeAutoCompact();
     } else {
       this.bytesSinceCheckpoint += slab.len;
     }
@@ -520,12 +561,13 @@ export class Db implements Reader {
   }
 
   /** Writes the other superblock copy; it becomes durable with the next fdatasync. */
-  private writeSuperblock(c: CommitRecord | null): void {
+  private writeSuperblock(c: CommitRecord | null, liveStart = this.sb.liveStart): void {
     const sb: Superblock = {
       counter: this.sb.counter + 1,
       lastCommitPos: c?.pos ?? 0,
       lastCommitLen: c?.len ?? 0,
       dataEnd: c === null ? DATA_START_POS : c.pos + c.len,
+      liveStart,
     };
     const pos = this.sbPos === SUPERBLOCK_A_POS ? SUPERBLOCK_B_POS : SUPERBLOCK_A_POS;
     const block = encodeSuperblock(sb, (b, s, e) => crc32c(b, s, e));
@@ -536,10 +578,143 @@ export class Db implements Reader {
 
   // --- maintenance ----------------------------------------------------------------------------
 
+  /**
+   * Online compaction (compaction.ts): copies the live tree forward in chunks while reads and
+   * writes go on, waits for older snapshots, then punches the space before the copy. One at a time.
+   */
+  async compact(opts: CompactOptions = {}): Promise<CompactResult> {
+    this.assertWritable();
+    if (this.compacting) throw new BadArgumentError('a compaction is already running');
+    this.compacting = true;
+    const run = this.runCompaction(opts);
+    this.compactionRun = run.then(noop, noop);
+    try {
+      return await run;
+    } finally {
+      this.compacting = false;
+      this.compactionRun = null;
+    }
+  }
+
+  private async runCompaction(opts: CompactOptions): Promise<CompactResult> {
+    const chunkBytes = opts.chunkBytes ?? 4 << 20;
+    const allocatedBytesBefore = allocatedBytes(this.log.fd);
+    // Make everything so far part of the old region: the boundary is a slab boundary.
+    const boundary = this.log.end;
+    const keysTotal = this.count();
+    const progress: CompactProgress = {
+      phase: 'copy', keysCopied: 0, keysTotal, pinnedSnapshots: 0, bytesReclaimed: 0, bytesToReclaim: boundary - DATA_START_POS,
+    };
+    const report = () => opts.onProgress?.({ ...progress });
+    report();
+    let cursor: CopyCursor = { afterKey: null, done: false, keysCopied: 0 };
+    while (!cursor.done) {
+      cursor = await this.enqueue<CopyCursor>({ k: 'compactCopy', boundary, cursor, chunkBytes, resolve: noop, reject: noop });
+      progress.keysCopied = cursor.keysCopied;
+      report();
+    }
+    const sealedSeq = this.published.commit?.seq ?? 0;
+    progress.phase = 'wait';
+    for (;;) {
+      let older = 0;
+      for (const [seq, n] of this.pins) if (seq < sealedSeq) older += n;
+      progress.pinnedSnapshots = older;
+      if (older === 0) break;
+      report();
+      await new Promise((r) => setTimeout(r, 10));
+    }
+    await this.enqueue<undefined>({ k: 'compactSeal', boundary, resolve: noop, reject: noop });
+    this.cache.dropBelow(boundary);
+    progress.phase = 'punch';
+    report();
+    let punchSkipped: string | undefined;
+    if (addon === null) {
+      punchSkipped = 'hole punching needs the native addon';
+    } else {
+      for (let at = DATA_START_POS; at < boundary; at += PUNCH_STEP_BYTES) {
+        const len = Math.min(PUNCH_STEP_BYTES, boundary - at);
+        const rc = addon.punchHole(this.log.fd, at, len);
+        if (rc < 0) {
+          punchSkipped = `fallocate(PUNCH_HOLE) failed: errno ${-rc}`;
+          break;
+        }
+        progress.bytesReclaimed += len;
+        report();
+        await new Promise((r) => setImmediate(r));
+      }
+    }
+    this.lastCompactedBytes = this.log.end - boundary;
+    progress.phase = 'done';
+    report();
+    return {
+      boundary,
+      keysCopied: cursor.keysCopied,
+      bytesReclaimed: progress.bytesReclaimed,
+      ...(punchSkipped === undefined ? {} : { punchSkipped }),
+      allocatedBytesBefore,
+      allocatedBytesAfter: allocatedBytes(this.log.fd),
+    };
+  }
+
+  /** One copy chunk, inside a batch: re-sets keys after the cursor to their current values. */
+  private copyForward(w: TreeWriter, boundary: number, cursor: CopyCursor, chunkBytes: number): CopyCursor {
+    const state = w.freeze(); // the cursor walks a frozen tree; the re-sets below copy
+    const c = new Cursor(this.cache, state.root, cursor.afterKey === null ? {} : { low: cursor.afterKey, lowInclusive: false });
+    let bytes = 0;
+    let copied = 0;
+    let last: BinKey | null = cursor.afterKey;
+    let done = true;
+    while (c.next()) {
+      const key = c.key;
+      let val = c.val;
+      if (val instanceof ValueRef && val.pos >= 0 && val.pos < boundary) {
+        const bytesOfValue = this.materialize(val);
+        val = new ValueRef(-1, bytesOfValue.length, bytesOfValue);
+      }
+      w.set(key, val);
+      copied++;
+      last = key;
+      bytes += key.length + (val instanceof ValueRef ? val.len : val.length);
+      if (bytes >= chunkBytes) {
+        done = false;
+        break;
+      }
+    }
+    if (done) assertNothingBelow(this.cache, w.root, boundary);
+    return { afterKey: last, done, keysCopied: cursor.keysCopied + copied };
+  }
+
+  /** Last error of a compaction started by the autoCompact policy. */
+  lastAutoCompactError: unknown = undefined;
+
+  private maybeAutoCompact(): void {
+    const policy = this.options.autoCompact;
+    if (policy === false || this.compacting || this.closed || this.failed !== null) return;
+    const inUse = this.log.end - this.sb.liveStart;
+    if (inUse < (policy.minFileBytes ?? 64 << 20)) return;
+    if (inUse < (policy.growthFactor ?? 2) * Math.max(this.lastCompactedBytes, 1)) return;
+    this.stats.autoCompactions++;
+    this.compact().catch((err: unknown) => {
+      this.lastAutoCompactError = err;
+    });
+  }
+
+  /** Inside a batch: makes the compaction's commit durable and both superblocks name it. */
+  private async sealCompaction(boundary: number): Promise<void> {
+    const c = this.published.commit;
+    assert(c !== null && c.pos >= boundary && c.treeCommitPos >= boundary, 'compaction sealed before its checkpoint');
+    await this.log.sync();
+    this.writeSuperblock(c, boundary);
+    await this.log.sync();
+    this.writeSuperblock(c, boundary);
+    await this.log.sync();
+  }
+
+
   /** Verifies the whole file and the live tree; problems are reported as data. */
   check(): CheckReport {
     this.assertOpen();
-    return checkStore(this.log, this.published.commit, this.cache, this.published.root);
+    return checkStore(this.log, this.published.commit, this.cache, this.published.root, this.sb.liveStart);
   }
 
   /**
@@ -600,6 +775,7 @@ export class Db implements Reader {
   /** Waits for queued writes, writes a final superblock, syncs and releases the lock. */
   async close(): Promise<void> {
     if (this.closed) return;
+    if (this.compactionRun !== null) await this.compactionRun;
     while (this.running !== null || this.queue.length > 0) {
       if (this.running !== null) await this.running;
       else this.startBatch();
@@ -643,6 +819,26 @@ export class Db implements Reader {
 }
 
 function noop(): void {}
+
+function allocatedBytes(fd: number): number {
+  return fs.fstatSync(fd).blocks * 512;
+}
+
+/** Compaction's postcondition: nothing the live tree reaches lies before the boundary. */
+function assertNothingBelow(src: NodeSource, root: Child | null, boundary: number): void {
+  if (root === null) return;
+  const walk = (c: Child): void => {
+    if (c.t === T.Disk) assert(c.pos >= boundary, `compaction left a node at ${c.pos} below ${boundary}`);
+    const n = c.t === T.Disk ? src.load(c) : c;
+    assert(n.pos === -1 || n.pos >= boundary, `compaction left a node at ${n.pos} below ${boundary}`);
+    if (n.t === T.Leaf) {
+      for (const v of n.vals) if (v instanceof ValueRef) assert(v.pos === -1 || v.pos >= boundary, `compaction left a value at ${v.pos}`);
+    } else {
+      for (const k of n.kids) walk(k);
+    }
+  };
+  walk(root);
+}
 
 function copyOf(src: Buffer): Buffer {
   const out = Buffer.allocUnsafe(src.length);
@@ -852,8 +1048,8 @@ export class Transaction implements Reader {
 function initFile(file: string): void {
   const tmp = `${file}.init-${process.pid}`;
   const crc = (b: Uint8Array, s: number, e: number) => crc32c(b, s, e);
-  const a = encodeSuperblock({ counter: 0, lastCommitPos: 0, lastCommitLen: 0, dataEnd: DATA_START_POS }, crc);
-  const b = encodeSuperblock({ counter: 1, lastCommitPos: 0, lastCommitLen: 0, dataEnd: DATA_START_POS }, crc);
+  const a = encodeSuperblock({ counter: 0, lastCommitPos: 0, lastCommitLen: 0, dataEnd: DATA_START_POS, liveStart: DATA_START_POS }, crc);
+  const b = encodeSuperblock({ counter: 1, lastCommitPos: 0, lastCommitLen: 0, dataEnd: DATA_START_POS, liveStart: DATA_START_POS }, crc);
   const fd = fs.openSync(tmp, 'wx');
   try {
     fs.writeSync(fd, a, 0, a.length, SUPERBLOCK_A_POS);

@@ -19,8 +19,9 @@
 //!     24  lastCommitPos u64            0 = empty store
 //!     32  lastCommitLen u32
 //!     36  dataEnd u64                  end of the last slab known durable when this was written
-//!     44  reserved u32                 = 0
-//!     48  crc32c u32                   over bytes [0, 48)
+//!     44  liveStart u64                first byte still in use: online compaction reclaimed
+//!                                      (punched) [8192, liveStart); slabs are read from here on
+//!     52  crc32c u32                   over bytes [0, 52)
 //!
 //! Entry (a Value, Leaf, Index or Commit; positions in the file are "Outer" positions):
 //!
@@ -50,7 +51,7 @@ export const BLOCK_BYTES = 4096;
 export const SUPERBLOCK_A_POS = 0;
 export const SUPERBLOCK_B_POS = BLOCK_BYTES;
 export const DATA_START_POS = 2 * BLOCK_BYTES;
-export const SUPERBLOCK_BYTES = 52;
+export const SUPERBLOCK_BYTES = 56;
 export const MAGIC = Buffer.from('SOLIFUGE', 'latin1');
 
 export const ENTRY_HEADER_BYTES = 9;
@@ -112,6 +113,7 @@ export interface Superblock {
   lastCommitPos: number;
   lastCommitLen: number;
   dataEnd: number;
+  liveStart: number;
 }
 
 export function encodeSuperblock(sb: Superblock, crc32c: (b: Uint8Array, s: number, e: number) => number): Buffer {
@@ -123,8 +125,8 @@ export function encodeSuperblock(sb: Superblock, crc32c: (b: Uint8Array, s: numb
   writeU64(b, 24, sb.lastCommitPos);
   b.writeUInt32LE(sb.lastCommitLen, 32);
   writeU64(b, 36, sb.dataEnd);
-  b.writeUInt32LE(0, 44);
-  b.writeUInt32LE(crc32c(b, 0, 48), 48);
+  writeU64(b, 44, sb.liveStart);
+  b.writeUInt32LE(crc32c(b, 0, 52), 52);
   return b;
 }
 
@@ -137,7 +139,7 @@ export type SuperblockRead =
 export function decodeSuperblock(b: Uint8Array, crc32c: (b: Uint8Array, s: number, e: number) => number): SuperblockRead {
   if (b.length < SUPERBLOCK_BYTES) return { kind: 'foreign' };
   for (let i = 0; i < MAGIC.length; i++) if (b[i] !== MAGIC[i]) return { kind: 'foreign' };
-  if (readU32(b, 48) !== crc32c(b, 0, 48)) return { kind: 'corrupt', detail: 'superblock checksum mismatch' };
+  if (readU32(b, 52) !== crc32c(b, 0, 52)) return { kind: 'corrupt', detail: 'superblock checksum mismatch' };
   const version = readU32(b, 8);
   if (version !== FORMAT_VERSION) return { kind: 'badVersion', version };
   const sb: Superblock = {
@@ -145,9 +147,12 @@ export function decodeSuperblock(b: Uint8Array, crc32c: (b: Uint8Array, s: numbe
     lastCommitPos: readU64(b, 24),
     lastCommitLen: readU32(b, 32),
     dataEnd: readU64(b, 36),
+    liveStart: readU64(b, 44),
   };
   if (readU32(b, 12) !== BLOCK_BYTES || !Number.isFinite(sb.counter) || !Number.isFinite(sb.dataEnd) ||
-      sb.dataEnd < DATA_START_POS || !Number.isFinite(sb.lastCommitPos)) {
+      sb.dataEnd < DATA_START_POS || !Number.isFinite(sb.lastCommitPos) ||
+      !(sb.liveStart >= DATA_START_POS && sb.liveStart <= sb.dataEnd) ||
+      (sb.lastCommitPos !== 0 && sb.lastCommitPos < sb.liveStart)) {
     return { kind: 'corrupt', detail: 'superblock fields out of range' };
   }
   return { kind: 'valid', sb };

@@ -35,8 +35,8 @@ export async function inspect(file: string, opts: { slabsMax?: number } = {}): P
     }));
     const r = recover(log, { repair: false });
     torn = r.tornBytes;
-    let pos = DATA_START_POS;
-    let prev: CommitRecord | null = null;
+    let pos = r.sb.liveStart;
+    let prev: CommitRecord | null | 'reclaimed' = pos > DATA_START_POS ? 'reclaimed' : null;
     while (pos < r.end) {
       const s = scanSlab(log, pos, prev);
       if (!s.ok) break;

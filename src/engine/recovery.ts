@@ -65,8 +65,12 @@ export type SlabScan =
   | { ok: true; commit: CommitRecord; end: number; actions: Action[] | null }
   | { ok: false; badPos: number; reason: string };
 
-/** Validates the slab starting at `start`, chained after `prev`; decodes its actions if asked. */
-export function scanSlab(log: FileLog, start: number, prev: CommitRecord | null, wantActions = false): SlabScan {
+/**
+ * Validates the slab starting at `start`, chained after `prev`; decodes its actions if asked.
+ * `prev === 'reclaimed'`: the slab is the first after space online compaction gave back, so its
+ * back link points into reclaimed space and is not followed.
+ */
+export function scanSlab(log: FileLog, start: number, prev: CommitRecord | null | 'reclaimed', wantActions = false): SlabScan {
   let actions: Action[] | null = null;
   let actionEntries = 0;
   let pos = start;
@@ -94,8 +98,12 @@ export function scanSlab(log: FileLog, start: number, prev: CommitRecord | null,
         return { ok: false, badPos: pos, reason: (err as Error).message };
       }
       if (c.slabStart !== start) return { ok: false, badPos: pos, reason: 'commit names another slab start' };
-      if (c.prevCommitPos !== (prev?.pos ?? 0)) return { ok: false, badPos: pos, reason: 'commit does not link to the previous one' };
-      if (c.seq !== (prev?.seq ?? 0) + 1) return { ok: false, badPos: pos, reason: `commit sequence ${c.seq} out of order` };
+      if (prev === 'reclaimed') {
+        if (c.prevCommitPos >= start) return { ok: false, badPos: pos, reason: 'commit links forward' };
+      } else {
+        if (c.prevCommitPos !== (prev?.pos ?? 0)) return { ok: false, badPos: pos, reason: 'commit does not link to the previous one' };
+        if (c.seq !== (prev?.seq ?? 0) + 1) return { ok: false, badPos: pos, reason: `commit sequence ${c.seq} out of order` };
+      }
       if (c.slabCrc !== slabCrc) return { ok: false, badPos: start, reason: 'slab checksum mismatch' };
       if (actionEntries !== 1) return { ok: false, badPos: pos, reason: `slab has ${actionEntries} actions entries` };
       return { ok: true, commit: c, end: pos + len, actions };

@@ -14,6 +14,8 @@ export interface NativeAddon {
   funlock(fd: number): number;
   /** fcntl(F_DUPFD_CLOEXEC): a new fd for the same open file, or -errno. */
   dup(fd: number): number;
+  /** fallocate(PUNCH_HOLE | KEEP_SIZE): frees the blocks of [offset, offset + length); 0 or -errno. */
+  punchHole(fd: number, offset: number, length: number): number;
 
   /**
    * Zero-copy transfer of file bytes [offset, offset+length) to a connected, non-blocking

@@ -208,7 +208,7 @@ describe('files that are not ours', () => {
     const b = fs.readFileSync(file);
     for (const base of [0, 4096]) {
       b.writeUInt32LE(99, base + 8);
-      b.writeUInt32LE(crc32c(b, base, base + 48), base + 48);
+      b.writeUInt32LE(crc32c(b, base, base + 52), base + 52);
     }
     fs.writeFileSync(file, b);
     await expect(open(file)).rejects.toBeInstanceOf(UnsupportedVersionError);

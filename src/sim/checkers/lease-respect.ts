@@ -19,6 +19,11 @@
 //  - Restart quiet period: a node that restarted (after a crash) at clock t sends no promise
 //    before t + leaseTicks. It may have acknowledged a renewal just before it crashed and has
 //    forgotten it, so it must assume a lease is live (Arakoon 84f6fbf4, incubaid#483).
+//    Exempt: (1) promises to the master whose ballot it has acknowledged (accepted or renewed)
+//    since the restart: acking ballot b after the restart proves its durable promise was ≤ b, so
+//    it had acknowledged no renewal above b, and masters below b lost their lease when b was
+//    elected; (2) a promise for a ballot no higher than one it vouched for before the crash (a
+//    resent promise, e.g. to a prepare that was delayed in the network): it grants nothing new.
 //  - No promise while a lease may be live: a node that acknowledged (sent `renewed` for) a renewal
 //    from master M, received at clock r, sends no promise to anyone but M before
 //    r + leaseTicks × (1 + driftBound). M counts its lease from when it sent the renewal (earlier
@@ -39,9 +44,19 @@ interface Acknowledged {
   readonly receivedClockTicks: number;
 }
 
+interface Restart {
+  readonly clockTicks: number;
+  /** The highest ballot acknowledged since the restart, if any. */
+  followed: Ballot | null;
+  /** The highest ballot vouched for (promise, accepted, renewed) before the crash. */
+  readonly vouchedBefore: Ballot | null;
+}
+
 interface NodeView {
-  /** Clock reading of the last restart after a crash, or null before any crash. */
-  restartClockTicks: number | null;
+  /** The last restart after a crash, or null before any crash. */
+  restart: Restart | null;
+  /** The highest ballot this node ever vouched for (promise, accepted, renewed), any incarnation. */
+  vouched: Ballot | null;
   /** The latest renewal this node acknowledged, or null. */
   acknowledged: Acknowledged | null;
   /** `from:ballot:seq` → the earliest clock reading at which this renewal arrived. */
@@ -63,7 +78,7 @@ export class LeaseRespectChecker {
   private view(node: number): NodeView {
     let v = this.views.get(node);
     if (v === undefined) {
-      v = { restartClockTicks: null, acknowledged: null, renewReceipts: new Map() };
+      v = { restart: null, vouched: null, acknowledged: null, renewReceipts: new Map() };
       this.views.set(node, v);
     }
     return v;
@@ -73,7 +88,7 @@ export class LeaseRespectChecker {
   onBoot(node: number, clockTicks: number, afterCrash: boolean): void {
     const v = this.view(node);
     v.renewReceipts.clear();
-    if (afterCrash) v.restartClockTicks = clockTicks;
+    if (afterCrash) v.restart = { clockTicks, followed: null, vouchedBefore: v.vouched };
   }
 
   /** `node` received `message` from `from` at `clockTicks`. */
@@ -89,6 +104,11 @@ export class LeaseRespectChecker {
   /** `node` sends `message` to `to` at `clockTicks`. */
   onSend(node: number, to: NodeId, message: Message, clockTicks: number): void {
     const v = this.view(node);
+    if ((message.kind === 'renewed' || message.kind === 'accepted') && v.restart !== null) {
+      if (v.restart.followed === null || message.ballot > v.restart.followed) v.restart.followed = message.ballot;
+    }
+    const vouches = message.kind === 'renewed' || message.kind === 'accepted' || message.kind === 'promise';
+    if (vouches && (v.vouched === null || message.ballot > v.vouched)) v.vouched = message.ballot;
     switch (message.kind) {
       case 'renewed': {
         const r = v.renewReceipts.get(`${to}:${message.ballot}:${message.renewalSeq}`);
@@ -122,8 +142,11 @@ export class LeaseRespectChecker {
   private checkPromise(node: number, v: NodeView, candidate: NodeId, ballot: Ballot, what: string, clockTicks: number): void {
     this.promisesChecked++;
     if (ballotNode(ballot) !== candidate) throw new SimViolation(`node ${node} sent ${what}, a ballot that node does not own`);
-    if (v.restartClockTicks !== null) {
-      const since = clockTicks - v.restartClockTicks;
+    const restart = v.restart;
+    const followsCandidate = restart?.followed != null && ballotNode(restart.followed) === candidate;
+    const resent = restart?.vouchedBefore != null && ballot <= restart.vouchedBefore;
+    if (restart !== null && !followsCandidate && !resent) {
+      const since = clockTicks - restart.clockTicks;
       if (since < this.leaseTicks) {
         throw new SimViolation(
           `restart quiet period (pitfall 3): node ${node} sent ${what} ${since.toFixed(3)} ticks after restarting, before one lease (${this.leaseTicks})`,

@@ -1,0 +1,71 @@
+//! Online compaction: give back the space of everything no current root and no pinned snapshot
+//! can reach, while reads, writes, snapshots and getWith handlers go on.
+//!
+//! Design (why holes and not segment files: one file keeps every Outer position valid and
+//! recovery unchanged, and fallocate(PUNCH_HOLE) frees blocks on ext4/XFS; `du` shrinks, the file's
+//! logical size does not):
+//!  1. `boundary` = the log end when compaction starts. Every byte before it is old.
+//!  2. Copy forward, in key order, a chunk at a time: each chunk is a job in the writer queue that
+//!     re-sets the chunk's keys to their current values (values stored before the boundary are
+//!     re-read into new Value entries) and forces a checkpoint. Copy-on-write copies each touched
+//!     leaf and its path, so once the last chunk is done, no node or value of the live tree lies
+//!     before the boundary. Other writes interleave between chunks. No actions are logged for
+//!     these re-sets: nothing changes logically, and the checkpoint makes the copies durable.
+//!  3. Wait until every snapshot pinned before the last chunk's commit is released (getWith
+//!     handlers hold one): their trees may still reach old bytes.
+//!  4. In the writer queue: fdatasync, then write *both* superblock copies, each synced, naming a
+//!     commit after the boundary and `liveStart = boundary`. Only then can no open of the file ever
+//!     read before the boundary, whichever copy it picks.
+//!  5. Punch [8192, boundary) in 64 MiB steps. A crash at any point leaves a file that opens to
+//!     its last commit: before step 4 nothing was punched; after it, nothing before the boundary is
+//!     read. A superblock never points into reclaimed space (Baardskeerder's Flog could: §A.10).
+import type { BinKey } from './keys.js';
+
+export interface CompactProgress {
+  phase: 'copy' | 'wait' | 'punch' | 'done';
+  /** Keys copied forward so far. */
+  keysCopied: number;
+  /** Keys in the store when compaction started (the copy phase's total, roughly). */
+  keysTotal: number;
+  /** Snapshots still pinned from before the copy finished (phase 'wait'). */
+  pinnedSnapshots: number;
+  /** Bytes given back to the file system so far. */
+  bytesReclaimed: number;
+  /** Bytes to reclaim in all ([8192, boundary)). */
+  bytesToReclaim: number;
+}
+
+export interface CompactOptions {
+  onProgress?: (p: CompactProgress) => void;
+  /** Value and key bytes copied forward per chunk (default 4 MiB): bounds each writer pause. */
+  chunkBytes?: number;
+}
+
+export interface CompactResult {
+  boundary: number;
+  keysCopied: number;
+  /** Bytes punched; 0 when the file system or the missing addon cannot punch holes. */
+  bytesReclaimed: number;
+  /** Why nothing was punched, when nothing was. */
+  punchSkipped?: string;
+  /** Allocated bytes (st_blocks × 512) before and after. */
+  allocatedBytesBefore: number;
+  allocatedBytesAfter: number;
+}
+
+export interface AutoCompactOptions {
+  /** Compact once the in-use part of the file has grown by this factor since the last compaction or open (default 2). */
+  growthFactor?: number;
+  /** … and is at least this large (default 64 MiB). */
+  minFileBytes?: number;
+}
+
+export const PUNCH_STEP_BYTES = 64 * 1024 * 1024;
+
+/** The state a copy chunk hands to the next. */
+export interface CopyCursor {
+  /** Last key copied; the next chunk starts after it. null: start from the first key. */
+  afterKey: BinKey | null;
+  done: boolean;
+  keysCopied: number;
+}
