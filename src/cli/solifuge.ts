@@ -2,6 +2,7 @@
 //!
 //!     solifuge inspect FILE [--slabs N] [--json]   superblocks, slabs, tree depth, key count, check
 //!     solifuge compact FILE                        offline compaction with an atomic swap
+//!     solifuge compact --online FILE               online compaction in place (holes punched)
 //!     solifuge demo [DIR]                          the embedded demo (see demo.ts)
 //!
 //! Exit status: 0 fine, 1 the file has problems, 2 usage errors.
@@ -9,6 +10,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
+import cliProgress from 'cli-progress';
 import { open } from '../engine/db.js';
 import { syncDirectory } from '../engine/log-file.js';
 import { inspect } from '../engine/inspect.js';
@@ -16,7 +18,7 @@ import { runDemo } from './demo.js';
 
 const USAGE = `usage:
   solifuge inspect FILE [--slabs N] [--json]
-  solifuge compact FILE
+  solifuge compact [--online] FILE
   solifuge demo [DIR]`;
 
 function fmtBytes(n: number): string {
@@ -53,9 +55,10 @@ async function cmdInspect(args: string[]): Promise<number> {
 }
 
 async function cmdCompact(args: string[]): Promise<number> {
-  const { positionals } = parseArgs({ args, allowPositionals: true, options: {} });
+  const { positionals, values } = parseArgs({ args, allowPositionals: true, options: { online: { type: 'boolean' } } });
   if (positionals.length !== 1) throw new UsageError('compact needs exactly one FILE');
   const file = path.resolve(positionals[0]);
+  if (values.online === true) return compactOnline(file);
   const tmp = `${file}.compact-${process.pid}`;
   const db = await open(file, { create: false });
   const before = db.fileInfo().fileBytes;
@@ -68,6 +71,50 @@ async function cmdCompact(args: string[]): Promise<number> {
   } finally {
     await db.close().catch(() => undefined);
     fs.rmSync(tmp, { force: true });
+  }
+  return 0;
+}
+
+/**
+ * Online compaction in place (compaction.ts), with a progress bar on a terminal and plain lines
+ * otherwise. The store is opened here, so no other process may hold it; a server embedding the
+ * store calls `db.compact()` itself (or sets `autoCompact`).
+ */
+async function compactOnline(file: string): Promise<number> {
+  const db = await open(file, { create: false });
+  const tty = process.stdout.isTTY === true;
+  const bar = tty
+    ? new cliProgress.SingleBar({ format: '{phase} [{bar}] {percentage}% | {value}/{total} {unit}', hideCursor: true }, cliProgress.Presets.shades_classic)
+    : null;
+  let lastPhase = '';
+  let lastLine = 0;
+  try {
+    const r = await db.compact({
+      onProgress: (p) => {
+        const [value, total, unit] = p.phase === 'punch' || p.phase === 'done'
+          ? [Math.round(p.bytesReclaimed / (1 << 20)), Math.max(1, Math.round(p.bytesToReclaim / (1 << 20))), 'MiB punched']
+          : [p.keysCopied, Math.max(1, p.keysTotal), p.phase === 'wait' ? `keys; waiting for ${p.pinnedSnapshots} snapshot(s)` : 'keys copied'];
+        if (bar !== null) {
+          if (p.phase !== lastPhase) {
+            if (lastPhase !== '') bar.stop();
+            bar.start(total, value, { phase: p.phase.padEnd(5), unit });
+          } else bar.update(value, { unit });
+        } else if (p.phase !== lastPhase || Date.now() - lastLine > 1000) {
+          process.stdout.write(`${p.phase}: ${value}/${total} ${unit}\n`);
+          lastLine = Date.now();
+        }
+        lastPhase = p.phase;
+      },
+    });
+    bar?.stop();
+    process.stdout.write(
+      `compacted ${file} online: ${r.keysCopied} keys copied, ${fmtBytes(r.bytesReclaimed)} punched, ` +
+        `allocated ${fmtBytes(r.allocatedBytesBefore)} -> ${fmtBytes(r.allocatedBytesAfter)}` +
+        `${r.punchSkipped === undefined ? '' : ` (no holes punched: ${r.punchSkipped})`}\n`,
+    );
+  } finally {
+    bar?.stop();
+    await db.close();
   }
   return 0;
 }

@@ -49,6 +49,28 @@ describe('solifuge CLI', () => {
     expect(broken.stdout + broken.stderr).toMatch(/checksum mismatch|corruption/);
   });
 
+  it('compact --online compacts in place with plain progress lines when not on a terminal', async () => {
+    const file = tmp.file('online.db');
+    const db = await open(file, { checkpointIntervalBytes: 16 * 1024 });
+    for (let r = 0; r < 6; r++) {
+      await db.transaction((tx) => {
+        for (let i = 0; i < 800; i++) tx.set(`k${i}`, `value ${r} ${i}`.repeat(4));
+      });
+    }
+    await db.close();
+    const before = fs.statSync(file).blocks;
+    const out = run('compact', '--online', file);
+    expect(out.status).toBe(0);
+    expect(out.stdout).toMatch(/^copy: /m);
+    expect(out.stdout).toMatch(/^done: /m);
+    expect(out.stdout).toMatch(/compacted .* online: 800 keys copied/);
+    expect(fs.statSync(file).blocks).toBeLessThan(before);
+    const again = await open(file);
+    expect(again.get('k7')?.toString()).toBe('value 5 7'.repeat(4));
+    expect(again.check().problems).toEqual([]);
+    await again.close();
+  });
+
   it('usage errors exit with status 2', () => {
     expect(run('bogus').status).toBe(2);
     expect(run('inspect').status).toBe(2);
