@@ -28,6 +28,9 @@ export function onClientWrite(state: State, ctx: StepContext, clientId: ClientId
     return reply(ctx, clientId, requestSeq, { kind: 'notMaster', masterHint: masterHint(state) });
   }
   if (m.pendingClients.get(clientId) === requestSeq) return; // a retry of what is already queued or in flight
+  // Making way for a preferred master: refuse definitely (nothing proposed), pointing at it.
+  // Accepting would also keep refreshing the followers' respect windows and delay the election.
+  if (m.handoverTo !== null) return reply(ctx, clientId, requestSeq, { kind: 'notMaster', masterHint: m.handoverTo });
   if (m.queue.length >= state.config.queueMaxUpdates) return reply(ctx, clientId, requestSeq, { kind: 'overloaded' });
   m.pendingClients.set(clientId, requestSeq);
   m.queue.push({ clientId, requestSeq, payload });

@@ -239,6 +239,8 @@ export function becomeMaster(state: State, ctx: StepContext): void {
     renewals: new Map(),
     nextRenewTick: state.nowTicks,
     barrier: maxInstance as Instance,
+    followers: new Map(),
+    handoverTo: null,
   };
   for (let i = cand.firstUndecided as number; i <= maxInstance; i++) {
     propose(state, ctx, best.get(i)?.value ?? NOOP);

@@ -9,13 +9,19 @@
 //  - At most pipelineWindow instances are proposed and undecided at a time (election re-proposals
 //    excepted); client updates queue meanwhile and leave as one batch per instance.
 //  - Renewals are messages, not log instances: an idle cluster's log does not grow.
+//  - Preferred-master mode: a non-preferred master that sees a healthy, caught-up preferred node
+//    makes way by letting its lease run out (handoverTarget); it never shortens anyone's lease.
 
 import { assert } from './assert.js';
 import { armTimer, persist, send, sendAfterDurable, type StepContext } from './context.js';
 import { adoptBallot, followMaster, isVoter, stepDown } from './election.js';
 import { learnDecided } from './catchup.js';
+import { holdsLease } from './lease.js';
 import { isQuorum } from './quorum.js';
 import type { Instance, Message, NodeId, State, Update, Value } from './types.js';
+
+/** A preferred node within this many instances of the master counts as caught up (Arakoon: txid within 5). */
+export const HANDOVER_LAG_INSTANCES = 5;
 
 function others(state: State): NodeId[] {
   const c = state.config;
@@ -141,8 +147,11 @@ export function onRenew(state: State, ctx: StepContext, from: NodeId, m: Extract
   assert(state.role !== 'master', 'two masters share a ballot');
   if (state.role === 'candidate') stepDown(state, ctx);
   followMaster(state, m.ballot);
-  if (isVoter(state, state.config.self)) sendAfterDurable(ctx, from, { kind: 'renewed', ballot: m.ballot, renewalSeq: m.renewalSeq });
   learnDecided(state, ctx, m.ballot, m.decidedUpTo, from);
+  // Acked after learning what the renewal says is decided, so the ack reports how far we are.
+  if (isVoter(state, state.config.self)) {
+    sendAfterDurable(ctx, from, { kind: 'renewed', ballot: m.ballot, renewalSeq: m.renewalSeq, decidedUpTo: state.decidedUpTo });
+  }
 }
 
 export function onRenewed(state: State, from: NodeId, msg: Extract<Message, { kind: 'renewed' }>): void {
@@ -151,6 +160,8 @@ export function onRenewed(state: State, from: NodeId, msg: Extract<Message, { ki
   const r = m.renewals.get(msg.renewalSeq);
   if (r === undefined) return;
   r.acks.add(from);
+  const seen = m.followers.get(from);
+  if (seen === undefined || r.sentTick >= seen.renewalSentTick) m.followers.set(from, { renewalSentTick: r.sentTick, decidedUpTo: msg.decidedUpTo });
   onRenewalAck(state, msg.renewalSeq);
 }
 
@@ -169,7 +180,9 @@ export function masterTick(state: State, ctx: StepContext): void {
     stepDown(state, ctx);
     return;
   }
-  if (state.nowTicks >= m.nextRenewTick) sendRenewal(state, ctx);
+  if (m.handoverTo === null) m.handoverTo = handoverTarget(state);
+  // Making way: no more renewals, so the lease runs out and the step-down above follows.
+  if (state.nowTicks >= m.nextRenewTick && m.handoverTo === null) sendRenewal(state, ctx);
   const c = state.config;
   for (const [instance, f] of m.inFlight) {
     if (f.chosen || state.nowTicks < f.lastSentTick + c.resendTicks) continue;
@@ -179,4 +192,30 @@ export function masterTick(state: State, ctx: StepContext): void {
       send(ctx, v, { kind: 'accept', ballot: m.ballot, instance: instance as Instance, value: f.value, decidedUpTo: state.decidedUpTo });
     }
   }
+}
+
+/**
+ * Preferred-master mode (spec §B.13): a master that is not preferred makes way for a preferred
+ * node that is healthy (it acknowledged one of the last two renewals) and caught up (its decided
+ * index is within HANDOVER_LAG_INSTANCES of ours). Arakoon's preferred node asks for DROP_MASTER;
+ * here the master sees the same facts in the renewal acks and acts itself.
+ * Making way is safe by construction: the master only stops renewing and refuses new writes, so
+ * its lease runs out and it steps down (masterTick); every follower then still waits its full
+ * respect window before promising anyone, and the preferred node campaigns a lease before the
+ * non-preferred ones (preferenceDelayTicks), so it normally wins. It waits a lease after its
+ * election first, so a preferred node that keeps failing cannot make the master flap quickly.
+ */
+function handoverTarget(state: State): NodeId | null {
+  const m = state.master;
+  const c = state.config;
+  const mode = c.masterMode;
+  if (m === null || mode.kind !== 'preferred' || mode.nodes.includes(c.self)) return null;
+  if (!holdsLease(state) || state.nowTicks < m.electedTick + c.leaseTicks) return null;
+  for (const p of mode.nodes) {
+    if (c.witnesses.includes(p)) continue;
+    const f = m.followers.get(p);
+    if (f === undefined || f.renewalSentTick < state.nowTicks - 2 * c.renewIntervalTicks) continue;
+    if (f.decidedUpTo + HANDOVER_LAG_INSTANCES >= state.decidedUpTo) return p;
+  }
+  return null;
 }

@@ -18,6 +18,8 @@
 //   the Nop after a MasterSet                → `commit { decidedUpTo }` (no log instance)
 //   LAST_ENTRIES3 catch-up stream            → `fetch` effect + `caughtUp` event
 //   Vc(updates, synced)                      → `Value { updates }` (a batch; empty = gap filler)
+//   preferred node's DROP_MASTER request     → the master itself sets `handoverTo`, from the
+//                                              progress followers report in `renewed`
 
 export type NodeId = number & { readonly __brand: 'NodeId' };
 export type Ballot = number & { readonly __brand: 'Ballot' };
@@ -69,7 +71,8 @@ export type Message =
     }
   | { readonly kind: 'accepted'; readonly ballot: Ballot; readonly instance: Instance }
   | { readonly kind: 'renew'; readonly ballot: Ballot; readonly renewalSeq: number; readonly decidedUpTo: Instance }
-  | { readonly kind: 'renewed'; readonly ballot: Ballot; readonly renewalSeq: number }
+  /** `decidedUpTo`: the follower's decided index once it has taken the renewal in (preferred-master handover). */
+  | { readonly kind: 'renewed'; readonly ballot: Ballot; readonly renewalSeq: number; readonly decidedUpTo: Instance }
   | { readonly kind: 'commit'; readonly ballot: Ballot; readonly decidedUpTo: Instance };
 
 export type Consistency =
@@ -205,6 +208,13 @@ export interface Renewal {
   readonly acks: Set<NodeId>;
 }
 
+/** What a master last heard from a follower through its renewal acks. */
+export interface FollowerProgress {
+  /** Master-clock tick at which the renewal this follower last acknowledged was sent. */
+  readonly renewalSentTick: number;
+  readonly decidedUpTo: Instance;
+}
+
 export interface MasterState {
   readonly ballot: Ballot;
   nextInstance: Instance;
@@ -223,6 +233,10 @@ export interface MasterState {
   nextRenewTick: number;
   /** Highest instance re-proposed at election: reads wait until it is applied (Raft's no-op rule). */
   readonly barrier: Instance;
+  /** Per voter, its latest renewal ack (preferred-master handover looks for a healthy, caught-up preferred node). */
+  readonly followers: Map<NodeId, FollowerProgress>;
+  /** Preferred-master mode: the preferred node this master is making way for, or null. */
+  handoverTo: NodeId | null;
 }
 
 export interface HeldSend {

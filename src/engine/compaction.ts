@@ -5,12 +5,14 @@
 //! recovery unchanged, and fallocate(PUNCH_HOLE) frees blocks on ext4/XFS; `du` shrinks, the file's
 //! logical size does not):
 //!  1. `boundary` = the log end when compaction starts. Every byte before it is old.
-//!  2. Copy forward, in key order, a chunk at a time: each chunk is a job in the writer queue that
-//!     re-sets the chunk's keys to their current values (values stored before the boundary are
-//!     re-read into new Value entries) and forces a checkpoint. Copy-on-write copies each touched
-//!     leaf and its path, so once the last chunk is done, no node or value of the live tree lies
-//!     before the boundary. Other writes interleave between chunks. No actions are logged for
-//!     these re-sets: nothing changes logically, and the checkpoint makes the copies durable.
+//!  2. Copy forward, in key order, a small chunk at a time (64 KiB): each chunk is a job in the
+//!     writer queue that deletes the chunk's keys and inserts them again in ascending order with
+//!     their current values (values stored before the boundary are re-read into new Value
+//!     entries), which packs the new leaves full. Copy-on-write copies each touched leaf and its
+//!     path, so once the last chunk is done no node or value of the live tree lies before the
+//!     boundary. Other writes interleave between chunks. No actions are logged for these changes:
+//!     nothing changes logically; a checkpoint every 64 MiB of copies, and one after the last
+//!     chunk, makes them durable (a crash before loses only copies, never data).
 //!  3. Wait until every snapshot pinned before the last chunk's commit is released (getWith
 //!     handlers hold one): their trees may still reach old bytes.
 //!  4. In the writer queue: fdatasync, then write *both* superblock copies, each synced, naming a
@@ -37,8 +39,16 @@ export interface CompactProgress {
 
 export interface CompactOptions {
   onProgress?: (p: CompactProgress) => void;
-  /** Value and key bytes copied forward per chunk (default 4 MiB): bounds each writer pause. */
+  /** Value and key bytes copied forward per chunk (default 64 KiB): bounds each writer pause. */
   chunkBytes?: number;
+  /**
+   * Share of the event loop the copying may take (default 0.15): after each chunk it rests for
+   * chunk time × (1 / loadShare − 1), so concurrent reads and writes keep most of their speed.
+   * 1 copies flat out.
+   */
+  loadShare?: number;
+  /** Force a checkpoint after this many copied bytes (default 64 MiB); copies wait in memory until then. */
+  checkpointEveryBytes?: number;
 }
 
 export interface CompactResult {
@@ -68,4 +78,8 @@ export interface CopyCursor {
   afterKey: BinKey | null;
   done: boolean;
   keysCopied: number;
+  /** Bytes copied since the last forced checkpoint. */
+  bytesSinceCheckpoint: number;
+  /** Time the last chunk took on the event loop. */
+  chunkMs: number;
 }

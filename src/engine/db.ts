@@ -116,6 +116,7 @@ type Job =
       boundary: number;
       cursor: CopyCursor;
       chunkBytes: number;
+      checkpointEveryBytes: number;
       resolve: (v: CopyCursor) => void;
       reject: (e: unknown) => void;
     }
@@ -484,8 +485,14 @@ export class Db implements Reader {
         }
         case 'compactCopy':
           try {
-            results[i] = this.copyForward(w, job.boundary, job.cursor, job.chunkBytes);
-            forceCheckpoint = true;
+            const next = this.copyForward(w, job.boundary, job.cursor, job.chunkBytes);
+            // Copies stay in memory (dirty) between chunks; a checkpoint writes them every few
+            // MiB and after the last chunk, so small chunks keep writer pauses short.
+            if (next.done || next.bytesSinceCheckpoint >= job.checkpointEveryBytes) {
+              forceCheckpoint = true;
+              next.bytesSinceCheckpoint = 0;
+            }
+            results[i] = next;
           } catch (err) {
             errors[i] = err;
           }
@@ -505,6 +512,12 @@ export class Db implements Reader {
       this.gen = w.gen;
     }
     this.gen = w.gen + 1;
+    if (actions.length === 0 && tag === base.tag && !forceCheckpoint && w.root !== base.root) {
+      // Only compaction copies changed the tree: same contents, same commit, nothing to write
+      // yet (the next checkpoint writes the copies). Publish it so the next chunk builds on it.
+      assert(w.count === base.count && this.compacting, 'a tree change without actions outside compaction');
+      this.published = { ...base, root: w.root };
+    }
     if (actions.length > 0 || tag !== base.tag || forceCheckpoint) {
       try {
         await this.commit({ root: w.root, count: w.count }, lastPerKey(actions), tag, sync, forceCheckpoint);
@@ -597,7 +610,8 @@ export class Db implements Reader {
   }
 
   private async runCompaction(opts: CompactOptions): Promise<CompactResult> {
-    const chunkBytes = opts.chunkBytes ?? 4 << 20;
+    const chunkBytes = opts.chunkBytes ?? 64 * 1024;
+    const checkpointEveryBytes = opts.checkpointEveryBytes ?? 64 << 20;
     const allocatedBytesBefore = allocatedBytes(this.log.fd);
     // Make everything so far part of the old region: the boundary is a slab boundary.
     const boundary = this.log.end;
@@ -607,11 +621,16 @@ export class Db implements Reader {
     };
     const report = () => opts.onProgress?.({ ...progress });
     report();
-    let cursor: CopyCursor = { afterKey: null, done: false, keysCopied: 0 };
+    const loadShare = opts.loadShare ?? 0.15;
+    if (!(loadShare > 0 && loadShare <= 1)) throw new BadArgumentError('loadShare must be in (0, 1]');
+    let cursor: CopyCursor = { afterKey: null, done: false, keysCopied: 0, bytesSinceCheckpoint: 0, chunkMs: 0 };
     while (!cursor.done) {
-      cursor = await this.enqueue<CopyCursor>({ k: 'compactCopy', boundary, cursor, chunkBytes, resolve: noop, reject: noop });
+      cursor = await this.enqueue<CopyCursor>({ k: 'compactCopy', boundary, cursor, chunkBytes, checkpointEveryBytes, resolve: noop, reject: noop });
       progress.keysCopied = cursor.keysCopied;
       report();
+      // Pace: rest long enough that copying takes about `loadShare` of the event loop.
+      const restMs = cursor.chunkMs * (1 / loadShare - 1);
+      await new Promise((r) => (restMs >= 1 ? setTimeout(r, restMs) : setImmediate(r)));
     }
     const sealedSeq = this.published.commit?.seq ?? 0;
     progress.phase = 'wait';
@@ -656,32 +675,58 @@ export class Db implements Reader {
     };
   }
 
-  /** One copy chunk, inside a batch: re-sets keys after the cursor to their current values. */
+  /**
+   * One copy chunk, inside a batch. The chunk's entries (in key order, after the cursor) are
+   * deleted and inserted again in ascending order with their current values, so the copies are
+   * both new (after the boundary) and densely packed: ascending inserts split leaves full-left,
+   * as a sorted load does (a plain re-set would keep each leaf's old fill, ~70% after random
+   * inserts). Values stored before the boundary are re-read into new Value entries.
+   */
   private copyForward(w: TreeWriter, boundary: number, cursor: CopyCursor, chunkBytes: number): CopyCursor {
-    const state = w.freeze(); // the cursor walks a frozen tree; the re-sets below copy
+    const startedMs = performance.now();
+    const state = w.freeze(); // the cursor walks a frozen tree; the changes below copy
     const c = new Cursor(this.cache, state.root, cursor.afterKey === null ? {} : { low: cursor.afterKey, lowInclusive: false });
+    const keys: BinKey[] = [];
+    const vals: LeafValue[] = [];
     let bytes = 0;
-    let copied = 0;
-    let last: BinKey | null = cursor.afterKey;
     let done = true;
     while (c.next()) {
-      const key = c.key;
       let val = c.val;
       if (val instanceof ValueRef && val.pos >= 0 && val.pos < boundary) {
         const bytesOfValue = this.materialize(val);
         val = new ValueRef(-1, bytesOfValue.length, bytesOfValue);
       }
-      w.set(key, val);
-      copied++;
-      last = key;
-      bytes += key.length + (val instanceof ValueRef ? val.len : val.length);
+      keys.push(c.key);
+      vals.push(val);
+      bytes += c.key.length + (val instanceof ValueRef ? val.len : val.length);
       if (bytes >= chunkBytes) {
         done = false;
         break;
       }
     }
-    if (done) assertNothingBelow(this.cache, w.root, boundary);
-    return { afterKey: last, done, keysCopied: cursor.keysCopied + copied };
+    for (const k of keys) assert(w.delete(k), 'compaction lost a key it had just listed');
+    for (let i = 0; i < keys.length; i++) w.set(keys[i], vals[i]);
+    const copied = cursor.keysCopied + keys.length;
+    const sinceCheckpoint = cursor.bytesSinceCheckpoint + bytes;
+    if (done) assertNothingBelowAfterCheckpoint(this.cache, w.root, boundary);
+    return {
+      afterKey: keys.length > 0 ? keys[keys.length - 1] : cursor.afterKey,
+      done,
+      keysCopied: copied,
+      bytesSinceCheckpoint: sinceCheckpoint,
+      chunkMs: performance.now() - startedMs,
+    };
+  }
+
+  /** Inside a batch: makes the compaction's commit durable and both superblocks name it. */
+  private async sealCompaction(boundary: number): Promise<void> {
+    const c = this.published.commit;
+    assert(c !== null && c.pos >= boundary && c.treeCommitPos >= boundary, 'compaction sealed before its checkpoint');
+    await this.log.sync();
+    this.writeSuperblock(c, boundary);
+    await this.log.sync();
+    this.writeSuperblock(c, boundary);
+    await this.log.sync();
   }
 
   /** Last error of a compaction started by the autoCompact policy. */
@@ -697,17 +742,6 @@ export class Db implements Reader {
     this.compact().catch((err: unknown) => {
       this.lastAutoCompactError = err;
     });
-  }
-
-  /** Inside a batch: makes the compaction's commit durable and both superblocks name it. */
-  private async sealCompaction(boundary: number): Promise<void> {
-    const c = this.published.commit;
-    assert(c !== null && c.pos >= boundary && c.treeCommitPos >= boundary, 'compaction sealed before its checkpoint');
-    await this.log.sync();
-    this.writeSuperblock(c, boundary);
-    await this.log.sync();
-    this.writeSuperblock(c, boundary);
-    await this.log.sync();
   }
 
 
@@ -825,7 +859,7 @@ function allocatedBytes(fd: number): number {
 }
 
 /** Compaction's postcondition: nothing the live tree reaches lies before the boundary. */
-function assertNothingBelow(src: NodeSource, root: Child | null, boundary: number): void {
+function assertNothingBelowAfterCheckpoint(src: NodeSource, root: Child | null, boundary: number): void {
   if (root === null) return;
   const walk = (c: Child): void => {
     if (c.t === T.Disk) assert(c.pos >= boundary, `compaction left a node at ${c.pos} below ${boundary}`);

@@ -122,6 +122,8 @@ export interface SimStats {
   unsyncedRecordsLost: number;
   tornRecords: number;
   elections: number;
+  /** Preferred-master mode: times a non-preferred master started making way for a preferred one. */
+  handovers: number;
   fetches: number;
   snapshotsInstalled: number;
   decidedInstances: number;
@@ -173,6 +175,7 @@ interface SimNode {
   /** When each pending write arrived here, for master-side commit latency. */
   readonly writeArrivalUs: Map<string, number>;
   wasMaster: boolean;
+  wasHandingOver: boolean;
 }
 
 interface TraceEntry {
@@ -213,6 +216,7 @@ export class Simulation {
     crashes: 0,
     partitions: 0,
     elections: 0,
+    handovers: 0,
     fetches: 0,
     snapshotsInstalled: 0,
   };
@@ -259,6 +263,7 @@ export class Simulation {
         clientAttempts: new Map(),
         writeArrivalUs: new Map(),
         wasMaster: false,
+        wasHandingOver: false,
       });
     }
     const clientParams = {
@@ -328,6 +333,7 @@ export class Simulation {
     n.clientAttempts.clear();
     n.writeArrivalUs.clear();
     n.wasMaster = false;
+    n.wasHandingOver = false;
     this.checker.onRestart(n.id, n.store.appliedUpTo);
     const res = recover(
       n.config,
@@ -371,6 +377,9 @@ export class Simulation {
       const isMaster = s.role === 'master';
       if (isMaster && !n.wasMaster) this.stats.elections++;
       n.wasMaster = isMaster;
+      const handingOver = s.master !== null && s.master.handoverTo !== null;
+      if (handingOver && !n.wasHandingOver) this.stats.handovers++;
+      n.wasHandingOver = handingOver;
     }
     const holders: number[] = [];
     for (const m of this.nodes) if (m.state !== null && holdsLease(m.state)) holders.push(m.id);
@@ -690,6 +699,7 @@ export class Simulation {
         unsyncedRecordsLost: this.nodes.reduce((s, n) => s + n.disk.lostRecords, 0),
         tornRecords: this.nodes.reduce((s, n) => s + n.disk.tornRecords, 0),
         elections: this.stats.elections,
+        handovers: this.stats.handovers,
         fetches: this.stats.fetches,
         snapshotsInstalled: this.stats.snapshotsInstalled,
         decidedInstances: this.checker.maxDecided,

@@ -29,7 +29,7 @@ export function formatMessage(m: Message, payload?: (p: Uint8Array) => string): 
     case 'renew':
       return `renew b=${b(m.ballot)} seq=${m.renewalSeq} decided=${m.decidedUpTo}`;
     case 'renewed':
-      return `renewed b=${b(m.ballot)} seq=${m.renewalSeq}`;
+      return `renewed b=${b(m.ballot)} seq=${m.renewalSeq} decided=${m.decidedUpTo}`;
     case 'commit':
       return `commit b=${b(m.ballot)} decided=${m.decidedUpTo}`;
     default: {

@@ -87,7 +87,7 @@ describe('the lease-respect checker fails a promise that a live lease forbids', 
   const candidate = asNodeId(2);
   const masterBallot = makeBallot(4, master);
   const renew: Message = { kind: 'renew', ballot: masterBallot, renewalSeq: 7, decidedUpTo: asInstance(0) };
-  const renewed: Message = { kind: 'renewed', ballot: masterBallot, renewalSeq: 7 };
+  const renewed: Message = { kind: 'renewed', ballot: masterBallot, renewalSeq: 7, decidedUpTo: asInstance(0) };
   const promiseTo = (node: NodeId, round: number): Message => ({ kind: 'promise', ballot: makeBallot(round, node), decidedUpTo: asInstance(0), accepted: [] });
   const prepare: Message = { kind: 'prepare', ballot: makeBallot(5, asNodeId(follower)), firstUndecided: asInstance(1) };
 

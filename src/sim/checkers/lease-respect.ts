@@ -9,7 +9,7 @@
 //
 // What counts as a promise: a Promise sent to a candidate, and a Prepare sent by a candidate
 // (starting a candidacy is promising one's own ballot, and that self-promise counts towards the
-// quorum exactly like the others).
+// quorum exactly like the others). Either must be for a ballot the candidate owns.
 //
 // Clocks: `clockTicks` is the node's own clock as a real number of ticks, read continuously (not
 // the whole ticks the core sees), on one time base per node that keeps running while the node is
