@@ -55,6 +55,8 @@ export class LeafNode {
   readonly t = T.Leaf;
   pos = -1;
   len = 0;
+  /** Where the writer last inserted into this copy (in memory only): detects ascending runs. */
+  lastInsertAt = -2;
   /** Search accelerator, built on first lookup (see keyPrefixes); null after any change. */
   pfx: Float64Array | null = null;
   constructor(

@@ -191,7 +191,9 @@ export class TreeWriter {
         w.bytes += leafItemBytes(key, val);
         this.inserted = true;
       }
-      if (w.bytes > this.maxNodeBytes && w.keys.length > 1) this.splitLeaf(w, i);
+      const ascendingRun = i === w.lastInsertAt + 1;
+      w.lastInsertAt = i;
+      if (w.bytes > this.maxNodeBytes && w.keys.length > 1) this.splitLeaf(w, i, ascendingRun);
       return w;
     }
     const i = upperBound(node.keys, key);
@@ -210,11 +212,16 @@ export class TreeWriter {
     return w;
   }
 
-  /** Splits a leaf that grew past the limit; appends keep the left node full (sorted loads). */
-  private splitLeaf(w: LeafNode, insertedAt: number): void {
+  /**
+   * Splits a leaf that grew past the limit. Appends keep the left node full (sorted loads), and so
+   * does an ascending run of inserts in the middle of a leaf (split right after the new key): both
+   * would otherwise leave a trail of half-full leaves (online compaction re-inserts in key order).
+   */
+  private splitLeaf(w: LeafNode, insertedAt: number, ascendingRun: boolean): void {
     const n = w.keys.length;
     let mid: number;
     if (insertedAt === n - 1) mid = n - 1;
+    else if (ascendingRun && insertedAt > 0) mid = insertedAt + 1;
     else if (insertedAt === 0) mid = 1;
     else mid = splitPointByBytes(w.keys, w.vals);
     const right = new LeafNode(this.gen, w.keys.slice(mid), w.vals.slice(mid), 0);
@@ -222,6 +229,7 @@ export class TreeWriter {
     w.vals.length = mid;
     w.bytes = leafBytes(w.keys, w.vals);
     right.bytes = leafBytes(right.keys, right.vals);
+    if (insertedAt >= mid) right.lastInsertAt = insertedAt - mid;
     this.splitKey = shortestSeparator(w.keys[mid - 1], right.keys[0]);
     this.splitRight = right;
   }
