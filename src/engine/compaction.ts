@@ -4,7 +4,8 @@
 //! Design (why holes and not segment files: one file keeps every Outer position valid and
 //! recovery unchanged, and fallocate(PUNCH_HOLE) frees blocks on ext4/XFS; `du` shrinks, the file's
 //! logical size does not):
-//!  1. `boundary` = the log end when compaction starts. Every byte before it is old.
+//!  1. Checkpoint (so no older change waits in memory), then `boundary` = the log end. Every byte
+//!     before it is old.
 //!  2. Copy forward, in key order, a small chunk at a time (64 KiB): each chunk is a job in the
 //!     writer queue that deletes the chunk's keys and inserts them again in ascending order with
 //!     their current values (values stored before the boundary are re-read into new Value

@@ -120,7 +120,8 @@ type Job =
       resolve: (v: CopyCursor) => void;
       reject: (e: unknown) => void;
     }
-  | { k: 'compactSeal'; boundary: number; resolve: (v: undefined) => void; reject: (e: unknown) => void };
+  | { k: 'compactSeal'; boundary: number; resolve: (v: undefined) => void; reject: (e: unknown) => void }
+  | { k: 'checkpoint'; resolve: (v: undefined) => void; reject: (e: unknown) => void };
 
 /** The read surface shared by Db, Snapshot and Transaction. */
 export interface Reader {
@@ -497,6 +498,9 @@ export class Db implements Reader {
             errors[i] = err;
           }
           break;
+        case 'checkpoint':
+          forceCheckpoint = true;
+          break;
         case 'compactSeal':
           try {
             await this.sealCompaction(job.boundary);
@@ -613,7 +617,10 @@ export class Db implements Reader {
     const chunkBytes = opts.chunkBytes ?? 64 * 1024;
     const checkpointEveryBytes = opts.checkpointEveryBytes ?? 64 << 20;
     const allocatedBytesBefore = allocatedBytes(this.log.fd);
-    // Make everything so far part of the old region: the boundary is a slab boundary.
+    // Checkpoint first, so no node changed before compaction is still waiting in memory: the
+    // copy's checkpoints then write copies only, not also the old tree's pending changes.
+    await this.enqueue<undefined>({ k: 'checkpoint', resolve: noop, reject: noop });
+    // Everything so far is the old region; the boundary is a slab boundary.
     const boundary = this.log.end;
     const keysTotal = this.count();
     const progress: CompactProgress = {
