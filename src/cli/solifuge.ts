@@ -14,6 +14,8 @@ import cliProgress from 'cli-progress';
 import { open } from '../engine/db.js';
 import { syncDirectory } from '../engine/log-file.js';
 import { inspect } from '../engine/inspect.js';
+import { controlSocketPath, requestControl } from '../engine/control.js';
+import type { CompactProgress, CompactResult } from '../engine/compaction.js';
 import { runDemo } from './demo.js';
 
 const USAGE = `usage:
@@ -75,45 +77,85 @@ async function cmdCompact(args: string[]): Promise<number> {
   return 0;
 }
 
-/**
- * Online compaction in place (compaction.ts), with a progress bar on a terminal and plain lines
- * otherwise. The store is opened here, so no other process may hold it; a server embedding the
- * store calls `db.compact()` itself (or sets `autoCompact`).
- */
-async function compactOnline(file: string): Promise<number> {
-  const db = await open(file, { create: false });
-  const tty = process.stdout.isTTY === true;
-  const bar = tty
+/** Renders compaction progress: a bar on a terminal, a plain line per phase (and per second) otherwise. */
+function progressRenderer(): { update(p: CompactProgress): void; stop(): void } {
+  const bar = process.stdout.isTTY === true
     ? new cliProgress.SingleBar({ format: '{phase} [{bar}] {percentage}% | {value}/{total} {unit}', hideCursor: true }, cliProgress.Presets.shades_classic)
     : null;
   let lastPhase = '';
   let lastLine = 0;
+  return {
+    update(p) {
+      const [value, total, unit] = p.phase === 'punch' || p.phase === 'done'
+        ? [Math.round(p.bytesReclaimed / (1 << 20)), Math.max(1, Math.round(p.bytesToReclaim / (1 << 20))), 'MiB punched']
+        : [p.keysCopied, Math.max(1, p.keysTotal), p.phase === 'wait' ? `keys; waiting for ${p.pinnedSnapshots} snapshot(s)` : 'keys copied'];
+      if (bar !== null) {
+        if (p.phase !== lastPhase) {
+          if (lastPhase !== '') bar.stop();
+          bar.start(total, value, { phase: p.phase.padEnd(5), unit });
+        } else bar.update(value, { unit });
+      } else if (p.phase !== lastPhase || Date.now() - lastLine > 1000) {
+        process.stdout.write(`${p.phase}: ${value}/${total} ${unit}\n`);
+        lastLine = Date.now();
+      }
+      lastPhase = p.phase;
+    },
+    stop() {
+      bar?.stop();
+    },
+  };
+}
+
+function reportCompaction(file: string, how: string, r: CompactResult): void {
+  process.stdout.write(
+    `compacted ${file} ${how}: ${r.keysCopied} keys copied, ${fmtBytes(r.bytesReclaimed)} punched, ` +
+      `allocated ${fmtBytes(r.allocatedBytesBefore)} -> ${fmtBytes(r.allocatedBytesAfter)}` +
+      `${r.punchSkipped === undefined ? '' : ` (no holes punched: ${r.punchSkipped})`}\n`,
+  );
+}
+
+/**
+ * Online compaction in place (compaction.ts). If a running process holds the store with
+ * `controlSocket: true`, the request goes to it over `<file>.sock`; otherwise the store is
+ * opened here (and must not be open elsewhere: the lock says so).
+ */
+async function compactOnline(file: string): Promise<number> {
+  const progress = progressRenderer();
   try {
-    const r = await db.compact({
-      onProgress: (p) => {
-        const [value, total, unit] = p.phase === 'punch' || p.phase === 'done'
-          ? [Math.round(p.bytesReclaimed / (1 << 20)), Math.max(1, Math.round(p.bytesToReclaim / (1 << 20))), 'MiB punched']
-          : [p.keysCopied, Math.max(1, p.keysTotal), p.phase === 'wait' ? `keys; waiting for ${p.pinnedSnapshots} snapshot(s)` : 'keys copied'];
-        if (bar !== null) {
-          if (p.phase !== lastPhase) {
-            if (lastPhase !== '') bar.stop();
-            bar.start(total, value, { phase: p.phase.padEnd(5), unit });
-          } else bar.update(value, { unit });
-        } else if (p.phase !== lastPhase || Date.now() - lastLine > 1000) {
-          process.stdout.write(`${p.phase}: ${value}/${total} ${unit}\n`);
-          lastLine = Date.now();
-        }
-        lastPhase = p.phase;
-      },
-    });
-    bar?.stop();
-    process.stdout.write(
-      `compacted ${file} online: ${r.keysCopied} keys copied, ${fmtBytes(r.bytesReclaimed)} punched, ` +
-        `allocated ${fmtBytes(r.allocatedBytesBefore)} -> ${fmtBytes(r.allocatedBytesAfter)}` +
-        `${r.punchSkipped === undefined ? '' : ` (no holes punched: ${r.punchSkipped})`}\n`,
-    );
+    if (fs.existsSync(controlSocketPath(file))) {
+      let result: CompactResult | null = null;
+      let failure: string | null = null;
+      try {
+        await requestControl(file, 'compact', (o) => {
+          if (o.progress !== undefined) progress.update(o.progress as CompactProgress);
+          if (o.result !== undefined) result = o.result as CompactResult;
+          if (o.error !== undefined) failure = String(o.error);
+        });
+      } catch (err) {
+        const code = (err as NodeJS.ErrnoException).code;
+        if (code !== 'ECONNREFUSED' && code !== 'ENOENT') throw err;
+        // A socket file without a listener: its owner is gone; compact the file here.
+        return await compactHere(file, progress);
+      }
+      progress.stop();
+      if (failure !== null) throw new Error(`the running store refused: ${failure}`);
+      if (result === null) throw new Error('the running store closed the control connection without a result');
+      reportCompaction(file, 'online (running store)', result);
+      return 0;
+    }
+    return await compactHere(file, progress);
   } finally {
-    bar?.stop();
+    progress.stop();
+  }
+}
+
+async function compactHere(file: string, progress: { update(p: CompactProgress): void; stop(): void }): Promise<number> {
+  const db = await open(file, { create: false });
+  try {
+    const r = await db.compact({ onProgress: (p) => progress.update(p) });
+    progress.stop();
+    reportCompaction(file, 'online', r);
+  } finally {
     await db.close();
   }
   return 0;

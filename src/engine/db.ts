@@ -27,6 +27,7 @@ import { recover, replayAfterCheckpoint } from './recovery.js';
 import { SlabBuilder } from './slab.js';
 import { PUNCH_STEP_BYTES, type AutoCompactOptions, type CompactOptions, type CompactProgress, type CompactResult, type CopyCursor } from './compaction.js';
 import { addon } from '../native/addon.js';
+import { closeControl, listenControl } from './control.js';
 import { ValueVerifier, duplicateFd, sendSource, type SendValueOptions, type SendValueResult, type ValueSource } from './get-with.js';
 import type net from 'node:net';
 import { Cursor, TreeWriter, lookup, type Bounds, type NodeSource, type TreeState } from './tree.js';
@@ -63,6 +64,11 @@ export interface OpenOptions {
    * `minFileBytes`. Errors are kept in `db.lastAutoCompactError`.
    */
   autoCompact?: AutoCompactOptions | false;
+  /**
+   * Listen on the Unix socket `<file>.sock` so `solifuge compact --online FILE` (and `stats`) can
+   * reach this running store (control.ts). Off by default.
+   */
+  controlSocket?: boolean;
 }
 
 export interface RangeOptions {
@@ -147,6 +153,7 @@ export class Db implements Reader {
   private bytesSinceCheckpoint = 0;
   private readonly arena = new ValueArena();
   private compacting = false;
+  private control: net.Server | null = null;
   /** Settles when the running compaction ends; close() waits for it (it punches through our fd). */
   private compactionRun: Promise<void> | null = null;
   /** In-use bytes right after the last compaction (or at open), for the auto-compaction policy. */
@@ -199,6 +206,7 @@ export class Db implements Reader {
       superblockIntervalBytes: options.superblockIntervalBytes ?? DEFAULTS.superblockIntervalBytes,
       checkpointIntervalBytes: options.checkpointIntervalBytes ?? DEFAULTS.checkpointIntervalBytes,
       autoCompact: options.autoCompact ?? false,
+      controlSocket: options.controlSocket ?? false,
     };
     if (opts.nodeBytesMax < 512 || opts.nodeBytesMax > 1 << 24) throw new BadArgumentError('nodeBytesMax must be within 512 B .. 16 MiB');
     if (opts.inlineValueBytesMax > opts.nodeBytesMax / 4) throw new BadArgumentError('inlineValueBytesMax must be at most nodeBytesMax / 4');
@@ -215,7 +223,16 @@ export class Db implements Reader {
         log.syncNow();
       }
       log.end = r.end;
-      return new Db(file, log, opts, new NodeCache(log, opts.cacheBytes), r, opts.readOnly ? 0 : r.tornBytes);
+      const db = new Db(file, log, opts, new NodeCache(log, opts.cacheBytes), r, opts.readOnly ? 0 : r.tornBytes);
+      if (opts.controlSocket && !opts.readOnly) {
+        try {
+          db.control = await listenControl(file, db);
+        } catch (err) {
+          await db.close();
+          throw err;
+        }
+      }
+      return db;
     } catch (err) {
       log.close();
       throw err;
@@ -736,6 +753,19 @@ export class Db implements Reader {
     await this.log.sync();
   }
 
+  /** @internal What the control socket's `stats` command reports. */
+  controlStats(): Record<string, number> {
+    return {
+      keys: this.count(),
+      fileBytes: this.log.end,
+      allocatedBytes: allocatedBytes(this.log.fd),
+      liveStart: this.sb.liveStart,
+      commits: this.stats.commits,
+      checkpoints: this.stats.checkpoints,
+      pinnedSnapshots: this.pinnedSnapshots,
+    };
+  }
+
   /** Last error of a compaction started by the autoCompact policy. */
   lastAutoCompactError: unknown = undefined;
 
@@ -816,6 +846,11 @@ export class Db implements Reader {
   /** Waits for queued writes, writes a final superblock, syncs and releases the lock. */
   async close(): Promise<void> {
     if (this.closed) return;
+    if (this.control !== null) {
+      const server = this.control;
+      this.control = null;
+      await closeControl(this.path, server);
+    }
     if (this.compactionRun !== null) await this.compactionRun;
     while (this.running !== null || this.queue.length > 0) {
       if (this.running !== null) await this.running;

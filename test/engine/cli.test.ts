@@ -71,6 +71,35 @@ describe('solifuge CLI', () => {
     await again.close();
   });
 
+  it('compact --online reaches a store that another process holds open, through its control socket', async () => {
+    const { spawn } = await import('node:child_process');
+    const file = tmp.file('running.db');
+    const childPath = fileURLToPath(new URL('./control-child.ts', import.meta.url));
+    const child = spawn(process.execPath, ['--import', 'tsx', childPath, file], { stdio: ['ignore', 'pipe', 'inherit'] });
+    let out = '';
+    child.stdout.on('data', (d: Buffer) => (out += d.toString()));
+    while (!out.includes('ready')) await new Promise((r) => setTimeout(r, 20));
+    await new Promise((r) => setTimeout(r, 500)); // let it write a while
+    const before = fs.statSync(file).size;
+    const r = await new Promise<{ status: number | null; stdout: string }>((resolve) => {
+      const p = spawn(process.execPath, ['--import', 'tsx', cli, 'compact', '--online', file], { stdio: ['ignore', 'pipe', 'pipe'] });
+      let stdout = '';
+      p.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+      p.on('exit', (status) => resolve({ status, stdout }));
+    });
+    expect(r.stdout).toMatch(/compacted .* online \(running store\): \d+ keys copied/);
+    expect(r.status).toBe(0);
+    expect(before).toBeGreaterThan(0);
+    child.kill('SIGTERM');
+    await new Promise((resolve) => child.on('exit', resolve));
+    expect(out).toMatch(/wrote \d+/);
+    expect(fs.existsSync(`${file}.sock`)).toBe(false);
+    const db = await open(file);
+    expect(db.check().problems).toEqual([]);
+    expect(db.count()).toBe(2000);
+    await db.close();
+  });
+
   it('usage errors exit with status 2', () => {
     expect(run('bogus').status).toBe(2);
     expect(run('inspect').status).toBe(2);
