@@ -14,6 +14,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { open, type Db } from '../src/index.js';
+import { makeKey } from './keys.js';
 
 const { values } = parseArgs({ options: { keys: { type: 'string' }, rounds: { type: 'string' } } });
 const N = Number(values.keys ?? 1_000_000);
@@ -21,15 +22,7 @@ const rounds = Number(values.rounds ?? 3);
 const VALUE_BYTES = 100;
 const logical = N * (16 + VALUE_BYTES);
 
-const keyOf = (i: number) => {
-  const k = Buffer.alloc(16);
-  k.writeUInt32BE(Math.imul(i, 2654435761) >>> 0, 0);
-  k.writeUInt32BE(i, 4);
-  k.writeUInt32BE(0x2d2d2d2d, 8);
-  k.writeUInt32BE(i ^ 0x5a5a5a5a, 12);
-  return k;
-};
-const keys = Array.from({ length: N }, (_, i) => keyOf(i));
+const keys = Array.from({ length: N }, (_, i) => makeKey(i));
 const valuePool = crypto.randomBytes(VALUE_BYTES * 1024);
 const valueFor = (i: number) => valuePool.subarray((i % 1000) * VALUE_BYTES, (i % 1000 + 1) * VALUE_BYTES);
 let seed = 7;

@@ -10,20 +10,13 @@
 // Reports lookups/s, median of 5 tinybench rounds, for probes given as Buffers and as strings.
 import { Bench } from 'tinybench';
 import { core } from '../src/wasm/module.js';
+import { makeKey } from './keys.js';
 
 const argKeys = process.argv.indexOf('--keys');
 const N = argKeys > 0 ? Number(process.argv[argKeys + 1]) : 1_000_000;
 const LEAF = 32;
 const FANOUT = 128;
 
-const makeKey = (i: number) => {
-  const k = Buffer.alloc(16);
-  k.writeUInt32BE(Math.imul(i, 2654435761) >>> 0, 0);
-  k.writeUInt32BE(i, 4);
-  k.writeUInt32BE(0x2d2d2d2d, 8);
-  k.writeUInt32BE(i ^ 0x5a5a5a5a, 12);
-  return k;
-};
 const keys = Array.from({ length: N }, (_, i) => makeKey(i)).sort(Buffer.compare);
 
 // --- JS tree ------------------------------------------------------------------------------------

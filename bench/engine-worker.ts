@@ -17,21 +17,13 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { Bench } from 'tinybench';
 import { openEngine, type Engine } from './adapters.js';
+import { makeKey } from './keys.js';
 
 const [engineName, dir, keysArg, only] = process.argv.slice(2);
 const N = Number(keysArg);
 const BATCH = 1000;
 const VALUE_BYTES = 100;
 
-function makeKey(i: number): Buffer {
-  // 16 bytes: a 4-byte hash prefix spreads keys, the index makes them unique.
-  const k = Buffer.alloc(16);
-  k.writeUInt32BE(Math.imul(i, 2654435761) >>> 0, 0);
-  k.writeUInt32BE(i, 4);
-  k.writeUInt32BE(0x2d2d2d2d, 8);
-  k.writeUInt32BE(i ^ 0x5a5a5a5a, 12);
-  return k;
-}
 const keys: Buffer[] = Array.from({ length: N }, (_, i) => makeKey(i));
 const sortedKeys = [...keys].sort(Buffer.compare);
 const values: Buffer = crypto.randomBytes(VALUE_BYTES * 1024);

@@ -1,12 +1,12 @@
 // Online compaction: racing writes and snapshot readers, getWith handlers holding old locations,
 // SIGKILL at random moments, allocated blocks actually given back, and the auto policy.
-import { spawn } from 'node:child_process';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { afterAll, describe, expect, it } from 'vitest';
 import { open, type CompactProgress } from '../../src/index.js';
 import { addon } from '../../src/native/addon.js';
+import { runUntilKilled } from '../support/kill-loop.js';
 import { tempDir } from '../support/tmp.js';
 
 const tmp = tempDir('compaction');
@@ -150,37 +150,6 @@ describe('kill -9 during online compaction', () => {
   const child = fileURLToPath(new URL('./compaction-child.ts', import.meta.url));
   const value = (i: number) => Buffer.alloc(i % 3 === 0 ? 700 : 20 + (i % 50), i & 0xff);
 
-  function runUntilKilled(file: string, start: number, killAfterMs: number): Promise<{ acked: number; compactions: number }> {
-    return new Promise((resolve, reject) => {
-      const p = spawn(process.execPath, ['--import', 'tsx', child, file, String(start)], { stdio: ['ignore', 'pipe', 'pipe'] });
-      let acked = start;
-      let compactions = 0;
-      let buf = '';
-      let err = '';
-      let timer: NodeJS.Timeout | undefined;
-      p.stdout.on('data', (d: Buffer) => {
-        buf += d.toString();
-        let i;
-        while ((i = buf.indexOf('\n')) >= 0) {
-          const line = buf.slice(0, i);
-          buf = buf.slice(i + 1);
-          const m = /^ack (\d+)$/.exec(line);
-          if (m) {
-            acked = Number(m[1]);
-            timer ??= setTimeout(() => p.kill('SIGKILL'), killAfterMs);
-          }
-          if (/^compacted/.test(line)) compactions++;
-        }
-      });
-      p.stderr.on('data', (d: Buffer) => (err += d.toString()));
-      p.on('exit', (code, signal) => {
-        clearTimeout(timer);
-        if (signal === 'SIGKILL') resolve({ acked, compactions });
-        else reject(new Error(`child exited with ${code}: ${err}`));
-      });
-    });
-  }
-
   it('keeps every acknowledged write and a clean check across repeated kills', async () => {
     const file = fresh();
     let seed = 4242;
@@ -188,8 +157,8 @@ describe('kill -9 during online compaction', () => {
     let next = 0;
     let compactions = 0;
     for (let round = 0; round < 8; round++) {
-      const r = await runUntilKilled(file, next, 100 + Math.floor(rnd() * 500));
-      compactions += r.compactions;
+      const r = await runUntilKilled(child, [file, String(next)], next, 100 + Math.floor(rnd() * 500), /^compacted/);
+      compactions += r.counted;
       const db = await open(file);
       try {
         expect(db.check().problems).toEqual([]);
