@@ -20,7 +20,7 @@ import {
 import {
   DATA_START_POS, ENTRY_HEADER_BYTES, Kind, SUPERBLOCK_A_POS, SUPERBLOCK_B_POS, encodeSuperblock, type Superblock,
 } from './format.js';
-import { binKeyToBuffer, toBinKey, toValueBuffer, type BinKey, type KeyInput, type ValueInput } from './keys.js';
+import { toBinKey, toValueBuffer, type BinKey, type KeyInput, type ValueInput } from './keys.js';
 import { FileLog, syncDirectory } from './log-file.js';
 import { DiskRef, T, ValueRef, type Child, type LeafValue } from './node.js';
 import { recover, replayAfterCheckpoint } from './recovery.js';
@@ -30,7 +30,10 @@ import { addon } from '../native/addon.js';
 import { closeControl, listenControl } from './control.js';
 import { ValueVerifier, duplicateFd, sendSource, type SendValueOptions, type SendValueResult, type ValueSource } from './get-with.js';
 import type net from 'node:net';
-import { Cursor, TreeWriter, lookup, type Bounds, type NodeSource, type TreeState } from './tree.js';
+import { Cursor, TreeWriter, lookup, type NodeSource, type TreeState } from './tree.js';
+import { ValueArena, copyOf } from './arena.js';
+import { applyActions, deletePrefixIn, lastPerKey } from './actions.js';
+import { Snapshot, Transaction, entryIterator, keyIterator, toBounds } from './views.js';
 import { checkStore, type CheckReport } from './check.js';
 
 export interface OpenOptions {
@@ -916,210 +919,6 @@ function assertNothingBelowAfterCheckpoint(src: NodeSource, root: Child | null, 
   walk(root);
 }
 
-function copyOf(src: Buffer): Buffer {
-  const out = Buffer.allocUnsafe(src.length);
-  out.set(src, 0);
-  return out;
-}
-
-/**
- * Copies small values into shared 64 KiB chunks: one allocation per chunk instead of one per
- * value (a separate ArrayBuffer per 100-byte value made allocation and GC a quarter of the load
- * profile). A chunk lives as long as any value in it; the cache and the tree hold values anyway.
- */
-class ValueArena {
-  private chunk: Buffer = Buffer.allocUnsafeSlow(0);
-  private off = 0;
-  copy(src: Buffer): Buffer {
-    const n = src.length;
-    if (this.off + n > this.chunk.length) {
-      this.chunk = Buffer.allocUnsafeSlow(Math.max(64 * 1024, n));
-      this.off = 0;
-    }
-    const out = this.chunk.subarray(this.off, this.off + n);
-    this.chunk.set(src, this.off); // TypedArray#set: a builtin, cheaper than Buffer#copy for small values
-    this.off += n;
-    return out;
-  }
-}
-
-function deletePrefixIn(src: NodeSource, w: TreeWriter, prefix: BinKey, actions: Action[]): number {
-  w.freeze();
-  const keys: BinKey[] = [];
-  const c = new Cursor(src, w.root, { prefix });
-  while (c.next()) keys.push(c.key);
-  for (const k of keys) {
-    assert(w.delete(k), 'deletePrefix lost a key it had just listed');
-    actions.push({ key: k, val: null });
-  }
-  return keys.length;
-}
-
-/** Keeps only the last action for each key: the final state of a batch is all that is logged. */
-function lastPerKey(actions: Action[]): Action[] {
-  if (actions.length < 2) return actions;
-  const seen = new Set<BinKey>();
-  const out: Action[] = [];
-  for (let i = actions.length - 1; i >= 0; i--) {
-    const a = actions[i];
-    if (seen.has(a.key)) continue;
-    seen.add(a.key);
-    out.push(a);
-  }
-  if (out.length === actions.length) return actions;
-  return out.reverse();
-}
-
-/** Replays logged actions onto a tree. */
-function applyActions(w: TreeWriter, actions: Action[]): void {
-  for (const a of actions) {
-    if (a.val === null) w.delete(a.key);
-    else w.set(a.key, a.val);
-  }
-}
-
-function toBounds(o: RangeOptions): Bounds {
-  const b: Bounds = { reverse: o.reverse === true };
-  if (o.gte !== undefined) {
-    b.low = toBinKey(o.gte);
-    b.lowInclusive = true;
-  }
-  if (o.gt !== undefined) {
-    const k = toBinKey(o.gt);
-    if (b.low === undefined || k >= b.low) {
-      b.low = k;
-      b.lowInclusive = false;
-    }
-  }
-  if (o.lte !== undefined) {
-    b.high = toBinKey(o.lte);
-    b.highInclusive = true;
-  }
-  if (o.lt !== undefined) {
-    const k = toBinKey(o.lt);
-    if (b.high === undefined || k <= b.high) {
-      b.high = k;
-      b.highInclusive = false;
-    }
-  }
-  if (o.prefix !== undefined) b.prefix = toBinKey(o.prefix);
-  if (o.limit !== undefined && !(Number.isInteger(o.limit) || o.limit === Infinity)) {
-    throw new BadArgumentError('limit must be an integer');
-  }
-  return b;
-}
-
-function* entryIterator(db: Db, c: Cursor, limit: number | undefined): IterableIterator<[Buffer, Buffer]> {
-  let left = limit === undefined || limit < 0 ? Infinity : limit;
-  while (left-- > 0 && c.next()) yield [binKeyToBuffer(c.key), db.materialize(c.val)];
-}
-
-function* keyIterator(c: Cursor, limit: number | undefined): IterableIterator<Buffer> {
-  let left = limit === undefined || limit < 0 ? Infinity : limit;
-  while (left-- > 0 && c.next()) yield binKeyToBuffer(c.key);
-}
-
-/** A pinned, consistent read view. Release it when done. */
-export class Snapshot implements Reader {
-  private released = false;
-  /** @internal */
-  get rootForGetWith(): Child | null {
-    return this.root;
-  }
-  constructor(
-    private readonly db: Db,
-    private readonly root: Child | null,
-    private readonly keyCount: number,
-    readonly tag: number | undefined,
-    readonly seq: number,
-  ) {}
-  private assertLive(): void {
-    if (this.released) throw new ClosedError('snapshot');
-    if (this.db.isClosed) throw new ClosedError();
-  }
-  get(key: KeyInput): Buffer | undefined {
-    this.assertLive();
-    const v = this.db.lookupIn(this.root, key);
-    return v === undefined ? undefined : this.db.materialize(v);
-  }
-  exists(key: KeyInput): boolean {
-    this.assertLive();
-    return this.db.lookupIn(this.root, key) !== undefined;
-  }
-  count(): number {
-    return this.keyCount;
-  }
-  range(opts: RangeOptions = {}): IterableIterator<[Buffer, Buffer]> {
-    this.assertLive();
-    return entryIterator(this.db, this.db.cursor(this.root, opts), opts.limit);
-  }
-  keys(opts: RangeOptions = {}): IterableIterator<Buffer> {
-    this.assertLive();
-    return keyIterator(this.db.cursor(this.root, opts), opts.limit);
-  }
-  release(): void {
-    if (this.released) return;
-    this.released = true;
-    this.db.unpin(this.seq);
-  }
-}
-
-/** The handle a transaction function gets. Every read sees the transaction's own writes. */
-export class Transaction implements Reader {
-  private ended = false;
-  constructor(
-    private readonly db: Db,
-    private readonly w: TreeWriter,
-    private readonly actions: Action[],
-  ) {}
-  /** @internal */
-  end(): void {
-    this.ended = true;
-  }
-  private live(): TreeWriter {
-    if (this.ended) throw new ClosedError('transaction');
-    return this.w;
-  }
-  get(key: KeyInput): Buffer | undefined {
-    const v = this.live().get(toBinKey(key));
-    return v === undefined ? undefined : this.db.materialize(v);
-  }
-  exists(key: KeyInput): boolean {
-    return this.live().get(toBinKey(key)) !== undefined;
-  }
-  count(): number {
-    return this.live().count;
-  }
-  set(key: KeyInput, value: ValueInput): void {
-    const w = this.live();
-    const k = this.db.checkKey(key);
-    const v = this.db.makeValue(value);
-    w.set(k, v);
-    this.actions.push({ key: k, val: v });
-  }
-  delete(key: KeyInput): boolean {
-    const w = this.live();
-    const k = this.db.checkKey(key);
-    const deleted = w.delete(k);
-    if (deleted) this.actions.push({ key: k, val: null });
-    return deleted;
-  }
-  deletePrefix(prefix: KeyInput): number {
-    const w = this.live();
-    return deletePrefixIn(this.db.nodeSource, w, this.db.checkKey(prefix), this.actions);
-  }
-  range(opts: RangeOptions = {}): IterableIterator<[Buffer, Buffer]> {
-    const w = this.live();
-    const state = w.freeze(); // later writes in this transaction copy instead of mutating
-    return entryIterator(this.db, this.db.cursor(state.root, opts), opts.limit);
-  }
-  keys(opts: RangeOptions = {}): IterableIterator<Buffer> {
-    const w = this.live();
-    const state = w.freeze();
-    return keyIterator(this.db.cursor(state.root, opts), opts.limit);
-  }
-}
-
 /** Creates a new, empty data file atomically: written under a temporary name, synced, renamed. */
 function initFile(file: string): void {
   const tmp = `${file}.init-${process.pid}`;
@@ -1144,3 +943,4 @@ export function open(file: string, options?: OpenOptions): Promise<Db> {
 }
 
 export { T };
+export { Snapshot, Transaction };

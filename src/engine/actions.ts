@@ -1,0 +1,41 @@
+//! A batch's logical changes (the Actions entry of its slab) and the tree operations that record
+//! or replay them.
+import type { Action } from './codec.js';
+import { assert } from './errors.js';
+import type { BinKey } from './keys.js';
+import { Cursor, type NodeSource, type TreeWriter } from './tree.js';
+
+export function deletePrefixIn(src: NodeSource, w: TreeWriter, prefix: BinKey, actions: Action[]): number {
+  w.freeze();
+  const keys: BinKey[] = [];
+  const c = new Cursor(src, w.root, { prefix });
+  while (c.next()) keys.push(c.key);
+  for (const k of keys) {
+    assert(w.delete(k), 'deletePrefix lost a key it had just listed');
+    actions.push({ key: k, val: null });
+  }
+  return keys.length;
+}
+
+/** Keeps only the last action for each key: the final state of a batch is all that is logged. */
+export function lastPerKey(actions: Action[]): Action[] {
+  if (actions.length < 2) return actions;
+  const seen = new Set<BinKey>();
+  const out: Action[] = [];
+  for (let i = actions.length - 1; i >= 0; i--) {
+    const a = actions[i];
+    if (seen.has(a.key)) continue;
+    seen.add(a.key);
+    out.push(a);
+  }
+  if (out.length === actions.length) return actions;
+  return out.reverse();
+}
+
+/** Replays logged actions onto a tree. */
+export function applyActions(w: TreeWriter, actions: Action[]): void {
+  for (const a of actions) {
+    if (a.val === null) w.delete(a.key);
+    else w.set(a.key, a.val);
+  }
+}

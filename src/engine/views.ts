@@ -1,0 +1,152 @@
+//! Read views over a tree: range options, iterators, snapshots and the transaction handle.
+//! They hold a root (or the batch's writer) and call back into the Db for lookups and values.
+import type { Buffer } from 'node:buffer';
+import type { Action } from './codec.js';
+import { deletePrefixIn } from './actions.js';
+import type { Db, RangeOptions, Reader } from './db.js';
+import { BadArgumentError, ClosedError } from './errors.js';
+import { binKeyToBuffer, toBinKey, type KeyInput, type ValueInput } from './keys.js';
+import type { Child } from './node.js';
+import type { Bounds, Cursor, TreeWriter } from './tree.js';
+
+export function toBounds(o: RangeOptions): Bounds {
+  const b: Bounds = { reverse: o.reverse === true };
+  if (o.gte !== undefined) {
+    b.low = toBinKey(o.gte);
+    b.lowInclusive = true;
+  }
+  if (o.gt !== undefined) {
+    const k = toBinKey(o.gt);
+    if (b.low === undefined || k >= b.low) {
+      b.low = k;
+      b.lowInclusive = false;
+    }
+  }
+  if (o.lte !== undefined) {
+    b.high = toBinKey(o.lte);
+    b.highInclusive = true;
+  }
+  if (o.lt !== undefined) {
+    const k = toBinKey(o.lt);
+    if (b.high === undefined || k <= b.high) {
+      b.high = k;
+      b.highInclusive = false;
+    }
+  }
+  if (o.prefix !== undefined) b.prefix = toBinKey(o.prefix);
+  if (o.limit !== undefined && !(Number.isInteger(o.limit) || o.limit === Infinity)) {
+    throw new BadArgumentError('limit must be an integer');
+  }
+  return b;
+}
+
+export function* entryIterator(db: Db, c: Cursor, limit: number | undefined): IterableIterator<[Buffer, Buffer]> {
+  let left = limit === undefined || limit < 0 ? Infinity : limit;
+  while (left-- > 0 && c.next()) yield [binKeyToBuffer(c.key), db.materialize(c.val)];
+}
+
+export function* keyIterator(c: Cursor, limit: number | undefined): IterableIterator<Buffer> {
+  let left = limit === undefined || limit < 0 ? Infinity : limit;
+  while (left-- > 0 && c.next()) yield binKeyToBuffer(c.key);
+}
+
+/** A pinned, consistent read view. Release it when done. */
+export class Snapshot implements Reader {
+  private released = false;
+  /** @internal */
+  get rootForGetWith(): Child | null {
+    return this.root;
+  }
+  constructor(
+    private readonly db: Db,
+    private readonly root: Child | null,
+    private readonly keyCount: number,
+    readonly tag: number | undefined,
+    readonly seq: number,
+  ) {}
+  private assertLive(): void {
+    if (this.released) throw new ClosedError('snapshot');
+    if (this.db.isClosed) throw new ClosedError();
+  }
+  get(key: KeyInput): Buffer | undefined {
+    this.assertLive();
+    const v = this.db.lookupIn(this.root, key);
+    return v === undefined ? undefined : this.db.materialize(v);
+  }
+  exists(key: KeyInput): boolean {
+    this.assertLive();
+    return this.db.lookupIn(this.root, key) !== undefined;
+  }
+  count(): number {
+    return this.keyCount;
+  }
+  range(opts: RangeOptions = {}): IterableIterator<[Buffer, Buffer]> {
+    this.assertLive();
+    return entryIterator(this.db, this.db.cursor(this.root, opts), opts.limit);
+  }
+  keys(opts: RangeOptions = {}): IterableIterator<Buffer> {
+    this.assertLive();
+    return keyIterator(this.db.cursor(this.root, opts), opts.limit);
+  }
+  release(): void {
+    if (this.released) return;
+    this.released = true;
+    this.db.unpin(this.seq);
+  }
+}
+
+/** The handle a transaction function gets. Every read sees the transaction's own writes. */
+export class Transaction implements Reader {
+  private ended = false;
+  constructor(
+    private readonly db: Db,
+    private readonly w: TreeWriter,
+    private readonly actions: Action[],
+  ) {}
+  /** @internal */
+  end(): void {
+    this.ended = true;
+  }
+  private live(): TreeWriter {
+    if (this.ended) throw new ClosedError('transaction');
+    return this.w;
+  }
+  get(key: KeyInput): Buffer | undefined {
+    const v = this.live().get(toBinKey(key));
+    return v === undefined ? undefined : this.db.materialize(v);
+  }
+  exists(key: KeyInput): boolean {
+    return this.live().get(toBinKey(key)) !== undefined;
+  }
+  count(): number {
+    return this.live().count;
+  }
+  set(key: KeyInput, value: ValueInput): void {
+    const w = this.live();
+    const k = this.db.checkKey(key);
+    const v = this.db.makeValue(value);
+    w.set(k, v);
+    this.actions.push({ key: k, val: v });
+  }
+  delete(key: KeyInput): boolean {
+    const w = this.live();
+    const k = this.db.checkKey(key);
+    const deleted = w.delete(k);
+    if (deleted) this.actions.push({ key: k, val: null });
+    return deleted;
+  }
+  deletePrefix(prefix: KeyInput): number {
+    const w = this.live();
+    return deletePrefixIn(this.db.nodeSource, w, this.db.checkKey(prefix), this.actions);
+  }
+  range(opts: RangeOptions = {}): IterableIterator<[Buffer, Buffer]> {
+    const w = this.live();
+    const state = w.freeze(); // later writes in this transaction copy instead of mutating
+    return entryIterator(this.db, this.db.cursor(state.root, opts), opts.limit);
+  }
+  keys(opts: RangeOptions = {}): IterableIterator<Buffer> {
+    const w = this.live();
+    const state = w.freeze();
+    return keyIterator(this.db.cursor(state.root, opts), opts.limit);
+  }
+}
