@@ -44,6 +44,8 @@ export async function runDemo(dirArg?: string): Promise<void> {
   const again = await open(file);
   const report = again.check();
   say(`reopened: ${again.count()} keys, last tag ${again.lastTag}, check ${report.ok ? 'ok' : report.problems.join('; ')}, depth ${report.depth}`);
+  const online = await again.compact();
+  say(`online compaction: ${online.keysCopied} keys copied while serving, allocated ${online.allocatedBytesBefore} -> ${online.allocatedBytesAfter} bytes${online.punchSkipped ? ` (${online.punchSkipped})` : ''}`);
   const compacted = path.join(dir, 'demo.compacted.db');
   fs.rmSync(compacted, { force: true });
   const r = await again.compactTo(compacted);
