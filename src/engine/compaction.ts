@@ -65,8 +65,12 @@ export interface CompactResult {
 }
 
 export interface AutoCompactOptions {
-  /** Compact once the in-use part of the file has grown by this factor since the last compaction or open (default 2). */
-  growthFactor?: number;
+  /**
+   * Compact once this share of the in-use file is estimated to be garbage (default 0.5). The live
+   * size is estimated as the in-use size right after the last compaction (or at open), so 0.5
+   * means "the in-use part has doubled since".
+   */
+  garbageRatio?: number;
   /** … and is at least this large (default 64 MiB). */
   minFileBytes?: number;
 }

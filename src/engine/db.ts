@@ -63,7 +63,7 @@ export interface OpenOptions {
   checkpointIntervalBytes?: number;
   /**
    * Online compaction by policy (off by default): after a checkpoint, compact when the in-use part
-   * of the file has grown by `growthFactor` since the last compaction (or open) and is at least
+   * of the file is estimated to be `garbageRatio` garbage (compaction.ts) and is at least
    * `minFileBytes`. Errors are kept in `db.lastAutoCompactError`.
    */
   autoCompact?: AutoCompactOptions | false;
@@ -777,7 +777,8 @@ export class Db implements Reader {
     if (policy === false || this.compacting || this.closed || this.failed !== null) return;
     const inUse = this.log.end - this.sb.liveStart;
     if (inUse < (policy.minFileBytes ?? 64 << 20)) return;
-    if (inUse < (policy.growthFactor ?? 2) * Math.max(this.lastCompactedBytes, 1)) return;
+    const garbageRatio = Math.min(Math.max(policy.garbageRatio ?? 0.5, 0.05), 0.95);
+    if (1 - this.lastCompactedBytes / inUse < garbageRatio) return;
     this.stats.autoCompactions++;
     this.compact().catch((err: unknown) => {
       this.lastAutoCompactError = err;

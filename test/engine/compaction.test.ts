@@ -133,12 +133,12 @@ describe('online compaction', () => {
     await db.close();
   });
 
-  it('auto-compaction by growth factor, off by default', async () => {
+  it('auto-compaction by garbage ratio and file size, off by default', async () => {
     const off = await open(fresh(), { durable: false, checkpointIntervalBytes: 32 * 1024 });
     for (let r = 0; r < 10; r++) await off.transaction((tx) => { for (let i = 0; i < 500; i++) tx.set(`k${i}`, Buffer.alloc(200, r)); });
     expect(off.stats.autoCompactions).toBe(0);
     await off.close();
-    const on = await open(fresh(), { durable: false, checkpointIntervalBytes: 32 * 1024, autoCompact: { growthFactor: 2, minFileBytes: 256 * 1024 } });
+    const on = await open(fresh(), { durable: false, checkpointIntervalBytes: 32 * 1024, autoCompact: { garbageRatio: 0.5, minFileBytes: 256 * 1024 } });
     for (let r = 0; r < 20; r++) await on.transaction((tx) => { for (let i = 0; i < 500; i++) tx.set(`k${i}`, Buffer.alloc(200, r)); });
     expect(on.stats.autoCompactions).toBeGreaterThan(0);
     await on.close(); // waits for a running compaction
