@@ -6,9 +6,9 @@
 // Method:
 //  - One page-cached 64 MiB random file; regions of 1 MiB (offset rotating through the file)
 //    and 64 MiB.
-//  - The receiver is a separate Node process (so it does not share our event loop) that reads
-//    with `onread` into one 4 MiB buffer and discards: cheap enough not to be the bottleneck of
-//    the slow methods, and the same for all. Each method has its own connection.
+//  - The receiver is a separate process reading into one 4 MiB buffer and discarding: a small C
+//    program (bench/sink.c, compiled with cc at start) by default, so the receiver does not cap
+//    the fast methods, or a Node process with `--node-sink`. Each method has its own connection.
 //  - An iteration ends when every byte was handed to the kernel (the same point at which
 //    sendFileRegion resolves): for pipe(), the read stream ended and a write callback queued
 //    behind its last chunk ran. The socket buffer (a few MiB) therefore flatters the 1 MiB
@@ -18,7 +18,7 @@
 //  - Several rounds with the task order rotated; the table shows medians of the per-round means,
 //    and ratios as medians of per-round ratios (paired, so slow drifts in background load on a
 //    shared machine cancel out).
-import { spawn, type ChildProcess } from 'node:child_process';
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import net from 'node:net';
@@ -35,6 +35,16 @@ const fileSizeBytes = 64 * MiB;
 const sizesBytes = [MiB, 64 * MiB];
 const roundsArg = process.argv.indexOf('--rounds');
 const rounds = roundsArg > 0 ? Number(process.argv[roundsArg + 1]) : 7;
+
+/** Compiles bench/sink.c with the system C compiler; null (use the Node sink) if that fails. */
+function nativeSink(dir: string): string | null {
+  if (process.argv.includes('--node-sink')) return null;
+  const out = path.join(dir, 'sink');
+  const src = new URL('./sink.c', import.meta.url).pathname;
+  const r = spawnSync('cc', ['-O2', '-o', out, src], { stdio: 'ignore' });
+  return r.status === 0 ? out : null;
+}
+let sinkKind = 'Node';
 
 const sinkScript = `
 const net = require('node:net');
@@ -129,12 +139,13 @@ async function main(): Promise<void> {
       if (sockets.length === methods.length) resolve();
     }),
   );
-  const sink: ChildProcess = spawn(
-    process.execPath,
-    ['-e', sinkScript, String((server.address() as net.AddressInfo).port), String(methods.length)],
-    { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] },
-  );
+  const port = String((server.address() as net.AddressInfo).port);
+  const native = nativeSink(dir);
+  const sink: ChildProcess = native !== null
+    ? spawn(native, [port, String(methods.length)], { stdio: ['pipe', 'inherit', 'inherit'] })
+    : spawn(process.execPath, ['-e', sinkScript, port, String(methods.length)], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
   await accepted;
+  sinkKind = native !== null ? 'native (bench/sink.c)' : 'Node';
 
   // results[size][method] = per-round MB/s
   const results = new Map<number, Map<string, number[]>>();
@@ -203,7 +214,7 @@ async function main(): Promise<void> {
   }
   console.log(
     `\nsendfile bench: Node ${process.version}, ${os.cpus().length} CPUs, load ${os.loadavg()[0].toFixed(2)}, ` +
-      `median of ${rounds} rounds (min–max in JSON below)\n`,
+      `median of ${rounds} rounds (min–max in JSON below), receiver: ${sinkKind}\n`,
   );
   console.log(lines.join('\n'));
   const ranges: Record<string, Record<string, [number, number]>> = {};
@@ -215,7 +226,8 @@ async function main(): Promise<void> {
   console.log('\n' + JSON.stringify(ranges));
 
   for (const socket of sockets) socket.destroy();
-  sink.disconnect();
+  if (sink.stdin !== null) sink.stdin.end();
+  else sink.disconnect();
   server.close();
   fs.closeSync(fd);
   fs.rmSync(dir, { recursive: true, force: true });
