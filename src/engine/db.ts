@@ -848,7 +848,15 @@ export class Db implements Reader {
   }
 
   /** Waits for queued writes, writes a final superblock, syncs and releases the lock. */
-  async close(): Promise<void> {
+  close(): Promise<void> {
+    // Concurrent calls share one close: a second must not write a second final checkpoint.
+    this.closing ??= this.closeOnce();
+    return this.closing;
+  }
+
+  private closing: Promise<void> | null = null;
+
+  private async closeOnce(): Promise<void> {
     if (this.closed) return;
     if (this.control !== null) {
       const server = this.control;

@@ -6,6 +6,11 @@
 //! no allocation. API keys are `Uint8Array | string`; strings are UTF-8 encoded first, and an
 //! ASCII string is already its own binary string.
 import { Buffer } from 'node:buffer';
+import { BadArgumentError } from './errors.js';
+
+function describe(x: unknown): string {
+  return x === null ? 'null' : Array.isArray(x) ? 'an array' : typeof x;
+}
 
 export type KeyInput = Uint8Array | string;
 export type ValueInput = Uint8Array | string;
@@ -16,6 +21,9 @@ export type BinKey = string & { readonly __binKey: unique symbol };
 const NON_ASCII = /[^\x00-\x7f]/;
 
 export function toBinKey(key: KeyInput): BinKey {
+  if (typeof key !== 'string' && !(key instanceof Uint8Array)) {
+    throw new BadArgumentError(`a key must be a string or a Uint8Array, not ${describe(key)}`);
+  }
   if (typeof key === 'string') {
     if (!NON_ASCII.test(key)) return key as BinKey;
     return Buffer.from(key, 'utf8').toString('latin1') as BinKey;
@@ -84,6 +92,9 @@ export function binKeyBytes(key: BinKey): number {
 
 export function toValueBuffer(value: ValueInput): Buffer {
   if (typeof value === 'string') return Buffer.from(value, 'utf8');
+  if (!(value instanceof Uint8Array)) {
+    throw new BadArgumentError(`a value must be a string or a Uint8Array, not ${describe(value)}`);
+  }
   if (Buffer.isBuffer(value)) return value;
   return Buffer.from(value.buffer, value.byteOffset, value.byteLength);
 }

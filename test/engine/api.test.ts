@@ -28,6 +28,30 @@ describe('limits and bad input', () => {
     expect(() => db.get('a')).toThrow(ClosedError);
   });
 
+  it('rejects keys and values of the wrong type with a clear error', async () => {
+    const db = await open(fresh());
+    const bad = [42, null, undefined, { a: 1 }, [1, 2]] as unknown as string[];
+    for (const x of bad) {
+      await expect(db.set(x, 'v')).rejects.toBeInstanceOf(BadArgumentError);
+      await expect(db.set('k', x)).rejects.toBeInstanceOf(BadArgumentError);
+      expect(() => db.get(x)).toThrow(BadArgumentError);
+    }
+    expect(db.count()).toBe(0);
+    await db.close();
+  });
+
+  it('concurrent close() calls share one close and leave one final checkpoint', async () => {
+    const file = fresh();
+    const db = await open(file);
+    void db.set('a', '1');
+    await Promise.all([db.close(), db.close(), db.close()]);
+    const again = await open(file);
+    expect(again.get('a')?.toString()).toBe('1');
+    expect(again.check().problems).toEqual([]);
+    expect(again.replayedSlabs).toBe(0);
+    await again.close();
+  });
+
   it('default limits are 64 KiB keys and 64 MiB values', async () => {
     const db = await open(fresh());
     await db.set(Buffer.alloc(64 * 1024, 1), 'max key');
