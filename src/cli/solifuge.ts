@@ -46,7 +46,8 @@ async function cmdInspect(args: string[]): Promise<number> {
   const c = r.lastCommit;
   out.push(`last commit     ${c === null ? 'none (empty store)' : `seq ${c.seq} at ${c.pos}, ${c.keyCount} keys, tag ${c.tag ?? '-'}`}`);
   out.push(`tree            depth ${r.check.depth}, ${r.check.leaves} leaves, ${r.check.indexes} index nodes, ${r.check.valueEntries} value entries`);
-  out.push(`live bytes      ${fmtBytes(r.check.liveBytes)} of ${fmtBytes(r.check.fileBytes)} (${((100 * r.check.liveBytes) / Math.max(1, r.check.fileBytes)).toFixed(1)}%)`);
+  out.push(`live bytes      ${fmtBytes(r.check.liveBytes)} of ${fmtBytes(r.check.fileBytes)} (${((100 * r.check.liveBytes) / Math.max(1, r.check.fileBytes)).toFixed(1)}%), ${fmtBytes(r.allocatedBytes)} allocated`);
+  if (r.liveStart > 8192) out.push(`reclaimed       ${fmtBytes(r.liveStart - 8192)} before offset ${r.liveStart} (online compaction, holes)`);
   if (r.tornTailBytes > 0) out.push(`torn tail       ${r.tornTailBytes} bytes after the last valid commit (cut on the next writable open)`);
   out.push(`slabs           ${r.check.slabs}${r.slabsOmitted > 0 ? ` (first ${r.slabs.length} listed)` : ''}`);
   for (const s of r.slabs) out.push(`  seq ${String(s.seq).padStart(6)} at ${String(s.start).padStart(10)}  ${fmtBytes(s.bytes).padStart(10)}  keys ${s.keyCount}  tag ${s.tag ?? '-'}`);

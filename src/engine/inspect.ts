@@ -1,5 +1,6 @@
 //! What `solifuge inspect FILE` reports: both superblocks, the slab list, the tree's shape and the
 //! checker's verdict. Opens the file read-only (shared lock, no truncation).
+import fs from 'node:fs';
 import { crc32c } from '../wasm/crc32c.js';
 import { Db } from './db.js';
 import { BLOCK_BYTES, SUPERBLOCK_A_POS, SUPERBLOCK_B_POS, decodeSuperblock, type SuperblockRead } from './format.js';
@@ -16,6 +17,10 @@ export interface InspectReport {
   slabs: Array<{ start: number; bytes: number; seq: number; keyCount: number; tag: number | undefined }>;
   slabsOmitted: number;
   tornTailBytes: number;
+  /** Online compaction reclaimed [8192, liveStart) (holes); 8192 when it never ran. */
+  liveStart: number;
+  /** Blocks the file really occupies (st_blocks × 512). */
+  allocatedBytes: number;
   lastCommit: CommitRecord | null;
   check: CheckReport;
 }
@@ -27,6 +32,8 @@ export async function inspect(file: string, opts: { slabsMax?: number } = {}): P
   const slabs: InspectReport['slabs'] = [];
   let omitted = 0;
   let torn = 0;
+  let liveStart = DATA_START_POS;
+  let allocatedBytes = 0;
   try {
     const crc = (b: Uint8Array, s: number, e: number) => crc32c(b, s, e);
     superblocks = [SUPERBLOCK_A_POS, SUPERBLOCK_B_POS].map((pos) => ({
@@ -35,6 +42,8 @@ export async function inspect(file: string, opts: { slabsMax?: number } = {}): P
     }));
     const r = recover(log, { repair: false });
     torn = r.tornBytes;
+    liveStart = r.sb.liveStart;
+    allocatedBytes = fs.fstatSync(log.fd).blocks * 512;
     let pos = r.sb.liveStart;
     let prev: CommitRecord | null | 'reclaimed' = pos > DATA_START_POS ? 'reclaimed' : null;
     while (pos < r.end) {
@@ -53,7 +62,7 @@ export async function inspect(file: string, opts: { slabsMax?: number } = {}): P
   try {
     const info = db.fileInfo();
     return {
-      file, fileBytes: info.fileBytes + torn, superblocks, slabs, slabsOmitted: omitted, tornTailBytes: torn,
+      file, fileBytes: info.fileBytes + torn, superblocks, slabs, slabsOmitted: omitted, tornTailBytes: torn, liveStart, allocatedBytes,
       lastCommit: info.lastCommit, check: db.check(),
     };
   } finally {

@@ -65,6 +65,10 @@ describe('solifuge CLI', () => {
     expect(out.stdout).toMatch(/^done: /m);
     expect(out.stdout).toMatch(/compacted .* online: 800 keys copied/);
     expect(fs.statSync(file).blocks).toBeLessThan(before);
+    const after = run('inspect', file);
+    expect(after.status).toBe(0);
+    expect(after.stdout).toMatch(/reclaimed\s+.* before offset \d+ \(online compaction, holes\)/);
+    expect(after.stdout).toMatch(/check\s+ok/);
     const again = await open(file);
     expect(again.get('k7')?.toString()).toBe('value 5 7'.repeat(4));
     expect(again.check().problems).toEqual([]);
