@@ -19,9 +19,11 @@
 //!  4. In the writer queue: fdatasync, then write *both* superblock copies, each synced, naming a
 //!     commit after the boundary and `liveStart = boundary`. Only then can no open of the file ever
 //!     read before the boundary, whichever copy it picks.
-//!  5. Punch [8192, boundary) in 64 MiB steps. A crash at any point leaves a file that opens to
-//!     its last commit: before step 4 nothing was punched; after it, nothing before the boundary is
-//!     read. A superblock never points into reclaimed space (Baardskeerder's Flog could: §A.10).
+//!  5. Punch [8192, boundary rounded down to a page) in 64 MiB steps (whole pages: a socket may
+//!     still hold pages of a value sendfile already handed to the kernel). A crash at any point
+//!     leaves a file that opens to its last commit: before step 4 nothing was punched; after it,
+//!     nothing before the boundary is read. A superblock never points into reclaimed space
+//!     (Baardskeerder's Flog could: §A.10).
 import type { BinKey } from './keys.js';
 
 export interface CompactProgress {

@@ -677,8 +677,12 @@ export class Db implements Reader {
     if (addon === null) {
       punchSkipped = 'hole punching needs the native addon';
     } else {
-      for (let at = DATA_START_POS; at < boundary; at += PUNCH_STEP_BYTES) {
-        const len = Math.min(PUNCH_STEP_BYTES, boundary - at);
+      // Whole pages only: punching part of a page zeroes it in place, and a sendfile that already
+      // settled may still hold that page for a peer that has not read it yet (native/zerocopy.cc);
+      // whole pages leave the page cache while the socket keeps its references to them.
+      const punchEnd = boundary - (boundary % PAGE_BYTES);
+      for (let at = DATA_START_POS; at < punchEnd; at += PUNCH_STEP_BYTES) {
+        const len = Math.min(PUNCH_STEP_BYTES, punchEnd - at);
         const rc = addon.punchHole(this.log.fd, at, len);
         if (rc < 0) {
           punchSkipped = `fallocate(PUNCH_HOLE) failed: errno ${-rc}`;
@@ -907,6 +911,9 @@ export class Db implements Reader {
 }
 
 function noop(): void {}
+
+/** Page size for hole punching (x86-64 and arm64 Linux default). */
+const PAGE_BYTES = 4096;
 
 function allocatedBytes(fd: number): number {
   return fs.fstatSync(fd).blocks * 512;
