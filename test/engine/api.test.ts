@@ -135,14 +135,20 @@ describe('I/O failure', () => {
     const file = fresh();
     const db = await open(file);
     await db.set('before', '1');
-    const log = (db as unknown as { log: { append: (...a: unknown[]) => number; sync: () => Promise<void> } }).log;
+    const log = (db as unknown as { log: { sync: () => Promise<void>; syncNow: () => void } }).log;
     const realSync = log.sync.bind(log);
-    log.sync = () => Promise.reject(Object.assign(new Error('EIO: i/o error, fdatasync'), { code: 'EIO' }));
+    const realSyncNow = log.syncNow.bind(log);
+    const eio = () => Object.assign(new Error('EIO: i/o error, fdatasync'), { code: 'EIO' });
+    log.sync = () => Promise.reject(eio());
+    log.syncNow = () => {
+      throw eio();
+    };
     await expect(db.set('during', '2')).rejects.toBeInstanceOf(IoFailedError);
     await expect(db.set('after', '3')).rejects.toBeInstanceOf(IoFailedError);
     expect(db.get('before')?.toString()).toBe('1'); // reads go on
     expect(db.get('during')).toBeUndefined(); // never published
     log.sync = realSync;
+    log.syncNow = realSyncNow;
     await db.close();
     const again = await open(file);
     expect(again.get('before')?.toString()).toBe('1');
