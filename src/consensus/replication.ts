@@ -18,7 +18,7 @@ import { adoptBallot, followMaster, isVoter, stepDown } from './election.js';
 import { learnDecided } from './catchup.js';
 import { holdsLease } from './lease.js';
 import { isQuorum } from './quorum.js';
-import type { Instance, Message, NodeId, State, Update, Value } from './types.js';
+import type { Ballot, Instance, Message, NodeId, State, Update, Value } from './types.js';
 
 /** A preferred node within this many instances of the master counts as caught up (Arakoon: txid within 5). */
 export const HANDOVER_LAG_INSTANCES = 5;
@@ -54,15 +54,24 @@ export function tryPropose(state: State, ctx: StepContext): void {
   }
 }
 
-export function onAccept(state: State, ctx: StepContext, from: NodeId, m: Extract<Message, { kind: 'accept' }>): void {
-  if (m.ballot < state.promised) {
-    send(ctx, from, { kind: 'nak', ballot: m.ballot, promised: state.promised, decidedUpTo: state.decidedUpTo });
-    return;
+/**
+ * The shared start of handling a master's Accept or Renew: nak a ballot below our promise,
+ * adopt a higher one, step down from candidacy, and follow that master. False when naked.
+ */
+function followMasterBallot(state: State, ctx: StepContext, from: NodeId, ballot: Ballot): boolean {
+  if (ballot < state.promised) {
+    send(ctx, from, { kind: 'nak', ballot, promised: state.promised, decidedUpTo: state.decidedUpTo });
+    return false;
   }
-  if (m.ballot > state.promised) adoptBallot(state, ctx, m.ballot);
+  if (ballot > state.promised) adoptBallot(state, ctx, ballot);
   assert(state.role !== 'master', 'two masters share a ballot');
   if (state.role === 'candidate') stepDown(state, ctx);
-  followMaster(state, m.ballot);
+  followMaster(state, ballot);
+  return true;
+}
+
+export function onAccept(state: State, ctx: StepContext, from: NodeId, m: Extract<Message, { kind: 'accept' }>): void {
+  if (!followMasterBallot(state, ctx, from, m.ballot)) return;
   if (m.instance > state.decidedUpTo) {
     const entry = { instance: m.instance, ballot: m.ballot, value: m.value };
     state.log.set(m.instance, entry);
@@ -139,14 +148,7 @@ function onRenewalAck(state: State, seq: number): void {
 }
 
 export function onRenew(state: State, ctx: StepContext, from: NodeId, m: Extract<Message, { kind: 'renew' }>): void {
-  if (m.ballot < state.promised) {
-    send(ctx, from, { kind: 'nak', ballot: m.ballot, promised: state.promised, decidedUpTo: state.decidedUpTo });
-    return;
-  }
-  if (m.ballot > state.promised) adoptBallot(state, ctx, m.ballot);
-  assert(state.role !== 'master', 'two masters share a ballot');
-  if (state.role === 'candidate') stepDown(state, ctx);
-  followMaster(state, m.ballot);
+  if (!followMasterBallot(state, ctx, from, m.ballot)) return;
   learnDecided(state, ctx, m.ballot, m.decidedUpTo, from);
   // Acked after learning what the renewal says is decided, so the ack reports how far we are.
   if (isVoter(state, state.config.self)) {

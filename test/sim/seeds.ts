@@ -26,3 +26,18 @@ export function totals(reports: readonly SimReport[]): Record<string, number> {
   for (const r of reports) for (const [k, v] of Object.entries(r.stats)) if (Number.isFinite(v)) t[k] = (t[k] ?? 0) + v;
   return t;
 }
+
+/** Runs the CI seeds of one cluster size and checks that the faults really happened. */
+export function checkCiSeeds(voters: 3 | 5, expect: (v: number) => { toBeGreaterThan(n: number): void }): void {
+  const reports = runSeeds(ciSeeds(voters));
+  const t = totals(reports);
+  // A suite that injects nothing proves nothing.
+  expect(t.crashes).toBeGreaterThan(200);
+  expect(t.partitions).toBeGreaterThan(200);
+  expect(t.messagesDropped).toBeGreaterThan(100);
+  expect(t.elections).toBeGreaterThan(400);
+  // Preferred-master seeds do hand over to the preferred node (the rest of the checks still hold).
+  expect(t.handovers).toBeGreaterThan(10);
+  expect(t.clientOpsOk).toBeGreaterThan(10_000);
+  console.log(`${voters} voters: ${reports.length} seeds`, JSON.stringify(t));
+}
