@@ -392,6 +392,26 @@ export class Db implements Reader {
     return this.enqueue<boolean>({ k: 'del', key: bin, resolve: noop, reject: noop });
   }
 
+  /** Arakoon's MULTI_GET_OPTION: the values in the keys' order, undefined for missing keys. */
+  getMany(keys: readonly KeyInput[]): Array<Buffer | undefined> {
+    return keys.map((k) => this.get(k));
+  }
+
+  /** Arakoon's TEST_AND_SET as its own transaction; see Transaction.testAndSet. */
+  testAndSet(key: KeyInput, expected: ValueInput | null, wanted: ValueInput | null): Promise<Buffer | undefined> {
+    return this.transaction((tx) => tx.testAndSet(key, expected, wanted));
+  }
+
+  /** Arakoon's REPLACE as its own transaction: resolves with the previous value. */
+  replace(key: KeyInput, wanted: ValueInput | null): Promise<Buffer | undefined> {
+    return this.transaction((tx) => tx.replace(key, wanted));
+  }
+
+  /** Arakoon's CONFIRM: like set, but writes nothing when the stored value is already equal. */
+  confirm(key: KeyInput, value: ValueInput): Promise<void> {
+    return this.transaction((tx) => tx.confirm(key, value));
+  }
+
   /** Deletes every key starting with `prefix`; resolves with how many were deleted. */
   deletePrefix(prefix: KeyInput): Promise<number> {
     let bin: BinKey;

@@ -5,7 +5,7 @@ import type { Action } from './codec.js';
 import { deletePrefixIn } from './actions.js';
 import type { Db, RangeOptions, Reader } from './db.js';
 import { BadArgumentError, ClosedError } from './errors.js';
-import { binKeyToBuffer, toBinKey, type KeyInput, type ValueInput } from './keys.js';
+import { binKeyToBuffer, toBinKey, toValueBuffer as toValueBytes, type KeyInput, type ValueInput } from './keys.js';
 import type { Child } from './node.js';
 import type { Bounds, Cursor, TreeWriter } from './tree.js';
 
@@ -138,6 +138,29 @@ export class Transaction implements Reader {
   deletePrefix(prefix: KeyInput): number {
     const w = this.live();
     return deletePrefixIn(this.db.nodeSource, w, this.db.checkKey(prefix), this.actions);
+  }
+  /**
+   * Arakoon's TEST_AND_SET (spec/arakoon-client-protocol.md §5.2): if the current value equals
+   * `expected` (null: the key is absent), store `wanted` (null: delete). Returns the previous
+   * value (undefined when absent) whether or not it swapped.
+   */
+  testAndSet(key: KeyInput, expected: ValueInput | null, wanted: ValueInput | null): Buffer | undefined {
+    const old = this.get(key);
+    const matches = expected === null ? old === undefined : old !== undefined && old.equals(toValueBytes(expected));
+    if (matches) this.replace(key, wanted);
+    return old;
+  }
+  /** Arakoon's REPLACE: stores `wanted` (null: delete, no error if absent); returns the previous value. */
+  replace(key: KeyInput, wanted: ValueInput | null): Buffer | undefined {
+    const old = this.get(key);
+    if (wanted === null) this.delete(key);
+    else this.set(key, wanted);
+    return old;
+  }
+  /** Arakoon's CONFIRM: a set that writes nothing when the stored value is already equal. */
+  confirm(key: KeyInput, value: ValueInput): void {
+    const old = this.get(key);
+    if (old === undefined || !old.equals(toValueBytes(value))) this.set(key, value);
   }
   range(opts: RangeOptions = {}): IterableIterator<[Buffer, Buffer]> {
     const w = this.live();

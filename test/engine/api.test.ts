@@ -130,6 +130,40 @@ describe('writes and transactions', () => {
   });
 });
 
+describe('Arakoon single-key operations (spec §5.2)', () => {
+  it('testAndSet, replace, confirm and getMany follow Arakoon\'s semantics', async () => {
+    const db = await open(fresh());
+    // TEST_AND_SET always returns the previous value; null expected matches an absent key.
+    expect(await db.testAndSet('k', null, 'a')).toBeUndefined();
+    expect(db.get('k')?.toString()).toBe('a');
+    expect((await db.testAndSet('k', 'nope', 'b'))?.toString()).toBe('a'); // no swap
+    expect(db.get('k')?.toString()).toBe('a');
+    expect((await db.testAndSet('k', 'a', 'b'))?.toString()).toBe('a'); // swap
+    expect(db.get('k')?.toString()).toBe('b');
+    expect((await db.testAndSet('k', 'b', null))?.toString()).toBe('b'); // wanted null deletes
+    expect(db.exists('k')).toBe(false);
+    expect(await db.testAndSet('k', 'x', 'y')).toBeUndefined(); // absent, expected set: no swap
+    expect(db.exists('k')).toBe(false);
+    // REPLACE stores and returns the previous value; null deletes without an error when absent.
+    expect(await db.replace('r', '1')).toBeUndefined();
+    expect((await db.replace('r', '2'))?.toString()).toBe('1');
+    expect((await db.replace('r', null))?.toString()).toBe('2');
+    expect(await db.replace('r', null)).toBeUndefined();
+    // CONFIRM writes nothing when the value is already there.
+    await db.confirm('c', 'same');
+    const commits = db.stats.commits;
+    await db.confirm('c', 'same');
+    expect(db.stats.commits).toBe(commits);
+    await db.confirm('c', 'other');
+    expect(db.stats.commits).toBe(commits + 1);
+    expect(db.get('c')?.toString()).toBe('other');
+    // getMany: in the keys' order, undefined for the missing ones.
+    expect(db.getMany(['c', 'missing', 'c']).map((v) => v?.toString())).toEqual(['other', undefined, 'other']);
+    expect(db.check().problems).toEqual([]);
+    await db.close();
+  });
+});
+
 describe('I/O failure', () => {
   it('a failed append rejects the batch, turns the store read-only, and a reopen recovers what was durable', async () => {
     const file = fresh();
