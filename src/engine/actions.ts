@@ -20,6 +20,10 @@ export function deletePrefixIn(src: NodeSource, w: TreeWriter, prefix: BinKey, a
 /** Keeps only the last action for each key: the final state of a batch is all that is logged. */
 export function lastPerKey(actions: Action[]): Action[] {
   if (actions.length < 2) return actions;
+  // Strictly ascending keys (sorted loads, compaction-like batches) cannot repeat: skip the set.
+  let ascending = true;
+  for (let i = 1; i < actions.length && ascending; i++) ascending = actions[i - 1].key < actions[i].key;
+  if (ascending) return actions;
   const seen = new Set<BinKey>();
   const out: Action[] = [];
   for (let i = actions.length - 1; i >= 0; i--) {
