@@ -599,10 +599,14 @@ export class Db implements Reader {
       actions, keyCount: state.count, tag, prev, start,
       checkpoint: checkpoint ? { root: state.root, keyCount: state.count } : null,
     });
-    // Nodes the checkpoint wrote now carry positions, and their parents refer to them by
-    // position: cache them first, so readers find them in memory even if the append fails.
+    try {
+      this.log.append(slab.bytes, slab.len);
+    } catch (err) {
+      slab.rollback(); // the published tree shares the slab's nodes: keep them in memory, unwritten
+      throw err;
+    }
+    // Parents of the written nodes now refer to them by position: the cache must know them.
     for (const n of slab.written) this.cache.add(n);
-    this.log.append(slab.bytes, slab.len);
     this.stats.commits++;
     this.stats.bytesAppended += slab.len;
     if (checkpoint) {

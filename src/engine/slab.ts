@@ -36,6 +36,12 @@ export interface BuiltSlab {
   written: TreeNode[];
   /** The checkpointed root (when this slab is a checkpoint). */
   rootRef: DiskRef | null;
+  /**
+   * Undoes what building did to shared objects (positions, values' bytes, children swapped for
+   * DiskRefs), for when the append fails: the published tree shares those objects and must keep
+   * pointing at bytes that exist (in memory), not at a slab that was never written.
+   */
+  rollback(): void;
 }
 
 export class SlabBuilder {
@@ -43,11 +49,15 @@ export class SlabBuilder {
   private entryOffsets: number[] = [];
   private written: TreeNode[] = [];
   private start = 0;
+  private undoValues: Array<ValueRef | Buffer> = [];
+  private undoKids: Array<IndexNode | Child[]> = [];
 
   build(input: SlabInput): BuiltSlab {
     this.w.off = 0;
     this.entryOffsets = [];
     this.written = [];
+    this.undoValues = [];
+    this.undoKids = [];
     this.start = input.start;
     // A checkpoint's tree already holds this commit's changes (and the tree walk writes their
     // values), so it logs no actions: replay starts after it anyway.
@@ -113,12 +123,27 @@ export class SlabBuilder {
     const { ptr: p2, view: v2 } = scratch(commitLen);
     v2.set(this.w.buf.subarray(off, off + commitLen), 0);
     this.w.buf.writeUInt32LE(core.crc32c(p2 + 4, commitLen - 4) >>> 0, off);
+    const written = this.written;
+    const undoValues = this.undoValues;
+    const undoKids = this.undoKids;
     return {
       bytes: this.w.buf,
       len: this.w.off,
       commit: { ...commitFields, pos: commitPos, len: commitLen },
-      written: this.written,
+      written,
       rootRef,
+      rollback: () => {
+        for (const n of written) {
+          n.pos = -1;
+          n.len = 0;
+        }
+        for (let i = 0; i < undoValues.length; i += 2) {
+          const v = undoValues[i] as ValueRef;
+          v.pos = -1;
+          v.bytes = undoValues[i + 1] as Buffer;
+        }
+        for (let i = 0; i < undoKids.length; i += 2) (undoKids[i] as IndexNode).kids = undoKids[i + 1] as Child[];
+      },
     };
   }
 
@@ -129,6 +154,7 @@ export class SlabBuilder {
     this.w.ensure(bytes.length);
     this.w.bytes(bytes);
     this.endEntry(off, Kind.Value);
+    this.undoValues.push(v, bytes);
     v.pos = this.start + off;
     v.bytes = undefined;
   }
@@ -172,6 +198,7 @@ export class SlabBuilder {
   }
 
   private writeIndex(node: IndexNode): void {
+    this.undoKids.push(node, node.kids.slice());
     for (let i = 0; i < node.kids.length; i++) node.kids[i] = this.writeChild(node.kids[i]);
     const off = this.beginEntry();
     encodeIndexBody(this.w, node, (c) => c as DiskRef);

@@ -165,6 +165,34 @@ describe('Arakoon single-key operations (spec §5.2)', () => {
 });
 
 describe('I/O failure', () => {
+  it('a checkpoint whose append fails leaves every published key readable (nothing points at unwritten bytes)', async () => {
+    const file = fresh();
+    // A tiny cache, so nothing survives in memory by accident; no checkpoint until close.
+    const db = await open(file, { cacheBytes: 8 * 1024, nodeBytesMax: 1024 });
+    const model = new Map<string, string>();
+    await db.transaction((tx) => {
+      for (let i = 0; i < 3000; i++) {
+        const v = `value ${i}`.repeat(1 + (i % 30)); // some inline, some Value entries
+        tx.set(`k${i}`, v);
+        model.set(`k${i}`, v);
+      }
+    });
+    const log = (db as unknown as { log: { append: (b: Buffer, n: number) => number } }).log;
+    const realAppend = log.append.bind(log);
+    log.append = () => {
+      throw Object.assign(new Error('ENOSPC: no space left on device, write'), { code: 'ENOSPC' });
+    };
+    // Forcing a checkpoint: the compaction starts with one.
+    await expect(db.compact()).rejects.toBeInstanceOf(IoFailedError);
+    for (const [k, v] of model) expect(db.get(k)?.toString()).toBe(v);
+    expect([...db.keys()].length).toBe(3000);
+    log.append = realAppend;
+    await db.close();
+    const again = await open(file);
+    for (const [k, v] of model) expect(again.get(k)?.toString()).toBe(v);
+    await again.close();
+  });
+
   it('a failed append rejects the batch, turns the store read-only, and a reopen recovers what was durable', async () => {
     const file = fresh();
     const db = await open(file);
