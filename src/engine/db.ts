@@ -164,6 +164,8 @@ export class Db implements Reader {
   private bytesSinceCheckpoint = 0;
   private readonly arena = new ValueArena();
   private compacting = false;
+  /** Set by close(): a compaction still copying or waiting for snapshots stops (before its seal). */
+  private compactionCancelled = false;
   private control: net.Server | null = null;
   /** Settles when the running compaction ends; close() waits for it (it punches through our fd). */
   private compactionRun: Promise<void> | null = null;
@@ -554,7 +556,10 @@ export class Db implements Reader {
           try {
             await this.sealCompaction(job.boundary);
           } catch (err) {
-            errors[i] = err;
+            // A failed fdatasync leaves the file's state unknown (fsyncgate): read-only until
+            // reopened, as after a failed commit.
+            this.failed ??= err instanceof SolifugeError ? err : new IoFailedError(String(err), err);
+            errors[i] = this.failed;
           }
           break;
         default: {
@@ -686,6 +691,7 @@ export class Db implements Reader {
     if (!(loadShare > 0 && loadShare <= 1)) throw new BadArgumentError('loadShare must be in (0, 1]');
     let cursor: CopyCursor = { afterKey: null, done: false, keysCopied: 0, bytesSinceCheckpoint: 0, chunkMs: 0 };
     while (!cursor.done) {
+      if (this.compactionCancelled) throw new ClosedError();
       cursor = await this.enqueue<CopyCursor>({ k: 'compactCopy', boundary, cursor, chunkBytes, checkpointEveryBytes, resolve: noop, reject: noop });
       progress.keysCopied = cursor.keysCopied;
       report();
@@ -696,6 +702,7 @@ export class Db implements Reader {
     const sealedSeq = this.published.commit?.seq ?? 0;
     progress.phase = 'wait';
     for (;;) {
+      if (this.compactionCancelled) throw new ClosedError(); // nothing reclaimed yet: harmless
       let older = 0;
       for (const [seq, n] of this.pins) if (seq < sealedSeq) older += n;
       progress.pinnedSnapshots = older;
@@ -896,6 +903,9 @@ export class Db implements Reader {
 
   private async closeOnce(): Promise<void> {
     if (this.closed) return;
+    // A compaction still copying or waiting for snapshots stops first (it may be the one a
+    // control connection asked for, and closing the control server waits for that connection).
+    this.compactionCancelled = true;
     if (this.control !== null) {
       const server = this.control;
       this.control = null;

@@ -4,7 +4,7 @@ import crypto from 'node:crypto';
 import fs from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { afterAll, describe, expect, it } from 'vitest';
-import { open, type CompactProgress } from '../../src/index.js';
+import { IoFailedError, open, type CompactProgress } from '../../src/index.js';
 import { addon } from '../../src/native/addon.js';
 import { runUntilKilled } from '../support/kill-loop.js';
 import { tempDir } from '../support/tmp.js';
@@ -133,6 +133,30 @@ describe('online compaction', () => {
     await db.close();
   });
 
+  it('close() during a compaction that waits for a snapshot cancels it instead of hanging', async () => {
+    const db = await open(fresh(), { durable: false });
+    for (let i = 0; i < 2000; i++) await db.set(`k${i % 200}`, `v${i}`);
+    const snap = db.snapshot();
+    let waiting = false;
+    const compaction = db.compact({ onProgress: (p) => (waiting ||= p.phase === 'wait') });
+    const settled = compaction.then(() => 'resolved', (e: unknown) => (e as Error).name);
+    while (!waiting) await new Promise((r) => setTimeout(r, 5));
+    await db.close(); // must not wait for the snapshot
+    expect(await settled).toBe('ClosedError');
+    snap.release();
+  });
+
+  it('a failed fdatasync while sealing a compaction turns the store read-only', async () => {
+    const db = await open(fresh(), { durable: false });
+    for (let i = 0; i < 500; i++) await db.set(`k${i}`, `v${i}`);
+    const d = db as unknown as { sealCompaction: (b: number) => Promise<void> };
+    d.sealCompaction = () => Promise.reject(Object.assign(new Error('EIO: i/o error, fdatasync'), { code: 'EIO' }));
+    await expect(db.compact()).rejects.toBeInstanceOf(IoFailedError);
+    await expect(db.set('after', 'x')).rejects.toBeInstanceOf(IoFailedError);
+    expect(db.get('k1')?.toString()).toBe('v1');
+    await db.close();
+  });
+
   it('auto-compaction by garbage ratio and file size, off by default', async () => {
     const off = await open(fresh(), { durable: false, checkpointIntervalBytes: 32 * 1024 });
     for (let r = 0; r < 10; r++) await off.transaction((tx) => { for (let i = 0; i < 500; i++) tx.set(`k${i}`, Buffer.alloc(200, r)); });
@@ -141,8 +165,11 @@ describe('online compaction', () => {
     const on = await open(fresh(), { durable: false, checkpointIntervalBytes: 32 * 1024, autoCompact: { garbageRatio: 0.5, minFileBytes: 256 * 1024 } });
     for (let r = 0; r < 20; r++) await on.transaction((tx) => { for (let i = 0; i < 500; i++) tx.set(`k${i}`, Buffer.alloc(200, r)); });
     expect(on.stats.autoCompactions).toBeGreaterThan(0);
-    await on.close(); // waits for a running compaction
+    // Let the last one finish (close() would cancel it), then it must have succeeded.
+    while ((on as unknown as { compacting: boolean }).compacting) await new Promise((r) => setTimeout(r, 10));
     expect(on.lastAutoCompactError).toBeUndefined();
+    expect(on.check().problems).toEqual([]);
+    await on.close();
   });
 });
 
