@@ -277,12 +277,20 @@ export class Db implements Reader {
 
   range(opts: RangeOptions = {}): IterableIterator<[Buffer, Buffer]> {
     this.assertOpen();
-    return entryIterator(this, this.cursor(this.published.root, opts), opts.limit);
+    // The iterator pins the commit it reads (online compaction waits for it) until it finishes,
+    // breaks or is garbage-collected unfinished.
+    const snap = this.snapshot();
+    const it = entryIterator(this, this.cursor(snap.rootForGetWith, opts), opts.limit, () => snap.assertUsable(), () => snap.release());
+    iteratorPins.register(it, snap);
+    return it;
   }
 
   keys(opts: RangeOptions = {}): IterableIterator<Buffer> {
     this.assertOpen();
-    return keyIterator(this.cursor(this.published.root, opts), opts.limit);
+    const snap = this.snapshot();
+    const it = keyIterator(this.cursor(snap.rootForGetWith, opts), opts.limit, () => snap.assertUsable(), () => snap.release());
+    iteratorPins.register(it, snap);
+    return it;
   }
 
   /** Pins the current commit: reads through the snapshot see it until `release()`. */
@@ -955,6 +963,9 @@ export class Db implements Reader {
 }
 
 function noop(): void {}
+
+/** Releases the snapshot of a range iterator dropped unfinished (no return(), no end). */
+const iteratorPins = new FinalizationRegistry<Snapshot>((snap) => snap.release());
 
 /** Page size for hole punching (x86-64 and arm64 Linux default). */
 const PAGE_BYTES = 4096;

@@ -40,14 +40,38 @@ export function toBounds(o: RangeOptions): Bounds {
   return b;
 }
 
-export function* entryIterator(db: Db, c: Cursor, limit: number | undefined): IterableIterator<[Buffer, Buffer]> {
-  let left = limit === undefined || limit < 0 ? Infinity : limit;
-  while (left-- > 0 && c.next()) yield [binKeyToBuffer(c.key), db.materialize(c.val)];
+/**
+ * Lazy range iterators. `assertLive` runs before every step, so an iterator used after its store
+ * closed, its snapshot was released or its transaction ended throws ClosedError instead of
+ * reading through a file descriptor that may since belong to another file. `onEnd` runs when the
+ * iteration finishes, breaks (return()) or throws.
+ */
+export function* entryIterator(
+  db: Db, c: Cursor, limit: number | undefined, assertLive: () => void, onEnd?: () => void,
+): IterableIterator<[Buffer, Buffer]> {
+  try {
+    let left = limit === undefined || limit < 0 ? Infinity : limit;
+    while (left-- > 0) {
+      assertLive();
+      if (!c.next()) break;
+      yield [binKeyToBuffer(c.key), db.materialize(c.val)];
+    }
+  } finally {
+    onEnd?.();
+  }
 }
 
-export function* keyIterator(c: Cursor, limit: number | undefined): IterableIterator<Buffer> {
-  let left = limit === undefined || limit < 0 ? Infinity : limit;
-  while (left-- > 0 && c.next()) yield binKeyToBuffer(c.key);
+export function* keyIterator(c: Cursor, limit: number | undefined, assertLive: () => void, onEnd?: () => void): IterableIterator<Buffer> {
+  try {
+    let left = limit === undefined || limit < 0 ? Infinity : limit;
+    while (left-- > 0) {
+      assertLive();
+      if (!c.next()) break;
+      yield binKeyToBuffer(c.key);
+    }
+  } finally {
+    onEnd?.();
+  }
 }
 
 /** A pinned, consistent read view. Release it when done. */
@@ -64,9 +88,13 @@ export class Snapshot implements Reader {
     readonly tag: number | undefined,
     readonly seq: number,
   ) {}
-  private assertLive(): void {
+  /** @internal Throws ClosedError once the snapshot is released or its store closed. */
+  assertUsable(): void {
     if (this.released) throw new ClosedError('snapshot');
     if (this.db.isClosed) throw new ClosedError();
+  }
+  private assertLive(): void {
+    this.assertUsable();
   }
   get(key: KeyInput): Buffer | undefined {
     this.assertLive();
@@ -82,11 +110,11 @@ export class Snapshot implements Reader {
   }
   range(opts: RangeOptions = {}): IterableIterator<[Buffer, Buffer]> {
     this.assertLive();
-    return entryIterator(this.db, this.db.cursor(this.root, opts), opts.limit);
+    return entryIterator(this.db, this.db.cursor(this.root, opts), opts.limit, () => this.assertLive());
   }
   keys(opts: RangeOptions = {}): IterableIterator<Buffer> {
     this.assertLive();
-    return keyIterator(this.db.cursor(this.root, opts), opts.limit);
+    return keyIterator(this.db.cursor(this.root, opts), opts.limit, () => this.assertLive());
   }
   release(): void {
     if (this.released) return;
@@ -165,11 +193,11 @@ export class Transaction implements Reader {
   range(opts: RangeOptions = {}): IterableIterator<[Buffer, Buffer]> {
     const w = this.live();
     const state = w.freeze(); // later writes in this transaction copy instead of mutating
-    return entryIterator(this.db, this.db.cursor(state.root, opts), opts.limit);
+    return entryIterator(this.db, this.db.cursor(state.root, opts), opts.limit, () => this.live());
   }
   keys(opts: RangeOptions = {}): IterableIterator<Buffer> {
     const w = this.live();
     const state = w.freeze();
-    return keyIterator(this.db.cursor(state.root, opts), opts.limit);
+    return keyIterator(this.db.cursor(state.root, opts), opts.limit, () => this.live());
   }
 }

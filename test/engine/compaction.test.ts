@@ -4,7 +4,7 @@ import crypto from 'node:crypto';
 import fs from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { afterAll, describe, expect, it } from 'vitest';
-import { IoFailedError, open, type CompactProgress } from '../../src/index.js';
+import { ClosedError, IoFailedError, open, type CompactProgress } from '../../src/index.js';
 import { addon } from '../../src/native/addon.js';
 import { runUntilKilled } from '../support/kill-loop.js';
 import { tempDir } from '../support/tmp.js';
@@ -131,6 +131,40 @@ describe('online compaction', () => {
     expect(now).toBeGreaterThan(seen.offset);
     expect(db.check().problems).toEqual([]);
     await db.close();
+  });
+
+  it('a range iterator held across an online compaction keeps reading correct data (it pins its commit)', async () => {
+    const db = await open(fresh(), { durable: false, checkpointIntervalBytes: 16 * 1024 });
+    for (let r = 0; r < 3; r++) await db.transaction((tx) => { for (let i = 0; i < 3000; i++) tx.set(`k${String(i).padStart(5, '0')}`, `v${r}-${i}`.repeat(5)); });
+    const it = db.range();
+    const first = it.next();
+    expect(first.done).toBe(false);
+    let waiting = false;
+    const compaction = db.compact({ onProgress: (p) => (waiting ||= p.phase === 'wait' && p.pinnedSnapshots > 0) });
+    while (!waiting) await new Promise((r) => setTimeout(r, 5));
+    let n = 1;
+    for (const [k, v] of it) {
+      expect(v.toString()).toBe(`v2-${Number(k.toString().slice(1))}`.repeat(5));
+      n++;
+    }
+    expect(n).toBe(3000);
+    await compaction; // released when the iteration ended
+    expect(db.check().problems).toEqual([]);
+    await db.close();
+  });
+
+  it('iterators used after close or release throw ClosedError', async () => {
+    const db = await open(fresh());
+    for (let i = 0; i < 100; i++) await db.set(`k${i}`, `v${i}`);
+    const it = db.range();
+    it.next();
+    const snap = db.snapshot();
+    const sit = snap.keys();
+    sit.next();
+    snap.release();
+    expect(() => sit.next()).toThrow(ClosedError);
+    await db.close();
+    expect(() => it.next()).toThrow(ClosedError);
   });
 
   it('close() during a compaction that waits for a snapshot cancels it instead of hanging', async () => {
