@@ -123,8 +123,14 @@ export function scanSlab(log: FileLog, start: number, prev: CommitRecord | null 
   }
 }
 
-/** Looks for any checksum-valid commit entry at or after `from` (a commit's header is fixed). */
-export function findCommitAfter(log: FileLog, from: number): number | null {
+/**
+ * Looks for a checksum-valid commit entry at or after `from` (a commit's header is fixed) that
+ * could continue this file's chain after `last`: a later sequence number, a back link at or
+ * after `last`, a slab that starts at or after `from - 1` and before the commit. The chain
+ * conditions keep bytes that merely look like a commit (a Solifuge file stored as a value, say)
+ * from turning a torn tail into a refusal to open.
+ */
+export function findCommitAfter(log: FileLog, from: number, last: CommitRecord | null = null): number | null {
   const len = ENTRY_HEADER_BYTES + COMMIT_BODY_BYTES;
   const pattern = Buffer.from([COMMIT_BODY_BYTES, 0, 0, 0, Kind.Commit]);
   const chunkBytes = 4 << 20;
@@ -135,9 +141,17 @@ export function findCommitAfter(log: FileLog, from: number): number | null {
     while (at !== -1) {
       const entryOff = at - 4;
       if (entryOff + len <= n) {
+        const pos = base + entryOff;
         try {
-          verifyEntry(chunk.subarray(entryOff, entryOff + len), 0, base + entryOff);
-          return base + entryOff;
+          verifyEntry(chunk.subarray(entryOff, entryOff + len), 0, pos);
+          const c = decodeCommitBody(chunk, entryOff + ENTRY_HEADER_BYTES, entryOff + len, pos, len);
+          const continues =
+            c.seq > (last?.seq ?? 0) &&
+            c.prevCommitPos >= (last?.pos ?? 0) &&
+            c.slabStart >= from - 1 &&
+            c.slabStart <= pos &&
+            c.prevCommitPos < c.slabStart;
+          if (continues) return pos;
         } catch {
           // not a commit after all
         }
@@ -161,7 +175,7 @@ export function recover(log: FileLog, opts: { repair: boolean }): Recovered {
   while (pos < log.end) {
     const r = scanSlab(log, pos, last);
     if (!r.ok) {
-      const later = findCommitAfter(log, pos + 1);
+      const later = findCommitAfter(log, pos + 1, last);
       if (later !== null && !opts.repair) {
         throw new CorruptionError(r.badPos, `${r.reason}, and a valid commit follows at ${later}: not a torn tail (open with repair to cut it)`);
       }

@@ -175,6 +175,19 @@ describe('corruption in committed data', () => {
     await db.close();
   });
 
+  it('a Solifuge file stored as a value does not make a torn tail look like mid-file corruption', async () => {
+    // A small store's bytes, commits and all, become a value of the outer store.
+    const inner = await build([{ x: '1' }, { y: '2' }]);
+    const innerBytes = fs.readFileSync(inner.file).subarray(0, inner.ends[1]);
+    const { file, ends, heads } = await build([{ a: '1' }, { blob: innerBytes.toString('latin1') }]);
+    const whole = fs.readFileSync(file);
+    // Tear the outer file 40 bytes before its last commit's end, as a crash before its sync would.
+    fs.writeFileSync(file, Buffer.concat([heads[0], whole.subarray(8192, ends[1] - 40)]));
+    const db = await open(file);
+    expect(contents(db)).toEqual({ a: '1' });
+    await db.close();
+  });
+
   it('a corrupt superblock copy falls back to the other; both corrupt is an error', async () => {
     const { file } = await build([{ a: '1' }]);
     const db0 = await open(file);
