@@ -126,9 +126,9 @@ export function scanSlab(log: FileLog, start: number, prev: CommitRecord | null 
 /**
  * Looks for a checksum-valid commit entry at or after `from` (a commit's header is fixed) that
  * could continue this file's chain after `last`: a later sequence number, a back link at or
- * after `last`, a slab that starts at or after `from - 1` and before the commit. The chain
- * conditions keep bytes that merely look like a commit (a Solifuge file stored as a value, say)
- * from turning a torn tail into a refusal to open.
+ * after `last`, a slab that starts at or after `from - 1` and scans cleanly up to the commit.
+ * The chain conditions keep bytes that merely look like a commit (a Solifuge file stored as a
+ * value, say) from turning a torn tail into a refusal to open.
  */
 export function findCommitAfter(log: FileLog, from: number, last: CommitRecord | null = null): number | null {
   const len = ENTRY_HEADER_BYTES + COMMIT_BODY_BYTES;
@@ -151,7 +151,11 @@ export function findCommitAfter(log: FileLog, from: number, last: CommitRecord |
             c.slabStart >= from - 1 &&
             c.slabStart <= pos &&
             c.prevCommitPos < c.slabStart;
-          if (continues) return pos;
+          if (continues) {
+            // And its whole slab must check out where it says it starts.
+            const slab = scanSlab(log, c.slabStart, 'reclaimed');
+            if (slab.ok && slab.end === pos + len) return pos;
+          }
         } catch {
           // not a commit after all
         }
