@@ -18,7 +18,7 @@ import {
   BadArgumentError, ClosedError, CorruptionError, IoFailedError, KeyTooLargeError, SolifugeError, ValueTooLargeError, assert,
 } from './errors.js';
 import {
-  DATA_START_POS, ENTRY_HEADER_BYTES, Kind, SUPERBLOCK_A_POS, SUPERBLOCK_B_POS, encodeSuperblock, type Superblock,
+  DATA_START_POS, ENTRY_BODY_BYTES_MAX, ENTRY_HEADER_BYTES, Kind, SUPERBLOCK_A_POS, SUPERBLOCK_B_POS, encodeSuperblock, type Superblock,
 } from './format.js';
 import { toBinKey, toValueBuffer, type BinKey, type KeyInput, type ValueInput } from './keys.js';
 import { FileLog, syncDirectory } from './log-file.js';
@@ -223,6 +223,8 @@ export class Db implements Reader {
       controlSocket: options.controlSocket ?? false,
     };
     if (opts.nodeBytesMax < 512 || opts.nodeBytesMax > 1 << 24) throw new BadArgumentError('nodeBytesMax must be within 512 B .. 16 MiB');
+    if (!(opts.maxKeyBytes >= 1 && opts.maxKeyBytes <= 1 << 20)) throw new BadArgumentError('maxKeyBytes must be within 1 B .. 1 MiB');
+    if (!(opts.maxValueBytes >= 0 && opts.maxValueBytes <= ENTRY_BODY_BYTES_MAX)) throw new BadArgumentError('maxValueBytes must be within 0 .. 1 GiB');
     if (opts.inlineValueBytesMax > opts.nodeBytesMax / 4) throw new BadArgumentError('inlineValueBytesMax must be at most nodeBytesMax / 4');
     const create = options.create ?? true;
     if (!fs.existsSync(file)) {

@@ -55,8 +55,12 @@ export const SUPERBLOCK_BYTES = 56;
 export const MAGIC = Buffer.from('SOLIFUGE', 'latin1');
 
 export const ENTRY_HEADER_BYTES = 9;
-/** Largest entry body we will ever read: bounds allocations driven by a length field on disk. */
-export const ENTRY_BODY_BYTES_MAX = 0x7fff_0000;
+/**
+ * Largest entry body this engine writes or reads: bounds allocations driven by a length field on
+ * disk. Values are capped below it (maxValueBytes ≤ 1 GiB), and a checkpoint's leaves and indexes
+ * are separate entries of at most a few nodes' size.
+ */
+export const ENTRY_BODY_BYTES_MAX = 1 << 30;
 
 export const enum Kind {
   Value = 1,

@@ -133,9 +133,14 @@ function takePidLock(path: string): string {
       return lockFile;
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
-      const owner = Number(fs.readFileSync(lockFile, 'utf8'));
+      const text = fs.readFileSync(lockFile, 'utf8');
+      const owner = Number(text);
       if (Number.isInteger(owner) && owner > 0 && processAlive(owner)) {
         throw new LockedError(path, `by process ${owner} (${lockFile})`);
+      }
+      // An empty lock file may be one another process is writing right now; only an old one is stale.
+      if (text === '' && Date.now() - fs.statSync(lockFile).mtimeMs < 5000) {
+        throw new LockedError(path, `(${lockFile} is being created)`);
       }
       fs.rmSync(lockFile, { force: true }); // stale: its owner is gone
     }

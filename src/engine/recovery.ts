@@ -20,7 +20,7 @@ import { COMMIT_BODY_BYTES, decodeActionsBody, decodeCommitBody, type Action, ty
 import { readEntry, verifyEntry } from './entry.js';
 import { CorruptionError, NotASolifugeFileError, UnsupportedVersionError } from './errors.js';
 import {
-  BLOCK_BYTES, DATA_START_POS, ENTRY_HEADER_BYTES, Kind, SUPERBLOCK_A_POS, SUPERBLOCK_B_POS,
+  BLOCK_BYTES, DATA_START_POS, ENTRY_BODY_BYTES_MAX, ENTRY_HEADER_BYTES, Kind, SUPERBLOCK_A_POS, SUPERBLOCK_B_POS,
   decodeSuperblock, isKind, readU32, type Superblock,
 } from './format.js';
 import type { FileLog } from './log-file.js';
@@ -83,6 +83,7 @@ export function scanSlab(log: FileLog, start: number, prev: CommitRecord | null 
     const kind = header[8];
     if (!isKind(kind)) return { ok: false, badPos: pos, reason: `unknown entry kind ${kind}` };
     if (bodyLen > log.end - pos - ENTRY_HEADER_BYTES) return { ok: false, badPos: pos, reason: 'entry runs past the end' };
+    if (bodyLen > ENTRY_BODY_BYTES_MAX) return { ok: false, badPos: pos, reason: `entry length ${bodyLen} beyond any this engine writes` };
     const len = ENTRY_HEADER_BYTES + bodyLen;
     const buf = log.read(pos, len);
     try {
