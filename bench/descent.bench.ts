@@ -11,6 +11,7 @@
 import { Bench } from 'tinybench';
 import { core } from '../src/wasm/module.js';
 import { makeKey } from './keys.js';
+import { upperBound } from '../src/engine/tree.js';
 
 const argKeys = process.argv.indexOf('--keys');
 const N = argKeys > 0 ? Number(process.argv[argKeys + 1]) : 1_000_000;
@@ -21,16 +22,7 @@ const keys = Array.from({ length: N }, (_, i) => makeKey(i)).sort(Buffer.compare
 
 // --- JS tree ------------------------------------------------------------------------------------
 interface JsNode { leaf: boolean; keys: string[]; kids: JsNode[] }
-function upper(ks: string[], p: string): number {
-  let lo = 0;
-  let hi = ks.length;
-  while (lo < hi) {
-    const m = (lo + hi) >>> 1;
-    if (ks[m] <= p) lo = m + 1;
-    else hi = m;
-  }
-  return lo;
-}
+const upper = upperBound; // the engine's own in-node search
 let level: Array<{ node: JsNode; first: string }> = [];
 for (let i = 0; i < N; i += LEAF) {
   const ks = keys.slice(i, i + LEAF).map((k) => k.toString('latin1'));

@@ -383,25 +383,11 @@ export class Db implements Reader {
   // --- writes ---------------------------------------------------------------------------------
 
   set(key: KeyInput, value: ValueInput): Promise<void> {
-    let job: Job;
-    try {
-      this.assertWritable();
-      job = { k: 'set', key: this.checkKey(key), val: this.makeValue(value), resolve: noop, reject: noop };
-    } catch (err) {
-      return Promise.reject(err);
-    }
-    return this.enqueue(job);
+    return this.submit(() => ({ k: 'set', key: this.checkKey(key), val: this.makeValue(value), resolve: noop, reject: noop }));
   }
 
   delete(key: KeyInput): Promise<boolean> {
-    let bin: BinKey;
-    try {
-      this.assertWritable();
-      bin = this.checkKey(key);
-    } catch (err) {
-      return Promise.reject(err);
-    }
-    return this.enqueue<boolean>({ k: 'del', key: bin, resolve: noop, reject: noop });
+    return this.submit(() => ({ k: 'del', key: this.checkKey(key), resolve: noop, reject: noop }));
   }
 
   /** Arakoon's MULTI_GET_OPTION: the values in the keys' order, undefined for missing keys. */
@@ -426,14 +412,7 @@ export class Db implements Reader {
 
   /** Deletes every key starting with `prefix`; resolves with how many were deleted. */
   deletePrefix(prefix: KeyInput): Promise<number> {
-    let bin: BinKey;
-    try {
-      this.assertWritable();
-      bin = this.checkKey(prefix);
-    } catch (err) {
-      return Promise.reject(err);
-    }
-    return this.enqueue<number>({ k: 'delPrefix', prefix: bin, resolve: noop, reject: noop });
+    return this.submit(() => ({ k: 'delPrefix', prefix: this.checkKey(prefix), resolve: noop, reject: noop }));
   }
 
   /**
@@ -442,15 +421,24 @@ export class Db implements Reader {
    * Inside, use only `tx` for this store (awaiting `db.set` inside would wait for a later batch).
    */
   transaction<R>(fn: (tx: Transaction) => R | Promise<R>, opts: TransactionOptions = {}): Promise<R> {
-    try {
-      this.assertWritable();
+    return this.submit(() => {
       if (opts.tag !== undefined && !(Number.isSafeInteger(opts.tag) && opts.tag >= 0)) {
         throw new BadArgumentError('tag must be a non-negative safe integer');
       }
+      return { k: 'tx', fn: fn as (tx: Transaction) => unknown, opts, resolve: noop, reject: noop };
+    });
+  }
+
+  /** Validates a write and queues it; bad input rejects the promise and queues nothing. */
+  private submit<R>(make: () => Job): Promise<R> {
+    let job: Job;
+    try {
+      this.assertWritable();
+      job = make();
     } catch (err) {
       return Promise.reject(err);
     }
-    return this.enqueue<R>({ k: 'tx', fn: fn as (tx: Transaction) => unknown, opts, resolve: noop, reject: noop });
+    return this.enqueue<R>(job);
   }
 
   private enqueue<R>(job: Job): Promise<R> {
