@@ -13,3 +13,4 @@ export function alloc(size: usize): usize {
 export function free(ptr: usize): void {
   heap.free(ptr);
 }
+export { cacheInit, cacheClear, cachedNodes, probeAddress, resultAddress, inputAddress, ingest as cacheIngest, find as cacheFind } from './cache';

@@ -18,6 +18,11 @@ export interface Engine {
   scan(start: Buffer, n: number): number | Promise<number>;
   /** Bytes the store occupies on disk (allocated blocks). */
   diskBytes(): number;
+  /**
+   * Finishes work the engine deferred after a load, so reads measure the settled store (Solifuge:
+   * its checkpoint, which writes the tree the commits logged; the worker times it separately).
+   */
+  settle?(): Promise<void>;
   /** Offline compaction where the engine has it (size after, allocated bytes). */
   compact?(): Promise<number>;
   close(): Promise<void>;
@@ -44,6 +49,7 @@ export async function openEngine(name: string, dir: string): Promise<Engine> {
         }),
         put: (k, v) => db.set(k, v),
         get: (k) => db.get(k),
+        settle: () => db.checkpoint(),
         scan: (start, n) => {
           let c = 0;
           for (const _ of db.range({ gte: start, limit: n })) c++;

@@ -72,6 +72,7 @@ const fmt = (x: number) => {
 const metrics: Array<[string, string, 'higher' | 'lower']> = [
   ['loadSorted', '1. Bulk load, sorted, 1000/txn (keys/s)', 'higher'],
   ['loadRandom', '1. Bulk load, random order, 1000/txn (keys/s)', 'higher'],
+  ['settleS', '   then the deferred checkpoint, not in the load figure (s)', 'lower'],
   ['get', '2. Random get, warm (ops/s)', 'higher'],
   ['getP50us', '   get p50 (µs)', 'lower'],
   ['getP99us', '   get p99 (µs)', 'lower'],

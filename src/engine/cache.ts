@@ -4,13 +4,16 @@
 //! fan-out leaves) and stay resident; leaves are bounded by `cacheBytes` and evicted oldest-first.
 //! Nodes in the cache are immutable (their `pos` is set). A node read from disk is checksummed
 //! before it is decoded; a freshly written node is inserted as it is, with no re-read.
+import type { Buffer } from 'node:buffer';
 import { decodeIndexBody, decodeLeafBody } from './codec.js';
 import { readEntry } from './entry.js';
 import { CorruptionError } from './errors.js';
 import { ENTRY_HEADER_BYTES, Kind } from './format.js';
 import type { FileLog } from './log-file.js';
+import type { BinKey } from './keys.js';
 import { T, type DiskRef, type TreeNode } from './node.js';
 import type { NodeSource } from './tree.js';
+import { UNANSWERED, WASM_CACHE_BYTES_MIN, WasmNodeCache, type FastAnswer } from './wasm-cache.js';
 
 export class NodeCache implements NodeSource {
   private readonly nodes = new Map<number, TreeNode>();
@@ -18,10 +21,28 @@ export class NodeCache implements NodeSource {
   hits = 0;
   misses = 0;
 
+  /** Point lookups below on-disk nodes (wasm-cache.ts); null when the cache is configured tiny. */
+  readonly fast: WasmNodeCache | null;
+  /** Leaf bytes the decoded-node cache keeps (the writer and cursors use it). */
+  private readonly cacheBytes: number;
+
+  /**
+   * `wasmCacheBytes` goes to the WASM point-lookup cache (none below 4 MiB); `decodedCacheBytes`
+   * bounds the decoded leaves the writer and cursors use.
+   */
   constructor(
     private readonly log: FileLog,
-    private readonly cacheBytes: number,
-  ) {}
+    wasmCacheBytes: number,
+    decodedCacheBytes: number,
+  ) {
+    this.fast = wasmCacheBytes >= WASM_CACHE_BYTES_MIN ? new WasmNodeCache(log, wasmCacheBytes) : null;
+    this.cacheBytes = decodedCacheBytes;
+  }
+
+  /** A point lookup below `ref` through the WASM cache, if there is one. */
+  find(ref: DiskRef, key: BinKey): FastAnswer {
+    return this.fast === null ? UNANSWERED : this.fast.getBin(ref, key);
+  }
 
   load(ref: DiskRef): TreeNode {
     const hit = this.nodes.get(ref.pos);
@@ -41,8 +62,18 @@ export class NodeCache implements NodeSource {
     }
   }
 
+  /**
+   * A node the writer just appended: decoded into the JS cache, and its entry bytes (in the slab
+   * buffer at `offset`) into the WASM cache.
+   */
+  addWritten(node: TreeNode, slabBytes: Buffer, offset: number): void {
+    this.add(node);
+    this.fast?.addWritten(node.pos, slabBytes.subarray(offset, offset + node.len));
+  }
+
   /** Forgets nodes before `pos` (online compaction reclaimed that space). */
   dropBelow(pos: number): void {
+    this.fast?.clear();
     for (const [p, node] of this.nodes) {
       if (p >= pos) continue;
       this.nodes.delete(p);
@@ -51,6 +82,7 @@ export class NodeCache implements NodeSource {
   }
 
   clear(): void {
+    this.fast?.clear();
     this.nodes.clear();
     this.leafBytes = 0;
   }

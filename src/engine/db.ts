@@ -12,6 +12,7 @@ import path from 'node:path';
 import { Buffer } from 'node:buffer';
 import { crc32c } from '../wasm/crc32c.js';
 import { NodeCache } from './cache.js';
+import { UNANSWERED } from './wasm-cache.js';
 import type { Action, CommitRecord } from './codec.js';
 import { readEntry } from './entry.js';
 import {
@@ -51,8 +52,17 @@ export interface OpenOptions {
   inlineValueBytesMax?: number;
   /** Target encoded size of a node; a node that grows past it splits. */
   nodeBytesMax?: number;
-  /** Budget for decoded leaves kept in memory. */
+  /**
+   * Node bytes the WebAssembly node cache keeps (wasm-cache.ts; it serves get, exists and the reads
+   * built on them). Below 4 MiB there is no WASM cache and gets use decoded nodes. Default 512 MiB,
+   * reserved as address space and touched only as nodes arrive.
+   */
   cacheBytes?: number;
+  /**
+   * Leaf bytes kept decoded as JS objects, for the writer and range scans (cache.ts). Default
+   * 256 MiB; decoded nodes cost the JS heap about three times their size.
+   */
+  decodedCacheBytes?: number;
   /** Rewrite the superblock once this many bytes were appended since the last one. */
   superblockIntervalBytes?: number;
   /**
@@ -68,6 +78,12 @@ export interface OpenOptions {
    * changed nodes held in memory. Also on close.
    */
   checkpointIntervalBytes?: number;
+  /**
+   * Also checkpoint once writes have paused this long (ms; 0: never). Readers then find the whole
+   * tree on disk, where gets take one call into the WASM node cache (wasm-cache.ts) instead of
+   * walking changed nodes held as JS objects, and a reopen replays nothing. Default 1000.
+   */
+  checkpointIdleMs?: number;
   /**
    * Online compaction by policy (off by default): after a checkpoint, compact when the in-use part
    * of the file is estimated to be `garbageRatio` garbage (compaction.ts) and is at least
@@ -105,8 +121,10 @@ export const DEFAULTS = {
   inlineValueBytesMax: 128,
   nodeBytesMax: 4096,
   cacheBytes: 512 * 1024 * 1024,
+  decodedCacheBytes: 256 * 1024 * 1024,
   superblockIntervalBytes: 64 * 1024 * 1024,
   checkpointIntervalBytes: 64 * 1024 * 1024,
+  checkpointIdleMs: 1000,
   syncInlineBytesMax: 64 * 1024,
 } as const;
 
@@ -216,8 +234,10 @@ export class Db implements Reader {
       inlineValueBytesMax: options.inlineValueBytesMax ?? DEFAULTS.inlineValueBytesMax,
       nodeBytesMax: options.nodeBytesMax ?? DEFAULTS.nodeBytesMax,
       cacheBytes: options.cacheBytes ?? DEFAULTS.cacheBytes,
+      decodedCacheBytes: options.decodedCacheBytes ?? DEFAULTS.decodedCacheBytes,
       superblockIntervalBytes: options.superblockIntervalBytes ?? DEFAULTS.superblockIntervalBytes,
       checkpointIntervalBytes: options.checkpointIntervalBytes ?? DEFAULTS.checkpointIntervalBytes,
+      checkpointIdleMs: options.checkpointIdleMs ?? DEFAULTS.checkpointIdleMs,
       syncInlineBytesMax: options.syncInlineBytesMax ?? DEFAULTS.syncInlineBytesMax,
       autoCompact: options.autoCompact ?? false,
       controlSocket: options.controlSocket ?? false,
@@ -225,6 +245,8 @@ export class Db implements Reader {
     if (opts.nodeBytesMax < 512 || opts.nodeBytesMax > 1 << 24) throw new BadArgumentError('nodeBytesMax must be within 512 B .. 16 MiB');
     if (!(opts.maxKeyBytes >= 1 && opts.maxKeyBytes <= 1 << 20)) throw new BadArgumentError('maxKeyBytes must be within 1 B .. 1 MiB');
     if (!(opts.maxValueBytes >= 0 && opts.maxValueBytes <= ENTRY_BODY_BYTES_MAX)) throw new BadArgumentError('maxValueBytes must be within 0 .. 1 GiB');
+    if (!(opts.cacheBytes >= 0 && opts.cacheBytes <= 3 * 2 ** 30)) throw new BadArgumentError('cacheBytes must be within 0 .. 3 GiB (WebAssembly memory is 32-bit)');
+    if (!(opts.decodedCacheBytes >= 0)) throw new BadArgumentError('decodedCacheBytes must be a non-negative number');
     if (opts.inlineValueBytesMax > opts.nodeBytesMax / 4) throw new BadArgumentError('inlineValueBytesMax must be at most nodeBytesMax / 4');
     const create = options.create ?? true;
     if (!fs.existsSync(file)) {
@@ -239,7 +261,7 @@ export class Db implements Reader {
         log.syncNow();
       }
       log.end = r.end;
-      const db = new Db(file, log, opts, new NodeCache(log, opts.cacheBytes), r, opts.readOnly ? 0 : r.tornBytes);
+      const db = new Db(file, log, opts, new NodeCache(log, opts.cacheBytes, opts.decodedCacheBytes), r, opts.readOnly ? 0 : r.tornBytes);
       if (opts.controlSocket && !opts.readOnly) {
         try {
           db.control = await listenControl(file, db);
@@ -259,7 +281,14 @@ export class Db implements Reader {
 
   get(key: KeyInput): Buffer | undefined {
     this.assertOpen();
-    const v = lookup(this.cache, this.published.root, toBinKey(key));
+    const root = this.published.root;
+    // The common case, a byte key and a checkpointed root: one call into the WASM cache, whose
+    // inline values are already fresh copies.
+    if (root !== null && root.t === T.Disk && key instanceof Uint8Array && this.cache.fast !== null) {
+      const r = this.cache.fast.getBytes(root, key);
+      if (r !== UNANSWERED) return r instanceof ValueRef ? this.materialize(r) : r;
+    }
+    const v = lookup(this.cache, root, toBinKey(key));
     return v === undefined ? undefined : this.materialize(v);
   }
 
@@ -609,7 +638,7 @@ export class Db implements Reader {
       throw err;
     }
     // Parents of the written nodes now refer to them by position: the cache must know them.
-    for (const n of slab.written) this.cache.add(n);
+    for (const n of slab.written) this.cache.addWritten(n, slab.bytes, n.pos - start);
     this.stats.commits++;
     this.stats.bytesAppended += slab.len;
     if (checkpoint) {
@@ -618,6 +647,7 @@ export class Db implements Reader {
       this.maybeAutoCompact();
     } else {
       this.bytesSinceCheckpoint += slab.len;
+      this.armIdleCheckpoint();
     }
     if (sync || checkpoint) {
       if (!checkpoint && slab.len <= this.options.syncInlineBytesMax) this.log.syncNow();
@@ -626,6 +656,38 @@ export class Db implements Reader {
       this.maybeWriteSuperblock(slab.commit, checkpoint);
     }
     this.published = { root: checkpoint ? slab.rootRef : state.root, count: state.count, tag, commit: slab.commit };
+  }
+
+  private idleTimer: NodeJS.Timeout | null = null;
+
+  /** (Re)starts the idle-checkpoint timer: it fires once no commit came for checkpointIdleMs. */
+  private armIdleCheckpoint(): void {
+    const ms = this.options.checkpointIdleMs;
+    if (ms <= 0) return;
+    if (this.idleTimer !== null) {
+      this.idleTimer.refresh();
+      return;
+    }
+    this.idleTimer = setTimeout(() => {
+      this.idleTimer = null;
+      if (this.closed || this.closing !== null || this.failed !== null || this.log.readOnly || this.log.isClosed) return;
+      if (this.bytesSinceCheckpoint === 0 || this.running !== null || this.queue.length > 0) {
+        if (this.bytesSinceCheckpoint > 0) this.armIdleCheckpoint(); // still busy: look again later
+        return;
+      }
+      // A failure here already made the store fail-stop (the batch records it); nothing to add.
+      this.checkpoint().catch(() => undefined);
+    }, ms);
+    this.idleTimer.unref();
+  }
+
+  /**
+   * Writes the tree's changed nodes now (they are otherwise written every checkpointIntervalBytes,
+   * after checkpointIdleMs without writes, and on close). Resolves once durable.
+   */
+  async checkpoint(): Promise<void> {
+    this.assertWritable();
+    await this.enqueue<undefined>({ k: 'checkpoint', resolve: noop, reject: noop });
   }
 
   private maybeWriteSuperblock(c: CommitRecord, force = false): void {
@@ -901,6 +963,8 @@ export class Db implements Reader {
 
   private async closeOnce(): Promise<void> {
     if (this.closed) return;
+    if (this.idleTimer !== null) clearTimeout(this.idleTimer);
+    this.idleTimer = null;
     // A compaction still copying or waiting for snapshots stops first (it may be the one a
     // control connection asked for, and closing the control server waits for that connection).
     this.compactionCancelled = true;

@@ -10,7 +10,7 @@
 import fs from 'node:fs';
 import { Buffer } from 'node:buffer';
 import { addon } from '../native/addon.js';
-import { CorruptionError, LockedError } from './errors.js';
+import { ClosedError, CorruptionError, LockedError } from './errors.js';
 
 const EWOULDBLOCK = 11;
 
@@ -21,6 +21,9 @@ let zeros: Buffer | null = null;
 
 export class FileLog {
   private closed = false;
+  get isClosed(): boolean {
+    return this.closed;
+  }
   /** Physical size: bytes in [end, allocatedEnd) are zeros written ahead of the log. */
   private allocatedEnd: number;
   private constructor(
@@ -98,6 +101,8 @@ export class FileLog {
   }
 
   writeAt(buf: Buffer, len: number, pos: number): void {
+    // After close the fd number may already belong to another file: never write through it.
+    if (this.closed) throw new ClosedError('log file');
     let done = 0;
     while (done < len) done += fs.writeSync(this.fd, buf, done, len - done, pos + done);
   }

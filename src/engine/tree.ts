@@ -8,6 +8,7 @@
 //! The writer never changes a node that is on disk or older than its generation; it copies it.
 import { assert } from './errors.js';
 import type { BinKey } from './keys.js';
+import { UNANSWERED, type FastAnswer } from './wasm-cache.js';
 import {
   DiskRef, IndexNode, LeafNode, T, ValueRef,
   indexBytes, indexItemBytes, keyPrefix, keyPrefixes, leafBytes, leafItemBytes,
@@ -17,6 +18,11 @@ import {
 export interface NodeSource {
   /** Loads (from cache or disk) the node an on-disk reference points at. */
   load(ref: DiskRef): TreeNode;
+  /**
+   * Optionally answers a point lookup below an on-disk node without decoding it (the WASM cache);
+   * UNANSWERED sends the lookup down the decoded path. Inline values come back as fresh copies.
+   */
+  find?(ref: DiskRef, key: BinKey): FastAnswer;
 }
 
 export function resolve(src: NodeSource, c: Child): TreeNode {
@@ -63,14 +69,24 @@ function upperBoundP(keys: readonly string[], pfx: Float64Array, probe: string, 
 export function lookup(src: NodeSource, root: Child | null, key: BinKey): LeafValue | undefined {
   if (root === null) return undefined;
   const pp = keyPrefix(key);
-  let node = resolve(src, root);
-  while (node.t === T.Index) {
+  let c: Child = root;
+  for (;;) {
+    if (c.t === T.Disk) {
+      if (src.find !== undefined) {
+        const r = src.find(c, key);
+        if (r !== UNANSWERED) return r;
+      }
+      c = src.load(c);
+    }
+    const node: TreeNode = c;
     const pfx = node.pfx ?? (node.pfx = keyPrefixes(node.keys));
-    node = resolve(src, node.kids[upperBoundP(node.keys, pfx, key, pp)]);
+    if (node.t === T.Index) {
+      c = node.kids[upperBoundP(node.keys, pfx, key, pp)];
+      continue;
+    }
+    const i = upperBoundP(node.keys, pfx, key, pp) - 1;
+    return i >= 0 && pfx[i] === pp && node.keys[i] === key ? node.vals[i] : undefined;
   }
-  const pfx = node.pfx ?? (node.pfx = keyPrefixes(node.keys));
-  const i = upperBoundP(node.keys, pfx, key, pp) - 1;
-  return i >= 0 && pfx[i] === pp && node.keys[i] === key ? node.vals[i] : undefined;
 }
 
 /** The shortest key s with left < s <= right (suffix truncation keeps index nodes small). */

@@ -23,7 +23,21 @@ type CoreExports = {
 // src/wasm/module.ts and dist/wasm/module.js both sit two levels below the package root.
 const wasmUrl = new URL('../../asm/build/solifuge.wasm', import.meta.url);
 
-function load(): CoreExports {
+/** The exports of the node cache (asm/cache.ts), present on every instance. */
+export type CacheExports = CoreExports & {
+  cacheInit(arenaBytes: number, inputBytes: number): number;
+  cacheClear(): void;
+  cachedNodes(): number;
+  probeAddress(): number;
+  resultAddress(): number;
+  inputAddress(): number;
+  cacheIngest(pos: number, entryLen: number, kind: number, bodyLen: number): number;
+  cacheFind(rootPos: number, rootLen: number, probeLen: number): number;
+};
+
+let compiled: WebAssembly.Module | undefined;
+
+function compile(): WebAssembly.Module {
   let bytes: Buffer;
   try {
     bytes = readFileSync(fileURLToPath(wasmUrl));
@@ -32,10 +46,23 @@ function load(): CoreExports {
       `solifuge: WebAssembly module missing at ${fileURLToPath(wasmUrl)}; run \`npm run build:wasm\` (${String(err)})`,
     );
   }
-  return instantiateSync<CoreExports>(bytes).exports as unknown as CoreExports;
+  return new WebAssembly.Module(bytes as Uint8Array<ArrayBuffer>);
 }
 
-export const core: CoreExports = load();
+function instantiate(): CacheExports {
+  compiled ??= compile();
+  return instantiateSync<CacheExports>(compiled).exports as unknown as CacheExports;
+}
+
+/**
+ * A fresh instance with its own memory: each open store's node cache gets one, so the cache's
+ * globals and region belong to that store alone. The module is compiled once per process.
+ */
+export function instantiateCore(): CacheExports {
+  return instantiate();
+}
+
+export const core: CoreExports = instantiate();
 
 let scratchPtr = 0;
 let scratchSize = 0;

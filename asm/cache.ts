@@ -1,0 +1,449 @@
+// The node cache in linear memory: clean (on-disk) Leaf and Index nodes, laid out for search,
+// and a whole-path descent in one call per lookup.
+//
+// Owns: a region of this instance's memory (one instance per open store, so these globals are
+// per store), a hash table from file position to node, a ring arena the nodes live in (evicted
+// oldest-first), and the parsing of Leaf and Index entry bodies (codec.ts documents the body
+// format; spec part A §A.3/§A.4 the entry kinds) into the search layout below. Bodies arrive
+// CRC-verified by the caller; parsing still bounds-checks every read and reports a malformed
+// body as an error code, never a trap.
+//
+// Why: at 1M keys, gets through decoded JS nodes spent a third of their time in cache misses over
+// scattered heap objects, and the tree's millions of small objects made GC pauses the p99 (bench/
+// RESULTS.md, round 6). Here a node's directory is contiguous and a lookup touches no JS object.
+//
+// Region layout (from `regionStart`, fixed at init, never moved):
+//   PROBE   64 KiB + 8   the key being looked up (JS writes it)
+//   RESULT  32           find()'s answer
+//   INPUT   inputBytes   an entry body to ingest (JS writes it)
+//   TABLE   slots × 16   open addressing, linear probing: f64 pos (0 = empty), u32 node ptr, pad
+//   ARENA   arenaBytes   nodes, ring-allocated
+//
+// Node layout (little-endian; all offsets relative to the node):
+//   0  u32 allocated bytes      4  u32 kind (2 leaf, 3 index: format.ts Kind)
+//   8  f64 file position (-1 once evicted or dropped)
+//   16 u32 count (leaf: keys; index: children)   20 u32 entry length (header included)
+//   24 u32 common prefix length P (every key of a leaf, every separator of an index, shares it)
+//   28 u32 offset of the prefix bytes
+//   32 words, count × u32: key bytes P..P+3 big-endian, zero-padded. Keys that share the prefix
+//      order like their words (ties aside), so a binary search reads this small array and
+//      touches a key only on a tie: a leaf's words fit in two or three cache lines.
+//   then (8-aligned) the directory, count × 24 bytes:
+//        0  u32 key offset      4  u32 key length | REF_FLAG for a value kept in a Value entry
+//        8  u32 value length (leaf) or child entry length (index)      12 u32 unused
+//        16 f64 value offset in the node (inline), Value entry position (ref) or child position
+//      An index's entry 0 has no key (child 0 holds everything below separator 1).
+//   then the prefix bytes, the keys (whole), the inline values.
+import { compareKeys } from './node';
+
+const PROBE_BYTES: u32 = 65536 + 8;
+const RESULT_BYTES: u32 = 32;
+const HEADER_BYTES: u32 = 32;
+const DIR_BYTES: u32 = 24;
+const REF_FLAG: u32 = 0x8000_0000;
+const KIND_LEAF: u32 = 2;
+const KIND_INDEX: u32 = 3;
+
+/** find() results. */
+const NOT_FOUND: i32 = 0;
+const INLINE: i32 = 1;
+const VALUE_REF: i32 = 2;
+const MISS: i32 = 3;
+
+/** ingest() results. */
+const INGESTED: i32 = 0;
+const TOO_BIG: i32 = 1;
+const MALFORMED: i32 = -1;
+
+let regionStart: usize = 0;
+let probePtr: usize = 0;
+let resultPtr: usize = 0;
+let inputPtr: usize = 0;
+let inputBytes: u32 = 0;
+let tablePtr: usize = 0;
+let tableMask: u32 = 0;
+let tableBits: u32 = 0;
+let liveNodes: u32 = 0;
+let maxLiveNodes: u32 = 0;
+let arenaStart: usize = 0;
+let arenaEnd: usize = 0;
+let head: usize = 0;
+let tail: usize = 0;
+/** While the ring is wrapped: the end of the upper live segment; 0 otherwise. */
+let wrapEnd: usize = 0;
+
+/**
+ * Reserves the region by growing memory (no allocator involved, so the runtime's heap never
+ * overlaps it). Returns the region start, or 0 if memory could not grow.
+ */
+export function cacheInit(arenaBytes: u32, inputBytesWanted: u32): usize {
+  // Let the runtime's allocator claim its memory first: it takes everything up to memory.size()
+  // on first use, so it must not first run after the region exists.
+  heap.free(heap.alloc(16));
+  let slots: u32 = 1024;
+  while (slots < arenaBytes / 1024) slots <<= 1;
+  const tableBytes = <usize>slots * 16;
+  const total = <usize>PROBE_BYTES + RESULT_BYTES + inputBytesWanted + tableBytes + arenaBytes + 16;
+  const start = (<usize>memory.size()) << 16;
+  const pages = <i32>((total + 0xffff) >>> 16);
+  if (memory.grow(pages) < 0) return 0;
+  regionStart = start;
+  probePtr = start;
+  resultPtr = probePtr + PROBE_BYTES;
+  inputPtr = resultPtr + RESULT_BYTES;
+  inputBytes = inputBytesWanted;
+  tablePtr = (inputPtr + inputBytesWanted + 15) & ~15;
+  tableMask = slots - 1;
+  tableBits = 32 - clz<u32>(tableMask);
+  maxLiveNodes = (slots >>> 2) * 3;
+  arenaStart = (tablePtr + tableBytes + 7) & ~7;
+  arenaEnd = arenaStart + arenaBytes;
+  cacheClear();
+  return start;
+}
+
+export function probeAddress(): usize {
+  return probePtr;
+}
+export function resultAddress(): usize {
+  return resultPtr;
+}
+export function inputAddress(): usize {
+  return inputPtr;
+}
+export function cachedNodes(): u32 {
+  return liveNodes;
+}
+
+/** Forgets every node (online compaction reclaimed space; tests). */
+export function cacheClear(): void {
+  memory.fill(tablePtr, 0, (<usize>tableMask + 1) * 16);
+  liveNodes = 0;
+  head = arenaStart;
+  tail = arenaStart;
+  wrapEnd = 0;
+}
+
+// --- hash table -------------------------------------------------------------------------------
+
+// @ts-ignore: decorator
+@inline function slotOf(pos: f64): u32 {
+  return <u32>((<u64>pos * 0x9e3779b97f4a7c15) >>> (64 - <u64>tableBits)) & tableMask;
+}
+
+function tableGet(pos: f64): usize {
+  let i = slotOf(pos);
+  for (;;) {
+    const s = tablePtr + (<usize>i << 4);
+    const p = load<f64>(s);
+    if (p == pos) return <usize>load<u32>(s, 8);
+    if (p == 0) return 0;
+    i = (i + 1) & tableMask;
+  }
+  return unreachable();
+}
+
+function tablePut(pos: f64, node: usize): void {
+  let i = slotOf(pos);
+  for (;;) {
+    const s = tablePtr + (<usize>i << 4);
+    if (load<f64>(s) == 0) {
+      store<f64>(s, pos);
+      store<u32>(s, <u32>node, 8);
+      liveNodes++;
+      return;
+    }
+    i = (i + 1) & tableMask;
+  }
+}
+
+/** Linear-probing delete with backward shift (no tombstones, so probe chains stay short). */
+function tableDelete(pos: f64): void {
+  let i = slotOf(pos);
+  for (;;) {
+    const s = tablePtr + (<usize>i << 4);
+    const p = load<f64>(s);
+    if (p == 0) return;
+    if (p == pos) break;
+    i = (i + 1) & tableMask;
+  }
+  liveNodes--;
+  let hole = i;
+  let j = i;
+  for (;;) {
+    j = (j + 1) & tableMask;
+    const sj = tablePtr + (<usize>j << 4);
+    const pj = load<f64>(sj);
+    if (pj == 0) break;
+    const home = slotOf(pj);
+    // Move j into the hole unless its home lies cyclically in (hole, j].
+    const inRange = hole <= j ? home > hole && home <= j : home > hole || home <= j;
+    if (inRange) continue;
+    const sh = tablePtr + (<usize>hole << 4);
+    store<f64>(sh, pj);
+    store<u32>(sh, load<u32>(sj, 8), 8);
+    hole = j;
+  }
+  store<f64>(tablePtr + (<usize>hole << 4), 0);
+}
+
+// --- ring arena -------------------------------------------------------------------------------
+
+function evictTail(): void {
+  const pos = load<f64>(tail, 8);
+  if (pos >= 0) tableDelete(pos);
+  tail += <usize>load<u32>(tail);
+}
+
+/** Once the upper segment of a wrapped ring is empty, the ring is unwrapped again. */
+function unwrapIfDrained(): void {
+  if (wrapEnd != 0 && tail == wrapEnd) {
+    wrapEnd = 0;
+    tail = arenaStart;
+  }
+}
+
+/** `n` bytes (a multiple of 8) at the ring's head, evicting the oldest nodes; 0 if too big. */
+function arenaAlloc(n: usize): usize {
+  if (n > (arenaEnd - arenaStart) >>> 1) return 0;
+  while (liveNodes >= maxLiveNodes) {
+    unwrapIfDrained();
+    evictTail();
+  }
+  for (;;) {
+    unwrapIfDrained();
+    if (wrapEnd == 0) {
+      // Live nodes fill [tail, head).
+      if (head + n <= arenaEnd) {
+        const p = head;
+        head += n;
+        return p;
+      }
+      if (tail == head) {
+        head = arenaStart;
+        tail = arenaStart;
+        continue;
+      }
+      wrapEnd = head;
+      head = arenaStart;
+    } else {
+      // Live nodes fill [tail, wrapEnd) and [arenaStart, head); [head, tail) is free.
+      if (head + n <= tail) {
+        const p = head;
+        head += n;
+        return p;
+      }
+      evictTail();
+    }
+  }
+  return unreachable();
+}
+
+// --- parsing ----------------------------------------------------------------------------------
+
+let rd: usize = 0;
+let rdEnd: usize = 0;
+let rdBad = false;
+
+function varint(): u64 {
+  let v: u64 = 0;
+  let shift: u64 = 0;
+  for (let i = 0; i < 8; i++) {
+    if (rd >= rdEnd) break;
+    const x = <u64>load<u8>(rd++);
+    v |= (x & 0x7f) << shift;
+    if (x < 0x80) return v;
+    shift += 7;
+  }
+  rdBad = true;
+  return 0;
+}
+
+function take(n: u64): usize {
+  if (n > <u64>(rdEnd - rd)) {
+    rdBad = true;
+    return rd;
+  }
+  const p = rd;
+  rd += <usize>n;
+  return p;
+}
+
+/** Bytes p[at..at+3] of a `len`-byte key as a big-endian u32, zero-padded. */
+// @ts-ignore: decorator
+@inline function wordAt(p: usize, len: u32, at: u32): u32 {
+  if (len >= at + 4) return bswap<u32>(load<u32>(p + at));
+  let v: u32 = 0;
+  for (let i: u32 = 0; i < 4; i++) v = (v << 8) | (at + i < len ? <u32>load<u8>(p + at + i) : 0);
+  return v;
+}
+
+// @ts-ignore: decorator
+@inline function dirOf(node: usize, count: u32): usize {
+  return (node + HEADER_BYTES + (<usize>count << 2) + 7) & ~7;
+}
+
+/**
+ * Parses the body at INPUT (`bodyLen` bytes, kind 2 or 3) of the entry at `pos` into a cached
+ * node. Returns INGESTED, TOO_BIG (the caller uses its JS path) or MALFORMED.
+ */
+export function ingest(pos: f64, entryLen: u32, kind: u32, bodyLen: u32): i32 {
+  if (bodyLen > inputBytes || pos <= 0 || (kind != KIND_LEAF && kind != KIND_INDEX)) return MALFORMED;
+  if (tableGet(pos) != 0) return INGESTED;
+  rd = inputPtr;
+  rdEnd = inputPtr + bodyLen;
+  rdBad = false;
+  const count64 = varint();
+  const prefixLen64 = varint();
+  const prefix = take(prefixLen64);
+  if (rdBad || count64 > <u64>bodyLen || (kind == KIND_INDEX && count64 < 1)) return MALFORMED;
+  const count = <u32>count64;
+  const prefixLen = <u32>prefixLen64;
+  // Keys and values together take at most count × prefix + the body.
+  const bound = (<u64>HEADER_BYTES + <u64>count * (4 + DIR_BYTES + <u64>prefixLen) + 16 + <u64>bodyLen + <u64>prefixLen + 7) & ~7;
+  if (bound > <u64>((arenaEnd - arenaStart) >>> 1)) return TOO_BIG;
+  const node = arenaAlloc(<usize>bound);
+  if (node == 0) return TOO_BIG;
+  store<u32>(node, <u32>bound);
+  store<u32>(node, kind, 4);
+  store<f64>(node, -1, 8); // not findable until complete
+  store<u32>(node, count, 16);
+  store<u32>(node, entryLen, 20);
+  store<u32>(node, prefixLen, 24);
+  const dir = dirOf(node, count);
+  let out = dir + <usize>count * DIR_BYTES;
+  store<u32>(node, <u32>(out - node), 28);
+  memory.copy(out, prefix, prefixLen);
+  out += prefixLen;
+  for (let i: u32 = 0; i < count; i++) {
+    const e = dir + <usize>i * DIR_BYTES;
+    const w = node + HEADER_BYTES + (<usize>i << 2);
+    if (kind == KIND_INDEX && i == 0) {
+      store<u32>(w, 0);
+      store<u32>(e, 0);
+      store<u32>(e, 0, 4);
+    } else {
+      const suffixLen = varint();
+      const suffix = take(suffixLen);
+      if (rdBad) break;
+      const keyLen = prefixLen + <u32>suffixLen;
+      memory.copy(out, prefix, prefixLen);
+      memory.copy(out + prefixLen, suffix, <usize>suffixLen);
+      store<u32>(w, wordAt(out, keyLen, prefixLen));
+      store<u32>(e, <u32>(out - node));
+      store<u32>(e, keyLen, 4);
+      out += keyLen;
+    }
+    if (kind == KIND_INDEX) {
+      const childPos = varint();
+      const childLen = varint();
+      store<u32>(e, <u32>childLen, 8);
+      store<f64>(e, <f64>childPos, 16);
+    } else {
+      if (rd >= rdEnd) {
+        rdBad = true;
+        break;
+      }
+      const vk = load<u8>(rd++);
+      if (vk == 0) {
+        const len = varint();
+        const bytes = take(len);
+        if (rdBad) break;
+        memory.copy(out, bytes, <usize>len);
+        store<u32>(e, <u32>len, 8);
+        store<f64>(e, <f64>(out - node), 16);
+        out += <usize>len;
+      } else if (vk == 1) {
+        const vpos = varint();
+        const vlen = varint();
+        store<u32>(e, load<u32>(e, 4) | REF_FLAG, 4);
+        store<u32>(e, <u32>vlen, 8);
+        store<f64>(e, <f64>vpos, 16);
+      } else {
+        rdBad = true;
+        break;
+      }
+    }
+    if (rdBad) break;
+  }
+  // A malformed body leaves a dead node (position -1): eviction skips it like any other.
+  if (rdBad || rd != rdEnd) return MALFORMED;
+  // Give back the bound's slack: this node is the newest allocation, so it ends at the head.
+  const used = (out - node + 7) & ~7;
+  if (head == node + <usize>bound) {
+    head = node + used;
+    store<u32>(node, <u32>used);
+  }
+  store<f64>(node, pos, 8);
+  tablePut(pos, node);
+  return INGESTED;
+}
+
+// --- descent ----------------------------------------------------------------------------------
+
+/**
+ * Looks up the key at PROBE (`probeLen` bytes) from the node at (`rootPos`, `rootLen`).
+ * RESULT: INLINE → u32 value ptr at 0, u32 length at 4; VALUE_REF → f64 position at 0, u32
+ * length at 8; MISS → f64 position at 0, u32 entry length at 8 of the node to ingest first.
+ */
+export function find(rootPos: f64, rootLen: u32, probeLen: u32): i32 {
+  const probe = probePtr;
+  let pos = rootPos;
+  let len = rootLen;
+  for (;;) {
+    const node = tableGet(pos);
+    if (node == 0) {
+      store<f64>(resultPtr, pos);
+      store<u32>(resultPtr, len, 8);
+      return MISS;
+    }
+    const kind = load<u32>(node, 4);
+    const count = load<u32>(node, 16);
+    const cp = load<u32>(node, 24);
+    const dir = dirOf(node, count);
+    // Upper bound: the first entry whose key > probe (an index's entry 0 has no key).
+    const first: u32 = kind == KIND_INDEX ? 1 : 0;
+    let lo = first;
+    let hi = count;
+    // Against the shared prefix first: it decides the whole node, or the words do.
+    const n = cp < probeLen ? cp : probeLen;
+    const c0 = n == 0 ? 0 : compareKeys(probe, n, node + <usize>load<u32>(node, 28), n);
+    if (c0 < 0 || (c0 == 0 && probeLen < cp)) hi = first;
+    else if (c0 > 0) lo = count;
+    else {
+      const pw = wordAt(probe, probeLen, cp);
+      const words = node + HEADER_BYTES;
+      while (lo < hi) {
+        const mid = (lo + hi) >>> 1;
+        const w = load<u32>(words + (<usize>mid << 2));
+        let le: bool;
+        if (w != pw) le = w < pw;
+        else {
+          const e = dir + <usize>mid * DIR_BYTES;
+          le = compareKeys(node + <usize>load<u32>(e) + cp, (load<u32>(e, 4) & ~REF_FLAG) - cp, probe + cp, probeLen - cp) <= 0;
+        }
+        if (le) lo = mid + 1;
+        else hi = mid;
+      }
+    }
+    if (kind == KIND_INDEX) {
+      const e = dir + <usize>(lo - 1) * DIR_BYTES;
+      pos = load<f64>(e, 16);
+      len = load<u32>(e, 8);
+      continue;
+    }
+    if (lo == 0) return NOT_FOUND;
+    const e = dir + <usize>(lo - 1) * DIR_BYTES;
+    const kl = load<u32>(e, 4);
+    if (compareKeys(node + <usize>load<u32>(e), kl & ~REF_FLAG, probe, probeLen) != 0) return NOT_FOUND;
+    if ((kl & REF_FLAG) != 0) {
+      store<f64>(resultPtr, load<f64>(e, 16));
+      store<u32>(resultPtr, load<u32>(e, 8), 8);
+      return VALUE_REF;
+    }
+    store<u32>(resultPtr, <u32>(node + <usize>load<f64>(e, 16)));
+    store<u32>(resultPtr, load<u32>(e, 8), 4);
+    return INLINE;
+  }
+  return unreachable();
+}

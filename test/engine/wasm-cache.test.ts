@@ -1,0 +1,210 @@
+// The WASM point-lookup cache (src/engine/wasm-cache.ts, asm/cache.ts): lookups agree with a Map
+// under heavy eviction, every key shape and value kind, corrupt or malformed nodes are reported
+// (never served), and the idle checkpoint that puts the tree on disk for it.
+import { Buffer } from 'node:buffer';
+import fs from 'node:fs';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { open, CorruptionError, type Db } from '../../src/index.js';
+import { ENTRY_HEADER_BYTES, Kind } from '../../src/engine/format.js';
+import { DiskRef, ValueRef } from '../../src/engine/node.js';
+import { UNANSWERED, WasmNodeCache } from '../../src/engine/wasm-cache.js';
+import type { FileLog } from '../../src/engine/log-file.js';
+import { crc32c } from '../../src/wasm/crc32c.js';
+import { tempDir } from '../support/tmp.js';
+
+type Internals = { cache: { fast: WasmNodeCache | null }; published: { root: unknown } };
+const internals = (db: Db) => db as unknown as Internals;
+
+function prng(seed: number): () => number {
+  let s = seed >>> 0;
+  return () => {
+    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
+    return s / 2 ** 32;
+  };
+}
+
+describe('WASM node cache through the store', () => {
+  let t: ReturnType<typeof tempDir>;
+  beforeEach(() => {
+    t = tempDir('wasm-cache');
+  });
+  afterEach(() => t.cleanup());
+
+  it('agrees with a Map while evicting (4 MiB cache, ~9 MiB of nodes)', async () => {
+    const file = t.file('a.db');
+    const rnd = prng(11);
+    const model = new Map<string, Buffer>();
+    let db = await open(file, { cacheBytes: 4 << 20, checkpointIdleMs: 0 });
+    for (let b = 0; b < 80; b++) {
+      await db.transaction((tx) => {
+        for (let i = 0; i < 1000; i++) {
+          const k = Buffer.alloc(12);
+          k.writeUInt32BE((rnd() * 2 ** 32) >>> 0, 0);
+          k.writeUInt32BE(b, 4);
+          k.writeUInt32BE(i, 8);
+          // Mostly inline values, some kept in Value entries (> inlineValueBytesMax).
+          const v = Buffer.alloc(rnd() < 0.05 ? 300 : 90, (b * 7 + i) & 0xff);
+          tx.set(k, v);
+          model.set(k.toString('hex'), v);
+        }
+      });
+    }
+    await db.close();
+    db = await open(file, { cacheBytes: 4 << 20, checkpointIdleMs: 0 });
+    const fast = internals(db).cache.fast!;
+    expect(fast).not.toBeNull();
+    const keys = [...model.keys()];
+    for (let i = 0; i < 20_000; i++) {
+      const k = keys[(rnd() * keys.length) | 0];
+      expect(db.get(Buffer.from(k, 'hex'))).toEqual(model.get(k));
+      // Absent neighbours: one byte more, one byte less, last byte changed.
+      const kb = Buffer.from(k, 'hex');
+      expect(db.get(Buffer.concat([kb, Buffer.from([0])]))).toBeUndefined();
+      expect(db.get(kb.subarray(0, 11))).toBeUndefined();
+    }
+    // The cache is far smaller than the tree: it must have evicted and reloaded nodes.
+    expect(fast.misses).toBeGreaterThan(fast.nodes * 2);
+    expect(db.get(Buffer.alloc(0))).toBeUndefined();
+    expect(db.get(Buffer.alloc(12, 0xff))).toBeUndefined();
+    await db.close();
+  });
+
+  it('answers string, UTF-8 and binary keys alike, with shared prefixes and Value entries', async () => {
+    const file = t.file('b.db');
+    const db = await open(file, { checkpointIdleMs: 0 });
+    const keys = ['', 'a', 'ab', 'abc', 'abcd', 'abcde', 'abcdef', 'user:0001', 'user:0002', 'user:00021', 'zé', 'ü', '\x00', '\x00\x00'];
+    for (let i = 0; i < 500; i++) keys.push(`user:${String(i).padStart(6, '0')}:profile`);
+    for (const [i, k] of keys.entries()) await db.set(k, i % 7 === 0 ? Buffer.alloc(1000, i) : `v${i}`);
+    await db.checkpoint();
+    expect(internals(db).published.root).toBeInstanceOf(DiskRef);
+    for (const [i, k] of keys.entries()) {
+      const want = i % 7 === 0 ? Buffer.alloc(1000, i) : Buffer.from(`v${i}`);
+      expect(db.get(k)).toEqual(want);
+      expect(db.get(Buffer.from(k, 'utf8'))).toEqual(want);
+      expect(db.exists(k)).toBe(true);
+    }
+    for (const k of ['abcdeg', 'user:', 'user:0000', 'user:000499:profilf', 'user:000499:profil', 'zz', '\x00\x00\x00', 'é']) {
+      expect(db.get(k)).toBeUndefined();
+      expect(db.exists(k)).toBe(false);
+    }
+    // Returned values are copies: changing one changes nothing stored.
+    const v = db.get('a')!;
+    v.fill(0);
+    expect(db.get('a')).toEqual(Buffer.from('v1'));
+    await db.close();
+  });
+
+  it('reports a flipped bit in a cached leaf as corruption, never as data', async () => {
+    const file = t.file('c.db');
+    let db = await open(file, { checkpointIdleMs: 0 });
+    await db.transaction((tx) => {
+      for (let i = 0; i < 2000; i++) tx.set(`key${String(i).padStart(5, '0')}`, `value-${i}`);
+    });
+    await db.close();
+    // Find a leaf entry holding value-1234 and flip a bit of that value.
+    const bytes = fs.readFileSync(file);
+    const at = bytes.lastIndexOf(Buffer.from('value-1234'));
+    expect(at).toBeGreaterThan(0);
+    bytes[at + 2] ^= 0x04;
+    fs.writeFileSync(file, bytes);
+    db = await open(file, { checkpointIdleMs: 0 });
+    expect(() => db.get('key01234')).toThrow(CorruptionError);
+    await db.close().catch(() => undefined);
+  });
+
+  it('checkpoints after writes pause (checkpointIdleMs), so gets go to WASM and reopen replays nothing', async () => {
+    const file = t.file('d.db');
+    let db = await open(file, { checkpointIdleMs: 50 });
+    for (let i = 0; i < 20; i++) await db.set(`k${i}`, `v${i}`);
+    const before = db.stats.checkpoints;
+    expect(internals(db).published.root).not.toBeInstanceOf(DiskRef);
+    await new Promise((r) => setTimeout(r, 300));
+    expect(db.stats.checkpoints).toBe(before + 1);
+    expect(internals(db).published.root).toBeInstanceOf(DiskRef);
+    expect(db.get('k7')).toEqual(Buffer.from('v7'));
+    // A crash now (no close) loses nothing and replays nothing.
+    const copy = t.file('copy.db');
+    fs.copyFileSync(file, copy);
+    await db.close();
+    db = await open(copy);
+    expect(db.replayedSlabs).toBe(0);
+    expect(db.get('k19')).toEqual(Buffer.from('v19'));
+    await db.close();
+  });
+});
+
+describe('WASM node cache, unit', () => {
+  /** A FileLog stand-in holding entries in memory (the cache only calls read and end). */
+  function fakeLog(entries: Buffer[]): { log: FileLog; refs: DiskRef[] } {
+    const refs: DiskRef[] = [];
+    let pos = 8192;
+    const parts: Buffer[] = [Buffer.alloc(8192)];
+    for (const e of entries) {
+      refs.push(new DiskRef(pos, e.length));
+      parts.push(e);
+      pos += e.length;
+    }
+    const file = Buffer.concat(parts);
+    const log = { end: file.length, read: (p: number, n: number) => Buffer.from(file.subarray(p, p + n)) };
+    return { log: log as unknown as FileLog, refs };
+  }
+
+  function entry(kind: Kind, body: number[]): Buffer {
+    const b = Buffer.alloc(ENTRY_HEADER_BYTES + body.length);
+    b.writeUInt32LE(body.length, 4);
+    b[8] = kind;
+    Buffer.from(body).copy(b, ENTRY_HEADER_BYTES);
+    b.writeUInt32LE(crc32c(b, 4, b.length), 0);
+    return b;
+  }
+  const bytes = (s: string) => [...Buffer.from(s, 'latin1')];
+
+  it('reads a hand-encoded leaf and index (codec.ts layouts)', () => {
+    // Leaf 1: prefix "k", keys k1 -> "a", k3 -> Value entry (pos 9000, 5 bytes).
+    const leaf1 = entry(Kind.Leaf, [2, 1, ...bytes('k'), 1, ...bytes('1'), 0, 1, ...bytes('a'), 1, ...bytes('3'), 1, 0xa8, 0x46, 5]);
+    // Leaf 2: no prefix, key "m" -> "zz".
+    const leaf2 = entry(Kind.Leaf, [1, 0, 1, ...bytes('m'), 0, 2, ...bytes('zz')]);
+    const { refs } = fakeLog([leaf1, leaf2]);
+    // Index: child0 = leaf1, separator "m" -> leaf2.
+    const index = entry(Kind.Index, [2, 0, ...varint(refs[0].pos), leaf1.length, 1, ...bytes('m'), ...varint(refs[1].pos), leaf2.length]);
+    const { log, refs: all } = fakeLog([leaf1, leaf2, index]);
+    const c = new WasmNodeCache(log, 4 << 20);
+    const root = all[2];
+    expect(c.getBin(root, 'k1' as never)).toEqual(Buffer.from('a'));
+    const ref = c.getBin(root, 'k3' as never);
+    expect(ref).toBeInstanceOf(ValueRef);
+    expect((ref as ValueRef).pos).toBe(9000);
+    expect((ref as ValueRef).len).toBe(5);
+    expect(c.getBytes(root, Buffer.from('m'))).toEqual(Buffer.from('zz'));
+    for (const k of ['', 'k', 'k2', 'k4', 'l', 'ma', 'z']) expect(c.getBin(root, k as never)).toBeUndefined();
+    expect(c.nodes).toBe(3);
+    expect(c.getBin(root, 'x'.repeat(70_000) as never)).toBe(UNANSWERED);
+  });
+
+  it('reports a checksummed but malformed body as corruption', () => {
+    const bad = [
+      [3, 0, 1, ...bytes('a'), 0, 9, 1], // value runs past the body
+      [1, 0, 1, ...bytes('a'), 7, 1, 1], // unknown value kind
+      [1, 0, 1, ...bytes('a'), 0, 1, 1, 0], // trailing bytes
+      [1, 0, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff], // number too long
+      [200, 0], // count larger than the body
+    ];
+    for (const body of bad) {
+      const { log, refs } = fakeLog([entry(Kind.Leaf, body)]);
+      const c = new WasmNodeCache(log, 4 << 20);
+      expect(() => c.getBin(refs[0], 'a' as never)).toThrow(CorruptionError);
+    }
+    const { log, refs } = fakeLog([entry(Kind.Value, [1, 2, 3])]);
+    expect(() => new WasmNodeCache(log, 4 << 20).getBin(refs[0], 'a' as never)).toThrow(CorruptionError);
+  });
+});
+
+function varint(n: number): number[] {
+  const out: number[] = [];
+  while (n >= 0x80) {
+    out.push((n % 128) | 0x80);
+    n = Math.floor(n / 128);
+  }
+  out.push(n);
+  return out;
+}
