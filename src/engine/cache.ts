@@ -22,7 +22,7 @@ export class NodeCache implements NodeSource {
   misses = 0;
 
   /** Point lookups below on-disk nodes (wasm-cache.ts); null when the cache is configured tiny. */
-  readonly fast: WasmNodeCache | null;
+  fast: WasmNodeCache | null;
   /** Leaf bytes the decoded-node cache keeps (the writer and cursors use it). */
   private readonly cacheBytes: number;
 
@@ -35,7 +35,7 @@ export class NodeCache implements NodeSource {
     wasmCacheBytes: number,
     decodedCacheBytes: number,
   ) {
-    this.fast = wasmCacheBytes >= WASM_CACHE_BYTES_MIN ? new WasmNodeCache(log, wasmCacheBytes) : null;
+    this.fast = wasmCacheBytes >= WASM_CACHE_BYTES_MIN ? tryWasmCache(log, wasmCacheBytes) : null;
     this.cacheBytes = decodedCacheBytes;
   }
 
@@ -96,6 +96,19 @@ export class NodeCache implements NodeSource {
       if (node.t === T.Leaf) this.leafBytes -= node.len;
       else if (moved++ < 100_000) this.nodes.set(pos, node); // keep index nodes: re-insert at the end
     }
+  }
+}
+
+/**
+ * Each instance reserves address space for its memory; a process that holds very many stores (or
+ * a `ulimit -v`) can run out of it. Gets then take the decoded path: slower, never wrong.
+ */
+function tryWasmCache(log: FileLog, bytes: number): WasmNodeCache | null {
+  try {
+    return new WasmNodeCache(log, bytes);
+  } catch (err) {
+    process.emitWarning(`solifuge: no WebAssembly node cache (${String(err)}); gets use decoded nodes`);
+    return null;
   }
 }
 

@@ -997,6 +997,7 @@ export class Db implements Reader {
       }
     } finally {
       this.cache.clear();
+      this.cache.fast = null; // lets the instance and its memory go before this Db object does
       this.log.close();
     }
   }

@@ -69,9 +69,13 @@ describe('WASM node cache through the store', () => {
     await db.close();
   });
 
-  it('answers string, UTF-8 and binary keys alike, with shared prefixes and Value entries', async () => {
+  it.each([
+    ['with the WASM cache', undefined],
+    ['without it (cacheBytes: 0, decoded nodes only)', 0],
+  ])('answers string, UTF-8 and binary keys alike, with shared prefixes and Value entries, %s', async (_label, cacheBytes) => {
     const file = t.file('b.db');
-    const db = await open(file, { checkpointIdleMs: 0 });
+    const db = await open(file, { checkpointIdleMs: 0, cacheBytes });
+    expect(internals(db).cache.fast === null).toBe(cacheBytes === 0);
     const keys = ['', 'a', 'ab', 'abc', 'abcd', 'abcde', 'abcdef', 'user:0001', 'user:0002', 'user:00021', 'zé', 'ü', '\x00', '\x00\x00'];
     for (let i = 0; i < 500; i++) keys.push(`user:${String(i).padStart(6, '0')}:profile`);
     for (const [i, k] of keys.entries()) await db.set(k, i % 7 === 0 ? Buffer.alloc(1000, i) : `v${i}`);
