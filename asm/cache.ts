@@ -16,7 +16,8 @@
 //   PROBE   64 KiB + 8   the key being looked up (JS writes it)
 //   RESULT  32           find()'s answer
 //   INPUT   inputBytes   an entry body to ingest (JS writes it)
-//   TABLE   slots × 16   open addressing, linear probing: f64 pos (0 = empty), u32 node ptr, pad
+//   TABLE   slots × 8    open addressing, linear probing: u32 low bits of the position, u32 node
+//                        ptr (0 = empty); a hit is confirmed against the node's own header
 //   ARENA   arenaBytes   nodes, ring-allocated
 //
 // Node layout (little-endian; all offsets relative to the node):
@@ -82,7 +83,7 @@ export function cacheInit(arenaBytes: u32, inputBytesWanted: u32): usize {
   heap.free(heap.alloc(16));
   let slots: u32 = 1024;
   while (slots < arenaBytes / 1024) slots <<= 1;
-  const tableBytes = <usize>slots * 16;
+  const tableBytes = <usize>slots * 8;
   const total = <usize>PROBE_BYTES + RESULT_BYTES + inputBytesWanted + tableBytes + arenaBytes + 16;
   const start = (<usize>memory.size()) << 16;
   const pages = <i32>((total + 0xffff) >>> 16);
@@ -117,7 +118,7 @@ export function cachedNodes(): u32 {
 
 /** Forgets every node (online compaction reclaimed space; tests). */
 export function cacheClear(): void {
-  memory.fill(tablePtr, 0, (<usize>tableMask + 1) * 16);
+  memory.fill(tablePtr, 0, (<usize>tableMask + 1) * 8);
   liveNodes = 0;
   head = arenaStart;
   tail = arenaStart;
@@ -132,12 +133,14 @@ export function cacheClear(): void {
 }
 
 function tableGet(pos: f64): usize {
+  const tag = <u32>(<u64>pos);
   let i = slotOf(pos);
   for (;;) {
-    const s = tablePtr + (<usize>i << 4);
-    const p = load<f64>(s);
-    if (p == pos) return <usize>load<u32>(s, 8);
-    if (p == 0) return 0;
+    const s = tablePtr + (<usize>i << 3);
+    const node = <usize>load<u32>(s, 4);
+    if (node == 0) return 0;
+    // The tag narrows it down; the node's header (read next by every caller anyway) decides.
+    if (load<u32>(s) == tag && load<f64>(node, 8) == pos) return node;
     i = (i + 1) & tableMask;
   }
   return unreachable();
@@ -146,10 +149,10 @@ function tableGet(pos: f64): usize {
 function tablePut(pos: f64, node: usize): void {
   let i = slotOf(pos);
   for (;;) {
-    const s = tablePtr + (<usize>i << 4);
-    if (load<f64>(s) == 0) {
-      store<f64>(s, pos);
-      store<u32>(s, <u32>node, 8);
+    const s = tablePtr + (<usize>i << 3);
+    if (load<u32>(s, 4) == 0) {
+      store<u32>(s, <u32>(<u64>pos));
+      store<u32>(s, <u32>node, 4);
       liveNodes++;
       return;
     }
@@ -161,10 +164,10 @@ function tablePut(pos: f64, node: usize): void {
 function tableDelete(pos: f64): void {
   let i = slotOf(pos);
   for (;;) {
-    const s = tablePtr + (<usize>i << 4);
-    const p = load<f64>(s);
-    if (p == 0) return;
-    if (p == pos) break;
+    const s = tablePtr + (<usize>i << 3);
+    const node = <usize>load<u32>(s, 4);
+    if (node == 0) return;
+    if (load<f64>(node, 8) == pos) break;
     i = (i + 1) & tableMask;
   }
   liveNodes--;
@@ -172,19 +175,17 @@ function tableDelete(pos: f64): void {
   let j = i;
   for (;;) {
     j = (j + 1) & tableMask;
-    const sj = tablePtr + (<usize>j << 4);
-    const pj = load<f64>(sj);
-    if (pj == 0) break;
-    const home = slotOf(pj);
+    const sj = tablePtr + (<usize>j << 3);
+    const nj = <usize>load<u32>(sj, 4);
+    if (nj == 0) break;
+    const home = slotOf(load<f64>(nj, 8));
     // Move j into the hole unless its home lies cyclically in (hole, j].
     const inRange = hole <= j ? home > hole && home <= j : home > hole || home <= j;
     if (inRange) continue;
-    const sh = tablePtr + (<usize>hole << 4);
-    store<f64>(sh, pj);
-    store<u32>(sh, load<u32>(sj, 8), 8);
+    store<u64>(tablePtr + (<usize>hole << 3), load<u64>(sj));
     hole = j;
   }
-  store<f64>(tablePtr + (<usize>hole << 4), 0);
+  store<u64>(tablePtr + (<usize>hole << 3), 0);
 }
 
 // --- ring arena -------------------------------------------------------------------------------
