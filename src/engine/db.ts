@@ -996,8 +996,10 @@ export class Db implements Reader {
         await this.log.sync();
       }
     } finally {
+      // Dropping the instance lets its memory go before this Db object does (and first, so clear()
+      // doesn't touch the whole hash table only to throw it away).
+      this.cache.fast = null;
       this.cache.clear();
-      this.cache.fast = null; // lets the instance and its memory go before this Db object does
       this.log.close();
     }
   }
