@@ -6,8 +6,7 @@
 //! before it is decoded; a freshly written node is inserted as it is, with no re-read.
 import type { Buffer } from 'node:buffer';
 import { decodeIndexBody, decodeLeafBody } from './codec.js';
-import { readEntry } from './entry.js';
-import { CorruptionError } from './errors.js';
+import { readNodeEntry } from './entry.js';
 import { ENTRY_HEADER_BYTES, Kind } from './format.js';
 import type { FileLog } from './log-file.js';
 import type { BinKey } from './keys.js';
@@ -114,11 +113,9 @@ function tryWasmCache(log: FileLog, bytes: number): WasmNodeCache | null {
 
 /** Reads, verifies and decodes the node entry at `pos`. */
 export function readNode(log: FileLog, pos: number, len: number): TreeNode {
-  const e = readEntry(log, pos, len);
-  let node: TreeNode;
-  if (e.kind === Kind.Leaf) node = decodeLeafBody(e.buf, ENTRY_HEADER_BYTES, len, pos);
-  else if (e.kind === Kind.Index) node = decodeIndexBody(e.buf, ENTRY_HEADER_BYTES, len, pos);
-  else throw new CorruptionError(pos, `expected a leaf or index entry, found kind ${e.kind}`);
+  const e = readNodeEntry(log, pos, len);
+  const node: TreeNode =
+    e.kind === Kind.Leaf ? decodeLeafBody(e.buf, ENTRY_HEADER_BYTES, len, pos) : decodeIndexBody(e.buf, ENTRY_HEADER_BYTES, len, pos);
   node.pos = pos;
   node.len = len;
   return node;

@@ -41,3 +41,12 @@ export function readEntry(log: FileLog, pos: number, len: number, expectKind?: K
   }
   return { buf, kind, bodyLen };
 }
+
+/** Reads and verifies a tree node entry (Leaf or Index); any other kind is corruption. */
+export function readNodeEntry(log: FileLog, pos: number, len: number): RawEntry & { kind: Kind.Leaf | Kind.Index } {
+  const e = readEntry(log, pos, len);
+  if (e.kind !== Kind.Leaf && e.kind !== Kind.Index) {
+    throw new CorruptionError(pos, `expected a leaf or index entry, found ${kindName(e.kind)}`);
+  }
+  return e as RawEntry & { kind: Kind.Leaf | Kind.Index };
+}

@@ -13,7 +13,7 @@
 //! views made here stay valid.
 import { Buffer } from 'node:buffer';
 import { instantiateCore, type CacheExports } from '../wasm/module.js';
-import { readEntry } from './entry.js';
+import { readNodeEntry } from './entry.js';
 import { CorruptionError } from './errors.js';
 import { ENTRY_HEADER_BYTES, Kind } from './format.js';
 import type { BinKey } from './keys.js';
@@ -49,8 +49,6 @@ export class WasmNodeCache {
   private readonly probe: number;
   private readonly result: number;
   private readonly input: number;
-  private readonly f64 = new Float64Array(1);
-  private readonly f64Bytes = new Uint8Array(this.f64.buffer);
   misses = 0;
 
   constructor(
@@ -114,19 +112,12 @@ export class WasmNodeCache {
         out.set(this.u8.subarray(ptr, ptr + len));
         return out;
       }
-      const pos = this.readF64(at);
+      const pos = m.readDoubleLE(at);
       const len = m.readUInt32LE(at + 8);
       if (r === Found.ValueRef) return new ValueRef(pos, len, undefined);
       if (!this.load(pos, len)) return UNANSWERED;
     }
     return UNANSWERED;
-  }
-
-  private readF64(at: number): number {
-    const m = this.mem;
-    const b = this.f64Bytes;
-    for (let i = 0; i < 8; i++) b[i] = m[at + i];
-    return this.f64[0];
   }
 
   /**
@@ -146,10 +137,7 @@ export class WasmNodeCache {
   /** Reads, verifies and parses the node entry at `pos`; false if it can't be cached. */
   private load(pos: number, len: number): boolean {
     this.misses++;
-    const e = readEntry(this.log, pos, len);
-    if (e.kind !== Kind.Leaf && e.kind !== Kind.Index) {
-      throw new CorruptionError(pos, `expected a leaf or index entry, found kind ${e.kind}`);
-    }
+    const e = readNodeEntry(this.log, pos, len);
     if (e.bodyLen > INPUT_BYTES) return false;
     this.mem.set(e.buf.subarray(ENTRY_HEADER_BYTES, ENTRY_HEADER_BYTES + e.bodyLen), this.input);
     const r = this.ex.cacheIngest(pos, len, e.kind, e.bodyLen);
