@@ -9,6 +9,7 @@
 //! read-only (IoFailedError) until it is reopened, when recovery decides what survived.
 import fs from 'node:fs';
 import path from 'node:path';
+import util from 'node:util';
 import { Buffer } from 'node:buffer';
 import { crc32c } from '../wasm/crc32c.js';
 import { NodeCache } from './cache.js';
@@ -33,7 +34,7 @@ import { ValueVerifier, duplicateFd, sendSource, type SendValueOptions, type Sen
 import type net from 'node:net';
 import { Cursor, TreeWriter, lookup, type NodeSource, type TreeState } from './tree.js';
 import { ValueArena, copyOf } from './arena.js';
-import { applyActions, deletePrefixIn, lastPerKey } from './actions.js';
+import { actionLogBytes, applyActions, deletePrefixIn, lastPerKey } from './actions.js';
 import { Snapshot, Transaction, entryIterator, keyIterator, toBounds } from './views.js';
 import { checkStore, type CheckReport } from './check.js';
 
@@ -78,6 +79,12 @@ export interface OpenOptions {
    * changed nodes held in memory. Also on close.
    */
   checkpointIntervalBytes?: number;
+  /**
+   * Also checkpoint at a commit whose changed nodes (estimated, since the last checkpoint) are at
+   * most this many times its log record: sorted and clustered batches then write the tree once
+   * instead of logging now and writing the nodes later (actions.ts). Default 1.5; 0: never.
+   */
+  checkpointTreeOverLogMax?: number;
   /**
    * Also checkpoint once writes have paused this long (ms; 0: never). Readers then find the whole
    * tree on disk, where gets take one call into the WASM node cache (wasm-cache.ts) instead of
@@ -124,6 +131,7 @@ export const DEFAULTS = {
   decodedCacheBytes: 256 * 1024 * 1024,
   superblockIntervalBytes: 64 * 1024 * 1024,
   checkpointIntervalBytes: 64 * 1024 * 1024,
+  checkpointTreeOverLogMax: 1.5,
   checkpointIdleMs: 1000,
   syncInlineBytesMax: 64 * 1024,
 } as const;
@@ -180,6 +188,8 @@ export class Db implements Reader {
   private readonly slabs = new SlabBuilder();
   private readonly pins = new Map<number, number>(); // commit seq -> pinned snapshots
   private bytesSinceCheckpoint = 0;
+  /** Estimated bytes of tree nodes made dirty since the last checkpoint (TreeWriter.dirtyBytes). */
+  private dirtyBytesSinceCheckpoint = 0;
   private readonly arena = new ValueArena();
   private compacting = false;
   /** Set by close(): a compaction still copying or waiting for snapshots stops (before its seal). */
@@ -219,6 +229,7 @@ export class Db implements Reader {
       root = w.root;
       count = w.count;
       this.bytesSinceCheckpoint = c.pos + c.len - (c.treeCommitPos === 0 ? DATA_START_POS : c.treeCommitPos);
+      this.dirtyBytesSinceCheckpoint = w.dirtyBytes;
     }
     this.published = { root, count, tag: c?.tag, commit: c };
     this.lastCompactedBytes = log.end - this.sb.liveStart;
@@ -237,11 +248,13 @@ export class Db implements Reader {
       decodedCacheBytes: options.decodedCacheBytes ?? DEFAULTS.decodedCacheBytes,
       superblockIntervalBytes: options.superblockIntervalBytes ?? DEFAULTS.superblockIntervalBytes,
       checkpointIntervalBytes: options.checkpointIntervalBytes ?? DEFAULTS.checkpointIntervalBytes,
+      checkpointTreeOverLogMax: options.checkpointTreeOverLogMax ?? DEFAULTS.checkpointTreeOverLogMax,
       checkpointIdleMs: options.checkpointIdleMs ?? DEFAULTS.checkpointIdleMs,
       syncInlineBytesMax: options.syncInlineBytesMax ?? DEFAULTS.syncInlineBytesMax,
       autoCompact: options.autoCompact ?? false,
       controlSocket: options.controlSocket ?? false,
     };
+    if (!(opts.checkpointTreeOverLogMax >= 0 && opts.checkpointTreeOverLogMax <= 1000)) throw new BadArgumentError('checkpointTreeOverLogMax must be within 0 .. 1000');
     if (opts.nodeBytesMax < 512 || opts.nodeBytesMax > 1 << 24) throw new BadArgumentError('nodeBytesMax must be within 512 B .. 16 MiB');
     if (!(opts.maxKeyBytes >= 1 && opts.maxKeyBytes <= 1 << 20)) throw new BadArgumentError('maxKeyBytes must be within 1 B .. 1 MiB');
     if (!(opts.maxValueBytes >= 0 && opts.maxValueBytes <= ENTRY_BODY_BYTES_MAX)) throw new BadArgumentError('maxValueBytes must be within 0 .. 1 GiB');
@@ -299,6 +312,18 @@ export class Db implements Reader {
 
   count(): number {
     return this.published.count;
+  }
+
+  /**
+   * A short description for console.log and test-failure messages: the store holds views over its
+   * WebAssembly memory (hundreds of MiB), which a generic formatter would print byte by byte.
+   */
+  toJSON(): { path: string; keys: number; closed: boolean } {
+    return { path: this.path, keys: this.published.count, closed: this.closed };
+  }
+
+  [util.inspect.custom](): string {
+    return `Db ${JSON.stringify(this.toJSON())}`;
   }
 
   /** Tag of the last durable commit that carried one (see TransactionOptions.tag). */
@@ -597,6 +622,7 @@ export class Db implements Reader {
       this.gen = w.gen;
     }
     this.gen = w.gen + 1;
+    this.dirtyBytesSinceCheckpoint += w.dirtyBytes;
     if (actions.length === 0 && tag === base.tag && !forceCheckpoint && w.root !== base.root) {
       // Only compaction copies changed the tree: same contents, same commit, nothing to write
       // yet (the next checkpoint writes the copies). Publish it so the next chunk builds on it.
@@ -626,7 +652,8 @@ export class Db implements Reader {
   private async commit(state: TreeState, actions: Action[], tag: number | undefined, sync: boolean, forceCheckpoint: boolean): Promise<void> {
     const prev = this.published.commit;
     const start = this.log.end;
-    const checkpoint = forceCheckpoint || this.bytesSinceCheckpoint >= this.options.checkpointIntervalBytes;
+    const checkpoint = forceCheckpoint || this.bytesSinceCheckpoint >= this.options.checkpointIntervalBytes ||
+      (this.options.checkpointTreeOverLogMax > 0 && this.dirtyBytesSinceCheckpoint <= this.options.checkpointTreeOverLogMax * actionLogBytes(actions));
     const slab = this.slabs.build({
       actions, keyCount: state.count, tag, prev, start,
       checkpoint: checkpoint ? { root: state.root, keyCount: state.count } : null,
@@ -644,6 +671,7 @@ export class Db implements Reader {
     if (checkpoint) {
       this.stats.checkpoints++;
       this.bytesSinceCheckpoint = 0;
+      this.dirtyBytesSinceCheckpoint = 0;
       this.maybeAutoCompact();
     } else {
       this.bytesSinceCheckpoint += slab.len;
@@ -653,7 +681,7 @@ export class Db implements Reader {
       if (!checkpoint && slab.len <= this.options.syncInlineBytesMax) this.log.syncNow();
       else await this.log.sync();
       this.stats.syncs++;
-      this.maybeWriteSuperblock(slab.commit, checkpoint);
+      this.maybeWriteSuperblock(slab.commit, forceCheckpoint);
     }
     this.published = { root: checkpoint ? slab.rootRef : state.root, count: state.count, tag, commit: slab.commit };
   }

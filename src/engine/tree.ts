@@ -113,6 +113,11 @@ export class TreeWriter {
   private splitKey: BinKey | null = null;
   private splitRight: TreeNode | null = null;
   private inserted = false;
+  /**
+   * Estimated bytes this writer made dirty: clean nodes it copied plus the items it put. The store
+   * compares it with a commit's log record to decide whether writing the tree now is cheaper.
+   */
+  dirtyBytes = 0;
 
   constructor(
     private readonly src: NodeSource,
@@ -182,6 +187,7 @@ export class TreeWriter {
       n.pfx = null; // about to change
       return n;
     }
+    if (n.pos !== -1) this.dirtyBytes += n.bytes;
     return new LeafNode(this.gen, n.keys.slice(), n.vals.slice(), n.bytes);
   }
 
@@ -190,6 +196,7 @@ export class TreeWriter {
       n.pfx = null; // about to change
       return n;
     }
+    if (n.pos !== -1) this.dirtyBytes += n.bytes;
     return new IndexNode(this.gen, n.keys.slice(), n.kids.slice(), n.bytes);
   }
 
@@ -198,6 +205,7 @@ export class TreeWriter {
     if (node.t === T.Leaf) {
       const i = lowerBound(node.keys, key);
       const w = this.leafW(node);
+      this.dirtyBytes += leafItemBytes(key, val);
       if (i < w.keys.length && w.keys[i] === key) {
         w.bytes += leafItemBytes(key, val) - leafItemBytes(key, w.vals[i]);
         w.vals[i] = val;

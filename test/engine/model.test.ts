@@ -93,9 +93,11 @@ let run = 0;
 
 async function runOps(ops: Op[], nodeBytesMax: number): Promise<void> {
   const file = tmp.file(`m${run++}.db`);
-  // Checkpoints: every commit, every few KB, or only on close (so reopen replays the log).
+  // Checkpoints: every commit, every few KB, or only on close (so reopen replays the log); with
+  // or without the adaptive ones (a commit whose changed nodes are about its log record's size).
   const checkpointIntervalBytes = [0, 3000, 64 << 20][run % 3];
-  const opts = { nodeBytesMax, inlineValueBytesMax: 64, durable: run % 2 === 0, checkpointIntervalBytes };
+  const checkpointTreeOverLogMax = [0, 1.5, 4][(run >> 1) % 3];
+  const opts = { nodeBytesMax, inlineValueBytesMax: 64, durable: run % 2 === 0, checkpointIntervalBytes, checkpointTreeOverLogMax };
   let db: Db = await open(file, opts);
   const model = new Map<string, Buffer>();
   const snaps: Array<{ snap: Snapshot; model: Map<string, Buffer> }> = [];

@@ -69,8 +69,12 @@ describe('torn tail', () => {
   }
 
   it('truncating at every byte offset inside the last slab recovers exactly the previous commit (log replay)', async () => {
-    const { file, ends, heads } = await build([first, second]); // no checkpoint: open replays the log
+    // No checkpoint at all (adaptive ones off too): open replays the log.
+    const { file, ends, heads } = await build([first, second], { checkpointTreeOverLogMax: 0 });
     expect(ends[1]).toBeGreaterThan(ends[0]);
+    const replay = await open(file, { readOnly: true });
+    expect(replay.replayedSlabs).toBe(2);
+    await replay.close();
     await tornAtEveryOffset(fs.readFileSync(file), heads[0], ends[0], ends[1], first, { ...first, ...second });
   });
 
@@ -81,7 +85,7 @@ describe('torn tail', () => {
   });
 
   it('a file shorter than the durable end its superblock records is corruption, not a torn tail', async () => {
-    const { file, ends } = await build([first, second], { checkpointIntervalBytes: 0 });
+    const { file, ends } = await build([first, second], { checkpointIntervalBytes: 0, superblockIntervalBytes: 0 });
     fs.truncateSync(file, ends[1] - 10);
     await expect(open(file)).rejects.toBeInstanceOf(CorruptionError);
   });

@@ -1,0 +1,79 @@
+// Adaptive checkpoints (checkpointTreeOverLogMax): a commit whose changed nodes are about the size
+// of its log record writes the tree instead of its actions; a scattered one keeps logging. Either
+// way, a crash copy of the file reopens with every acknowledged write.
+import fs from 'node:fs';
+import { afterAll, describe, expect, it } from 'vitest';
+import { open, type Db } from '../../src/index.js';
+import { tempDir } from '../support/tmp.js';
+
+const tmp = tempDir('adaptive');
+afterAll(() => tmp.cleanup());
+let n = 0;
+
+const key = (i: number) => `k${String(i).padStart(8, '0')}`;
+const value = (i: number) => Buffer.alloc(100, i & 0xff);
+
+/** Copies the file as a crash would leave it (no close) and opens the copy. */
+async function crashCopy(db: Db): Promise<Db> {
+  const copy = tmp.file(`crash${n++}.db`);
+  fs.copyFileSync(db.path, copy);
+  return open(copy);
+}
+
+describe('adaptive checkpoints', () => {
+  it('sorted batches are checkpoints and write each key once; reopen replays nothing', async () => {
+    const db = await open(tmp.file(`s${n++}.db`), { checkpointIdleMs: 0 });
+    for (let b = 0; b < 20; b++) {
+      await db.transaction((tx) => {
+        for (let i = b * 500; i < (b + 1) * 500; i++) tx.set(key(i), value(i));
+      });
+    }
+    expect(db.stats.checkpoints).toBe(20);
+    // ~117 bytes of key and value per key: about one copy of each, not a log record plus a leaf.
+    expect(db.stats.bytesAppended).toBeLessThan(10_000 * 117 * 1.25);
+    const again = await crashCopy(db);
+    expect(again.replayedSlabs).toBe(0);
+    expect(again.count()).toBe(10_000);
+    for (let i = 0; i < 10_000; i += 97) expect(again.get(key(i))).toEqual(value(i));
+    expect(again.check().ok).toBe(true);
+    await again.close();
+    await db.close();
+  });
+
+  it('scattered batches into a big tree keep logging actions, and replay after a crash', async () => {
+    const db = await open(tmp.file(`r${n++}.db`), { checkpointIdleMs: 0 });
+    await db.transaction((tx) => {
+      for (let i = 0; i < 20_000; i++) tx.set(key(i), value(i));
+    });
+    const before = db.stats.checkpoints;
+    for (let b = 0; b < 5; b++) {
+      await db.transaction((tx) => {
+        for (let j = 0; j < 200; j++) tx.set(key((j * 7919 + b * 131) % 20_000), value(b));
+      });
+    }
+    expect(db.stats.checkpoints).toBe(before); // 200 keys dirty ~200 leaves: logging is cheaper
+    const again = await crashCopy(db);
+    expect(again.replayedSlabs).toBe(5);
+    for (let j = 0; j < 200; j++) expect(again.get(key((j * 7919 + 4 * 131) % 20_000))).toEqual(value(4));
+    expect(again.count()).toBe(20_000);
+    expect(again.check().ok).toBe(true);
+    await again.close();
+    await db.close();
+  });
+
+  it('0 turns them off: the same sorted batches are logged', async () => {
+    const db = await open(tmp.file(`o${n++}.db`), { checkpointIdleMs: 0, checkpointTreeOverLogMax: 0 });
+    for (let b = 0; b < 4; b++) {
+      await db.transaction((tx) => {
+        for (let i = b * 500; i < (b + 1) * 500; i++) tx.set(key(i), value(i));
+      });
+    }
+    expect(db.stats.checkpoints).toBe(0);
+    const again = await crashCopy(db);
+    expect(again.replayedSlabs).toBe(4);
+    expect(again.count()).toBe(2000);
+    await again.close();
+    await db.close();
+    await expect(open(tmp.file('bad.db'), { checkpointTreeOverLogMax: -1 })).rejects.toThrow(/checkpointTreeOverLogMax/);
+  });
+});
