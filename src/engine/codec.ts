@@ -41,8 +41,15 @@
 //!     75 treeKeyCount u64                   keys in the checkpointed tree
 //!
 //! Varints are LEB128 (7 bits a byte, low group first), as Baardskeerder's Flog0 (§A.4).
-import { Buffer } from 'node:buffer';
-import { CorruptionError } from './errors.js';
+//!
+//! Leaf, Index and Actions bodies are encoded and parsed in WebAssembly (asm/slab.ts; slab.ts and
+//! plan.ts stage what it encodes). Decoding here turns its row tables into JS nodes: strings for
+//! keys, views into the read buffer for inline values. The Commit body is fixed-width and stays
+//! in JS. test/support/reference-codec.ts is a plain-JS encoder and decoder of the same layouts,
+//! which the codec tests compare byte for byte.
+import type { Buffer } from 'node:buffer';
+import { core, scratch } from '../wasm/module.js';
+import { assert, CorruptionError } from './errors.js';
 import { Kind, readU32, readU64, writeU64 } from './format.js';
 import type { BinKey } from './keys.js';
 import { DiskRef, IndexNode, LeafNode, ValueRef, leafItemBytes, indexItemBytes, NODE_OVERHEAD_BYTES, INDEX_CHILD0_BYTES, type Child, type LeafValue } from './node.js';
@@ -50,202 +57,86 @@ import { DiskRef, IndexNode, LeafNode, ValueRef, leafItemBytes, indexItemBytes, 
 export const COMMIT_BODY_BYTES = 83;
 export const COMMIT_ENTRY_BYTES = 9 + COMMIT_BODY_BYTES;
 
-/** A growable output buffer for building slabs. */
-export class ByteWriter {
-  buf: Buffer;
-  off = 0;
-  constructor(initialBytes = 1 << 16) {
-    this.buf = Buffer.allocUnsafe(initialBytes);
+/** asm/slab.ts parseBody's error codes, as the messages a CorruptionError carries. */
+const PARSE_ERRORS: Record<number, string> = {
+  [-1]: 'entry body ends early',
+  [-2]: 'number too long',
+  [-3]: 'item count exceeds its size',
+  [-4]: 'string or value runs past the entry',
+  [-5]: 'unknown value kind',
+  [-6]: 'unknown action',
+  [-7]: 'trailing bytes after the last item',
+};
+const ROW_F64S = 5;
+
+/** The count varint at `start`, for sizing the row table (the parser validates it again). */
+function peekCount(b: Uint8Array, start: number, end: number): number {
+  let v = 0;
+  let mul = 1;
+  for (let i = start; i < end && i < start + 8; i++) {
+    v += (b[i] & 0x7f) * mul;
+    if (b[i] < 0x80) return v;
+    mul *= 128;
   }
-  ensure(n: number): void {
-    if (this.off + n <= this.buf.length) return;
-    let size = this.buf.length * 2;
-    while (size < this.off + n) size *= 2;
-    const next = Buffer.allocUnsafe(size);
-    this.buf.copy(next, 0, 0, this.off);
-    this.buf = next;
-  }
-  u8(v: number): void {
-    this.buf[this.off++] = v;
-  }
-  varint(v: number): void {
-    const b = this.buf;
-    let o = this.off;
-    while (v >= 0x80) {
-      b[o++] = (v % 128) | 0x80;
-      v = Math.floor(v / 128);
-    }
-    b[o++] = v;
-    this.off = o;
-  }
-  bytes(src: Uint8Array): void {
-    this.buf.set(src, this.off);
-    this.off += src.length;
-  }
+  return 0;
 }
 
-/** Writes `s.slice(start)` as bytes (a JS loop for short keys: cheaper than a call into C++). */
-function writeSuffix(w: ByteWriter, s: string, start: number): void {
-  const n = s.length - start;
-  w.varint(n);
-  if (n <= 0) return;
-  if (n <= 32) {
-    const b = w.buf;
-    const o = w.off - start;
-    for (let i = start; i < s.length; i++) b[o + i] = s.charCodeAt(i);
-    w.off += n;
-  } else {
-    w.off += w.buf.write(start === 0 ? s : s.slice(start), w.off, n, 'latin1');
+/**
+ * Parses the body at [start, end) of `b` in WebAssembly; returns its rows (asm/slab.ts parseBody),
+ * valid until the next call into the core instance.
+ */
+function parseRows(kind: Kind, b: Uint8Array, start: number, end: number, entryPos: number, what: string): Float64Array {
+  const len = end - start;
+  const maxRows = Math.min(peekCount(b, start, end), len) + 2;
+  const bodyBytes = (len + 7) & ~7;
+  const { ptr, view } = scratch(bodyBytes + maxRows * ROW_F64S * 8);
+  view.set(b.subarray(start, end), 0);
+  const n = core.parseBody(kind, ptr, len, ptr + bodyBytes, maxRows);
+  if (n < 0) {
+    const detail = PARSE_ERRORS[n];
+    assert(detail !== undefined, `body parser failed (${n})`);
+    throw new CorruptionError(entryPos, `${what}: ${detail}`);
   }
-}
-
-function commonPrefixLength(a: string, b: string): number {
-  const n = Math.min(a.length, b.length);
-  let i = 0;
-  while (i < n && a.charCodeAt(i) === b.charCodeAt(i)) i++;
-  return i;
-}
-
-/** Upper bound of a leaf body's encoded size (for ensure()). */
-function leafBodyBound(leaf: LeafNode): number {
-  let n = 32;
-  for (let i = 0; i < leaf.keys.length; i++) {
-    const v = leaf.vals[i];
-    n += leaf.keys[i].length + 5 + 1 + (v instanceof ValueRef ? 16 : v.length + 5);
-  }
-  return n;
-}
-
-export function encodeLeafBody(w: ByteWriter, leaf: LeafNode): void {
-  const { keys, vals } = leaf;
-  w.ensure(leafBodyBound(leaf));
-  const count = keys.length;
-  const prefixLen = count > 1 ? commonPrefixLength(keys[0], keys[count - 1]) : 0;
-  w.varint(count);
-  w.varint(prefixLen);
-  if (prefixLen > 0) w.off += w.buf.write(keys[0], w.off, prefixLen, 'latin1');
-  for (let i = 0; i < count; i++) {
-    writeSuffix(w, keys[i], prefixLen);
-    const v = vals[i];
-    if (v instanceof ValueRef) {
-      if (v.pos < 0) throw new Error('encodeLeafBody: value entry without a position');
-      w.u8(1);
-      w.varint(v.pos);
-      w.varint(v.len);
-    } else {
-      w.u8(0);
-      w.varint(v.length);
-      w.bytes(v);
-    }
-  }
-}
-
-export function encodeIndexBody(w: ByteWriter, node: IndexNode, childPos: (c: Child) => DiskRef): void {
-  const { keys, kids } = node;
-  let bound = 32 + 20 * kids.length;
-  for (const k of keys) bound += k.length + 5;
-  w.ensure(bound);
-  const count = kids.length;
-  const prefixLen = keys.length > 1 ? commonPrefixLength(keys[0], keys[keys.length - 1]) : 0;
-  w.varint(count);
-  w.varint(prefixLen);
-  if (prefixLen > 0) w.off += w.buf.write(keys[0], w.off, prefixLen, 'latin1');
-  let ref = childPos(kids[0]);
-  w.varint(ref.pos);
-  w.varint(ref.len);
-  for (let i = 1; i < count; i++) {
-    writeSuffix(w, keys[i - 1], prefixLen);
-    ref = childPos(kids[i]);
-    w.varint(ref.pos);
-    w.varint(ref.len);
-  }
-}
-
-/** Reads LEB128 varints from a body, failing with a CorruptionError on overrun. */
-class ByteReader {
-  constructor(
-    readonly b: Buffer,
-    public off: number,
-    readonly end: number,
-    readonly entryPos: number,
-  ) {}
-  fail(detail: string): never {
-    throw new CorruptionError(this.entryPos, detail);
-  }
-  u8(): number {
-    if (this.off >= this.end) this.fail('entry body ends early');
-    return this.b[this.off++];
-  }
-  varint(): number {
-    let v = 0;
-    let mul = 1;
-    for (let i = 0; i < 8; i++) {
-      if (this.off >= this.end) this.fail('entry body ends inside a number');
-      const x = this.b[this.off++];
-      v += (x & 0x7f) * mul;
-      if (x < 0x80) return v;
-      mul *= 128;
-    }
-    return this.fail('number too long');
-  }
-  str(n: number): string {
-    if (n > this.end - this.off) this.fail('string runs past the entry');
-    const s = this.b.toString('latin1', this.off, this.off + n);
-    this.off += n;
-    return s;
-  }
-  slice(n: number): Buffer {
-    if (n > this.end - this.off) this.fail('value runs past the entry');
-    const s = this.b.subarray(this.off, this.off + n);
-    this.off += n;
-    return s;
-  }
+  return new Float64Array(core.memory.buffer, ptr + bodyBytes, (n + 1) * ROW_F64S);
 }
 
 /** Decodes a leaf body at [start, end) of `b`; inline values are views into `b`. */
 export function decodeLeafBody(b: Buffer, start: number, end: number, entryPos: number): LeafNode {
-  const r = new ByteReader(b, start, end, entryPos);
-  const count = r.varint();
-  if (count > end - start) r.fail('leaf item count exceeds its size');
-  const prefix = r.str(r.varint());
+  const rows = parseRows(Kind.Leaf, b, start, end, entryPos, 'leaf');
+  const count = rows[0];
+  const prefix = b.toString('latin1', start + rows[1], start + rows[1] + rows[2]);
   const keys: BinKey[] = new Array(count);
   const vals: LeafValue[] = new Array(count);
   let bytes = NODE_OVERHEAD_BYTES;
-  for (let i = 0; i < count; i++) {
-    const suffix = r.str(r.varint());
+  for (let i = 0, r = ROW_F64S; i < count; i++, r += ROW_F64S) {
+    const so = start + rows[r];
+    const suffix = b.toString('latin1', so, so + rows[r + 1]);
     const key = (prefix.length === 0 ? suffix : prefix + suffix) as BinKey;
-    const vk = r.u8();
-    let v: LeafValue = undefined as unknown as LeafValue;
-    if (vk === 0) v = r.slice(r.varint());
-    else if (vk === 1) {
-      const pos = r.varint();
-      v = new ValueRef(pos, r.varint(), undefined);
-    } else r.fail(`unknown value kind ${vk}`);
+    const a = rows[r + 3];
+    const v: LeafValue = rows[r + 2] === 0 ? b.subarray(start + a, start + a + rows[r + 4]) : new ValueRef(a, rows[r + 4], undefined);
     keys[i] = key;
     vals[i] = v;
     bytes += leafItemBytes(key, v);
   }
-  if (r.off !== end) r.fail('leaf has trailing bytes');
   return new LeafNode(0, keys, vals, bytes);
 }
 
 export function decodeIndexBody(b: Buffer, start: number, end: number, entryPos: number): IndexNode {
-  const r = new ByteReader(b, start, end, entryPos);
-  const count = r.varint();
-  if (count < 1 || count > end - start) r.fail(`index child count ${count} out of range`);
-  const prefix = r.str(r.varint());
+  const rows = parseRows(Kind.Index, b, start, end, entryPos, 'index');
+  const count = rows[0];
+  const prefix = b.toString('latin1', start + rows[1], start + rows[1] + rows[2]);
   const keys: BinKey[] = new Array(count - 1);
   const kids: Child[] = new Array(count);
   let bytes = NODE_OVERHEAD_BYTES + INDEX_CHILD0_BYTES;
-  kids[0] = new DiskRef(r.varint(), r.varint());
-  for (let i = 1; i < count; i++) {
-    const suffix = r.str(r.varint());
+  kids[0] = new DiskRef(rows[ROW_F64S + 3], rows[ROW_F64S + 4]);
+  for (let i = 1, r = 2 * ROW_F64S; i < count; i++, r += ROW_F64S) {
+    const so = start + rows[r];
+    const suffix = b.toString('latin1', so, so + rows[r + 1]);
     const key = (prefix.length === 0 ? suffix : prefix + suffix) as BinKey;
     keys[i - 1] = key;
-    kids[i] = new DiskRef(r.varint(), r.varint());
+    kids[i] = new DiskRef(rows[r + 3], rows[r + 4]);
     bytes += indexItemBytes(key);
   }
-  if (r.off !== end) r.fail('index has trailing bytes');
   return new IndexNode(0, keys, kids, bytes);
 }
 
@@ -268,10 +159,8 @@ export interface CommitRecord {
   treeKeyCount: number;
 }
 
-export function encodeCommitBody(w: ByteWriter, c: Omit<CommitRecord, 'pos' | 'len'>): void {
-  w.ensure(COMMIT_BODY_BYTES);
-  const b = w.buf;
-  const o = w.off;
+/** Writes a commit body (COMMIT_BODY_BYTES) into `b` at `o`. */
+export function encodeCommitBody(b: Buffer, o: number, c: Omit<CommitRecord, 'pos' | 'len'>): void {
   b[o] = 1;
   b[o + 1] = c.rootKind;
   writeU64(b, o + 2, c.rootPos);
@@ -286,7 +175,6 @@ export function encodeCommitBody(w: ByteWriter, c: Omit<CommitRecord, 'pos' | 'l
   writeU64(b, o + 59, c.treeSeq);
   writeU64(b, o + 67, c.treeCommitPos);
   writeU64(b, o + 75, c.treeKeyCount);
-  w.off += COMMIT_BODY_BYTES;
 }
 
 export function decodeCommitBody(b: Uint8Array, start: number, end: number, pos: number, len: number): CommitRecord {
@@ -326,45 +214,19 @@ export interface Action {
   val: LeafValue | null;
 }
 
-export function encodeActionsBody(w: ByteWriter, actions: readonly Action[]): void {
-  let bound = 16;
-  for (const a of actions) bound += a.key.length + 24 + (a.val === null || a.val instanceof ValueRef ? 0 : a.val.length);
-  w.ensure(bound);
-  w.varint(actions.length);
-  for (const a of actions) {
-    const v = a.val;
-    if (v === null) w.u8(0);
-    else if (v instanceof ValueRef) w.u8(2);
-    else w.u8(1);
-    writeSuffix(w, a.key, 0);
-    if (v === null) continue;
-    if (v instanceof ValueRef) {
-      if (v.pos < 0) throw new Error('encodeActionsBody: value entry without a position');
-      w.varint(v.pos);
-      w.varint(v.len);
-    } else {
-      w.varint(v.length);
-      w.bytes(v);
-    }
-  }
-}
-
 /** Decodes an actions body; inline values are views into `b`. */
 export function decodeActionsBody(b: Buffer, start: number, end: number, entryPos: number): Action[] {
-  const r = new ByteReader(b, start, end, entryPos);
-  const count = r.varint();
-  if (count > end - start) r.fail('action count exceeds its size');
+  const rows = parseRows(Kind.Actions, b, start, end, entryPos, 'actions');
+  const count = rows[0];
   const out: Action[] = new Array(count);
-  for (let i = 0; i < count; i++) {
-    const op = r.u8();
-    const key = r.str(r.varint()) as BinKey;
+  for (let i = 0, r = ROW_F64S; i < count; i++, r += ROW_F64S) {
+    const ko = start + rows[r];
+    const key = b.toString('latin1', ko, ko + rows[r + 1]) as BinKey;
+    const op = rows[r + 2];
+    const a = rows[r + 3];
     if (op === 0) out[i] = { key, val: null };
-    else if (op === 1) out[i] = { key, val: r.slice(r.varint()) };
-    else if (op === 2) {
-      const pos = r.varint();
-      out[i] = { key, val: new ValueRef(pos, r.varint(), undefined) };
-    } else r.fail(`unknown action ${op}`);
+    else if (op === 1) out[i] = { key, val: b.subarray(start + a, start + a + rows[r + 4]) };
+    else out[i] = { key, val: new ValueRef(a, rows[r + 4], undefined) };
   }
-  if (r.off !== end) r.fail('actions have trailing bytes');
   return out;
 }

@@ -40,10 +40,10 @@
 //! 1,000-key batch writes ~120 KB of actions instead of ~1,000 copied leaves, and many batches'
 //! changes to a leaf coalesce into one copy at the next checkpoint (design.md §2 on bytes per key).
 //!
-//! Baardskeerder's "Inner" positions (references into the slab being built) exist only in memory:
-//! a child or value that is not on disk yet is referenced by object. The slab writer assigns every
-//! new entry its file position before encoding (children before parents), so the bytes on disk
-//! hold only Outer positions and reads never relocate anything.
+//! Baardskeerder's "Inner" positions (references into the slab being built) exist only while a slab
+//! is encoded: the slab builder's plan refers to a child or value written in the same slab by its
+//! entry index, and the encoder (asm/slab.ts) resolves it to the Outer position, so the bytes on
+//! disk hold only Outer positions and reads never relocate anything.
 import { Buffer } from 'node:buffer';
 
 export const FORMAT_VERSION = 1;

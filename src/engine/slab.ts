@@ -6,14 +6,19 @@
 //! nodes reachable from the root are visited, so copies made and replaced since the previous
 //! checkpoint are never written: that is Baardskeerder's slab compaction (§A.7), done exactly
 //! instead of by its one-pass approximation, and across many commits instead of one.
-//! Checksums are computed last, over the finished bytes in WebAssembly memory: each entry's CRC,
-//! then the slab CRC over those entry CRCs in order (each covers its entry; checksumming the bytes
-//! twice cost 5% of a bulk load), which the Commit carries.
-import { core, scratch } from '../wasm/module.js';
-import { ByteWriter, encodeActionsBody, encodeCommitBody, encodeIndexBody, encodeLeafBody, type Action, type CommitRecord } from './codec.js';
+//! Serialization runs in WebAssembly (asm/slab.ts): this module stages the entries in a plan
+//! (plan.ts), with Inner references (entry indexes) for what this slab itself writes, and the
+//! encoder writes the entries, resolves those references to Outer positions and checksums each
+//! entry, then the slab (CRC32C over the entry CRCs in order: each covers its entry, and
+//! checksumming the bytes twice cost 5% of a bulk load), which the Commit carries. The Commit
+//! itself (fixed layout, codec.ts) is written last, after the encoded entries.
+import type { Buffer } from 'node:buffer';
+import { core } from '../wasm/module.js';
+import { COMMIT_ENTRY_BYTES, encodeCommitBody, type Action, type CommitRecord } from './codec.js';
 import { assert } from './errors.js';
 import { ENTRY_HEADER_BYTES, Kind } from './format.js';
 import { DiskRef, IndexNode, LeafNode, T, ValueRef, type Child, type TreeNode } from './node.js';
+import { PlanWriter, type PlanRef } from './plan.js';
 
 export interface SlabInput {
   /** This commit's changes (at most one per key). */
@@ -29,6 +34,10 @@ export interface SlabInput {
 }
 
 export interface BuiltSlab {
+  /**
+   * The slab, a view on the core instance's linear memory: valid until the next build, or
+   * anything else that allocates there. Append it and hand its nodes to the caches first.
+   */
   bytes: Buffer;
   len: number;
   commit: CommitRecord;
@@ -45,93 +54,103 @@ export interface BuiltSlab {
 }
 
 export class SlabBuilder {
-  private readonly w = new ByteWriter(1 << 20);
-  private entryOffsets: number[] = [];
-  private written: TreeNode[] = [];
-  private start = 0;
-  private undoValues: Array<ValueRef | Buffer> = [];
-  private undoKids: Array<IndexNode | Child[]> = [];
+  private readonly plan = new PlanWriter();
+  /** Staged nodes and values with their entry indexes, for positions once encoded. */
+  private nodes: TreeNode[] = [];
+  private nodeEntries: number[] = [];
+  private values: ValueRef[] = [];
+  private valueEntries: number[] = [];
+  private indexes: IndexNode[] = [];
 
   build(input: SlabInput): BuiltSlab {
-    this.w.off = 0;
-    this.entryOffsets = [];
-    this.written = [];
-    this.undoValues = [];
-    this.undoKids = [];
-    this.start = input.start;
+    const plan = this.plan;
+    plan.reset();
+    this.nodes = [];
+    this.nodeEntries = [];
+    this.values = [];
+    this.valueEntries = [];
+    this.indexes = [];
     // A checkpoint's tree already holds this commit's changes (and the tree walk writes their
     // values), so it logs no actions: replay starts after it anyway.
     const logged = input.checkpoint === null ? input.actions : [];
-    for (const a of logged) if (a.val instanceof ValueRef && a.val.pos < 0) this.writeValue(a.val);
-    const aoff = this.beginEntry();
-    encodeActionsBody(this.w, logged);
-    this.endEntry(aoff, Kind.Actions);
+    let actionRefs: PlanRef[] | null = null;
+    for (let i = 0; i < logged.length; i++) {
+      const v = logged[i].val;
+      if (v instanceof ValueRef) (actionRefs ??= [])[i] = this.stageValue(v);
+    }
+    plan.actions(logged, actionRefs);
+
+    let rootRef: PlanRef | null = null;
+    if (input.checkpoint !== null && input.checkpoint.root !== null) rootRef = this.stageChild(input.checkpoint.root);
 
     const prev = input.prev;
+    const start = input.start;
+    const enc = plan.encode(start, COMMIT_ENTRY_BYTES);
+    // Positions for everything written; parents now refer to written children by DiskRef.
+    const undoValues: Array<ValueRef | Buffer> = [];
+    const undoKids: Array<IndexNode | Child[]> = [];
+    for (let i = 0; i < this.values.length; i++) {
+      const v = this.values[i];
+      undoValues.push(v, v.bytes as Buffer);
+      v.pos = start + plan.entryOffset(this.valueEntries[i]);
+      v.bytes = undefined;
+    }
+    for (let i = 0; i < this.nodes.length; i++) {
+      const n = this.nodes[i];
+      const e = this.nodeEntries[i];
+      n.pos = start + plan.entryOffset(e);
+      n.len = plan.entryLength(e);
+    }
+    for (const node of this.indexes) {
+      undoKids.push(node, node.kids.slice());
+      for (let i = 0; i < node.kids.length; i++) {
+        const k = node.kids[i];
+        if (k.t !== T.Disk) node.kids[i] = new DiskRef(k.pos, k.len);
+      }
+    }
+
     const seq = (prev?.seq ?? 0) + 1;
-    let rootRef: DiskRef | null = null;
+    let root: DiskRef | null = null;
     let tree: Pick<CommitRecord, 'rootKind' | 'rootPos' | 'rootLen' | 'treeSeq' | 'treeCommitPos' | 'treeKeyCount'>;
+    const commitPos = start + enc.len;
     if (input.checkpoint !== null) {
-      const root = input.checkpoint.root;
+      const c = input.checkpoint.root;
       let rootKind: CommitRecord['rootKind'] = 0;
-      if (root !== null) {
-        rootRef = this.writeChild(root);
-        rootKind = root.t === T.Disk ? this.kindOfDiskRoot(prev) : root.t === T.Leaf ? Kind.Leaf : Kind.Index;
+      if (c !== null && rootRef !== null) {
+        root = c.t === T.Disk ? c : new DiskRef(c.pos, c.len);
+        rootKind = c.t === T.Disk ? this.kindOfDiskRoot(prev) : c.t === T.Leaf ? Kind.Leaf : Kind.Index;
       }
       tree = {
-        rootKind, rootPos: rootRef?.pos ?? 0, rootLen: rootRef?.len ?? 0,
-        treeSeq: seq, treeCommitPos: -1, treeKeyCount: input.checkpoint.keyCount,
+        rootKind, rootPos: root?.pos ?? 0, rootLen: root?.len ?? 0,
+        treeSeq: seq, treeCommitPos: commitPos, treeKeyCount: input.checkpoint.keyCount,
       };
     } else {
       tree = prev === null
         ? { rootKind: 0, rootPos: 0, rootLen: 0, treeSeq: 0, treeCommitPos: 0, treeKeyCount: 0 }
         : { rootKind: prev.rootKind, rootPos: prev.rootPos, rootLen: prev.rootLen, treeSeq: prev.treeSeq, treeCommitPos: prev.treeCommitPos, treeKeyCount: prev.treeKeyCount };
     }
-    // Entry CRCs, computed in linear memory, then the slab CRC over them.
-    const bodyEnd = this.w.off;
-    const offsets = this.entryOffsets;
-    const { ptr, view } = scratch(bodyEnd + 4 * offsets.length);
-    view.set(this.w.buf.subarray(0, bodyEnd), 0);
-    const crcs = bodyEnd; // the entry CRCs, back to back, after the copied slab
-    for (let i = 0; i < offsets.length; i++) {
-      const off = offsets[i];
-      const bodyLen = this.w.buf.readUInt32LE(off + 4);
-      const c = core.crc32c(ptr + off + 4, 5 + bodyLen) >>> 0;
-      this.w.buf.writeUInt32LE(c, off);
-      const at = crcs + 4 * i;
-      view[at] = c & 0xff;
-      view[at + 1] = (c >>> 8) & 0xff;
-      view[at + 2] = (c >>> 16) & 0xff;
-      view[at + 3] = c >>> 24;
-    }
-    const slabCrc = core.crc32c(ptr + crcs, 4 * offsets.length) >>> 0;
-    const commitPos = this.start + bodyEnd;
-    if (tree.treeCommitPos === -1) tree.treeCommitPos = commitPos;
     const commitFields = {
       seq,
       ...tree,
       prevCommitPos: prev?.pos ?? 0,
       tag: input.tag,
       keyCount: input.keyCount,
-      slabStart: this.start,
-      slabCrc,
+      slabStart: start,
+      slabCrc: enc.slabCrc,
     };
-    const off = this.beginEntry();
-    encodeCommitBody(this.w, commitFields);
-    this.endEntry(off, Kind.Commit);
-    const commitLen = this.w.off - off;
-    const { ptr: p2, view: v2 } = scratch(commitLen);
-    v2.set(this.w.buf.subarray(off, off + commitLen), 0);
-    this.w.buf.writeUInt32LE(core.crc32c(p2 + 4, commitLen - 4) >>> 0, off);
-    const written = this.written;
-    const undoValues = this.undoValues;
-    const undoKids = this.undoKids;
+    const out = enc.out;
+    const off = enc.len;
+    encodeCommitBody(out, off + ENTRY_HEADER_BYTES, commitFields);
+    out.writeUInt32LE(COMMIT_ENTRY_BYTES - ENTRY_HEADER_BYTES, off + 4);
+    out[off + 8] = Kind.Commit;
+    out.writeUInt32LE(core.crc32c(enc.outPtr + off + 4, COMMIT_ENTRY_BYTES - 4) >>> 0, off);
+    const written = this.nodes;
     return {
-      bytes: this.w.buf,
-      len: this.w.off,
-      commit: { ...commitFields, pos: commitPos, len: commitLen },
+      bytes: out,
+      len: off + COMMIT_ENTRY_BYTES,
+      commit: { ...commitFields, pos: commitPos, len: COMMIT_ENTRY_BYTES },
       written,
-      rootRef,
+      rootRef: root,
       rollback: () => {
         for (const n of written) {
           n.pos = -1;
@@ -147,16 +166,15 @@ export class SlabBuilder {
     };
   }
 
-  private writeValue(v: ValueRef): void {
+  /** Stages a pending value's Value entry; returns how a leaf or action refers to the value. */
+  private stageValue(v: ValueRef): PlanRef {
+    if (v.pos >= 0) return { inner: false, at: v.pos, len: v.len };
     const bytes = v.bytes;
     assert(bytes !== undefined && bytes.length === v.len, 'pending value without its bytes');
-    const off = this.beginEntry();
-    this.w.ensure(bytes.length);
-    this.w.bytes(bytes);
-    this.endEntry(off, Kind.Value);
-    this.undoValues.push(v, bytes);
-    v.pos = this.start + off;
-    v.bytes = undefined;
+    const e = this.plan.value(bytes);
+    this.values.push(v);
+    this.valueEntries.push(e);
+    return { inner: true, at: e, len: v.len };
   }
 
   /** The root is unchanged and on disk: its kind is the previous commit's. */
@@ -165,46 +183,29 @@ export class SlabBuilder {
     return prev.rootKind;
   }
 
-  private beginEntry(): number {
-    this.w.ensure(ENTRY_HEADER_BYTES);
-    const off = this.w.off;
-    this.w.off += ENTRY_HEADER_BYTES;
-    return off;
+  /** Stages a changed node (children first); returns how its parent refers to it. */
+  private stageChild(c: Child): PlanRef {
+    if (c.t === T.Disk) return { inner: false, at: c.pos, len: c.len };
+    if (c.pos >= 0) return { inner: false, at: c.pos, len: c.len };
+    const e = c.t === T.Leaf ? this.stageLeaf(c) : this.stageIndex(c);
+    this.nodes.push(c);
+    this.nodeEntries.push(e);
+    return { inner: true, at: e, len: 0 };
   }
 
-  private endEntry(off: number, kind: Kind): void {
-    const bodyLen = this.w.off - off - ENTRY_HEADER_BYTES;
-    this.w.buf.writeUInt32LE(bodyLen, off + 4);
-    this.w.buf[off + 8] = kind;
-    if (kind !== Kind.Commit) this.entryOffsets.push(off);
+  private stageLeaf(leaf: LeafNode): number {
+    const vals = leaf.vals;
+    let refs: PlanRef[] | null = null;
+    for (let i = 0; i < vals.length; i++) {
+      const v = vals[i];
+      if (v instanceof ValueRef) (refs ??= [])[i] = this.stageValue(v);
+    }
+    return this.plan.leaf(leaf.keys, vals, refs);
   }
 
-  private writeChild(c: Child): DiskRef {
-    if (c.t === T.Disk) return c;
-    if (c.pos >= 0) return new DiskRef(c.pos, c.len);
-    if (c.t === T.Leaf) this.writeLeaf(c);
-    else this.writeIndex(c);
-    return new DiskRef(c.pos, c.len);
-  }
-
-  private writeLeaf(leaf: LeafNode): void {
-    for (const v of leaf.vals) if (v instanceof ValueRef && v.pos < 0) this.writeValue(v);
-    const off = this.beginEntry();
-    encodeLeafBody(this.w, leaf);
-    this.endEntry(off, Kind.Leaf);
-    leaf.pos = this.start + off;
-    leaf.len = this.w.off - off;
-    this.written.push(leaf);
-  }
-
-  private writeIndex(node: IndexNode): void {
-    this.undoKids.push(node, node.kids.slice());
-    for (let i = 0; i < node.kids.length; i++) node.kids[i] = this.writeChild(node.kids[i]);
-    const off = this.beginEntry();
-    encodeIndexBody(this.w, node, (c) => c as DiskRef);
-    this.endEntry(off, Kind.Index);
-    node.pos = this.start + off;
-    node.len = this.w.off - off;
-    this.written.push(node);
+  private stageIndex(node: IndexNode): number {
+    const kids = node.kids.map((k) => this.stageChild(k));
+    this.indexes.push(node);
+    return this.plan.index(node.keys, kids);
   }
 }

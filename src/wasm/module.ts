@@ -18,6 +18,11 @@ type CoreExports = {
   crc32cUpdate(crc: number, ptr: number, len: number): number;
   compareKeys(a: number, aLen: number, b: number, bLen: number): number;
   upperBound(base: number, dir: number, probe: number, probeLen: number): number;
+  /** asm/slab.ts: plan → entries; bytes written or a negative code. */
+  slabEncode(plan: number, planLen: number, out: number, outCap: number, table: number, maxEntries: number, start: number): number;
+  slabCrc(): number;
+  /** asm/slab.ts: a Leaf, Index or Actions body → rows; item count or a negative code. */
+  parseBody(kind: number, body: number, len: number, rows: number, maxRows: number): number;
 };
 
 // src/wasm/module.ts and dist/wasm/module.js both sit two levels below the package root.

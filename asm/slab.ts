@@ -1,0 +1,473 @@
+// Slab serialization: encoding a commit's entries (Value, Leaf, Index, Actions) from a plan, and
+// parsing Leaf, Index and Actions bodies into row tables for the JS side.
+//
+// Owns: the byte layout of entry framing (src/engine/format.ts) and of entry bodies
+// (src/engine/codec.ts documents them; spec part A §A.3–A.5 the entry kinds and Inner/Outer
+// references), LEB128 varints (Baardskeerder's Flog0, §A.4), each entry's CRC32C and the slab CRC.
+// Must never: read outside [plan, plan + planLen) or a body's bounds, write outside
+// [out, out + outCap) or the row table, or trap on any input: bad input is an error code.
+//
+// The plan is what JS writes into linear memory: one record per entry, in slab order, with whole
+// keys and fixed-width numbers (little-endian, unaligned):
+//
+//   record   u8 kind, then by kind:
+//   Value 1  u32 len, bytes
+//   Leaf 2   u32 count, count × (u32 keyLen, key, u8 valueKind: 0 u32 len + bytes | 1 ref)
+//   Index 3  u32 count (children, >= 1), ref (child 0), (count - 1) × (u32 keyLen, key, ref)
+//   Actions 5 u32 count, count × (u8 op, u32 keyLen, key, op 0: nothing | 1 u32 len + bytes | 2 ref)
+//   ref      u8 inner, f64 at, u32 len: inner 0: an Outer reference, `at` a file position and `len`
+//            the value length (leaf, actions) or entry length (index); inner 1: an Inner reference,
+//            `at` the index of an earlier entry of this plan (Baardskeerder's Inner position,
+//            §A.5), resolved here to its Outer position `start + offset`, and for an index child
+//            its encoded entry length.
+//
+// A Leaf's and an Index's keys must be strictly ascending (checked: the shared prefix is taken
+// from the first and last key). Output: the encoded entries back to back at `out`, and
+// for entry i at `table + 12 i`: u32 offset, u32 entry length, u32 CRC. The slab CRC (CRC32C over
+// the entries' CRCs, in order) is kept for `slabCrc()`.
+import { crc32c, crc32cUpdate } from './crc32c';
+import { compareKeys } from './node';
+
+const KIND_VALUE: u32 = 1;
+const KIND_LEAF: u32 = 2;
+const KIND_INDEX: u32 = 3;
+const KIND_ACTIONS: u32 = 5;
+const ENTRY_HEADER: usize = 9;
+
+export const ERR_OUT_OF_SPACE: i32 = -1;
+export const ERR_BAD_PLAN: i32 = -2;
+export const ERR_TOO_MANY_ENTRIES: i32 = -3;
+
+let rd: usize = 0;
+let rdEnd: usize = 0;
+let bad = false;
+let wr: usize = 0;
+let wrEnd: usize = 0;
+let full = false;
+let lastSlabCrc: u32 = 0;
+let slabStart: f64 = 0;
+let tableAt: usize = 0;
+let entries: u32 = 0;
+
+function rU8(): u32 {
+  if (rd >= rdEnd) {
+    bad = true;
+    return 0;
+  }
+  return <u32>load<u8>(rd++);
+}
+
+function rU32(): u32 {
+  if (rd + 4 > rdEnd) {
+    bad = true;
+    rd = rdEnd;
+    return 0;
+  }
+  const v = load<u32>(rd);
+  rd += 4;
+  return v;
+}
+
+function rF64(): f64 {
+  if (rd + 8 > rdEnd) {
+    bad = true;
+    rd = rdEnd;
+    return 0;
+  }
+  const v = load<f64>(rd);
+  rd += 8;
+  return v;
+}
+
+function rTake(n: u32): usize {
+  if (<usize>n > rdEnd - rd) {
+    bad = true;
+    const p = rd;
+    rd = rdEnd;
+    return p;
+  }
+  const p = rd;
+  rd += n;
+  return p;
+}
+
+function wU8(v: u32): void {
+  if (wr >= wrEnd) {
+    full = true;
+    return;
+  }
+  store<u8>(wr++, <u8>v);
+}
+
+function wVarint(v: u64): void {
+  if (wr + 10 > wrEnd) {
+    full = true;
+    return;
+  }
+  while (v >= 0x80) {
+    store<u8>(wr++, <u8>(v & 0x7f) | 0x80);
+    v >>= 7;
+  }
+  store<u8>(wr++, <u8>v);
+}
+
+function wBytes(src: usize, n: usize): void {
+  if (n > wrEnd - wr) {
+    full = true;
+    return;
+  }
+  memory.copy(wr, src, n);
+  wr += n;
+}
+
+/** A file position from an f64: a whole number within 2^53, else the plan is bad. */
+function position(at: f64): u64 {
+  if (!(at >= 0 && at <= 9007199254740991.0) || at != Math.floor(at)) {
+    bad = true;
+    return 0;
+  }
+  return <u64>at;
+}
+
+/** Reads a ref; writes its Outer position and length as varints. `entryLen`: for index children. */
+function wRef(entryLen: bool): void {
+  const inner = rU8();
+  const at = rF64();
+  const len = rU32();
+  if (inner == 0) {
+    wVarint(position(at));
+    wVarint(<u64>len);
+    return;
+  }
+  const i = <u32>position(at);
+  if (inner != 1 || bad || <f64>i != at || i >= entries) {
+    bad = true;
+    return;
+  }
+  const row = tableAt + <usize>i * 12;
+  wVarint(<u64>(slabStart + <f64>load<u32>(row)));
+  wVarint(<u64>(entryLen ? load<u32>(row, 4) : len));
+}
+
+function skipRef(): void {
+  rTake(13);
+}
+
+function commonPrefix(a: usize, aLen: u32, b: usize, bLen: u32): u32 {
+  const n = aLen < bLen ? aLen : bLen;
+  let i: u32 = 0;
+  while (i + 8 <= n && load<u64>(a + i) == load<u64>(b + i)) i += 8;
+  while (i < n && load<u8>(a + i) == load<u8>(b + i)) i++;
+  return i;
+}
+
+/** Whole keys in, prefix once and suffixes out; every key must carry the prefix. */
+function wKey(p: usize, len: u32, prefix: usize, prefixLen: u32): void {
+  if (len < prefixLen || commonPrefix(p, prefixLen, prefix, prefixLen) != prefixLen) {
+    bad = true;
+    return;
+  }
+  wVarint(<u64>(len - prefixLen));
+  wBytes(p + prefixLen, len - prefixLen);
+}
+
+function encodeLeaf(): void {
+  const count = rU32();
+  // Pass 1: the first and last key (for the shared prefix), and the record's extent.
+  const items = rd;
+  let first: usize = 0;
+  let firstLen: u32 = 0;
+  let last: usize = 0;
+  let lastLen: u32 = 0;
+  for (let i: u32 = 0; i < count && !bad; i++) {
+    const kl = rU32();
+    const kp = rTake(kl);
+    if (i == 0) {
+      first = kp;
+      firstLen = kl;
+    }
+    last = kp;
+    lastLen = kl;
+    const vk = rU8();
+    if (vk == 0) rTake(rU32());
+    else if (vk == 1) skipRef();
+    else bad = true;
+  }
+  if (bad) return;
+  const prefixLen = count > 1 ? commonPrefix(first, firstLen, last, lastLen) : 0;
+  rd = items;
+  wVarint(<u64>count);
+  wVarint(<u64>prefixLen);
+  wBytes(first, prefixLen);
+  let prev: usize = 0;
+  let prevLen: u32 = 0;
+  for (let i: u32 = 0; i < count && !bad && !full; i++) {
+    const kl = rU32();
+    const kp = rTake(kl);
+    if (i > 0 && compareKeys(prev, prevLen, kp, kl) >= 0) bad = true; // not strictly ascending
+    prev = kp;
+    prevLen = kl;
+    wKey(kp, kl, first, prefixLen);
+    const vk = rU8();
+    if (vk == 0) {
+      const vl = rU32();
+      wU8(0);
+      wVarint(<u64>vl);
+      wBytes(rTake(vl), vl);
+    } else {
+      wU8(1);
+      wRef(false);
+    }
+  }
+}
+
+function encodeIndex(): void {
+  const count = rU32();
+  if (count < 1) {
+    bad = true;
+    return;
+  }
+  const items = rd;
+  skipRef();
+  let first: usize = 0;
+  let firstLen: u32 = 0;
+  let last: usize = 0;
+  let lastLen: u32 = 0;
+  for (let i: u32 = 1; i < count && !bad; i++) {
+    const kl = rU32();
+    const kp = rTake(kl);
+    if (i == 1) {
+      first = kp;
+      firstLen = kl;
+    }
+    last = kp;
+    lastLen = kl;
+    skipRef();
+  }
+  if (bad) return;
+  const prefixLen = count > 2 ? commonPrefix(first, firstLen, last, lastLen) : 0;
+  rd = items;
+  wVarint(<u64>count);
+  wVarint(<u64>prefixLen);
+  wBytes(first, prefixLen);
+  wRef(true);
+  let prev: usize = 0;
+  let prevLen: u32 = 0;
+  for (let i: u32 = 1; i < count && !bad && !full; i++) {
+    const kl = rU32();
+    const kp = rTake(kl);
+    if (i > 1 && compareKeys(prev, prevLen, kp, kl) >= 0) bad = true; // not strictly ascending
+    prev = kp;
+    prevLen = kl;
+    wKey(kp, kl, first, prefixLen);
+    wRef(true);
+  }
+}
+
+function encodeActions(): void {
+  const count = rU32();
+  wVarint(<u64>count);
+  for (let i: u32 = 0; i < count && !bad && !full; i++) {
+    const op = rU8();
+    if (op > 2) {
+      bad = true;
+      return;
+    }
+    const kl = rU32();
+    wU8(op);
+    wVarint(<u64>kl);
+    wBytes(rTake(kl), kl);
+    if (op == 1) {
+      const vl = rU32();
+      wVarint(<u64>vl);
+      wBytes(rTake(vl), vl);
+    } else if (op == 2) {
+      wRef(false);
+    }
+  }
+}
+
+/**
+ * Encodes the plan at [plan, plan + planLen) as entries at `out` (capacity `outCap`) for a slab
+ * that will start at file position `start`. Returns the bytes written, or ERR_OUT_OF_SPACE (call
+ * again with more room), ERR_BAD_PLAN or ERR_TOO_MANY_ENTRIES (more than `maxEntries` records).
+ */
+export function slabEncode(plan: usize, planLen: u32, out: usize, outCap: u32, table: usize, maxEntries: u32, start: f64): i32 {
+  rd = plan;
+  rdEnd = plan + planLen;
+  wr = out;
+  wrEnd = out + outCap;
+  bad = false;
+  full = false;
+  slabStart = start;
+  tableAt = table;
+  entries = 0;
+  let slab: u32 = 0;
+  while (rd < rdEnd) {
+    if (entries >= maxEntries) return ERR_TOO_MANY_ENTRIES;
+    const kind = rU8();
+    const entry = wr;
+    if (wr + ENTRY_HEADER > wrEnd) return ERR_OUT_OF_SPACE;
+    wr += ENTRY_HEADER;
+    if (kind == KIND_VALUE) {
+      const n = rU32();
+      wBytes(rTake(n), n);
+    } else if (kind == KIND_LEAF) encodeLeaf();
+    else if (kind == KIND_INDEX) encodeIndex();
+    else if (kind == KIND_ACTIONS) encodeActions();
+    else bad = true;
+    if (bad) return ERR_BAD_PLAN;
+    if (full) return ERR_OUT_OF_SPACE;
+    const bodyLen = <u32>(wr - entry - ENTRY_HEADER);
+    store<u32>(entry, bodyLen, 4);
+    store<u8>(entry, <u8>kind, 8);
+    const crc = crc32c(entry + 4, 5 + bodyLen);
+    store<u32>(entry, crc);
+    slab = crc32cUpdate(slab, entry, 4);
+    const row = table + <usize>entries * 12;
+    store<u32>(row, <u32>(entry - out));
+    store<u32>(row, bodyLen + <u32>ENTRY_HEADER, 4);
+    store<u32>(row, crc, 8);
+    entries++;
+  }
+  lastSlabCrc = slab;
+  return <i32>(wr - out);
+}
+
+/** The slab CRC of the last successful slabEncode. */
+export function slabCrc(): u32 {
+  return lastSlabCrc;
+}
+
+// --- parsing bodies into rows -----------------------------------------------------------------
+//
+// parseBody(kind, body, len, rows, maxRows) reads a Leaf, Index or Actions body and writes rows
+// of 5 f64 each (offsets relative to `body`), so JS builds its strings and views without parsing:
+//   row 0        count, prefix offset, prefix length, 0, 0       (Actions: count, 0, 0, 0, 0)
+//   Leaf item    suffix offset, suffix length, 0 inline | 1 ref, value offset | position, length
+//   Index child  suffix offset, suffix length (child 0: 0, 0), 0, position, entry length
+//   Actions item key offset, key length, op (0 delete, 1 inline, 2 ref), value offset | position, length
+// Returns the item count, or a negative code (PARSE_* below); every read is bounds-checked.
+
+export const PARSE_ENDS_EARLY: i32 = -1;
+export const PARSE_NUMBER_TOO_LONG: i32 = -2;
+export const PARSE_COUNT_TOO_BIG: i32 = -3;
+export const PARSE_RUNS_PAST: i32 = -4;
+export const PARSE_UNKNOWN_VALUE_KIND: i32 = -5;
+export const PARSE_UNKNOWN_OP: i32 = -6;
+export const PARSE_TRAILING: i32 = -7;
+export const PARSE_NO_ROOM: i32 = -8;
+export const PARSE_BAD_KIND: i32 = -9;
+
+let err: i32 = 0;
+
+function pU8(): u32 {
+  if (rd >= rdEnd) {
+    if (err == 0) err = PARSE_ENDS_EARLY;
+    return 0;
+  }
+  return <u32>load<u8>(rd++);
+}
+
+function pVarint(): f64 {
+  let v: u64 = 0;
+  let shift: u64 = 0;
+  for (let i = 0; i < 8; i++) {
+    if (rd >= rdEnd) {
+      if (err == 0) err = PARSE_ENDS_EARLY;
+      return 0;
+    }
+    const x = <u64>load<u8>(rd++);
+    v |= (x & 0x7f) << shift;
+    if (x < 0x80) return <f64>v;
+    shift += 7;
+  }
+  if (err == 0) err = PARSE_NUMBER_TOO_LONG;
+  return 0;
+}
+
+/** Skips `n` bytes; returns their offset from the body start. */
+function pTake(n: f64, body: usize): f64 {
+  if (n > <f64>(rdEnd - rd)) {
+    if (err == 0) err = PARSE_RUNS_PAST;
+    rd = rdEnd;
+    return 0;
+  }
+  const at = <f64>(rd - body);
+  rd += <usize>n;
+  return at;
+}
+
+// @ts-ignore: decorator
+@inline function row(rows: usize, i: u32, a: f64, b: f64, c: f64, d: f64, e: f64): void {
+  const p = rows + <usize>i * 40;
+  store<f64>(p, a);
+  store<f64>(p, b, 8);
+  store<f64>(p, c, 16);
+  store<f64>(p, d, 24);
+  store<f64>(p, e, 32);
+}
+
+export function parseBody(kind: u32, body: usize, len: u32, rows: usize, maxRows: u32): i32 {
+  rd = body;
+  rdEnd = body + len;
+  err = 0;
+  const count = pVarint();
+  if (err != 0) return err;
+  if (count > <f64>len) return PARSE_COUNT_TOO_BIG;
+  const n = <u32>count;
+  if (n + 1 > maxRows) return PARSE_NO_ROOM;
+  if (kind == KIND_ACTIONS) {
+    row(rows, 0, count, 0, 0, 0, 0);
+    for (let i: u32 = 1; i <= n && err == 0; i++) {
+      const op = pU8();
+      const kl = pVarint();
+      const ko = pTake(kl, body);
+      let a: f64 = 0;
+      let b: f64 = 0;
+      if (op == 1) {
+        b = pVarint();
+        a = pTake(b, body);
+      } else if (op == 2) {
+        a = pVarint();
+        b = pVarint();
+      } else if (op != 0 && err == 0) err = PARSE_UNKNOWN_OP;
+      row(rows, i, ko, kl, <f64>op, a, b);
+    }
+  } else if (kind == KIND_LEAF || kind == KIND_INDEX) {
+    if (kind == KIND_INDEX && n < 1) return PARSE_COUNT_TOO_BIG;
+    const pl = pVarint();
+    const po = pTake(pl, body);
+    row(rows, 0, count, po, pl, 0, 0);
+    let i: u32 = 1;
+    if (kind == KIND_INDEX) {
+      const pos = pVarint();
+      const el = pVarint();
+      row(rows, 1, 0, 0, 0, pos, el);
+      i = 2;
+    }
+    for (; i <= n && err == 0; i++) {
+      const sl = pVarint();
+      const so = pTake(sl, body);
+      if (kind == KIND_INDEX) {
+        const pos = pVarint();
+        row(rows, i, so, sl, 0, pos, pVarint());
+        continue;
+      }
+      const vk = pU8();
+      let a: f64 = 0;
+      let b: f64 = 0;
+      if (vk == 0) {
+        b = pVarint();
+        a = pTake(b, body);
+      } else if (vk == 1) {
+        a = pVarint();
+        b = pVarint();
+      } else if (err == 0) err = PARSE_UNKNOWN_VALUE_KIND;
+      row(rows, i, so, sl, <f64>vk, a, b);
+    }
+  } else return PARSE_BAD_KIND;
+  if (err != 0) return err;
+  if (rd != rdEnd) return PARSE_TRAILING;
+  return <i32>n;
+}
