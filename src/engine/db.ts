@@ -677,11 +677,15 @@ export class Db implements Reader {
       this.bytesSinceCheckpoint += slab.len;
       this.armIdleCheckpoint();
     }
-    if (sync || checkpoint) {
+    // A superblock may only name data already durable, so it is written after a sync. Checkpoints
+    // the store chose itself need no sync of their own (a lost one is replayed from the one
+    // before); forced ones (db.checkpoint(), compaction, close) resolve once durable.
+    const superblockDue = forceCheckpoint || slab.commit.pos + slab.commit.len - this.sb.dataEnd >= this.options.superblockIntervalBytes;
+    if (sync || superblockDue) {
       if (!checkpoint && slab.len <= this.options.syncInlineBytesMax) this.log.syncNow();
       else await this.log.sync();
       this.stats.syncs++;
-      this.maybeWriteSuperblock(slab.commit, forceCheckpoint);
+      if (superblockDue) this.writeSuperblock(slab.commit);
     }
     this.published = { root: checkpoint ? slab.rootRef : state.root, count: state.count, tag, commit: slab.commit };
   }
@@ -716,12 +720,6 @@ export class Db implements Reader {
   async checkpoint(): Promise<void> {
     this.assertWritable();
     await this.enqueue<undefined>({ k: 'checkpoint', resolve: noop, reject: noop });
-  }
-
-  private maybeWriteSuperblock(c: CommitRecord, force = false): void {
-    const dataEnd = c.pos + c.len;
-    if (!force && dataEnd - this.sb.dataEnd < this.options.superblockIntervalBytes) return;
-    this.writeSuperblock(c);
   }
 
   /** Writes the other superblock copy; it becomes durable with the next fdatasync. */

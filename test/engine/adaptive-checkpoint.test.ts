@@ -61,6 +61,31 @@ describe('adaptive checkpoints', () => {
     await db.close();
   });
 
+  it('a store without durable commits does not sync its own checkpoints, until a superblock is due', async () => {
+    const db = await open(tmp.file(`n${n++}.db`), { durable: false, checkpointIdleMs: 0, superblockIntervalBytes: 256 * 1024 });
+    for (let b = 0; b < 2; b++) {
+      await db.transaction((tx) => {
+        for (let i = b * 500; i < (b + 1) * 500; i++) tx.set(key(i), value(i));
+      });
+    }
+    expect(db.stats.checkpoints).toBe(2);
+    expect(db.stats.syncs).toBe(0);
+    const sbBefore = db.fileInfo().superblock.dataEnd;
+    for (let b = 2; b < 6; b++) {
+      await db.transaction((tx) => {
+        for (let i = b * 500; i < (b + 1) * 500; i++) tx.set(key(i), value(i));
+      });
+    }
+    // ~60 KB a batch: the 256 KiB superblock interval passed once, with a sync before the superblock.
+    expect(db.stats.syncs).toBe(1);
+    expect(db.fileInfo().superblock.dataEnd).toBeGreaterThan(sbBefore);
+    const again = await crashCopy(db);
+    expect(again.count()).toBe(3000);
+    expect(again.check().ok).toBe(true);
+    await again.close();
+    await db.close();
+  });
+
   it('0 turns them off: the same sorted batches are logged', async () => {
     const db = await open(tmp.file(`o${n++}.db`), { checkpointIdleMs: 0, checkpointTreeOverLogMax: 0 });
     for (let b = 0; b < 4; b++) {
