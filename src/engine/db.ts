@@ -76,7 +76,8 @@ export interface OpenOptions {
   /**
    * Write the tree's changed nodes (a checkpoint) once this many bytes of slabs were appended
    * since the last one. Larger: fewer node copies written, but more to replay on open and more
-   * changed nodes held in memory. Also on close.
+   * changed nodes held in memory. Also once the changed nodes (estimated) reach four times this,
+   * and on close.
    */
   checkpointIntervalBytes?: number;
   /**
@@ -135,6 +136,9 @@ export const DEFAULTS = {
   checkpointIdleMs: 1000,
   syncInlineBytesMax: 64 * 1024,
 } as const;
+
+/** Changed-node bytes (estimated) that force a checkpoint, in checkpointIntervalBytes. */
+const DIRTY_OVER_INTERVAL_MAX = 4;
 
 interface Published {
   root: Child | null;
@@ -652,8 +656,13 @@ export class Db implements Reader {
   private async commit(state: TreeState, actions: Action[], tag: number | undefined, sync: boolean, forceCheckpoint: boolean): Promise<void> {
     const prev = this.published.commit;
     const start = this.log.end;
+    // Also when the changed nodes grow past DIRTY_OVER_INTERVAL_MAX intervals: scattered writes to a
+    // big tree can dirty a leaf per key, and a checkpoint slab (staged and encoded in linear memory)
+    // and the JS heap holding those nodes must stay bounded.
+    const dirty = this.dirtyBytesSinceCheckpoint;
     const checkpoint = forceCheckpoint || this.bytesSinceCheckpoint >= this.options.checkpointIntervalBytes ||
-      (this.options.checkpointTreeOverLogMax > 0 && this.dirtyBytesSinceCheckpoint <= this.options.checkpointTreeOverLogMax * actionLogBytes(actions));
+      dirty >= DIRTY_OVER_INTERVAL_MAX * Math.max(this.options.checkpointIntervalBytes, 1) ||
+      (this.options.checkpointTreeOverLogMax > 0 && dirty <= this.options.checkpointTreeOverLogMax * actionLogBytes(actions));
     const slab = this.slabs.build({
       actions, keyCount: state.count, tag, prev, start,
       checkpoint: checkpoint ? { root: state.root, keyCount: state.count } : null,

@@ -61,6 +61,27 @@ describe('adaptive checkpoints', () => {
     await db.close();
   });
 
+  it('changed nodes past four checkpoint intervals force a checkpoint, however small the log', async () => {
+    const db = await open(tmp.file(`c${n++}.db`), { checkpointIdleMs: 0, checkpointIntervalBytes: 64 * 1024 });
+    await db.transaction((tx) => {
+      for (let i = 0; i < 20_000; i++) tx.set(key(i), value(i));
+    });
+    const before = db.stats.checkpoints;
+    let logged = 0;
+    for (let b = 0; b < 6; b++) {
+      const c = db.stats.checkpoints;
+      // 40 scattered keys: ~5 KB of log, ~40 leaves (~160 KB) changed.
+      await db.transaction((tx) => {
+        for (let j = 0; j < 40; j++) tx.set(key((j * 7919 + b * 131) % 20_000), value(b));
+      });
+      if (db.stats.checkpoints === c) logged++;
+    }
+    // The log alone (~30 KB) never reaches the 64 KiB interval; the changed nodes pass 256 KiB.
+    expect(logged).toBeGreaterThan(0);
+    expect(db.stats.checkpoints - before).toBeGreaterThanOrEqual(2);
+    await db.close();
+  });
+
   it('a store without durable commits does not sync its own checkpoints, until a superblock is due', async () => {
     const db = await open(tmp.file(`n${n++}.db`), { durable: false, checkpointIdleMs: 0, superblockIntervalBytes: 256 * 1024 });
     for (let b = 0; b < 2; b++) {
