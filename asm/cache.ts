@@ -386,6 +386,15 @@ export function ingest(pos: f64, entryLen: u32, kind: u32, bodyLen: u32): i32 {
   return INGESTED;
 }
 
+/**
+ * The cached node at file position `pos` (its address, or 0): the decoded-node cache builds its
+ * JS node from it instead of reading, checking and parsing the entry again (layout above).
+ */
+export function cachedNode(pos: f64): usize {
+  if (!(pos > 0)) return 0;
+  return tableGet(pos);
+}
+
 // --- descent ----------------------------------------------------------------------------------
 
 /**

@@ -47,7 +47,8 @@ export class NodeCache implements NodeSource {
     const hit = this.nodes.get(ref.pos);
     if (hit !== undefined) return hit;
     this.misses++;
-    const node = readNode(this.log, ref.pos, ref.len);
+    // A node the WASM cache holds (gets warmed it) is copied out: no pread, CRC pass or parse.
+    const node = this.fast?.decoded(ref.pos, ref.len) ?? readNode(this.log, ref.pos, ref.len);
     this.add(node);
     return node;
   }

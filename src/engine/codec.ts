@@ -51,7 +51,7 @@ import type { Buffer } from 'node:buffer';
 import { core, scratch } from '../wasm/module.js';
 import { assert, CorruptionError } from './errors.js';
 import { Kind, readU32, readU64, writeU64 } from './format.js';
-import type { BinKey } from './keys.js';
+import { latin1At, type BinKey } from './keys.js';
 import { DiskRef, IndexNode, LeafNode, ValueRef, leafItemBytes, indexItemBytes, NODE_OVERHEAD_BYTES, INDEX_CHILD0_BYTES, type Child, type LeafValue } from './node.js';
 
 export const COMMIT_BODY_BYTES = 83;
@@ -104,13 +104,12 @@ function parseRows(kind: Kind, b: Uint8Array, start: number, end: number, entryP
 export function decodeLeafBody(b: Buffer, start: number, end: number, entryPos: number): LeafNode {
   const rows = parseRows(Kind.Leaf, b, start, end, entryPos, 'leaf');
   const count = rows[0];
-  const prefix = b.toString('latin1', start + rows[1], start + rows[1] + rows[2]);
+  const prefix = latin1At(b, start + rows[1], rows[2]);
   const keys: BinKey[] = new Array(count);
   const vals: LeafValue[] = new Array(count);
   let bytes = NODE_OVERHEAD_BYTES;
   for (let i = 0, r = ROW_F64S; i < count; i++, r += ROW_F64S) {
-    const so = start + rows[r];
-    const suffix = b.toString('latin1', so, so + rows[r + 1]);
+    const suffix = latin1At(b, start + rows[r], rows[r + 1]);
     const key = (prefix.length === 0 ? suffix : prefix + suffix) as BinKey;
     const a = rows[r + 3];
     const v: LeafValue = rows[r + 2] === 0 ? b.subarray(start + a, start + a + rows[r + 4]) : new ValueRef(a, rows[r + 4], undefined);
@@ -124,14 +123,13 @@ export function decodeLeafBody(b: Buffer, start: number, end: number, entryPos: 
 export function decodeIndexBody(b: Buffer, start: number, end: number, entryPos: number): IndexNode {
   const rows = parseRows(Kind.Index, b, start, end, entryPos, 'index');
   const count = rows[0];
-  const prefix = b.toString('latin1', start + rows[1], start + rows[1] + rows[2]);
+  const prefix = latin1At(b, start + rows[1], rows[2]);
   const keys: BinKey[] = new Array(count - 1);
   const kids: Child[] = new Array(count);
   let bytes = NODE_OVERHEAD_BYTES + INDEX_CHILD0_BYTES;
   kids[0] = new DiskRef(rows[ROW_F64S + 3], rows[ROW_F64S + 4]);
   for (let i = 1, r = 2 * ROW_F64S; i < count; i++, r += ROW_F64S) {
-    const so = start + rows[r];
-    const suffix = b.toString('latin1', so, so + rows[r + 1]);
+    const suffix = latin1At(b, start + rows[r], rows[r + 1]);
     const key = (prefix.length === 0 ? suffix : prefix + suffix) as BinKey;
     keys[i - 1] = key;
     kids[i] = new DiskRef(rows[r + 3], rows[r + 4]);
@@ -220,8 +218,7 @@ export function decodeActionsBody(b: Buffer, start: number, end: number, entryPo
   const count = rows[0];
   const out: Action[] = new Array(count);
   for (let i = 0, r = ROW_F64S; i < count; i++, r += ROW_F64S) {
-    const ko = start + rows[r];
-    const key = b.toString('latin1', ko, ko + rows[r + 1]) as BinKey;
+    const key = latin1At(b, start + rows[r], rows[r + 1]) as BinKey;
     const op = rows[r + 2];
     const a = rows[r + 3];
     if (op === 0) out[i] = { key, val: null };

@@ -16,15 +16,20 @@ import { instantiateCore, type CacheExports } from '../wasm/module.js';
 import { readNodeEntry } from './entry.js';
 import { CorruptionError } from './errors.js';
 import { ENTRY_HEADER_BYTES, Kind } from './format.js';
-import type { BinKey } from './keys.js';
+import { latin1At, type BinKey } from './keys.js';
 import type { FileLog } from './log-file.js';
-import { ValueRef, type DiskRef } from './node.js';
+import { assert } from './errors.js';
+import { DiskRef, IndexNode, LeafNode, ValueRef, INDEX_CHILD0_BYTES, NODE_OVERHEAD_BYTES, indexItemBytes, leafItemBytes, type LeafValue, type TreeNode } from './node.js';
 
 /** find() couldn't answer (a node too big for the cache, a key longer than the probe area). */
 export const UNANSWERED: unique symbol = Symbol('unanswered');
 export type FastAnswer = Buffer | ValueRef | undefined | typeof UNANSWERED;
 
 const PROBE_BYTES_MAX = 65536;
+/** asm/cache.ts node layout: header bytes, directory entry bytes, the ref flag on a key length. */
+const NODE_HEADER_BYTES = 32;
+const DIR_ENTRY_BYTES = 24;
+const REF_FLAG = 0x8000_0000;
 const INPUT_BYTES = 1 << 20;
 /** Fewer bytes than this and a lookup's path might not fit; the cache is not worth having. */
 export const WASM_CACHE_BYTES_MIN = 4 << 20;
@@ -118,6 +123,62 @@ export class WasmNodeCache {
       if (!this.load(pos, len)) return UNANSWERED;
     }
     return UNANSWERED;
+  }
+
+  /**
+   * The node at `pos` (entry length `len`) as a decoded JS node, built from this cache's copy
+   * (asm/cache.ts node layout) when it holds one, else null. The decoded cache's misses come here
+   * first: gets usually warmed these nodes, and copying one out skips a pread, a CRC pass and a
+   * parse. Keys and inline values are views into one copy of the node; the ring may reuse its
+   * memory later.
+   */
+  decoded(pos: number, len: number): TreeNode | null {
+    const ptr = this.ex.cachedNode(pos);
+    if (ptr === 0) return null;
+    const m = this.mem;
+    const size = m.readUInt32LE(ptr);
+    const kind = m.readUInt32LE(ptr + 4);
+    const count = m.readUInt32LE(ptr + 16);
+    assert(m.readUInt32LE(ptr + 20) === len && (kind === Kind.Leaf || kind === Kind.Index), `the node cache's copy of ${pos} disagrees with its reference`);
+    const b = Buffer.allocUnsafeSlow(size);
+    b.set(this.u8.subarray(ptr, ptr + size));
+    let e = (NODE_HEADER_BYTES + count * 4 + 7) & ~7;
+    if (kind === Kind.Index) {
+      const keys: BinKey[] = new Array(count - 1);
+      const kids: DiskRef[] = new Array(count);
+      let bytes = NODE_OVERHEAD_BYTES + INDEX_CHILD0_BYTES;
+      for (let i = 0; i < count; i++, e += DIR_ENTRY_BYTES) {
+        if (i > 0) {
+          const ko = b.readUInt32LE(e);
+          const key = latin1At(b, ko, b.readUInt32LE(e + 4)) as BinKey;
+          keys[i - 1] = key;
+          bytes += indexItemBytes(key);
+        }
+        kids[i] = new DiskRef(b.readDoubleLE(e + 16), b.readUInt32LE(e + 8));
+      }
+      const node = new IndexNode(0, keys, kids, bytes);
+      node.pos = pos;
+      node.len = len;
+      return node;
+    }
+    const keys: BinKey[] = new Array(count);
+    const vals: LeafValue[] = new Array(count);
+    let bytes = NODE_OVERHEAD_BYTES;
+    for (let i = 0; i < count; i++, e += DIR_ENTRY_BYTES) {
+      const ko = b.readUInt32LE(e);
+      const kl = b.readUInt32LE(e + 4);
+      const key = latin1At(b, ko, kl & ~REF_FLAG) as BinKey;
+      const vl = b.readUInt32LE(e + 8);
+      const at = b.readDoubleLE(e + 16);
+      const v: LeafValue = (kl & REF_FLAG) !== 0 ? new ValueRef(at, vl, undefined) : b.subarray(at, at + vl);
+      keys[i] = key;
+      vals[i] = v;
+      bytes += leafItemBytes(key, v);
+    }
+    const node = new LeafNode(0, keys, vals, bytes);
+    node.pos = pos;
+    node.len = len;
+    return node;
   }
 
   /**

@@ -38,6 +38,7 @@ export type CacheExports = CoreExports & {
   inputAddress(): number;
   cacheIngest(pos: number, entryLen: number, kind: number, bodyLen: number): number;
   cacheFind(rootPos: number, rootLen: number, probeLen: number): number;
+  cachedNode(pos: number): number;
 };
 
 let compiled: WebAssembly.Module | undefined;

@@ -6,7 +6,8 @@ import fs from 'node:fs';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { open, CorruptionError, type Db } from '../../src/index.js';
 import { ENTRY_HEADER_BYTES, Kind } from '../../src/engine/format.js';
-import { DiskRef, ValueRef } from '../../src/engine/node.js';
+import { DiskRef, T, ValueRef, type TreeNode } from '../../src/engine/node.js';
+import { readNode } from '../../src/engine/cache.js';
 import { UNANSWERED, WasmNodeCache } from '../../src/engine/wasm-cache.js';
 import type { FileLog } from '../../src/engine/log-file.js';
 import { crc32c } from '../../src/wasm/crc32c.js';
@@ -66,6 +67,42 @@ describe('WASM node cache through the store', () => {
     expect(fast.misses).toBeGreaterThan(fast.nodes * 2);
     expect(db.get(Buffer.alloc(0))).toBeUndefined();
     expect(db.get(Buffer.alloc(12, 0xff))).toBeUndefined();
+    await db.close();
+  });
+
+  it('builds the same decoded nodes from its copies as reading the entries from the file does', async () => {
+    const file = t.file('d.db');
+    const rnd = prng(5);
+    const db = await open(file, { checkpointIdleMs: 0, nodeBytesMax: 1024 });
+    const keys: Buffer[] = [];
+    await db.transaction((tx) => {
+      for (let i = 0; i < 3000; i++) {
+        // Shared prefixes, bytes above 0x7f, lengths from 0 to 40 (both key-building paths).
+        const k = Buffer.concat([Buffer.from(i % 3 === 0 ? 'user:' : 'ü'), Buffer.from(Array.from({ length: (rnd() * 36) | 0 }, () => (rnd() * 256) | 0))]);
+        keys.push(k);
+        tx.set(k, Buffer.alloc(rnd() < 0.1 ? 200 : (rnd() * 60) | 0, i & 0xff));
+      }
+    });
+    await db.checkpoint();
+    for (const k of keys) db.get(k); // every node on every path into the WASM cache
+    const cache = (db as unknown as { cache: { fast: WasmNodeCache; load(r: DiskRef): TreeNode } }).cache;
+    const log = (db as unknown as { log: FileLog }).log;
+    let level: DiskRef[] = [internals(db).published.root as DiskRef];
+    let compared = 0;
+    while (level.length > 0) {
+      const next: DiskRef[] = [];
+      for (const ref of level) {
+        const fromCache = cache.fast.decoded(ref.pos, ref.len);
+        expect(fromCache).not.toBeNull();
+        const fromFile = readNode(log, ref.pos, ref.len);
+        expect(fromCache).toEqual(fromFile);
+        compared++;
+        if (fromFile.t === T.Index) next.push(...(fromFile.kids as DiskRef[]));
+      }
+      level = next;
+    }
+    expect(compared).toBeGreaterThan(50);
+    expect(cache.fast.decoded(123_456_789, 100)).toBeNull();
     await db.close();
   });
 
