@@ -161,53 +161,65 @@ function commonPrefix(a: usize, aLen: u32, b: usize, bLen: u32): u32 {
   return i;
 }
 
-/** Whole keys in, prefix once and suffixes out; every key must carry the prefix. */
-function wKey(p: usize, len: u32, prefix: usize, prefixLen: u32): void {
-  if (len < prefixLen || commonPrefix(p, prefixLen, prefix, prefixLen) != prefixLen) {
+// A node's keys, read twice: pass 1 notes the first and last (their common prefix is every key's,
+// since keys ascend), pass 2 checks the order and writes each key's suffix.
+let firstKey: usize = 0;
+let firstKeyLen: u32 = 0;
+let lastKey: usize = 0;
+let lastKeyLen: u32 = 0;
+let prevKey: usize = 0;
+let prevKeyLen: u32 = 0;
+
+/** Pass 1: reads a key, noting it as the first (`isFirst`) and, so far, the last. */
+function rNoteKey(isFirst: bool): void {
+  const kl = rU32();
+  const kp = rTake(kl);
+  if (isFirst) {
+    firstKey = kp;
+    firstKeyLen = kl;
+  }
+  lastKey = kp;
+  lastKeyLen = kl;
+}
+
+/** After pass 1: writes the count and the shared prefix of a node with `keys` keys; returns its length. */
+function wNodeHead(count: u32, keys: u32): u32 {
+  const prefixLen = keys > 1 ? commonPrefix(firstKey, firstKeyLen, lastKey, lastKeyLen) : 0;
+  wVarint(<u64>count);
+  wVarint(<u64>prefixLen);
+  wBytes(firstKey, prefixLen);
+  return prefixLen;
+}
+
+/** Pass 2: reads a key, checks it follows the previous one (strictly), writes its suffix. */
+function wNextKey(isFirst: bool, prefixLen: u32): void {
+  const kl = rU32();
+  const kp = rTake(kl);
+  if ((!isFirst && compareKeys(prevKey, prevKeyLen, kp, kl) >= 0) || kl < prefixLen) {
     bad = true;
     return;
   }
-  wVarint(<u64>(len - prefixLen));
-  wBytes(p + prefixLen, len - prefixLen);
+  prevKey = kp;
+  prevKeyLen = kl;
+  wVarint(<u64>(kl - prefixLen));
+  wBytes(kp + prefixLen, kl - prefixLen);
 }
 
 function encodeLeaf(): void {
   const count = rU32();
-  // Pass 1: the first and last key (for the shared prefix), and the record's extent.
   const items = rd;
-  let first: usize = 0;
-  let firstLen: u32 = 0;
-  let last: usize = 0;
-  let lastLen: u32 = 0;
   for (let i: u32 = 0; i < count && !bad; i++) {
-    const kl = rU32();
-    const kp = rTake(kl);
-    if (i == 0) {
-      first = kp;
-      firstLen = kl;
-    }
-    last = kp;
-    lastLen = kl;
+    rNoteKey(i == 0);
     const vk = rU8();
     if (vk == 0) rTake(rU32());
     else if (vk == 1) skipRef();
     else bad = true;
   }
   if (bad) return;
-  const prefixLen = count > 1 ? commonPrefix(first, firstLen, last, lastLen) : 0;
   rd = items;
-  wVarint(<u64>count);
-  wVarint(<u64>prefixLen);
-  wBytes(first, prefixLen);
-  let prev: usize = 0;
-  let prevLen: u32 = 0;
+  const prefixLen = wNodeHead(count, count);
   for (let i: u32 = 0; i < count && !bad && !full; i++) {
-    const kl = rU32();
-    const kp = rTake(kl);
-    if (i > 0 && compareKeys(prev, prevLen, kp, kl) >= 0) bad = true; // not strictly ascending
-    prev = kp;
-    prevLen = kl;
-    wKey(kp, kl, first, prefixLen);
+    wNextKey(i == 0, prefixLen);
     const vk = rU8();
     if (vk == 0) {
       const vl = rU32();
@@ -229,37 +241,16 @@ function encodeIndex(): void {
   }
   const items = rd;
   skipRef();
-  let first: usize = 0;
-  let firstLen: u32 = 0;
-  let last: usize = 0;
-  let lastLen: u32 = 0;
   for (let i: u32 = 1; i < count && !bad; i++) {
-    const kl = rU32();
-    const kp = rTake(kl);
-    if (i == 1) {
-      first = kp;
-      firstLen = kl;
-    }
-    last = kp;
-    lastLen = kl;
+    rNoteKey(i == 1);
     skipRef();
   }
   if (bad) return;
-  const prefixLen = count > 2 ? commonPrefix(first, firstLen, last, lastLen) : 0;
   rd = items;
-  wVarint(<u64>count);
-  wVarint(<u64>prefixLen);
-  wBytes(first, prefixLen);
+  const prefixLen = wNodeHead(count, count - 1);
   wRef(true);
-  let prev: usize = 0;
-  let prevLen: u32 = 0;
   for (let i: u32 = 1; i < count && !bad && !full; i++) {
-    const kl = rU32();
-    const kp = rTake(kl);
-    if (i > 1 && compareKeys(prev, prevLen, kp, kl) >= 0) bad = true; // not strictly ascending
-    prev = kp;
-    prevLen = kl;
-    wKey(kp, kl, first, prefixLen);
+    wNextKey(i == 1, prefixLen);
     wRef(true);
   }
 }
