@@ -14,7 +14,10 @@
 //
 // Region layout (from `regionStart`, fixed at init, never moved):
 //   PROBE   64 KiB + 8   the key being looked up (JS writes it)
-//   RESULT  32           find()'s answer
+//   RESULT  32           find()'s answer in bytes 0..11; at 16, u32 the eviction epoch: bumped
+//                        whenever a node may have left the ring (evicted, or the cache cleared),
+//                        so a reader holding a node's address (range cursors, leaf views in
+//                        wasm-cache.ts) re-finds it only after the epoch moved
 //   INPUT   inputBytes   an entry body to ingest (JS writes it)
 //   TABLE   slots × 8    open addressing, linear probing: u32 low bits of the position, u32 node
 //                        ptr (0 = empty); a hit is confirmed against the node's own header
@@ -124,7 +127,14 @@ export function cacheClear(): void {
   resetRing();
 }
 
+/** Tells readers holding node addresses that one may now be stale (RESULT + 16). */
+// @ts-ignore: decorator
+@inline function bumpEpoch(): void {
+  store<u32>(resultPtr, load<u32>(resultPtr, 16) + 1, 16);
+}
+
 function resetRing(): void {
+  bumpEpoch();
   liveNodes = 0;
   head = arenaStart;
   tail = arenaStart;
@@ -199,6 +209,7 @@ function tableDelete(pos: f64): void {
 function evictTail(): void {
   const pos = load<f64>(tail, 8);
   if (pos >= 0) tableDelete(pos);
+  bumpEpoch();
   tail += <usize>load<u32>(tail);
 }
 

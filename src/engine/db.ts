@@ -378,7 +378,8 @@ export class Db implements Reader {
 
   /** @internal */
   cursor(root: Child | null, opts: RangeOptions): Cursor {
-    return new Cursor(this.cache, root, toBounds(opts));
+    // On-disk leaves are read in place from the WASM node cache when there is one (wasm-cache.ts).
+    return new Cursor(this.cache, root, toBounds(opts), this.cache.fast?.leafView() ?? null);
   }
 
   /** @internal Copies a stored value out (reading and verifying its entry when not inline). */

@@ -7,7 +7,8 @@
 //! depth; no empty leaf except an empty root, which is represented as "no root".
 //! The writer never changes a node that is on disk or older than its generation; it copies it.
 import { assert } from './errors.js';
-import type { BinKey } from './keys.js';
+import type { Buffer } from 'node:buffer';
+import { binKeyToBuffer, type BinKey } from './keys.js';
 import { UNANSWERED, type FastAnswer } from './wasm-cache.js';
 import {
   DiskRef, IndexNode, LeafNode, T, ValueRef,
@@ -367,10 +368,37 @@ export interface Bounds {
 }
 
 /**
+ * A cursor's window onto on-disk leaves held outside the JS heap (the WASM node cache's
+ * WasmLeafView): entries are read in place and come out as fresh Buffers. `open` answers false for
+ * an index node or a node the view can't hold; the cursor then resolves it as a decoded node.
+ * Anything may evict the node between two calls: `revalidate()` makes it readable again.
+ */
+export interface LeafView {
+  open(ref: DiskRef): boolean;
+  readonly count: number;
+  revalidate(): void;
+  /** Sign of (key i − key), unsigned-byte order. */
+  compare(i: number, key: BinKey): number;
+  startsWith(i: number, prefix: BinKey): boolean;
+  keyBuffer(i: number): Buffer;
+  /** An inline value as a fresh Buffer, or the reference to its Value entry. */
+  value(i: number): Buffer | ValueRef;
+}
+
+const enum Pick {
+  First,
+  Last,
+  /** The child that may hold the cursor's seek key (forward: upper bound of the low key). */
+  SeekForward,
+  SeekBackward,
+}
+
+/**
  * Walks keys in order between bounds. Holds a path from the root, so no sibling links are needed
- * (copy-on-write trees cannot keep them). Call `next()`; on true, `key` and `val` hold the entry.
- * The tree it walks must not change under it: callers pass an immutable root (a snapshot) or
- * freeze the writer first.
+ * (copy-on-write trees cannot keep them). Call `next()`; on true, `key` and `val` hold the entry,
+ * or, when the entry sits in a leaf read through the LeafView (`viewing`), `keyBuffer()` and
+ * `valueBuffer()` give it (key and val are then not set). The tree it walks must not change under
+ * it: callers pass an immutable root (a snapshot) or freeze the writer first.
  */
 export class Cursor {
   key: BinKey = '' as BinKey;
@@ -378,6 +406,10 @@ export class Cursor {
   private readonly stackNodes: IndexNode[] = [];
   private readonly stackIdx: number[] = [];
   private leaf: LeafNode | null = null;
+  /** The current leaf is the view's (an on-disk leaf read in place), not `leaf`. */
+  private inView = false;
+  /** In the view's leaf: the first index past the bounds (forward) or the last before them (reverse). */
+  private viewStop = 0;
   private i = 0;
   private started = false;
   private done = false;
@@ -387,11 +419,15 @@ export class Cursor {
   private readonly highInc: boolean;
   private readonly prefix: BinKey | undefined;
   private readonly reverse: boolean;
+  /** The backward seek key and whether it is included (high, or the prefix's successor). */
+  private readonly seekHigh: BinKey | undefined;
+  private readonly seekHighInc: boolean;
 
   constructor(
     private readonly src: NodeSource,
     private readonly root: Child | null,
     b: Bounds,
+    private readonly view: LeafView | null = null,
   ) {
     this.low = b.low;
     this.lowInc = b.lowInclusive ?? true;
@@ -406,31 +442,6 @@ export class Cursor {
         this.lowInc = true;
       }
     }
-  }
-
-  private seekForward(): void {
-    if (this.root === null) {
-      this.done = true;
-      return;
-    }
-    let node = resolve(this.src, this.root);
-    const k = this.low;
-    while (node.t === T.Index) {
-      const idx = k === undefined ? 0 : upperBound(node.keys, k);
-      this.stackNodes.push(node);
-      this.stackIdx.push(idx);
-      node = resolve(this.src, node.kids[idx]);
-    }
-    this.leaf = node;
-    this.i = k === undefined ? 0 : this.lowInc ? lowerBound(node.keys, k) : upperBound(node.keys, k);
-  }
-
-  private seekBackward(): void {
-    if (this.root === null) {
-      this.done = true;
-      return;
-    }
-    let node = resolve(this.src, this.root);
     let k = this.high;
     let inc = this.highInc;
     if (this.prefix !== undefined && this.prefix.length > 0) {
@@ -440,14 +451,162 @@ export class Cursor {
         inc = false;
       }
     }
-    while (node.t === T.Index) {
-      const idx = k === undefined ? node.kids.length - 1 : inc ? upperBound(node.keys, k) : lowerBound(node.keys, k);
+    this.seekHigh = k;
+    this.seekHighInc = inc;
+  }
+
+  /** True when the current entry is read through the LeafView (see the class comment). */
+  get viewing(): boolean {
+    return this.inView;
+  }
+
+  /** The current key as a fresh Buffer. */
+  keyBuffer(): Buffer {
+    return this.inView ? (this.view as LeafView).keyBuffer(this.i) : binKeyToBuffer(this.key);
+  }
+
+  /** The current value as a fresh Buffer; stored values and Value entries go through `materialize`. */
+  valueBuffer(materialize: (v: LeafValue) => Buffer): Buffer {
+    if (!this.inView) return materialize(this.val);
+    const v = (this.view as LeafView).value(this.i);
+    return v instanceof ValueRef ? materialize(v) : v;
+  }
+
+  /**
+   * Descends from `c` to a leaf, pushing the index nodes passed; `pick` chooses each child. An
+   * on-disk leaf the view can hold is read through it; everything else is resolved as a node.
+   */
+  private descend(c: Child, pick: Pick): void {
+    for (;;) {
+      if (c.t === T.Disk && this.view !== null && this.view.open(c)) {
+        this.inView = true;
+        this.leaf = null;
+        return;
+      }
+      const node = resolve(this.src, c);
+      if (node.t === T.Leaf) {
+        this.inView = false;
+        this.leaf = node;
+        return;
+      }
+      let idx: number;
+      switch (pick) {
+        case Pick.First:
+          idx = 0;
+          break;
+        case Pick.Last:
+          idx = node.kids.length - 1;
+          break;
+        case Pick.SeekForward:
+          idx = this.low === undefined ? 0 : upperBound(node.keys, this.low);
+          break;
+        case Pick.SeekBackward: {
+          const k = this.seekHigh;
+          idx = k === undefined ? node.kids.length - 1 : this.seekHighInc ? upperBound(node.keys, k) : lowerBound(node.keys, k);
+          break;
+        }
+      }
       this.stackNodes.push(node);
       this.stackIdx.push(idx);
-      node = resolve(this.src, node.kids[idx]);
+      c = node.kids[idx];
     }
-    this.leaf = node;
-    this.i = (k === undefined ? node.keys.length : inc ? upperBound(node.keys, k) : lowerBound(node.keys, k)) - 1;
+  }
+
+  /** Number of entries in the current leaf. */
+  private leafCount(): number {
+    return this.inView ? (this.view as LeafView).count : (this.leaf as LeafNode).keys.length;
+  }
+
+  /** Index of the first key >= k (or > k when `after`) in the current leaf. */
+  private boundIn(k: BinKey, after: boolean): number {
+    if (!this.inView) return after ? upperBound((this.leaf as LeafNode).keys, k) : lowerBound((this.leaf as LeafNode).keys, k);
+    const v = this.view as LeafView;
+    let lo = 0;
+    let hi = v.count;
+    while (lo < hi) {
+      const mid = (lo + hi) >>> 1;
+      const c = v.compare(mid, k);
+      if (c < 0 || (after && c === 0)) lo = mid + 1;
+      else hi = mid;
+    }
+    return lo;
+  }
+
+  private seekForward(): void {
+    if (this.root === null) {
+      this.done = true;
+      return;
+    }
+    this.descend(this.root, Pick.SeekForward);
+    const k = this.low;
+    this.i = k === undefined ? 0 : this.boundIn(k, !this.lowInc);
+    this.setViewStop();
+  }
+
+  private seekBackward(): void {
+    if (this.root === null) {
+      this.done = true;
+      return;
+    }
+    this.descend(this.root, Pick.SeekBackward);
+    const k = this.seekHigh;
+    this.i = (k === undefined ? this.leafCount() : this.boundIn(k, this.seekHighInc)) - 1;
+    this.setViewStop();
+  }
+
+  /**
+   * For a leaf read through the view, where the bounds end inside it (keys ascend, so the entries
+   * past the high bound or the prefix, walking forward from `i`, form a suffix; walking backward,
+   * those before the low bound or the prefix form a prefix): found once per leaf by binary search,
+   * so stepping compares nothing.
+   */
+  private setViewStop(): void {
+    if (!this.inView) return;
+    const v = this.view as LeafView;
+    if (!this.reverse) {
+      let lo = Math.max(this.i, 0);
+      let hi = v.count;
+      if (this.high === undefined && this.prefix === undefined) {
+        this.viewStop = hi;
+        return;
+      }
+      while (lo < hi) {
+        const mid = (lo + hi) >>> 1;
+        if (this.pastForward(v, mid)) hi = mid;
+        else lo = mid + 1;
+      }
+      this.viewStop = lo;
+    } else {
+      if (this.low === undefined && this.prefix === undefined) {
+        this.viewStop = -1;
+        return;
+      }
+      // The first index in [0, i] that is inside the bounds; everything below it is past them.
+      let lo = 0;
+      let hi = Math.min(this.i + 1, v.count);
+      while (lo < hi) {
+        const mid = (lo + hi) >>> 1;
+        if (this.pastBackward(v, mid)) lo = mid + 1;
+        else hi = mid;
+      }
+      this.viewStop = lo - 1;
+    }
+  }
+
+  private pastForward(v: LeafView, i: number): boolean {
+    if (this.high !== undefined) {
+      const c = v.compare(i, this.high);
+      if (this.highInc ? c > 0 : c >= 0) return true;
+    }
+    return this.prefix !== undefined && !v.startsWith(i, this.prefix);
+  }
+
+  private pastBackward(v: LeafView, i: number): boolean {
+    if (this.low !== undefined) {
+      const c = v.compare(i, this.low);
+      if (this.lowInc ? c < 0 : c <= 0) return true;
+    }
+    return this.prefix !== undefined && !v.startsWith(i, this.prefix);
   }
 
   /** Moves to the next leaf in walk order; false at the end of the tree. */
@@ -460,17 +619,11 @@ export class Cursor {
       const idx = idxs[depth] + (this.reverse ? -1 : 1);
       if (idx >= 0 && idx < n.kids.length) {
         idxs[depth] = idx;
-        let node = resolve(this.src, n.kids[idx]);
         nodes.length = depth + 1;
         idxs.length = depth + 1;
-        while (node.t === T.Index) {
-          const first = this.reverse ? node.kids.length - 1 : 0;
-          nodes.push(node);
-          idxs.push(first);
-          node = resolve(this.src, node.kids[first]);
-        }
-        this.leaf = node;
-        this.i = this.reverse ? node.keys.length - 1 : 0;
+        this.descend(n.kids[idx], this.reverse ? Pick.Last : Pick.First);
+        this.i = this.reverse ? this.leafCount() - 1 : 0;
+        this.setViewStop();
         return true;
       }
       depth--;
@@ -489,12 +642,20 @@ export class Cursor {
       this.i += this.reverse ? -1 : 1;
     }
     for (;;) {
+      if (this.inView) {
+        const v = this.view as LeafView;
+        if (this.i < 0 || this.i >= v.count) {
+          if (!this.nextLeaf()) return this.stop();
+          continue;
+        }
+        if (this.reverse ? this.i <= this.viewStop : this.i >= this.viewStop) return this.stop();
+        // The caller reads the entry next; whatever ran since the last step may have evicted it.
+        v.revalidate();
+        return true;
+      }
       const leaf = this.leaf as LeafNode;
       if (this.i < 0 || this.i >= leaf.keys.length) {
-        if (!this.nextLeaf()) {
-          this.done = true;
-          return false;
-        }
+        if (!this.nextLeaf()) return this.stop();
         continue;
       }
       const key = leaf.keys[this.i];

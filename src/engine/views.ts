@@ -5,8 +5,8 @@ import type { Action } from './codec.js';
 import { deletePrefixIn } from './actions.js';
 import type { Db, RangeOptions, Reader } from './db.js';
 import { BadArgumentError, ClosedError } from './errors.js';
-import { binKeyToBuffer, toBinKey, toValueBuffer as toValueBytes, type KeyInput, type ValueInput } from './keys.js';
-import type { Child } from './node.js';
+import { toBinKey, toValueBuffer as toValueBytes, type KeyInput, type ValueInput } from './keys.js';
+import type { Child, LeafValue } from './node.js';
 import type { Bounds, Cursor, TreeWriter } from './tree.js';
 
 export function toBounds(o: RangeOptions): Bounds {
@@ -49,12 +49,13 @@ export function toBounds(o: RangeOptions): Bounds {
 export function* entryIterator(
   db: Db, c: Cursor, limit: number | undefined, assertLive: () => void, onEnd?: () => void,
 ): IterableIterator<[Buffer, Buffer]> {
+  const materialize = (v: LeafValue): Buffer => db.materialize(v);
   try {
     let left = limit === undefined || limit < 0 ? Infinity : limit;
     while (left-- > 0) {
       assertLive();
       if (!c.next()) break;
-      yield [binKeyToBuffer(c.key), db.materialize(c.val)];
+      yield [c.keyBuffer(), c.valueBuffer(materialize)];
     }
   } finally {
     onEnd?.();
@@ -67,7 +68,7 @@ export function* keyIterator(c: Cursor, limit: number | undefined, assertLive: (
     while (left-- > 0) {
       assertLive();
       if (!c.next()) break;
-      yield binKeyToBuffer(c.key);
+      yield c.keyBuffer();
     }
   } finally {
     onEnd?.();
