@@ -116,6 +116,18 @@ export function keyPrefix(k: string): number {
   );
 }
 
+/** keyPrefix of the key stored as bytes `b[o, o + n)`. */
+export function keyPrefixAt(b: Uint8Array, o: number, n: number): number {
+  return (
+    (n > 0 ? b[o] * 0x100_0000_0000 : 0) +
+    (n > 1 ? b[o + 1] * 0x1_0000_0000 : 0) +
+    (n > 2 ? b[o + 2] * 0x100_0000 : 0) +
+    (n > 3 ? b[o + 3] * 0x1_0000 : 0) +
+    (n > 4 ? b[o + 4] * 0x100 : 0) +
+    (n > 5 ? b[o + 5] : 0)
+  );
+}
+
 export function keyPrefixes(keys: readonly string[]): Float64Array {
   const p = new Float64Array(keys.length);
   for (let i = 0; i < keys.length; i++) p[i] = keyPrefix(keys[i]);

@@ -54,6 +54,19 @@ export function upperBound(keys: readonly string[], probe: string): number {
   return lo;
 }
 
+/** lowerBound over a node's keys, deciding by the prefix numbers and comparing strings on ties. */
+function lowerBoundP(keys: readonly string[], pfx: Float64Array, probe: string, pp: number): number {
+  let lo = 0;
+  let hi = pfx.length;
+  while (lo < hi) {
+    const mid = (lo + hi) >>> 1;
+    const x = pfx[mid];
+    if (x < pp || (x === pp && keys[mid] < probe)) lo = mid + 1;
+    else hi = mid;
+  }
+  return lo;
+}
+
 /** upperBound over a node's keys, deciding by the prefix numbers and comparing strings on ties. */
 function upperBoundP(keys: readonly string[], pfx: Float64Array, probe: string, pp: number): number {
   let lo = 0;
@@ -156,7 +169,7 @@ export class TreeWriter {
       this.count++;
       return true;
     }
-    const node = this.put(this.root, key, val);
+    const node = this.put(this.root, key, val, keyPrefix(key));
     if (this.splitRight !== null) {
       const right = this.splitRight;
       const sep = this.splitKey as BinKey;
@@ -183,28 +196,36 @@ export class TreeWriter {
     return true;
   }
 
+  // A node's `pfx` (the search accelerator) must match its keys: copies below carry it over (same
+  // keys), and every change to a writable node's keys sets it to null right there.
+
   private leafW(n: LeafNode): LeafNode {
-    if (n.pos === -1 && n.gen === this.gen) {
-      n.pfx = null; // about to change
-      return n;
-    }
+    if (n.pos === -1 && n.gen === this.gen) return n;
     if (n.pos !== -1) this.dirtyBytes += n.bytes;
-    return new LeafNode(this.gen, n.keys.slice(), n.vals.slice(), n.bytes);
+    const c = new LeafNode(this.gen, n.keys.slice(), n.vals.slice(), n.bytes);
+    c.pfx = n.pfx;
+    return c;
   }
 
   private indexW(n: IndexNode): IndexNode {
-    if (n.pos === -1 && n.gen === this.gen) {
-      n.pfx = null; // about to change
-      return n;
-    }
+    if (n.pos === -1 && n.gen === this.gen) return n;
     if (n.pos !== -1) this.dirtyBytes += n.bytes;
-    return new IndexNode(this.gen, n.keys.slice(), n.kids.slice(), n.bytes);
+    const c = new IndexNode(this.gen, n.keys.slice(), n.kids.slice(), n.bytes);
+    c.pfx = n.pfx;
+    return c;
   }
 
-  private put(c: Child, key: BinKey, val: LeafValue): TreeNode {
+  /**
+   * `pp` is keyPrefix(key). Searches use a node's prefix numbers when it has them: binary search
+   * over one Float64Array instead of strings scattered over the heap (each step a cache miss; the
+   * two searches were ~75% of put's time at 1M keys, bench/RESULTS.md round 9). Index nodes that
+   * can't change any more get them built here; they are few and searched by every put.
+   */
+  private put(c: Child, key: BinKey, val: LeafValue, pp: number): TreeNode {
     const node = resolve(this.src, c);
     if (node.t === T.Leaf) {
-      const i = lowerBound(node.keys, key);
+      const lp = node.pfx;
+      const i = lp !== null ? lowerBoundP(node.keys, lp, key, pp) : lowerBound(node.keys, key);
       const w = this.leafW(node);
       this.dirtyBytes += leafItemBytes(key, val);
       if (i < w.keys.length && w.keys[i] === key) {
@@ -213,6 +234,7 @@ export class TreeWriter {
       } else {
         w.keys.splice(i, 0, key);
         w.vals.splice(i, 0, val);
+        w.pfx = null;
         w.bytes += leafItemBytes(key, val);
         this.inserted = true;
       }
@@ -221,13 +243,16 @@ export class TreeWriter {
       if (w.bytes > this.maxNodeBytes && w.keys.length > 1) this.splitLeaf(w, i, ascendingRun);
       return w;
     }
-    const i = upperBound(node.keys, key);
-    const child = this.put(node.kids[i], key, val);
+    let ip = node.pfx;
+    if (ip === null && !(node.pos === -1 && node.gen === this.gen)) ip = node.pfx = keyPrefixes(node.keys);
+    const i = ip !== null ? upperBoundP(node.keys, ip, key, pp) : upperBound(node.keys, key);
+    const child = this.put(node.kids[i], key, val, pp);
     const w = this.indexW(node);
     w.kids[i] = child;
     if (this.splitRight !== null) {
       const sep = this.splitKey as BinKey;
       w.keys.splice(i, 0, sep);
+      w.pfx = null;
       w.kids.splice(i + 1, 0, this.splitRight);
       w.bytes += indexItemBytes(sep);
       this.splitRight = null;
@@ -251,6 +276,7 @@ export class TreeWriter {
     else mid = splitPointByBytes(w.keys, w.vals);
     const right = new LeafNode(this.gen, w.keys.slice(mid), w.vals.slice(mid), 0);
     w.keys.length = mid;
+    w.pfx = null;
     w.vals.length = mid;
     w.bytes = leafBytes(w.keys, w.vals);
     right.bytes = leafBytes(right.keys, right.vals);
@@ -265,6 +291,7 @@ export class TreeWriter {
     const up = w.keys[m];
     const right = new IndexNode(this.gen, w.keys.slice(m + 1), w.kids.slice(m + 1), 0);
     w.keys.length = m;
+    w.pfx = null;
     w.kids.length = m + 1;
     w.bytes = indexBytes(w.keys);
     right.bytes = indexBytes(right.keys);
@@ -281,6 +308,7 @@ export class TreeWriter {
       w.bytes -= leafItemBytes(key, w.vals[i]);
       w.keys.splice(i, 1);
       w.vals.splice(i, 1);
+      w.pfx = null;
       return w;
     }
     const i = upperBound(node.keys, key);
@@ -304,6 +332,7 @@ export class TreeWriter {
     const left = a === i ? child : resolve(this.src, w.kids[a]);
     const right = a === i ? resolve(this.src, w.kids[a + 1]) : child;
     const sep = w.keys[a];
+    w.pfx = null; // its separators change below
     if (left.t === T.Leaf) {
       assert(right.t === T.Leaf, 'siblings at different depths');
       const keys = left.keys.concat(right.keys);

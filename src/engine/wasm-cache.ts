@@ -19,7 +19,7 @@ import { ENTRY_HEADER_BYTES, Kind } from './format.js';
 import { latin1At, type BinKey } from './keys.js';
 import type { FileLog } from './log-file.js';
 import { assert } from './errors.js';
-import { DiskRef, IndexNode, LeafNode, ValueRef, INDEX_CHILD0_BYTES, NODE_OVERHEAD_BYTES, indexItemBytes, leafItemBytes, type LeafValue, type TreeNode } from './node.js';
+import { DiskRef, IndexNode, LeafNode, ValueRef, INDEX_CHILD0_BYTES, NODE_OVERHEAD_BYTES, indexItemBytes, keyPrefixAt, leafItemBytes, type LeafValue, type TreeNode } from './node.js';
 
 /** find() couldn't answer (a node too big for the cache, a key longer than the probe area). */
 export const UNANSWERED: unique symbol = Symbol('unanswered');
@@ -175,28 +175,35 @@ export class WasmNodeCache {
     if (kind === Kind.Index) {
       const keys: BinKey[] = new Array(count - 1);
       const kids: DiskRef[] = new Array(count);
+      // The search accelerator straight from the bytes (the writer and lookups would build it).
+      const pfx = new Float64Array(count - 1);
       let bytes = NODE_OVERHEAD_BYTES + INDEX_CHILD0_BYTES;
       for (let i = 0; i < count; i++, e += DIR_ENTRY_BYTES) {
         if (i > 0) {
           const ko = b.readUInt32LE(e);
-          const key = latin1At(b, ko, b.readUInt32LE(e + 4)) as BinKey;
+          const kl = b.readUInt32LE(e + 4);
+          const key = latin1At(b, ko, kl) as BinKey;
           keys[i - 1] = key;
+          pfx[i - 1] = keyPrefixAt(b, ko, kl);
           bytes += indexItemBytes(key);
         }
         kids[i] = new DiskRef(b.readDoubleLE(e + 16), b.readUInt32LE(e + 8));
       }
       const node = new IndexNode(0, keys, kids, bytes);
+      node.pfx = pfx;
       node.pos = pos;
       node.len = len;
       return node;
     }
     const keys: BinKey[] = new Array(count);
     const vals: LeafValue[] = new Array(count);
+    const pfx = new Float64Array(count);
     let bytes = NODE_OVERHEAD_BYTES;
     for (let i = 0; i < count; i++, e += DIR_ENTRY_BYTES) {
       const ko = b.readUInt32LE(e);
       const kl = b.readUInt32LE(e + 4);
       const key = latin1At(b, ko, kl & ~REF_FLAG) as BinKey;
+      pfx[i] = keyPrefixAt(b, ko, kl & ~REF_FLAG);
       const vl = b.readUInt32LE(e + 8);
       const at = b.readDoubleLE(e + 16);
       const v: LeafValue = (kl & REF_FLAG) !== 0 ? new ValueRef(at, vl, undefined) : b.subarray(at, at + vl);
@@ -205,6 +212,7 @@ export class WasmNodeCache {
       bytes += leafItemBytes(key, v);
     }
     const node = new LeafNode(0, keys, vals, bytes);
+    node.pfx = pfx;
     node.pos = pos;
     node.len = len;
     return node;

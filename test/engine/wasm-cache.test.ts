@@ -6,7 +6,7 @@ import fs from 'node:fs';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { open, CorruptionError, type Db } from '../../src/index.js';
 import { ENTRY_HEADER_BYTES, Kind } from '../../src/engine/format.js';
-import { DiskRef, T, ValueRef, type TreeNode } from '../../src/engine/node.js';
+import { DiskRef, T, ValueRef, keyPrefixes, type TreeNode } from '../../src/engine/node.js';
 import { readNode } from '../../src/engine/cache.js';
 import { UNANSWERED, WasmNodeCache } from '../../src/engine/wasm-cache.js';
 import type { FileLog } from '../../src/engine/log-file.js';
@@ -92,8 +92,11 @@ describe('WASM node cache through the store', () => {
     while (level.length > 0) {
       const next: DiskRef[] = [];
       for (const ref of level) {
-        const fromCache = cache.fast.decoded(ref.pos, ref.len);
+        const fromCache = cache.fast.decoded(ref.pos, ref.len) as TreeNode;
         expect(fromCache).not.toBeNull();
+        // The copy comes with its search accelerator, built from the bytes: it must be the keys'.
+        expect(Array.from(fromCache.pfx as Float64Array)).toEqual(Array.from(keyPrefixes(fromCache.keys)));
+        fromCache.pfx = null;
         const fromFile = readNode(log, ref.pos, ref.len);
         expect(fromCache).toEqual(fromFile);
         compared++;
