@@ -22,12 +22,12 @@ export class NodeCache implements NodeSource {
 
   /** Point lookups below on-disk nodes (wasm-cache.ts); null when the cache is configured tiny. */
   fast: WasmNodeCache | null;
-  /** Leaf bytes the decoded-node cache keeps (the writer and cursors use it). */
+  /** Leaf bytes the decoded-node cache keeps (the writer, and cursors over leaves the WASM cache can't hold). */
   private readonly cacheBytes: number;
 
   /**
    * `wasmCacheBytes` goes to the WASM point-lookup cache (none below 4 MiB); `decodedCacheBytes`
-   * bounds the decoded leaves the writer and cursors use.
+   * bounds the decoded leaves the writer (and cursors, without the WASM cache) use.
    */
   constructor(
     private readonly log: FileLog,

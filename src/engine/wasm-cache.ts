@@ -1,9 +1,9 @@
 //! The point-lookup node cache in WebAssembly memory (asm/cache.ts), one instance per open store.
 //!
 //! Owns: answering "what is under this key, below this on-disk node?" in one call into WASM per
-//! lookup, loading (pread, CRC check, then parse in WASM) the nodes it is missing. The writer and
-//! cursors keep using decoded JS nodes (cache.ts); this cache serves gets, exists and the reads
-//! built on them (getWith, getMany, testAndSet).
+//! lookup, loading (pread, CRC check, then parse in WASM) the nodes it is missing. The writer keeps
+//! using decoded JS nodes (cache.ts); this cache serves gets, exists and the reads built on them
+//! (getWith, getMany, testAndSet), and range cursors read its leaves in place (WasmLeafView).
 //!
 //! Why a second cache: the engine issue asks whether nodes kept in WASM memory beat decoded JS
 //! objects for search. Measured (bench/RESULTS.md, round 6): at 1M keys, gets through JS nodes spent
