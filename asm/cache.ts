@@ -127,7 +127,10 @@ export function cacheClear(): void {
   resetRing();
 }
 
-/** Tells readers holding node addresses that one may now be stale (RESULT + 16). */
+/**
+ * Tells readers holding node addresses that one may now be stale (RESULT + 16). A u32 could wrap
+ * back to a value a reader saw only after 2^32 evictions between two of its steps.
+ */
 // @ts-ignore: decorator
 @inline function bumpEpoch(): void {
   store<u32>(resultPtr, load<u32>(resultPtr, 16) + 1, 16);

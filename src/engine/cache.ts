@@ -22,7 +22,7 @@ export class NodeCache implements NodeSource {
 
   /** Point lookups below on-disk nodes (wasm-cache.ts); null when the cache is configured tiny. */
   fast: WasmNodeCache | null;
-  /** Leaf bytes the decoded-node cache keeps (the writer, and cursors over leaves the WASM cache can't hold). */
+  /** Leaf bytes the decoded-node cache keeps (the writer, compaction's copy and delete-prefix cursors, and ranges over leaves the WASM cache can't hold). */
   private readonly cacheBytes: number;
 
   /**

@@ -57,7 +57,11 @@ export class LeafNode {
   len = 0;
   /** Where the writer last inserted into this copy (in memory only): detects ascending runs. */
   lastInsertAt = -2;
-  /** Search accelerator, built on first lookup (see keyPrefixes); null after any change. */
+  /**
+   * Search accelerator (see keyPrefixes): null, or exactly keyPrefixes(keys). Built by lookups,
+   * by the writer for index nodes it can no longer change, and from bytes when decoded from the
+   * WASM cache; copies share it (it is never written after it is built); a key change nulls it.
+   */
   pfx: Float64Array | null = null;
   constructor(
     public gen: number,
@@ -72,7 +76,11 @@ export class IndexNode {
   readonly t = T.Index;
   pos = -1;
   len = 0;
-  /** Search accelerator, built on first lookup (see keyPrefixes); null after any change. */
+  /**
+   * Search accelerator (see keyPrefixes): null, or exactly keyPrefixes(keys). Built by lookups,
+   * by the writer for index nodes it can no longer change, and from bytes when decoded from the
+   * WASM cache; copies share it (it is never written after it is built); a key change nulls it.
+   */
   pfx: Float64Array | null = null;
   constructor(
     public gen: number,

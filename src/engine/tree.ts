@@ -424,10 +424,11 @@ const enum Pick {
 
 /**
  * Walks keys in order between bounds. Holds a path from the root, so no sibling links are needed
- * (copy-on-write trees cannot keep them). Call `next()`; on true, `key` and `val` hold the entry,
- * or, when the entry sits in a leaf read through the LeafView (`viewing`), `keyBuffer()` and
- * `valueBuffer()` give it (key and val are then not set). The tree it walks must not change under
- * it: callers pass an immutable root (a snapshot) or freeze the writer first.
+ * (copy-on-write trees cannot keep them). Call `next()`; on true, `keyBuffer()` and
+ * `valueBuffer()` give the entry. Without a LeafView, `key` and `val` hold it too; with one they
+ * are only meaningful for entries of in-memory leaves, so a cursor given a view must be read
+ * through the two methods alone (the iterators in views.ts). The tree it walks must not change
+ * under it: callers pass an immutable root (a snapshot) or freeze the writer first.
  */
 export class Cursor {
   key: BinKey = '' as BinKey;
@@ -484,20 +485,20 @@ export class Cursor {
     this.seekHighInc = inc;
   }
 
-  /** True when the current entry is read through the LeafView (see the class comment). */
-  get viewing(): boolean {
-    return this.inView;
-  }
-
   /** The current key as a fresh Buffer. */
   keyBuffer(): Buffer {
-    return this.inView ? (this.view as LeafView).keyBuffer(this.i) : binKeyToBuffer(this.key);
+    if (!this.inView) return binKeyToBuffer(this.key);
+    const v = this.view as LeafView;
+    v.revalidate(); // anything since next() may have evicted the leaf (one compare when not)
+    return v.keyBuffer(this.i);
   }
 
   /** The current value as a fresh Buffer; stored values and Value entries go through `materialize`. */
   valueBuffer(materialize: (v: LeafValue) => Buffer): Buffer {
     if (!this.inView) return materialize(this.val);
-    const v = (this.view as LeafView).value(this.i);
+    const view = this.view as LeafView;
+    view.revalidate();
+    const v = view.value(this.i);
     return v instanceof ValueRef ? materialize(v) : v;
   }
 
@@ -678,8 +679,6 @@ export class Cursor {
           continue;
         }
         if (this.reverse ? this.i <= this.viewStop : this.i >= this.viewStop) return this.stop();
-        // The caller reads the entry next; whatever ran since the last step may have evicted it.
-        v.revalidate();
         return true;
       }
       const leaf = this.leaf as LeafNode;

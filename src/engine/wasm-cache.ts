@@ -76,6 +76,9 @@ export class WasmNodeCache {
     this.result = this.ex.resultAddress();
     this.input = this.ex.inputAddress();
     this.epochIndex = (this.result + 16) >>> 2;
+    // cacheInit bumps it: a module built before the epoch existed would leave it 0 and cursors
+    // would never notice an eviction.
+    assert(this.epoch !== 0, 'solifuge: the WebAssembly module has no eviction epoch; rebuild it (npm run build:wasm)');
   }
 
   /** Moves whenever a cached node may have been evicted; addresses taken before must be re-found. */
@@ -90,6 +93,8 @@ export class WasmNodeCache {
   nodeAt(pos: number, len: number): number {
     const ptr = this.ex.cachedNode(pos);
     if (ptr !== 0) return ptr;
+    // Too big to ingest: say so before reading it (callers fall back to decoded nodes each visit).
+    if (len - ENTRY_HEADER_BYTES > INPUT_BYTES) return 0;
     if (!this.load(pos, len)) return 0;
     return this.ex.cachedNode(pos);
   }
@@ -255,9 +260,10 @@ export class WasmNodeCache {
  * sit contiguous in linear memory (bench/RESULTS.md, round 9).
  *
  * The ring may evict the node whenever anything loads another (a get between two steps of the
- * scan, the scan's own next leaf): every access goes through `revalidate()` first, which re-finds
- * the node by position once the cache's eviction epoch moved. The node's bytes are the same
- * wherever it lands (same entry, same parse), so indexes stay valid.
+ * scan, the scan's own next leaf): callers run `revalidate()` before reading entries after
+ * anything else may have touched the cache (the Cursor does, in keyBuffer() and valueBuffer()); it
+ * re-finds the node by position once the cache's eviction epoch moved. The node's bytes are the
+ * same wherever it lands (same entry, same parse), so indexes stay valid.
  */
 export class WasmLeafView {
   private ptr = 0;
