@@ -414,7 +414,8 @@ export interface LeafView {
   value(i: number): Buffer | ValueRef;
 }
 
-const enum Pick {
+/** Which child Cursor.descend takes at each index node. */
+const enum Toward {
   First,
   Last,
   /** The child that may hold the cursor's seek key (forward: upper bound of the low key). */
@@ -503,10 +504,10 @@ export class Cursor {
   }
 
   /**
-   * Descends from `c` to a leaf, pushing the index nodes passed; `pick` chooses each child. An
+   * Descends from `c` to a leaf, pushing the index nodes passed; `toward` chooses each child. An
    * on-disk leaf the view can hold is read through it; everything else is resolved as a node.
    */
-  private descend(c: Child, pick: Pick): void {
+  private descend(c: Child, toward: Toward): void {
     for (;;) {
       if (c.t === T.Disk && this.view !== null && this.view.open(c)) {
         this.inView = true;
@@ -520,17 +521,17 @@ export class Cursor {
         return;
       }
       let idx: number;
-      switch (pick) {
-        case Pick.First:
+      switch (toward) {
+        case Toward.First:
           idx = 0;
           break;
-        case Pick.Last:
+        case Toward.Last:
           idx = node.kids.length - 1;
           break;
-        case Pick.SeekForward:
+        case Toward.SeekForward:
           idx = this.low === undefined ? 0 : upperBound(node.keys, this.low);
           break;
-        case Pick.SeekBackward: {
+        case Toward.SeekBackward: {
           const k = this.seekHigh;
           idx = k === undefined ? node.kids.length - 1 : this.seekHighInc ? upperBound(node.keys, k) : lowerBound(node.keys, k);
           break;
@@ -567,7 +568,7 @@ export class Cursor {
       this.done = true;
       return;
     }
-    this.descend(this.root, Pick.SeekForward);
+    this.descend(this.root, Toward.SeekForward);
     const k = this.low;
     this.i = k === undefined ? 0 : this.boundIn(k, !this.lowInc);
     this.setViewStop();
@@ -578,7 +579,7 @@ export class Cursor {
       this.done = true;
       return;
     }
-    this.descend(this.root, Pick.SeekBackward);
+    this.descend(this.root, Toward.SeekBackward);
     const k = this.seekHigh;
     this.i = (k === undefined ? this.leafCount() : this.boundIn(k, this.seekHighInc)) - 1;
     this.setViewStop();
@@ -651,7 +652,7 @@ export class Cursor {
         idxs[depth] = idx;
         nodes.length = depth + 1;
         idxs.length = depth + 1;
-        this.descend(n.kids[idx], this.reverse ? Pick.Last : Pick.First);
+        this.descend(n.kids[idx], this.reverse ? Toward.Last : Toward.First);
         this.i = this.reverse ? this.leafCount() - 1 : 0;
         this.setViewStop();
         return true;
