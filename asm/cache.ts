@@ -23,27 +23,38 @@
 //                        ptr (0 = empty); a hit is confirmed against the node's own header
 //   ARENA   arenaBytes   nodes, ring-allocated
 //
-// Node layout (little-endian; all offsets relative to the node):
+// Node layout (little-endian; all offsets relative to the node, which is 8-aligned):
 //   0  u32 allocated bytes      4  u32 kind (2 leaf, 3 index: format.ts Kind)
 //   8  f64 file position (-1 once evicted or dropped)
 //   16 u32 count (leaf: keys; index: children)   20 u32 entry length (header included)
 //   24 u32 common prefix length P (every key of a leaf, every separator of an index, shares it)
-//   28 u32 offset of the prefix bytes
-//   32 words, count × u32: key bytes P..P+3 big-endian, zero-padded. Keys that share the prefix
-//      order like their words (ties aside), so a binary search reads this small array and
-//      touches a key only on a tie: a leaf's words fit in two or three cache lines.
-//   then (8-aligned) the directory, count × 24 bytes:
-//        0  u32 key offset      4  u32 key length | REF_FLAG for a value kept in a Value entry
-//        8  u32 value length (leaf) or child entry length (index)      12 u32 unused
-//        16 f64 value offset in the node (inline), Value entry position (ref) or child position
-//      An index's entry 0 has no key (child 0 holds everything below separator 1).
-//   then the prefix bytes, the keys (whole), the inline values.
+//   28 u32 allocation serial (ring order; see `evictedSerial`)
+//   32 the prefix bytes, padded to 8
+//   then the slots, count × 8: u32 word (key bytes P..P+3 big-endian, zero-padded), u32 record
+//      offset. Keys that share the prefix order like their words (ties aside), so a binary search
+//      reads this small array and touches a key only on a tie; the winning slot's record offset
+//      sits beside the word the search read last.
+//   then the records, each 8-aligned:
+//      leaf   0 u32 key length | REF_FLAG for a value kept in a Value entry   4 u32 value length
+//             inline: 8 key, then the value;  ref: 8 f64 Value entry position, 16 key
+//      index  0 u32 key length (0 for entry 0: child 0 holds everything below separator 1)
+//             4 u32 child entry length   8 f64 child position
+//             16 u32 the child's node address and 20 u32 its serial, once a descent found it
+//             (0, 0 before): the next descent skips the hash table while that serial is live
+//             24 key
+// Why this order: at 1M keys a get reads one leaf out of ~140 MiB, so every cache line it
+// touches is a memory miss. The header, prefix and slots are contiguous, and a key sits with its
+// value, so a leaf lookup touches the first lines of the node, the slots its search visits, and one
+// record (bench/RESULTS.md, round 10; the previous layout kept the directory, keys and values in
+// three separate arrays: six or more lines per leaf).
 import { compareKeys } from './node';
 
 const PROBE_BYTES: u32 = 65536 + 8;
 const RESULT_BYTES: u32 = 32;
 const HEADER_BYTES: u32 = 32;
-const DIR_BYTES: u32 = 24;
+const SLOT_BYTES: u32 = 8;
+/** The largest record header (a leaf's Value reference, an index's child), before the key. */
+const RECORD_HEADER_MAX: u32 = 24;
 const REF_FLAG: u32 = 0x8000_0000;
 const KIND_LEAF: u32 = 2;
 const KIND_INDEX: u32 = 3;
@@ -75,6 +86,15 @@ let head: usize = 0;
 let tail: usize = 0;
 /** While the ring is wrapped: the end of the upper live segment; 0 otherwise. */
 let wrapEnd: usize = 0;
+/**
+ * Allocation serials: each node gets the next one, and the ring evicts strictly oldest first, so
+ * the nodes still in the ring are exactly those with serial ≥ evictedSerial (in wrapping u32
+ * order). A child address remembered in an index record is used only while its serial is live.
+ * Wrapping is safe: a live parent and the child it remembers were live together, so they are at
+ * most maxLiveNodes (< 2^31) apart, and a stale child's serial is below the parent's.
+ */
+let nextSerial: u32 = 1;
+let evictedSerial: u32 = 1;
 
 /**
  * Reserves the region by growing memory (no allocator involved, so the runtime's heap never
@@ -138,6 +158,7 @@ export function cacheClear(): void {
 
 function resetRing(): void {
   bumpEpoch();
+  evictedSerial = nextSerial;
   liveNodes = 0;
   head = arenaStart;
   tail = arenaStart;
@@ -213,6 +234,7 @@ function evictTail(): void {
   const pos = load<f64>(tail, 8);
   if (pos >= 0) tableDelete(pos);
   bumpEpoch();
+  evictedSerial = load<u32>(tail, 28) + 1;
   tail += <usize>load<u32>(tail);
 }
 
@@ -300,8 +322,14 @@ function take(n: u64): usize {
 }
 
 // @ts-ignore: decorator
-@inline function dirOf(node: usize, count: u32): usize {
-  return (node + HEADER_BYTES + (<usize>count << 2) + 7) & ~7;
+@inline function slotsOf(node: usize, prefixLen: u32): usize {
+  return node + HEADER_BYTES + ((<usize>prefixLen + 7) & ~7);
+}
+
+/** Where the key of the record at `rec` starts (layout above). */
+// @ts-ignore: decorator
+@inline function recordKey(rec: usize, kind: u32): usize {
+  return rec + (kind == KIND_INDEX ? 24 : (load<u32>(rec) & REF_FLAG) != 0 ? 16 : 8);
 }
 
 /**
@@ -320,8 +348,9 @@ export function ingest(pos: f64, entryLen: u32, kind: u32, bodyLen: u32): i32 {
   if (rdBad || count64 > <u64>bodyLen || (kind == KIND_INDEX && count64 < 1)) return MALFORMED;
   const count = <u32>count64;
   const prefixLen = <u32>prefixLen64;
-  // Keys and values together take at most count × prefix + the body.
-  const bound = (<u64>HEADER_BYTES + <u64>count * (4 + DIR_BYTES + <u64>prefixLen) + 16 + <u64>bodyLen + <u64>prefixLen + 7) & ~7;
+  // Each key is stored whole (its prefix again), in an 8-aligned record with a header of at most
+  // 16 bytes; keys and values together take at most the body plus count × prefix.
+  const bound = (<u64>HEADER_BYTES + <u64>prefixLen + 8 + <u64>count * (SLOT_BYTES + RECORD_HEADER_MAX + 7 + <u64>prefixLen) + <u64>bodyLen + 7) & ~7;
   if (bound > <u64>((arenaEnd - arenaStart) >>> 1)) return TOO_BIG;
   const node = arenaAlloc(<usize>bound);
   if (node == 0) return TOO_BIG;
@@ -331,35 +360,34 @@ export function ingest(pos: f64, entryLen: u32, kind: u32, bodyLen: u32): i32 {
   store<u32>(node, count, 16);
   store<u32>(node, entryLen, 20);
   store<u32>(node, prefixLen, 24);
-  const dir = dirOf(node, count);
-  let out = dir + <usize>count * DIR_BYTES;
-  store<u32>(node, <u32>(out - node), 28);
-  memory.copy(out, prefix, prefixLen);
-  out += prefixLen;
+  store<u32>(node, nextSerial++, 28);
+  memory.copy(node + HEADER_BYTES, prefix, prefixLen);
+  const slots = slotsOf(node, prefixLen);
+  let out = slots + <usize>count * SLOT_BYTES;
   for (let i: u32 = 0; i < count; i++) {
-    const e = dir + <usize>i * DIR_BYTES;
-    const w = node + HEADER_BYTES + (<usize>i << 2);
-    if (kind == KIND_INDEX && i == 0) {
-      store<u32>(w, 0);
-      store<u32>(e, 0);
-      store<u32>(e, 0, 4);
-    } else {
-      const suffixLen = varint();
-      const suffix = take(suffixLen);
+    const slot = slots + (<usize>i << 3);
+    const rec = out;
+    store<u32>(slot, <u32>(rec - node), 4);
+    let keyLen: u32 = 0;
+    let suffix: usize = 0;
+    let suffixLen: u32 = 0;
+    if (!(kind == KIND_INDEX && i == 0)) {
+      const sl = varint();
+      suffix = take(sl);
       if (rdBad) break;
-      const keyLen = prefixLen + <u32>suffixLen;
-      memory.copy(out, prefix, prefixLen);
-      memory.copy(out + prefixLen, suffix, <usize>suffixLen);
-      store<u32>(w, wordAt(out, keyLen, prefixLen));
-      store<u32>(e, <u32>(out - node));
-      store<u32>(e, keyLen, 4);
-      out += keyLen;
+      suffixLen = <u32>sl;
+      keyLen = prefixLen + suffixLen;
     }
+    let key: usize = 0;
     if (kind == KIND_INDEX) {
       const childPos = varint();
       const childLen = varint();
-      store<u32>(e, <u32>childLen, 8);
-      store<f64>(e, <f64>childPos, 16);
+      store<u32>(rec, keyLen);
+      store<u32>(rec, <u32>childLen, 4);
+      store<f64>(rec, <f64>childPos, 8);
+      store<u64>(rec, 0, 16);
+      key = rec + 24;
+      out = key + keyLen;
     } else {
       if (rd >= rdEnd) {
         rdBad = true;
@@ -370,22 +398,29 @@ export function ingest(pos: f64, entryLen: u32, kind: u32, bodyLen: u32): i32 {
         const len = varint();
         const bytes = take(len);
         if (rdBad) break;
-        memory.copy(out, bytes, <usize>len);
-        store<u32>(e, <u32>len, 8);
-        store<f64>(e, <f64>(out - node), 16);
-        out += <usize>len;
+        store<u32>(rec, keyLen);
+        store<u32>(rec, <u32>len, 4);
+        key = rec + 8;
+        memory.copy(key + keyLen, bytes, <usize>len);
+        out = key + keyLen + <usize>len;
       } else if (vk == 1) {
         const vpos = varint();
         const vlen = varint();
-        store<u32>(e, load<u32>(e, 4) | REF_FLAG, 4);
-        store<u32>(e, <u32>vlen, 8);
-        store<f64>(e, <f64>vpos, 16);
+        store<u32>(rec, keyLen | REF_FLAG);
+        store<u32>(rec, <u32>vlen, 4);
+        store<f64>(rec, <f64>vpos, 8);
+        key = rec + 16;
+        out = key + keyLen;
       } else {
         rdBad = true;
         break;
       }
     }
     if (rdBad) break;
+    memory.copy(key, prefix, prefixLen);
+    memory.copy(key + prefixLen, suffix, suffixLen);
+    store<u32>(slot, keyLen == 0 ? 0 : wordAt(key, keyLen, prefixLen));
+    out = (out + 7) & ~7;
   }
   // A malformed body leaves a dead node (position -1): eviction skips it like any other.
   if (rdBad || rd != rdEnd) return MALFORMED;
@@ -420,8 +455,8 @@ export function find(rootPos: f64, rootLen: u32, probeLen: u32): i32 {
   const probe = probePtr;
   let pos = rootPos;
   let len = rootLen;
+  let node = tableGet(pos);
   for (;;) {
-    const node = tableGet(pos);
     if (node == 0) {
       store<f64>(resultPtr, pos);
       store<u32>(resultPtr, len, 8);
@@ -430,49 +465,62 @@ export function find(rootPos: f64, rootLen: u32, probeLen: u32): i32 {
     const kind = load<u32>(node, 4);
     const count = load<u32>(node, 16);
     const cp = load<u32>(node, 24);
-    const dir = dirOf(node, count);
+    const slots = slotsOf(node, cp);
     // Upper bound: the first entry whose key > probe (an index's entry 0 has no key).
     const first: u32 = kind == KIND_INDEX ? 1 : 0;
     let lo = first;
     let hi = count;
     // Against the shared prefix first: it decides the whole node, or the words do.
     const n = cp < probeLen ? cp : probeLen;
-    const c0 = n == 0 ? 0 : compareKeys(probe, n, node + <usize>load<u32>(node, 28), n);
+    const c0 = n == 0 ? 0 : compareKeys(probe, n, node + HEADER_BYTES, n);
     if (c0 < 0 || (c0 == 0 && probeLen < cp)) hi = first;
     else if (c0 > 0) lo = count;
     else {
       const pw = wordAt(probe, probeLen, cp);
-      const words = node + HEADER_BYTES;
       while (lo < hi) {
         const mid = (lo + hi) >>> 1;
-        const w = load<u32>(words + (<usize>mid << 2));
+        const slot = slots + (<usize>mid << 3);
+        const w = load<u32>(slot);
         let le: bool;
         if (w != pw) le = w < pw;
         else {
-          const e = dir + <usize>mid * DIR_BYTES;
-          le = compareKeys(node + <usize>load<u32>(e) + cp, (load<u32>(e, 4) & ~REF_FLAG) - cp, probe + cp, probeLen - cp) <= 0;
+          const rec = node + <usize>load<u32>(slot, 4);
+          le = compareKeys(recordKey(rec, kind) + cp, (load<u32>(rec) & ~REF_FLAG) - cp, probe + cp, probeLen - cp) <= 0;
         }
         if (le) lo = mid + 1;
         else hi = mid;
       }
     }
     if (kind == KIND_INDEX) {
-      const e = dir + <usize>(lo - 1) * DIR_BYTES;
-      pos = load<f64>(e, 16);
-      len = load<u32>(e, 8);
+      const rec = node + <usize>load<u32>(slots + (<usize>(lo - 1) << 3), 4);
+      pos = load<f64>(rec, 8);
+      len = load<u32>(rec, 4);
+      // The remembered child, while its serial is live (the position check is belt and braces).
+      const child = <usize>load<u32>(rec, 16);
+      if (child != 0 && <i32>(load<u32>(rec, 20) - evictedSerial) >= 0 && load<f64>(child, 8) == pos) {
+        node = child;
+        continue;
+      }
+      node = tableGet(pos);
+      if (node != 0) {
+        store<u32>(rec, <u32>node, 16);
+        store<u32>(rec, load<u32>(node, 28), 20);
+      }
       continue;
     }
     if (lo == 0) return NOT_FOUND;
-    const e = dir + <usize>(lo - 1) * DIR_BYTES;
-    const kl = load<u32>(e, 4);
-    if (compareKeys(node + <usize>load<u32>(e), kl & ~REF_FLAG, probe, probeLen) != 0) return NOT_FOUND;
+    const rec = node + <usize>load<u32>(slots + (<usize>(lo - 1) << 3), 4);
+    const kl = load<u32>(rec);
+    const keyLen = kl & ~REF_FLAG;
     if ((kl & REF_FLAG) != 0) {
-      store<f64>(resultPtr, load<f64>(e, 16));
-      store<u32>(resultPtr, load<u32>(e, 8), 8);
+      if (compareKeys(rec + 16, keyLen, probe, probeLen) != 0) return NOT_FOUND;
+      store<f64>(resultPtr, load<f64>(rec, 8));
+      store<u32>(resultPtr, load<u32>(rec, 4), 8);
       return VALUE_REF;
     }
-    store<u32>(resultPtr, <u32>(node + <usize>load<f64>(e, 16)));
-    store<u32>(resultPtr, load<u32>(e, 8), 4);
+    if (compareKeys(rec + 8, keyLen, probe, probeLen) != 0) return NOT_FOUND;
+    store<u32>(resultPtr, <u32>(rec + 8 + <usize>keyLen));
+    store<u32>(resultPtr, load<u32>(rec, 4), 4);
     return INLINE;
   }
   return unreachable();

@@ -1,7 +1,7 @@
 // Side-by-side engine benchmark: Solifuge against lmdb, classic-level and better-sqlite3.
 //
 //   npm run bench:setup            once: installs the anchors into bench/node_modules
-//   npm run bench -- [--keys N] [--rounds R] [--engines a,b] [--out FILE]
+//   npm run bench -- [--keys N] [--rounds R] [--engines a,b] [--only get,scan] [--out FILE]
 //   npm run bench:quick            100k keys, 3 rounds
 //
 // Every round runs each engine in its own process (engine-worker.ts), in rotated order, and the
@@ -21,6 +21,8 @@ const { values } = parseArgs({
     rounds: { type: 'string' },
     engines: { type: 'string' },
     out: { type: 'string' },
+    // Workloads after the two loads (engine-worker.ts names: get, scan, commit, overwrite, large).
+    only: { type: 'string' },
     quick: { type: 'boolean' },
   },
 });
@@ -39,7 +41,7 @@ for (let r = 0; r < rounds; r++) {
   const order = engines.map((_, i) => engines[(i + r) % engines.length]);
   for (const e of order) {
     const dir = path.join(scratch, `${e}-${r}`);
-    const p = spawnSync(process.execPath, ['--import', 'tsx', '--expose-gc', worker, e, dir, String(keys)], {
+    const p = spawnSync(process.execPath, ['--import', 'tsx', '--expose-gc', worker, e, dir, String(keys), ...(values.only === undefined ? [] : [values.only])], {
       encoding: 'utf8',
       maxBuffer: 1 << 24,
     });

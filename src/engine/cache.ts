@@ -33,8 +33,9 @@ export class NodeCache implements NodeSource {
     private readonly log: FileLog,
     wasmCacheBytes: number,
     decodedCacheBytes: number,
+    hugePages = false,
   ) {
-    this.fast = wasmCacheBytes >= WASM_CACHE_BYTES_MIN ? tryWasmCache(log, wasmCacheBytes) : null;
+    this.fast = wasmCacheBytes >= WASM_CACHE_BYTES_MIN ? tryWasmCache(log, wasmCacheBytes, hugePages) : null;
     this.cacheBytes = decodedCacheBytes;
   }
 
@@ -103,9 +104,9 @@ export class NodeCache implements NodeSource {
  * Each instance reserves address space for its memory; a process that holds very many stores (or
  * a `ulimit -v`) can run out of it. Gets then take the decoded path: slower, never wrong.
  */
-function tryWasmCache(log: FileLog, bytes: number): WasmNodeCache | null {
+function tryWasmCache(log: FileLog, bytes: number, hugePages: boolean): WasmNodeCache | null {
   try {
-    return new WasmNodeCache(log, bytes);
+    return new WasmNodeCache(log, bytes, hugePages);
   } catch (err) {
     process.emitWarning(`solifuge: no WebAssembly node cache (${String(err)}); gets use decoded nodes`);
     return null;

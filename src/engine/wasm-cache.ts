@@ -12,6 +12,7 @@
 //! Invariant: nothing in this instance allocates after `cacheInit`, so memory never grows and the
 //! views made here stay valid.
 import { Buffer } from 'node:buffer';
+import { addon } from '../native/addon.js';
 import { instantiateCore, type CacheExports } from '../wasm/module.js';
 import { readNodeEntry } from './entry.js';
 import { CorruptionError } from './errors.js';
@@ -26,10 +27,14 @@ export const UNANSWERED: unique symbol = Symbol('unanswered');
 export type FastAnswer = Buffer | ValueRef | undefined | typeof UNANSWERED;
 
 const PROBE_BYTES_MAX = 65536;
-/** asm/cache.ts node layout: header bytes, directory entry bytes, the ref flag on a key length. */
+/** asm/cache.ts node layout: header bytes, the ref flag on a record's key length. */
 const NODE_HEADER_BYTES = 32;
-const DIR_ENTRY_BYTES = 24;
 const REF_FLAG = 0x8000_0000;
+
+/** Byte offset (from the node) of a cached node's slot array, after the padded prefix. */
+function slotsAt(prefixLen: number): number {
+  return NODE_HEADER_BYTES + ((prefixLen + 7) & ~7);
+}
 const INPUT_BYTES = 1 << 20;
 /** Fewer bytes than this and a lookup's path might not fit; the cache is not worth having. */
 export const WASM_CACHE_BYTES_MIN = 4 << 20;
@@ -60,14 +65,20 @@ export class WasmNodeCache {
   private readonly result: number;
   private readonly input: number;
   misses = 0;
+  /** Whether the kernel accepted the huge-page advice for the region (OpenOptions.hugePages). */
+  readonly hugePages: boolean;
 
   constructor(
     private readonly log: FileLog,
     arenaBytes: number,
+    hugePages = false,
   ) {
     this.ex = instantiateCore();
     const start = this.ex.cacheInit(arenaBytes, INPUT_BYTES);
     if (start === 0) throw new Error(`solifuge: could not reserve ${arenaBytes} bytes of WebAssembly memory for the node cache`);
+    // Before anything touches the region, so its pages are faulted in huge from the start.
+    const buf = this.ex.memory.buffer;
+    this.hugePages = hugePages && addon?.adviseHugePages !== undefined && addon.adviseHugePages(buf, start, buf.byteLength - start) === 0;
     this.mem = Buffer.from(this.ex.memory.buffer);
     this.u8 = new Uint8Array(this.ex.memory.buffer);
     this.u32 = new Uint32Array(this.ex.memory.buffer);
@@ -176,23 +187,23 @@ export class WasmNodeCache {
     assert(m.readUInt32LE(ptr + 20) === len && (kind === Kind.Leaf || kind === Kind.Index), `the node cache's copy of ${pos} disagrees with its reference`);
     const b = Buffer.allocUnsafeSlow(size);
     b.set(this.u8.subarray(ptr, ptr + size));
-    let e = (NODE_HEADER_BYTES + count * 4 + 7) & ~7;
+    const slots = slotsAt(b.readUInt32LE(24));
     if (kind === Kind.Index) {
       const keys: BinKey[] = new Array(count - 1);
       const kids: DiskRef[] = new Array(count);
       // The search accelerator straight from the bytes (the writer and lookups would build it).
       const pfx = new Float64Array(count - 1);
       let bytes = NODE_OVERHEAD_BYTES + INDEX_CHILD0_BYTES;
-      for (let i = 0; i < count; i++, e += DIR_ENTRY_BYTES) {
+      for (let i = 0; i < count; i++) {
+        const rec = b.readUInt32LE(slots + i * 8 + 4);
         if (i > 0) {
-          const ko = b.readUInt32LE(e);
-          const kl = b.readUInt32LE(e + 4);
-          const key = latin1At(b, ko, kl) as BinKey;
+          const kl = b.readUInt32LE(rec);
+          const key = latin1At(b, rec + 24, kl) as BinKey;
           keys[i - 1] = key;
-          pfx[i - 1] = keyPrefixAt(b, ko, kl);
+          pfx[i - 1] = keyPrefixAt(b, rec + 24, kl);
           bytes += indexItemBytes(key);
         }
-        kids[i] = new DiskRef(b.readDoubleLE(e + 16), b.readUInt32LE(e + 8));
+        kids[i] = new DiskRef(b.readDoubleLE(rec + 8), b.readUInt32LE(rec + 4));
       }
       const node = new IndexNode(0, keys, kids, bytes);
       node.pfx = pfx;
@@ -204,14 +215,16 @@ export class WasmNodeCache {
     const vals: LeafValue[] = new Array(count);
     const pfx = new Float64Array(count);
     let bytes = NODE_OVERHEAD_BYTES;
-    for (let i = 0; i < count; i++, e += DIR_ENTRY_BYTES) {
-      const ko = b.readUInt32LE(e);
-      const kl = b.readUInt32LE(e + 4);
-      const key = latin1At(b, ko, kl & ~REF_FLAG) as BinKey;
-      pfx[i] = keyPrefixAt(b, ko, kl & ~REF_FLAG);
-      const vl = b.readUInt32LE(e + 8);
-      const at = b.readDoubleLE(e + 16);
-      const v: LeafValue = (kl & REF_FLAG) !== 0 ? new ValueRef(at, vl, undefined) : b.subarray(at, at + vl);
+    for (let i = 0; i < count; i++) {
+      const rec = b.readUInt32LE(slots + i * 8 + 4);
+      const kl = b.readUInt32LE(rec);
+      const vl = b.readUInt32LE(rec + 4);
+      const isRef = (kl & REF_FLAG) !== 0;
+      const keyLen = kl & ~REF_FLAG;
+      const ko = rec + (isRef ? 16 : 8);
+      const key = latin1At(b, ko, keyLen) as BinKey;
+      pfx[i] = keyPrefixAt(b, ko, keyLen);
+      const v: LeafValue = isRef ? new ValueRef(b.readDoubleLE(rec + 8), vl, undefined) : b.subarray(ko + keyLen, ko + keyLen + vl);
       keys[i] = key;
       vals[i] = v;
       bytes += leafItemBytes(key, v);
@@ -270,8 +283,8 @@ export class WasmLeafView {
   private pos = -1;
   private len = 0;
   private epoch = -1;
-  /** Byte offset of the directory (asm/cache.ts node layout). */
-  private dir = 0;
+  /** Address of the slot array (asm/cache.ts node layout). */
+  private slots = 0;
   count = 0;
 
   constructor(private readonly cache: WasmNodeCache) {}
@@ -291,7 +304,7 @@ export class WasmLeafView {
     const u32 = this.cache.u32;
     this.ptr = ptr;
     this.count = u32[(ptr + 16) >>> 2];
-    this.dir = (ptr + NODE_HEADER_BYTES + this.count * 4 + 7) & ~7;
+    this.slots = ptr + slotsAt(u32[(ptr + 24) >>> 2]);
     this.epoch = this.cache.epoch;
   }
 
@@ -305,27 +318,33 @@ export class WasmLeafView {
     this.place(ptr);
   }
 
+  /** Address of record i (8-aligned): u32 key length | REF_FLAG, u32 value length, … */
+  private record(i: number): number {
+    return this.ptr + this.cache.u32[(this.slots + i * 8 + 4) >>> 2];
+  }
+
   /** Sign of (key i − `key`) in unsigned-byte order (Arakoon's memcmp, then length). */
   compare(i: number, key: BinKey): number {
     const c = this.cache;
-    const e = (this.dir + i * DIR_ENTRY_BYTES) >>> 2;
-    const p = this.ptr + c.u32[e];
-    const kl = c.u32[e + 1] & ~REF_FLAG;
+    const rec = this.record(i);
+    const kl = c.u32[rec >>> 2];
+    const p = rec + ((kl & REF_FLAG) !== 0 ? 16 : 8);
+    const keyLen = kl & ~REF_FLAG;
     const u8 = c.u8;
-    const n = Math.min(kl, key.length);
+    const n = Math.min(keyLen, key.length);
     for (let j = 0; j < n; j++) {
       const d = u8[p + j] - key.charCodeAt(j);
       if (d !== 0) return d;
     }
-    return kl - key.length;
+    return keyLen - key.length;
   }
 
   startsWith(i: number, prefix: BinKey): boolean {
     const c = this.cache;
-    const e = (this.dir + i * DIR_ENTRY_BYTES) >>> 2;
-    const p = this.ptr + c.u32[e];
-    const kl = c.u32[e + 1] & ~REF_FLAG;
-    if (kl < prefix.length) return false;
+    const rec = this.record(i);
+    const kl = c.u32[rec >>> 2];
+    const p = rec + ((kl & REF_FLAG) !== 0 ? 16 : 8);
+    if ((kl & ~REF_FLAG) < prefix.length) return false;
     const u8 = c.u8;
     for (let j = 0; j < prefix.length; j++) if (u8[p + j] !== prefix.charCodeAt(j)) return false;
     return true;
@@ -334,18 +353,19 @@ export class WasmLeafView {
   /** Key i as a fresh Buffer. */
   keyBuffer(i: number): Buffer {
     const c = this.cache;
-    const e = (this.dir + i * DIR_ENTRY_BYTES) >>> 2;
-    return copyOut(c.u8, this.ptr + c.u32[e], c.u32[e + 1] & ~REF_FLAG);
+    const rec = this.record(i);
+    const kl = c.u32[rec >>> 2];
+    return copyOut(c.u8, rec + ((kl & REF_FLAG) !== 0 ? 16 : 8), kl & ~REF_FLAG);
   }
 
   /** Value i: an inline value as a fresh Buffer, else the reference to its Value entry. */
   value(i: number): Buffer | ValueRef {
     const c = this.cache;
-    const e = (this.dir + i * DIR_ENTRY_BYTES) >>> 2;
-    const at = c.f64[(e + 4) >>> 1];
-    const vl = c.u32[e + 2];
-    if ((c.u32[e + 1] & REF_FLAG) !== 0) return new ValueRef(at, vl, undefined);
-    return copyOut(c.u8, this.ptr + at, vl);
+    const rec = this.record(i);
+    const kl = c.u32[rec >>> 2];
+    const vl = c.u32[(rec + 4) >>> 2];
+    if ((kl & REF_FLAG) !== 0) return new ValueRef(c.f64[(rec + 8) >>> 3], vl, undefined);
+    return copyOut(c.u8, rec + 8 + kl, vl);
   }
 }
 

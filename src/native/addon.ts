@@ -16,6 +16,11 @@ export interface NativeAddon {
   dup(fd: number): number;
   /** fallocate(PUNCH_HOLE | KEEP_SIZE): frees the blocks of [offset, offset + length); 0 or -errno. */
   punchHole(fd: number, offset: number, length: number): number;
+  /**
+   * madvise(MADV_HUGEPAGE) over the whole 2 MiB pages inside [offset, offset + length) of an
+   * ArrayBuffer's memory; 0 or -errno. Absent from addons built before it existed.
+   */
+  adviseHugePages?(buffer: ArrayBuffer, offset: number, length: number): number;
 
   /**
    * Zero-copy transfer of file bytes [offset, offset+length) to a connected, non-blocking

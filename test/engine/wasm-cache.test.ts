@@ -11,6 +11,7 @@ import { readNode } from '../../src/engine/cache.js';
 import { UNANSWERED, WasmNodeCache } from '../../src/engine/wasm-cache.js';
 import type { FileLog } from '../../src/engine/log-file.js';
 import { crc32c } from '../../src/wasm/crc32c.js';
+import { addon } from '../../src/native/addon.js';
 import { tempDir } from '../support/tmp.js';
 
 type Internals = { cache: { fast: WasmNodeCache | null }; published: { root: unknown } };
@@ -174,6 +175,49 @@ describe('WASM node cache through the store', () => {
     expect(db.replayedSlabs).toBe(0);
     expect(db.get('k19')).toEqual(Buffer.from('v19'));
     await db.close();
+  });
+});
+
+describe('WASM node cache, huge pages', () => {
+  let t: ReturnType<typeof tempDir>;
+  beforeEach(() => {
+    t = tempDir('wasm-thp');
+  });
+  afterEach(() => t.cleanup());
+
+  // VMAs of this process the kernel marks "hg" (MADV_HUGEPAGE), from /proc/self/smaps.
+  const advisedAreas = () => fs.readFileSync('/proc/self/smaps', 'utf8').split('\n').filter((l) => l.startsWith('VmFlags:') && / hg( |$)/.test(l)).length;
+  const thpMode = (() => {
+    try {
+      return /\[(\w+)\]/.exec(fs.readFileSync('/sys/kernel/mm/transparent_hugepage/enabled', 'utf8'))?.[1];
+    } catch {
+      return undefined;
+    }
+  })();
+  const expectAdvice = process.platform === 'linux' && addon !== null && thpMode !== undefined && thpMode !== 'never';
+
+  it('advises the node cache region by default, and not with hugePages: false', async () => {
+    const before = advisedAreas();
+    const db = await open(t.file('a.db'), { checkpointIdleMs: 0 });
+    expect(internals(db).cache.fast!.hugePages).toBe(expectAdvice);
+    if (expectAdvice) expect(advisedAreas()).toBeGreaterThan(before);
+    const plain = await open(t.file('b.db'), { checkpointIdleMs: 0, hugePages: false });
+    expect(internals(plain).cache.fast!.hugePages).toBe(false);
+    await db.set('k', 'v');
+    await db.checkpoint();
+    expect(db.get(Buffer.from('k'))).toEqual(Buffer.from('v'));
+    await db.close();
+    await plain.close();
+    await expect(open(t.file('c.db'), { hugePages: 'yes' as unknown as boolean })).rejects.toThrow(/hugePages must be a boolean/);
+  });
+
+  it.runIf(addon?.adviseHugePages !== undefined)('refuses ranges outside the buffer and non-buffers', () => {
+    const advise = addon!.adviseHugePages!.bind(addon);
+    const buf = new ArrayBuffer(1 << 16);
+    expect(advise(buf, 0, 1 << 16)).toBe(0); // no whole 2 MiB page inside: nothing to advise
+    expect(() => advise(buf, 1, 1 << 16)).toThrow(RangeError);
+    expect(() => advise(buf, -1, 10)).toThrow(RangeError);
+    expect(() => advise(new Uint8Array(4) as unknown as ArrayBuffer, 0, 4)).toThrow(TypeError);
   });
 });
 
