@@ -10,7 +10,8 @@
 //
 // Why: at 1M keys, gets through decoded JS nodes spent a third of their time in cache misses over
 // scattered heap objects, and the tree's millions of small objects made GC pauses the p99 (bench/
-// RESULTS.md, round 6). Here a node's directory is contiguous and a lookup touches no JS object.
+// RESULTS.md, round 6). Here a node's header, prefix and slots are contiguous and a lookup touches
+// no JS object.
 //
 // Region layout (from `regionStart`, fixed at init, never moved):
 //   PROBE   64 KiB + 8   the key being looked up (JS writes it)
@@ -233,6 +234,8 @@ function tableDelete(pos: f64): void {
 function evictTail(): void {
   const pos = load<f64>(tail, 8);
   if (pos >= 0) tableDelete(pos);
+  // Gone: a remembered address that still points here fails the position check as well.
+  store<f64>(tail, -1, 8);
   bumpEpoch();
   evictedSerial = load<u32>(tail, 28) + 1;
   tail += <usize>load<u32>(tail);
@@ -349,7 +352,7 @@ export function ingest(pos: f64, entryLen: u32, kind: u32, bodyLen: u32): i32 {
   const count = <u32>count64;
   const prefixLen = <u32>prefixLen64;
   // Each key is stored whole (its prefix again), in an 8-aligned record with a header of at most
-  // 16 bytes; keys and values together take at most the body plus count × prefix.
+  // 24 bytes; keys and values together take at most the body plus count × prefix.
   const bound = (<u64>HEADER_BYTES + <u64>prefixLen + 8 + <u64>count * (SLOT_BYTES + RECORD_HEADER_MAX + 7 + <u64>prefixLen) + <u64>bodyLen + 7) & ~7;
   if (bound > <u64>((arenaEnd - arenaStart) >>> 1)) return TOO_BIG;
   const node = arenaAlloc(<usize>bound);
@@ -417,8 +420,11 @@ export function ingest(pos: f64, entryLen: u32, kind: u32, bodyLen: u32): i32 {
       }
     }
     if (rdBad) break;
-    memory.copy(key, prefix, prefixLen);
-    memory.copy(key + prefixLen, suffix, suffixLen);
+    // (An index's entry 0 has no key; an empty leaf key means an empty prefix.)
+    if (keyLen != 0) {
+      memory.copy(key, prefix, prefixLen);
+      memory.copy(key + prefixLen, suffix, suffixLen);
+    }
     store<u32>(slot, keyLen == 0 ? 0 : wordAt(key, keyLen, prefixLen));
     out = (out + 7) & ~7;
   }

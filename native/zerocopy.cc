@@ -58,6 +58,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cmath>
 #include <cstdint>
 #include <cstring>
 #include <mutex>
@@ -148,8 +149,15 @@ Napi::Value AdviseHugePages(const Napi::CallbackInfo& info) {
   }
   Napi::ArrayBuffer ab = info[0].As<Napi::ArrayBuffer>();
   const uint64_t size = ab.ByteLength();
-  const int64_t offset = info[1].As<Napi::Number>().Int64Value();
-  const int64_t length = info[2].As<Napi::Number>().Int64Value();
+  const double offsetArg = info[1].As<Napi::Number>().DoubleValue();
+  const double lengthArg = info[2].As<Napi::Number>().DoubleValue();
+  // Int64Value would turn NaN, infinities and fractions into something plausible.
+  if (!(offsetArg == std::floor(offsetArg) && lengthArg == std::floor(lengthArg) && offsetArg <= 9007199254740992.0 && lengthArg <= 9007199254740992.0)) {
+    Napi::RangeError::New(env, "adviseHugePages: offset and length must be integers").ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  const int64_t offset = static_cast<int64_t>(offsetArg);
+  const int64_t length = static_cast<int64_t>(lengthArg);
   if (offset < 0 || length < 0 || static_cast<uint64_t>(offset) + static_cast<uint64_t>(length) > size) {
     Napi::RangeError::New(env, "adviseHugePages: range outside the buffer").ThrowAsJavaScriptException();
     return env.Undefined();

@@ -56,7 +56,7 @@ export interface OpenOptions {
   /**
    * Node bytes the WebAssembly node cache keeps (wasm-cache.ts; it serves get, exists and the reads
    * built on them). Below 4 MiB there is no WASM cache and gets use decoded nodes. Default 512 MiB,
-   * reserved as address space and touched only as nodes arrive.
+   * reserved as address space and touched only as nodes arrive (in 2 MiB pages with `hugePages`).
    */
   cacheBytes?: number;
   /**

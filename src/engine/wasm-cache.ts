@@ -65,7 +65,10 @@ export class WasmNodeCache {
   private readonly result: number;
   private readonly input: number;
   misses = 0;
-  /** Whether the kernel accepted the huge-page advice for the region (OpenOptions.hugePages). */
+  /**
+   * Whether madvise(MADV_HUGEPAGE) succeeded over the region (OpenOptions.hugePages). It succeeds
+   * with THP set to "never" too: the kernel then keeps 4 KiB pages.
+   */
   readonly hugePages: boolean;
 
   constructor(
@@ -76,7 +79,7 @@ export class WasmNodeCache {
     this.ex = instantiateCore();
     const start = this.ex.cacheInit(arenaBytes, INPUT_BYTES);
     if (start === 0) throw new Error(`solifuge: could not reserve ${arenaBytes} bytes of WebAssembly memory for the node cache`);
-    // Before anything touches the region, so its pages are faulted in huge from the start.
+    // Before the ring or the table are touched, so their pages are faulted in huge from the start.
     const buf = this.ex.memory.buffer;
     this.hugePages = hugePages && addon?.adviseHugePages !== undefined && addon.adviseHugePages(buf, start, buf.byteLength - start) === 0;
     this.mem = Buffer.from(this.ex.memory.buffer);
@@ -264,7 +267,7 @@ export class WasmNodeCache {
 
 /**
  * Reads one cached leaf in place for a range cursor (tree.ts LeafView): keys and inline values are
- * copied straight from the node's directory into the Buffers a scan returns, with no decoded JS
+ * copied straight from the node's records into the Buffers a scan returns, with no decoded JS
  * node, key string or value view in between.
  *
  * Why: range scans over decoded leaves spent ~60% of their time making the two Buffers per entry
