@@ -63,7 +63,9 @@ export interface OpenOptions {
    * Ask the kernel for transparent huge pages over the WASM node cache (madvise MADV_HUGEPAGE,
    * through the native addon; default true). A get at 1M keys reads one leaf out of ~140 MiB, and
    * with 4 KiB pages nearly every node it touches also misses the TLB. Without the addon, or with
-   * THP set to "never", this does nothing.
+   * THP set to "never", this does nothing. The cost: the region is faulted in 2 MiB at a time (the
+   * hash table, touched at random, becomes resident whole), and with THP's defrag set to
+   * "madvise" a fault may wait for the kernel to compact memory.
    */
   hugePages?: boolean;
   /**
