@@ -54,8 +54,11 @@ const PROBE_BYTES: u32 = 65536 + 8;
 const RESULT_BYTES: u32 = 32;
 const HEADER_BYTES: u32 = 32;
 const SLOT_BYTES: u32 = 8;
-/** The largest record header (a leaf's Value reference, an index's child), before the key. */
-const RECORD_HEADER_MAX: u32 = 24;
+/** Where a record's key starts (layout above); the largest is also the largest record header. */
+const LEAF_INLINE_KEY_AT: usize = 8;
+const LEAF_REF_KEY_AT: usize = 16;
+const INDEX_KEY_AT: usize = 24;
+const RECORD_HEADER_MAX: u32 = <u32>INDEX_KEY_AT;
 const REF_FLAG: u32 = 0x8000_0000;
 const KIND_LEAF: u32 = 2;
 const KIND_INDEX: u32 = 3;
@@ -332,7 +335,7 @@ function take(n: u64): usize {
 /** Where the key of the record at `rec` starts (layout above). */
 // @ts-ignore: decorator
 @inline function recordKey(rec: usize, kind: u32): usize {
-  return rec + (kind == KIND_INDEX ? 24 : (load<u32>(rec) & REF_FLAG) != 0 ? 16 : 8);
+  return rec + (kind == KIND_INDEX ? INDEX_KEY_AT : (load<u32>(rec) & REF_FLAG) != 0 ? LEAF_REF_KEY_AT : LEAF_INLINE_KEY_AT);
 }
 
 /**
@@ -389,7 +392,7 @@ export function ingest(pos: f64, entryLen: u32, kind: u32, bodyLen: u32): i32 {
       store<u32>(rec, <u32>childLen, 4);
       store<f64>(rec, <f64>childPos, 8);
       store<u64>(rec, 0, 16);
-      key = rec + 24;
+      key = rec + INDEX_KEY_AT;
       out = key + keyLen;
     } else {
       if (rd >= rdEnd) {
@@ -403,7 +406,7 @@ export function ingest(pos: f64, entryLen: u32, kind: u32, bodyLen: u32): i32 {
         if (rdBad) break;
         store<u32>(rec, keyLen);
         store<u32>(rec, <u32>len, 4);
-        key = rec + 8;
+        key = rec + LEAF_INLINE_KEY_AT;
         memory.copy(key + keyLen, bytes, <usize>len);
         out = key + keyLen + <usize>len;
       } else if (vk == 1) {
@@ -412,7 +415,7 @@ export function ingest(pos: f64, entryLen: u32, kind: u32, bodyLen: u32): i32 {
         store<u32>(rec, keyLen | REF_FLAG);
         store<u32>(rec, <u32>vlen, 4);
         store<f64>(rec, <f64>vpos, 8);
-        key = rec + 16;
+        key = rec + LEAF_REF_KEY_AT;
         out = key + keyLen;
       } else {
         rdBad = true;
@@ -519,13 +522,13 @@ export function find(rootPos: f64, rootLen: u32, probeLen: u32): i32 {
     const kl = load<u32>(rec);
     const keyLen = kl & ~REF_FLAG;
     if ((kl & REF_FLAG) != 0) {
-      if (compareKeys(rec + 16, keyLen, probe, probeLen) != 0) return NOT_FOUND;
+      if (compareKeys(rec + LEAF_REF_KEY_AT, keyLen, probe, probeLen) != 0) return NOT_FOUND;
       store<f64>(resultPtr, load<f64>(rec, 8));
       store<u32>(resultPtr, load<u32>(rec, 4), 8);
       return VALUE_REF;
     }
-    if (compareKeys(rec + 8, keyLen, probe, probeLen) != 0) return NOT_FOUND;
-    store<u32>(resultPtr, <u32>(rec + 8 + <usize>keyLen));
+    if (compareKeys(rec + LEAF_INLINE_KEY_AT, keyLen, probe, probeLen) != 0) return NOT_FOUND;
+    store<u32>(resultPtr, <u32>(rec + LEAF_INLINE_KEY_AT + <usize>keyLen));
     store<u32>(resultPtr, load<u32>(rec, 4), 4);
     return INLINE;
   }

@@ -33,7 +33,7 @@ export class NodeCache implements NodeSource {
     private readonly log: FileLog,
     wasmCacheBytes: number,
     decodedCacheBytes: number,
-    hugePages = false,
+    hugePages: boolean,
   ) {
     this.fast = wasmCacheBytes >= WASM_CACHE_BYTES_MIN ? tryWasmCache(log, wasmCacheBytes, hugePages) : null;
     this.cacheBytes = decodedCacheBytes;

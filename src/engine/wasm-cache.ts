@@ -35,6 +35,13 @@ const REF_FLAG = 0x8000_0000;
 function slotsAt(prefixLen: number): number {
   return NODE_HEADER_BYTES + ((prefixLen + 7) & ~7);
 }
+
+/** Where a leaf record's key starts, from its first word (key length | REF_FLAG). */
+function leafKeyAt(rec: number, keyWord: number): number {
+  return rec + ((keyWord & REF_FLAG) !== 0 ? 16 : 8);
+}
+/** Where an index record's key starts. */
+const INDEX_KEY_AT = 24;
 const INPUT_BYTES = 1 << 20;
 /** Fewer bytes than this and a lookup's path might not fit; the cache is not worth having. */
 export const WASM_CACHE_BYTES_MIN = 4 << 20;
@@ -201,9 +208,9 @@ export class WasmNodeCache {
         const rec = b.readUInt32LE(slots + i * 8 + 4);
         if (i > 0) {
           const kl = b.readUInt32LE(rec);
-          const key = latin1At(b, rec + 24, kl) as BinKey;
+          const key = latin1At(b, rec + INDEX_KEY_AT, kl) as BinKey;
           keys[i - 1] = key;
-          pfx[i - 1] = keyPrefixAt(b, rec + 24, kl);
+          pfx[i - 1] = keyPrefixAt(b, rec + INDEX_KEY_AT, kl);
           bytes += indexItemBytes(key);
         }
         kids[i] = new DiskRef(b.readDoubleLE(rec + 8), b.readUInt32LE(rec + 4));
@@ -222,12 +229,11 @@ export class WasmNodeCache {
       const rec = b.readUInt32LE(slots + i * 8 + 4);
       const kl = b.readUInt32LE(rec);
       const vl = b.readUInt32LE(rec + 4);
-      const isRef = (kl & REF_FLAG) !== 0;
       const keyLen = kl & ~REF_FLAG;
-      const ko = rec + (isRef ? 16 : 8);
+      const ko = leafKeyAt(rec, kl);
       const key = latin1At(b, ko, keyLen) as BinKey;
       pfx[i] = keyPrefixAt(b, ko, keyLen);
-      const v: LeafValue = isRef ? new ValueRef(b.readDoubleLE(rec + 8), vl, undefined) : b.subarray(ko + keyLen, ko + keyLen + vl);
+      const v: LeafValue = (kl & REF_FLAG) !== 0 ? new ValueRef(b.readDoubleLE(rec + 8), vl, undefined) : b.subarray(ko + keyLen, ko + keyLen + vl);
       keys[i] = key;
       vals[i] = v;
       bytes += leafItemBytes(key, v);
@@ -331,7 +337,7 @@ export class WasmLeafView {
     const c = this.cache;
     const rec = this.record(i);
     const kl = c.u32[rec >>> 2];
-    const p = rec + ((kl & REF_FLAG) !== 0 ? 16 : 8);
+    const p = leafKeyAt(rec, kl);
     const keyLen = kl & ~REF_FLAG;
     const u8 = c.u8;
     const n = Math.min(keyLen, key.length);
@@ -346,7 +352,7 @@ export class WasmLeafView {
     const c = this.cache;
     const rec = this.record(i);
     const kl = c.u32[rec >>> 2];
-    const p = rec + ((kl & REF_FLAG) !== 0 ? 16 : 8);
+    const p = leafKeyAt(rec, kl);
     if ((kl & ~REF_FLAG) < prefix.length) return false;
     const u8 = c.u8;
     for (let j = 0; j < prefix.length; j++) if (u8[p + j] !== prefix.charCodeAt(j)) return false;
@@ -358,7 +364,7 @@ export class WasmLeafView {
     const c = this.cache;
     const rec = this.record(i);
     const kl = c.u32[rec >>> 2];
-    return copyOut(c.u8, rec + ((kl & REF_FLAG) !== 0 ? 16 : 8), kl & ~REF_FLAG);
+    return copyOut(c.u8, leafKeyAt(rec, kl), kl & ~REF_FLAG);
   }
 
   /** Value i: an inline value as a fresh Buffer, else the reference to its Value entry. */
@@ -368,7 +374,7 @@ export class WasmLeafView {
     const kl = c.u32[rec >>> 2];
     const vl = c.u32[(rec + 4) >>> 2];
     if ((kl & REF_FLAG) !== 0) return new ValueRef(c.f64[(rec + 8) >>> 3], vl, undefined);
-    return copyOut(c.u8, rec + 8 + kl, vl);
+    return copyOut(c.u8, leafKeyAt(rec, kl) + kl, vl);
   }
 }
 
