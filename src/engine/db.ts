@@ -197,6 +197,17 @@ export class Db implements Reader {
   private failed: SolifugeError | null = null;
   private closed = false;
   private gen = 1;
+  /**
+   * In-place batches. A batch of writes may change the store's own dirty nodes in place instead
+   * of copying them (TreeWriter, in-place mode): those of generations from `sharedFromGen` on,
+   * which no snapshot, cursor or savepoint holds. `captured` marks that one was taken since:
+   * the next batch moves `sharedFromGen` past every node that exists. While a batch has changes
+   * in place (`inPlaceWriter`), every read of the published tree seals it first (readRoot), so no
+   * reader ever sees a change before it is durable and published.
+   */
+  private sharedFromGen = 0;
+  private captured = false;
+  private inPlaceWriter: TreeWriter | null = null;
   private sb: Superblock;
   private sbPos: number;
   private readonly slabs = new SlabBuilder();
@@ -217,7 +228,11 @@ export class Db implements Reader {
   /** Commits replayed on open (those after the last checkpoint). */
   readonly replayedSlabs: number = 0;
   /** Statistics since open. */
-  readonly stats = { commits: 0, syncs: 0, checkpoints: 0, bytesAppended: 0, autoCompactions: 0 };
+  /**
+   * Counters since open. `inPlaceChanges`: slots changed in place by published batches (see
+   * "In-place batches"); `inPlaceSeals`: batches whose changes in place a read sealed off.
+   */
+  readonly stats = { commits: 0, syncs: 0, checkpoints: 0, bytesAppended: 0, autoCompactions: 0, inPlaceChanges: 0, inPlaceSeals: 0 };
 
   private constructor(
     readonly path: string,
@@ -308,9 +323,15 @@ export class Db implements Reader {
 
   // --- reads ----------------------------------------------------------------------------------
 
+  /** The published root, for a read: a batch's changes in place are sealed off first. */
+  private readRoot(): Child | null {
+    if (this.inPlaceWriter !== null && this.inPlaceWriter.seal()) this.stats.inPlaceSeals++;
+    return this.published.root;
+  }
+
   get(key: KeyInput): Buffer | undefined {
     this.assertOpen();
-    const root = this.published.root;
+    const root = this.readRoot();
     // The common case, a byte key and a checkpointed root: one call into the WASM cache, whose
     // inline values are already fresh copies.
     if (root !== null && root.t === T.Disk && key instanceof Uint8Array && this.cache.fast !== null) {
@@ -323,7 +344,7 @@ export class Db implements Reader {
 
   exists(key: KeyInput): boolean {
     this.assertOpen();
-    return lookup(this.cache, this.published.root, toBinKey(key)) !== undefined;
+    return lookup(this.cache, this.readRoot(), toBinKey(key)) !== undefined;
   }
 
   count(): number {
@@ -368,10 +389,12 @@ export class Db implements Reader {
   /** Pins the current commit: reads through the snapshot see it until `release()`. */
   snapshot(): Snapshot {
     this.assertOpen();
+    const root = this.readRoot();
+    this.captured = true; // it keeps this tree: later batches must copy its nodes
     const p = this.published;
     const seq = p.commit?.seq ?? 0;
     this.pins.set(seq, (this.pins.get(seq) ?? 0) + 1);
-    return new Snapshot(this, p.root, p.count, p.tag, seq);
+    return new Snapshot(this, root, p.count, p.tag, seq);
   }
 
   /** @internal */
@@ -563,7 +586,28 @@ export class Db implements Reader {
       return;
     }
     const base = this.published;
-    const w = new TreeWriter(this.cache, { root: base.root, count: base.count }, ++this.gen, this.options.nodeBytesMax);
+    const batchGen = ++this.gen;
+    if (this.captured) {
+      this.sharedFromGen = batchGen;
+      this.captured = false;
+    }
+    // Compaction and checkpoint jobs walk and rewrite the tree: their batches copy, as always.
+    const inPlace = jobs.every((j) => j.k === 'set' || j.k === 'del' || j.k === 'delPrefix' || j.k === 'tx');
+    const shared = inPlace ? { fromGen: this.sharedFromGen, belowGen: batchGen } : null;
+    const w = new TreeWriter(this.cache, { root: base.root, count: base.count }, batchGen, this.options.nodeBytesMax, shared);
+    if (inPlace) this.inPlaceWriter = w;
+    try {
+      await this.applyAndCommit(jobs, base, w);
+    } finally {
+      if (this.inPlaceWriter === w) {
+        // Settled at publish; anything left belongs to a batch that published nothing.
+        w.abortInPlace();
+        this.inPlaceWriter = null;
+      }
+    }
+  }
+
+  private async applyAndCommit(jobs: Job[], base: Published, w: TreeWriter): Promise<void> {
     const actions: Action[] = [];
     let forceCheckpoint = false;
     let tag = base.tag;
@@ -588,7 +632,7 @@ export class Db implements Reader {
           sync ||= this.options.durable;
           break;
         case 'tx': {
-          const savepoint = w.freeze();
+          const savepoint = w.savepoint();
           const mark = actions.length;
           const tx = new Transaction(this, w, actions);
           try {
@@ -648,8 +692,13 @@ export class Db implements Reader {
     }
     if (actions.length > 0 || tag !== base.tag || forceCheckpoint) {
       try {
-        await this.commit({ root: w.root, count: w.count }, lastPerKey(actions), tag, sync, forceCheckpoint);
+        // The writer itself: a seal while the commit waits for its sync changes its root.
+        await this.commit(w, lastPerKey(actions), tag, sync, forceCheckpoint);
       } catch (err) {
+        if (this.inPlaceWriter === w) {
+          w.abortInPlace(); // readers keep the last published tree
+          this.inPlaceWriter = null;
+        }
         const e = err instanceof SolifugeError ? err : new IoFailedError(String(err), err);
         this.failed = e;
         for (const j of jobs) j.reject(e);
@@ -676,6 +725,8 @@ export class Db implements Reader {
     const checkpoint = forceCheckpoint || this.bytesSinceCheckpoint >= this.options.checkpointIntervalBytes ||
       dirty >= DIRTY_OVER_INTERVAL_MAX * Math.max(this.options.checkpointIntervalBytes, 1) ||
       (this.options.checkpointTreeOverLogMax > 0 && dirty <= this.options.checkpointTreeOverLogMax * actionLogBytes(actions));
+    // A checkpoint writes nodes (and gives them positions) that the published tree may share.
+    if (checkpoint && this.inPlaceWriter !== null && this.inPlaceWriter.seal()) this.stats.inPlaceSeals++;
     const slab = this.slabs.build({
       actions, keyCount: state.count, tag, prev, start,
       checkpoint: checkpoint ? { root: state.root, keyCount: state.count } : null,
@@ -710,6 +761,10 @@ export class Db implements Reader {
       if (superblockDue) this.writeSuperblock(slab.commit);
     }
     this.published = { root: checkpoint ? slab.rootRef : state.root, count: state.count, tag, commit: slab.commit };
+    if (this.inPlaceWriter !== null) {
+      this.stats.inPlaceChanges += this.inPlaceWriter.settleInPlace(); // same turn as the publish: no reader in between
+      this.inPlaceWriter = null;
+    }
   }
 
   private idleTimer: NodeJS.Timeout | null = null;
@@ -942,7 +997,8 @@ export class Db implements Reader {
   /** Verifies the whole file and the live tree; problems are reported as data. */
   check(): CheckReport {
     this.assertOpen();
-    return checkStore(this.log, this.published.commit, this.cache, this.published.root, this.sb.liveStart);
+    const root = this.readRoot();
+    return checkStore(this.log, this.published.commit, this.cache, root, this.sb.liveStart);
   }
 
   /**

@@ -117,8 +117,43 @@ export interface TreeState {
 }
 
 /**
+ * Generations `[fromGen, belowGen)` whose dirty nodes a batch may change in place: the store's
+ * own copies from earlier batches, which the published tree holds but no snapshot, cursor or
+ * savepoint does (db.ts, "In-place batches").
+ */
+export interface SharedGens {
+  fromGen: number;
+  belowGen: number;
+}
+
+/** One change made in place to a shared node: what seal() and abortInPlace() put back. */
+class JournalEntry {
+  constructor(
+    readonly node: TreeNode,
+    /** kids index (index node) or vals index (leaf). */
+    readonly slot: number,
+    readonly old: Child | LeafValue,
+    readonly oldBytes: number,
+    /** The key whose write made the change: seal() finds the node's path by it. */
+    readonly key: BinKey,
+  ) {}
+}
+
+export interface Savepoint extends TreeState {
+  readonly journalMark: number;
+}
+
+/**
  * Applies sets and deletes to a tree, producing new dirty nodes. One writer at a time.
  * `gen` is bumped by `freeze()` (savepoints, live cursors); nodes of older generations are copied.
+ *
+ * In-place mode (`shared` given): a node of a shared generation is changed in place where that
+ * is one slot (a child replaced under an index node, a value replaced in a leaf that stays
+ * small enough), and the change is journaled; any other change to it copies it as usual. So a
+ * batch of overwrites copies only the nodes it reaches for the first time since they were
+ * written, instead of every leaf and index node on every path. Until `settleInPlace()`, the
+ * published tree shares those nodes: `seal()` gives readers their published contents back
+ * (copying the writer's paths), `abortInPlace()` undoes the changes.
  */
 export class TreeWriter {
   root: Child | null;
@@ -133,28 +168,127 @@ export class TreeWriter {
    */
   dirtyBytes = 0;
 
+  private shared: SharedGens | null;
+  private readonly journal: JournalEntry[] = [];
+
   constructor(
     private readonly src: NodeSource,
     state: TreeState,
     gen: number,
     readonly maxNodeBytes: number,
+    shared: SharedGens | null = null,
   ) {
     assert(maxNodeBytes >= 256, 'maxNodeBytes too small');
+    assert(shared === null || (shared.fromGen <= shared.belowGen && shared.belowGen <= gen), 'shared generations must precede the writer');
     this.root = state.root;
     this.count = state.count;
     this.gen = gen;
+    this.shared = shared;
   }
 
-  /** From now on, nodes built so far are immutable (copied on their next change). */
+  /** Changes made in place since the batch began (or the last seal), not yet published. */
+  get inPlaceChanges(): number {
+    return this.journal.length;
+  }
+
+  /**
+   * From now on, nodes built so far are immutable (copied on their next change): for a cursor
+   * over the writer's tree. Seals first, so the frozen tree holds no node changed in place.
+   */
   freeze(): TreeState {
+    this.seal();
     this.gen++;
     return { root: this.root, count: this.count };
   }
 
-  restore(s: TreeState): void {
+  /**
+   * A transaction's starting point: `restore()` brings the tree back to it. Changes in place
+   * before it are sealed first, so an abort undoes only the transaction's own.
+   */
+  savepoint(): Savepoint {
+    if (this.journal.length > 0) this.seal();
+    // (Sealed, so the mark is 0: a seal inside the transaction could not restore the tree as
+    // it was before it otherwise. Kept explicit so restore() never undoes what came before.)
+    this.gen++;
+    return { root: this.root, count: this.count, journalMark: this.journal.length };
+  }
+
+  restore(s: Savepoint): void {
+    this.undo(s.journalMark);
     this.root = s.root;
     this.count = s.count;
     this.gen++;
+  }
+
+  private isShared(n: TreeNode): boolean {
+    const s = this.shared;
+    return s !== null && n.pos === -1 && n.gen >= s.fromGen && n.gen < s.belowGen;
+  }
+
+  /**
+   * Ends in-place changes for the rest of the batch, so the published tree can be read: every
+   * shared node on the path to a change is copied into the writer's tree (which keeps its
+   * contents), then the shared nodes get their published contents back. Costs what copying on
+   * write would have cost in the first place. Returns whether there was anything to seal.
+   */
+  seal(): boolean {
+    const s = this.shared;
+    this.shared = null;
+    if (s === null || this.journal.length === 0) return false;
+    for (const e of this.journal) this.root = this.copySharedPath(this.root, e.key, s);
+    this.undo(0);
+    return true;
+  }
+
+  /** The batch failed or was dropped: shared nodes get their published contents back. */
+  abortInPlace(): void {
+    this.undo(0);
+    this.shared = null;
+  }
+
+  /** The batch's tree is published: the changes in place are now its contents. Returns how many. */
+  settleInPlace(): number {
+    const n = this.journal.length;
+    this.journal.length = 0;
+    this.shared = null;
+    return n;
+  }
+
+  private undo(mark: number): void {
+    const j = this.journal;
+    for (let k = j.length - 1; k >= mark; k--) {
+      const e = j[k];
+      if (e.node.t === T.Index) e.node.kids[e.slot] = e.old as Child;
+      else e.node.vals[e.slot] = e.old as LeafValue;
+      e.node.bytes = e.oldBytes;
+    }
+    j.length = mark;
+  }
+
+  /** Copies the shared nodes on `key`'s path (their current contents) into the writer's tree. */
+  private copySharedPath(c: Child | null, key: BinKey, s: SharedGens): Child | null {
+    if (c === null || c.t === T.Disk) return c;
+    const shared = c.pos === -1 && c.gen >= s.fromGen && c.gen < s.belowGen;
+    if (c.t === T.Leaf) {
+      if (!shared) return c;
+      const copy = new LeafNode(this.gen, c.keys.slice(), c.vals.slice(), c.bytes);
+      copy.pfx = c.pfx;
+      return copy;
+    }
+    const i = upperBound(c.keys, key);
+    const kid = c.kids[i];
+    const below = this.copySharedPath(kid, key, s);
+    let target: IndexNode = c;
+    if (shared) {
+      target = new IndexNode(this.gen, c.keys.slice(), c.kids.slice(), c.bytes);
+      target.pfx = c.pfx;
+    }
+    if (below !== kid) {
+      // Above a node changed in place there are only shared nodes and the writer's own.
+      assert(target.pos === -1 && target.gen === this.gen, 'a node changed in place sits below a frozen node');
+      target.kids[i] = below as Child;
+    }
+    return target;
   }
 
   get(key: BinKey): LeafValue | undefined {
@@ -226,8 +360,17 @@ export class TreeWriter {
     if (node.t === T.Leaf) {
       const lp = node.pfx;
       const i = lp !== null ? lowerBoundP(node.keys, lp, key, pp) : lowerBound(node.keys, key);
-      const w = this.leafW(node);
       this.dirtyBytes += leafItemBytes(key, val);
+      if (i < node.keys.length && node.keys[i] === key && this.isShared(node)) {
+        const bytes = node.bytes + leafItemBytes(key, val) - leafItemBytes(key, node.vals[i]);
+        if (bytes <= this.maxNodeBytes) {
+          this.journal.push(new JournalEntry(node, i, node.vals[i], node.bytes, key));
+          node.vals[i] = val;
+          node.bytes = bytes;
+          return node;
+        }
+      }
+      const w = this.leafW(node);
       if (i < w.keys.length && w.keys[i] === key) {
         w.bytes += leafItemBytes(key, val) - leafItemBytes(key, w.vals[i]);
         w.vals[i] = val;
@@ -246,7 +389,16 @@ export class TreeWriter {
     let ip = node.pfx;
     if (ip === null && !(node.pos === -1 && node.gen === this.gen)) ip = node.pfx = keyPrefixes(node.keys);
     const i = ip !== null ? upperBoundP(node.keys, ip, key, pp) : upperBound(node.keys, key);
-    const child = this.put(node.kids[i], key, val, pp);
+    const old = node.kids[i];
+    const child = this.put(old, key, val, pp);
+    if (this.splitRight === null) {
+      if (child === old) return node; // changed in place below (or already the writer's)
+      if (this.isShared(node)) {
+        this.journal.push(new JournalEntry(node, i, old, node.bytes, key));
+        node.kids[i] = child;
+        return node;
+      }
+    }
     const w = this.indexW(node);
     w.kids[i] = child;
     if (this.splitRight !== null) {
