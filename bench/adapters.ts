@@ -29,7 +29,9 @@ export interface Engine {
 }
 
 export function allocatedBytes(p: string): number {
-  const st = fs.statSync(p);
+  // A file may vanish between readdir and stat (LevelDB deletes compacted tables meanwhile).
+  const st = fs.statSync(p, { throwIfNoEntry: false });
+  if (st === undefined) return 0;
   if (st.isFile()) return st.blocks * 512;
   let n = 0;
   for (const f of fs.readdirSync(p)) n += allocatedBytes(path.join(p, f));
