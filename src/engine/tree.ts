@@ -132,8 +132,10 @@ class JournalEntry {
     readonly node: TreeNode,
     /** kids index (index node) or vals index (leaf). */
     readonly slot: number,
-    readonly old: Child | LeafValue,
+    /** The child or value replaced at `slot`; null: a key was inserted at `slot`. */
+    readonly old: Child | LeafValue | null,
     readonly oldBytes: number,
+    readonly oldPfx: Float64Array | null,
     /** The key whose write made the change: seal() finds the node's path by it. */
     readonly key: BinKey,
   ) {}
@@ -148,8 +150,9 @@ export interface Savepoint extends TreeState {
  * `gen` is bumped by `freeze()` (savepoints, live cursors); nodes of older generations are copied.
  *
  * In-place mode (`shared` given): a node of a shared generation is changed in place where that
- * is one slot (a child replaced under an index node, a value replaced in a leaf that stays
- * small enough), and the change is journaled; any other change to it copies it as usual. So a
+ * is one slot (a child replaced under an index node; a value replaced, or a key inserted, in a
+ * leaf that stays within maxNodeBytes), and the change is journaled; any other change to it
+ * (splits, merges, deletes) copies it as usual. So a
  * batch of overwrites copies only the nodes it reaches for the first time since they were
  * written, instead of every leaf and index node on every path. Until `settleInPlace()`, the
  * published tree shares those nodes: `seal()` gives readers their published contents back
@@ -258,9 +261,15 @@ export class TreeWriter {
     const j = this.journal;
     for (let k = j.length - 1; k >= mark; k--) {
       const e = j[k];
-      if (e.node.t === T.Index) e.node.kids[e.slot] = e.old as Child;
-      else e.node.vals[e.slot] = e.old as LeafValue;
-      e.node.bytes = e.oldBytes;
+      const n = e.node;
+      if (n.t === T.Index) n.kids[e.slot] = e.old as Child;
+      else if (e.old !== null) n.vals[e.slot] = e.old as LeafValue;
+      else {
+        n.keys.splice(e.slot, 1);
+        n.vals.splice(e.slot, 1);
+      }
+      n.bytes = e.oldBytes;
+      n.pfx = e.oldPfx;
     }
     j.length = mark;
   }
@@ -361,11 +370,19 @@ export class TreeWriter {
       const lp = node.pfx;
       const i = lp !== null ? lowerBoundP(node.keys, lp, key, pp) : lowerBound(node.keys, key);
       this.dirtyBytes += leafItemBytes(key, val);
-      if (i < node.keys.length && node.keys[i] === key && this.isShared(node)) {
-        const bytes = node.bytes + leafItemBytes(key, val) - leafItemBytes(key, node.vals[i]);
+      if (this.isShared(node)) {
+        const found = i < node.keys.length && node.keys[i] === key;
+        const bytes = node.bytes + leafItemBytes(key, val) - (found ? leafItemBytes(key, node.vals[i]) : 0);
         if (bytes <= this.maxNodeBytes) {
-          this.journal.push(new JournalEntry(node, i, node.vals[i], node.bytes, key));
-          node.vals[i] = val;
+          this.journal.push(new JournalEntry(node, i, found ? node.vals[i] : null, node.bytes, node.pfx, key));
+          if (found) node.vals[i] = val;
+          else {
+            node.keys.splice(i, 0, key);
+            node.vals.splice(i, 0, val);
+            node.pfx = null;
+            node.lastInsertAt = i; // a heuristic for the next split: not journaled
+            this.inserted = true;
+          }
           node.bytes = bytes;
           return node;
         }
@@ -394,7 +411,7 @@ export class TreeWriter {
     if (this.splitRight === null) {
       if (child === old) return node; // changed in place below (or already the writer's)
       if (this.isShared(node)) {
-        this.journal.push(new JournalEntry(node, i, old, node.bytes, key));
+        this.journal.push(new JournalEntry(node, i, old, node.bytes, node.pfx, key));
         node.kids[i] = child;
         return node;
       }

@@ -46,6 +46,41 @@ describe('in-place batches', () => {
     await again.close();
   });
 
+  it('inserts go into the store’s own leaves in place; an abort takes them out, a reader seals them off', async () => {
+    const { db, file } = await ownedStore();
+    const before = db.stats.inPlaceChanges;
+    const added: string[] = [];
+    await db.transaction((tx) => {
+      for (let i = 0; i < KEYS.length; i += 10) {
+        tx.set(`${KEYS[i]}a`, 'n');
+        added.push(`${KEYS[i]}a`);
+      }
+    });
+    expect(db.stats.inPlaceChanges).toBeGreaterThan(before);
+    await expect(
+      db.transaction((tx) => {
+        for (let i = 5; i < KEYS.length; i += 10) tx.set(`${KEYS[i]}b`, 'x');
+        throw new Error('no');
+      }),
+    ).rejects.toThrow('no');
+    let seenDuring: string[] = [];
+    await db.transaction((tx) => {
+      for (let i = 3; i < KEYS.length; i += 10) tx.set(`${KEYS[i]}c`, 'c');
+      seenDuring = [...db.keys()].map(String);
+    });
+    const publishedBefore = [...KEYS, ...added].sort();
+    expect(seenDuring).toEqual(publishedBefore);
+    for (let i = 3; i < KEYS.length; i += 10) added.push(`${KEYS[i]}c`);
+    const want = [...KEYS, ...added].sort();
+    expect([...db.keys()].map(String)).toEqual(want);
+    expect(db.count()).toBe(want.length);
+    expect(db.check().ok).toBe(true);
+    await db.close();
+    const again = await open(file, OPTS);
+    expect([...again.keys()].map(String)).toEqual(want);
+    await again.close();
+  });
+
   it('a read inside the transaction’s callback sees the published value; the transaction sees its own', async () => {
     const { db } = await ownedStore();
     const seals = db.stats.inPlaceSeals;
