@@ -227,10 +227,10 @@ export class Db implements Reader {
   private readonly verifier: ValueVerifier;
   /** Commits replayed on open (those after the last checkpoint). */
   readonly replayedSlabs: number = 0;
-  /** Statistics since open. */
   /**
    * Counters since open. `inPlaceChanges`: slots changed in place by published batches (see
-   * "In-place batches"); `inPlaceSeals`: batches whose changes in place a read sealed off.
+   * "In-place batches"); `inPlaceSeals`: batches whose changes in place had to be sealed off
+   * for a reader of the published tree or for a checkpoint.
    */
   readonly stats = { commits: 0, syncs: 0, checkpoints: 0, bytesAppended: 0, autoCompactions: 0, inPlaceChanges: 0, inPlaceSeals: 0 };
 

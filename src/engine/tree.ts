@@ -152,9 +152,9 @@ export interface Savepoint extends TreeState {
  * In-place mode (`shared` given): a node of a shared generation is changed in place where that
  * is one slot (a child replaced under an index node; a value replaced, or a key inserted, in a
  * leaf that stays within maxNodeBytes), and the change is journaled; any other change to it
- * (splits, merges, deletes) copies it as usual. So a
- * batch of overwrites copies only the nodes it reaches for the first time since they were
- * written, instead of every leaf and index node on every path. Until `settleInPlace()`, the
+ * (splits, merges, deletes) copies it as usual. So a batch of overwrites copies only the nodes
+ * it reaches for the first time since they were written, instead of every leaf and index node
+ * on every path. Until `settleInPlace()`, the
  * published tree shares those nodes: `seal()` gives readers their published contents back
  * (copying the writer's paths), `abortInPlace()` undoes the changes.
  */
@@ -189,11 +189,6 @@ export class TreeWriter {
     this.shared = shared;
   }
 
-  /** Changes made in place since the batch began (or the last seal), not yet published. */
-  get inPlaceChanges(): number {
-    return this.journal.length;
-  }
-
   /**
    * From now on, nodes built so far are immutable (copied on their next change): for a cursor
    * over the writer's tree. Seals first, so the frozen tree holds no node changed in place.
@@ -209,9 +204,10 @@ export class TreeWriter {
    * before it are sealed first, so an abort undoes only the transaction's own.
    */
   savepoint(): Savepoint {
+    // A seal inside the transaction (for a reader or a cursor) undoes every change in place,
+    // which would take those made before the savepoint with it: so there are none, and the mark
+    // is 0 (kept, so restore() says what it undoes).
     if (this.journal.length > 0) this.seal();
-    // (Sealed, so the mark is 0: a seal inside the transaction could not restore the tree as
-    // it was before it otherwise. Kept explicit so restore() never undoes what came before.)
     this.gen++;
     return { root: this.root, count: this.count, journalMark: this.journal.length };
   }
