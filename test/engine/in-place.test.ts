@@ -101,6 +101,31 @@ describe('in-place batches', () => {
     await db.close();
   });
 
+  it('a range or deletePrefix inside the transaction, after changes in place, sees the transaction’s tree', async () => {
+    const { db } = await ownedStore();
+    let ranged: string[] = [];
+    let removed = 0;
+    await db.transaction((tx) => {
+      for (const k of KEYS) tx.set(k, 'v2');
+      const it = tx.range({ prefix: 'k00' });
+      ranged.push(it.next().value![1].toString());
+      tx.set(KEYS[5], 'v9'); // after the cursor's freeze: copies, so the cursor does not see it
+      for (const [, v] of it) ranged.push(v.toString());
+      tx.set(KEYS[1], 'v3');
+      removed = tx.deletePrefix('k01');
+      expect(str(db.get(KEYS[1]))).toBe('v1');
+    });
+    expect(ranged).toEqual(Array(100).fill('v2'));
+    expect(removed).toBe(100);
+    expect(str(db.get(KEYS[1]))).toBe('v3');
+    expect(str(db.get(KEYS[5]))).toBe('v9');
+    expect(db.get(KEYS[100])).toBeUndefined();
+    expect(str(db.get(KEYS[200]))).toBe('v2');
+    expect(db.count()).toBe(KEYS.length - 100);
+    expect(db.check().ok).toBe(true);
+    await db.close();
+  });
+
   it('while an async transaction waits, readers see the published tree', async () => {
     const { db } = await ownedStore();
     const during: Array<string | undefined> = [];
