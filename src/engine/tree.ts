@@ -283,17 +283,18 @@ export class TreeWriter {
     const i = upperBound(c.keys, key);
     const kid = c.kids[i];
     const below = this.copySharedPath(kid, key, s);
-    let target: IndexNode = c;
-    if (shared) {
-      target = new IndexNode(this.gen, c.keys.slice(), c.kids.slice(), c.bytes);
-      target.pfx = c.pfx;
+    // A shared node is copied; so is a frozen one above a change (a transaction's savepoint
+    // holds the nodes that an earlier job of the batch made, and its writes changed shared nodes
+    // below them in place): the savepoint keeps the original, the writer takes the copy.
+    const writable = c.pos === -1 && c.gen === this.gen;
+    if (!shared && (writable || below === kid)) {
+      if (below !== kid) c.kids[i] = below as Child;
+      return c;
     }
-    if (below !== kid) {
-      // Above a node changed in place there are only shared nodes and the writer's own.
-      assert(target.pos === -1 && target.gen === this.gen, 'a node changed in place sits below a frozen node');
-      target.kids[i] = below as Child;
-    }
-    return target;
+    const copy = new IndexNode(this.gen, c.keys.slice(), c.kids.slice(), c.bytes);
+    copy.pfx = c.pfx;
+    copy.kids[i] = below as Child;
+    return copy;
   }
 
   get(key: BinKey): LeafValue | undefined {
