@@ -325,8 +325,13 @@ export class Db implements Reader {
 
   /** The published root, for a read: a batch's changes in place are sealed off first. */
   private readRoot(): Child | null {
-    if (this.inPlaceWriter !== null && this.inPlaceWriter.seal()) this.stats.inPlaceSeals++;
+    this.sealInPlace();
     return this.published.root;
+  }
+
+  /** Gives the published tree its own contents back, if a batch changed shared nodes in place. */
+  private sealInPlace(): void {
+    if (this.inPlaceWriter !== null && this.inPlaceWriter.seal()) this.stats.inPlaceSeals++;
   }
 
   get(key: KeyInput): Buffer | undefined {
@@ -600,7 +605,8 @@ export class Db implements Reader {
       await this.applyAndCommit(jobs, base, w);
     } finally {
       if (this.inPlaceWriter === w) {
-        // Settled at publish; anything left belongs to a batch that published nothing.
+        // Settled at publish; anything left belongs to a batch that published nothing (a failed
+        // commit, or only aborted transactions): the shared nodes get their contents back.
         w.abortInPlace();
         this.inPlaceWriter = null;
       }
@@ -695,10 +701,7 @@ export class Db implements Reader {
         // The writer itself: a seal while the commit waits for its sync changes its root.
         await this.commit(w, lastPerKey(actions), tag, sync, forceCheckpoint);
       } catch (err) {
-        if (this.inPlaceWriter === w) {
-          w.abortInPlace(); // readers keep the last published tree
-          this.inPlaceWriter = null;
-        }
+        // (runBatch undoes the batch's changes in place; a reader before that seals them off.)
         const e = err instanceof SolifugeError ? err : new IoFailedError(String(err), err);
         this.failed = e;
         for (const j of jobs) j.reject(e);
@@ -726,7 +729,7 @@ export class Db implements Reader {
       dirty >= DIRTY_OVER_INTERVAL_MAX * Math.max(this.options.checkpointIntervalBytes, 1) ||
       (this.options.checkpointTreeOverLogMax > 0 && dirty <= this.options.checkpointTreeOverLogMax * actionLogBytes(actions));
     // A checkpoint writes nodes (and gives them positions) that the published tree may share.
-    if (checkpoint && this.inPlaceWriter !== null && this.inPlaceWriter.seal()) this.stats.inPlaceSeals++;
+    if (checkpoint) this.sealInPlace();
     const slab = this.slabs.build({
       actions, keyCount: state.count, tag, prev, start,
       checkpoint: checkpoint ? { root: state.root, keyCount: state.count } : null,

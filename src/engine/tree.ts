@@ -141,8 +141,9 @@ class JournalEntry {
   ) {}
 }
 
-export interface Savepoint extends TreeState {
-  readonly journalMark: number;
+/** Whether `n` is a dirty node of the shared generations `s` (TreeWriter, in-place mode). */
+function inShared(n: TreeNode, s: SharedGens): boolean {
+  return n.pos === -1 && n.gen >= s.fromGen && n.gen < s.belowGen;
 }
 
 /**
@@ -203,25 +204,25 @@ export class TreeWriter {
    * A transaction's starting point: `restore()` brings the tree back to it. Changes in place
    * before it are sealed first, so an abort undoes only the transaction's own.
    */
-  savepoint(): Savepoint {
+  savepoint(): TreeState {
     // A seal inside the transaction (for a reader or a cursor) undoes every change in place,
-    // which would take those made before the savepoint with it: so there are none, and the mark
-    // is 0 (kept, so restore() says what it undoes).
+    // which would take those made before the savepoint with it: so there are none, and every
+    // change in the journal from here on is the transaction's.
     if (this.journal.length > 0) this.seal();
     this.gen++;
-    return { root: this.root, count: this.count, journalMark: this.journal.length };
+    return { root: this.root, count: this.count };
   }
 
-  restore(s: Savepoint): void {
-    this.undo(s.journalMark);
+  /** Back to a savepoint: the transaction's changes in place are undone, its copies dropped. */
+  restore(s: TreeState): void {
+    this.undo(0);
     this.root = s.root;
     this.count = s.count;
     this.gen++;
   }
 
   private isShared(n: TreeNode): boolean {
-    const s = this.shared;
-    return s !== null && n.pos === -1 && n.gen >= s.fromGen && n.gen < s.belowGen;
+    return this.shared !== null && inShared(n, this.shared);
   }
 
   /**
@@ -273,7 +274,7 @@ export class TreeWriter {
   /** Copies the shared nodes on `key`'s path (their current contents) into the writer's tree. */
   private copySharedPath(c: Child | null, key: BinKey, s: SharedGens): Child | null {
     if (c === null || c.t === T.Disk) return c;
-    const shared = c.pos === -1 && c.gen >= s.fromGen && c.gen < s.belowGen;
+    const shared = inShared(c, s);
     if (c.t === T.Leaf) {
       if (!shared) return c;
       const copy = new LeafNode(this.gen, c.keys.slice(), c.vals.slice(), c.bytes);

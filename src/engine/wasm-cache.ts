@@ -374,7 +374,7 @@ export class WasmLeafView {
     const kl = c.u32[rec >>> 2];
     const vl = c.u32[(rec + 4) >>> 2];
     if ((kl & REF_FLAG) !== 0) return new ValueRef(c.f64[(rec + 8) >>> 3], vl, undefined);
-    return copyOut(c.u8, leafKeyAt(rec, kl) + kl, vl);
+    return copyOut(c.u8, leafKeyAt(rec, kl) + kl, vl); // inline: kl is the bare key length
   }
 }
 
