@@ -14,4 +14,4 @@ export function free(ptr: usize): void {
   heap.free(ptr);
 }
 export { cacheInit, cacheClear, cachedNodes, probeAddress, resultAddress, inputAddress, ingest as cacheIngest, find as cacheFind, cachedNode } from './cache';
-export { slabEncode, slabCrc, parseBody } from './slab';
+export { slabEncode, slabEncodePart, slabCrc, parseBody } from './slab';

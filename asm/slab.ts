@@ -284,17 +284,53 @@ function encodeActions(): void {
  * again with more room), ERR_BAD_PLAN or ERR_TOO_MANY_ENTRIES (more than `maxEntries` records).
  */
 export function slabEncode(plan: usize, planLen: u32, out: usize, outCap: u32, table: usize, maxEntries: u32, start: f64): i32 {
-  rd = plan;
+  return encodeFrom(plan, planLen, out, outCap, table, maxEntries, start, 0, 0, 0, 0, 0);
+}
+
+/** slabEncodePart: stopped after `budgetBytes` of output; its state block holds where. */
+export const ENCODE_PAUSED: i32 = -4;
+
+/**
+ * slabEncode in parts, for big slabs, so the caller can give its thread back in between. The
+ * caller owns the state block at `state` (16 bytes, zeroed before the first part): u32 plan
+ * offset, u32 output offset, u32 entries so far, u32 slab CRC so far. Each call encodes whole
+ * entries until at least `budgetBytes` were written, then returns ENCODE_PAUSED with the block
+ * updated; the last returns what slabEncode would. The state lives with the caller because this
+ * instance serves every store in the process, and others encode and parse in between.
+ */
+export function slabEncodePart(plan: usize, planLen: u32, out: usize, outCap: u32, table: usize, maxEntries: u32, start: f64, state: usize, budgetBytes: u32): i32 {
+  const rdOff = load<u32>(state);
+  const wrOff = load<u32>(state, 4);
+  if (rdOff > planLen || wrOff > outCap) return ERR_BAD_PLAN;
+  const r = encodeFrom(plan, planLen, out, outCap, table, maxEntries, start, rdOff, wrOff, load<u32>(state, 8), load<u32>(state, 12), budgetBytes);
+  if (r == ENCODE_PAUSED) {
+    store<u32>(state, <u32>(rd - plan));
+    store<u32>(state, <u32>(wr - out), 4);
+    store<u32>(state, entries, 8);
+    store<u32>(state, pausedSlabCrc, 12);
+  }
+  return r;
+}
+
+let pausedSlabCrc: u32 = 0;
+
+function encodeFrom(plan: usize, planLen: u32, out: usize, outCap: u32, table: usize, maxEntries: u32, start: f64, rdOff: u32, wrOff: u32, entriesSoFar: u32, crcSoFar: u32, budgetBytes: u32): i32 {
+  rd = plan + rdOff;
   rdEnd = plan + planLen;
-  wr = out;
+  wr = out + wrOff;
   wrEnd = out + outCap;
   bad = false;
   full = false;
   slabStart = start;
   tableAt = table;
-  entries = 0;
-  let slab: u32 = 0;
+  entries = entriesSoFar;
+  let slab: u32 = crcSoFar;
+  const pauseAt: usize = budgetBytes == 0 ? 0 : wr + <usize>budgetBytes;
   while (rd < rdEnd) {
+    if (pauseAt != 0 && wr >= pauseAt) {
+      pausedSlabCrc = slab;
+      return ENCODE_PAUSED;
+    }
     if (entries >= maxEntries) return ERR_TOO_MANY_ENTRIES;
     const kind = rU8();
     const entry = wr;

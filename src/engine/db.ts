@@ -24,7 +24,7 @@ import {
 } from './format.js';
 import { toBinKey, toValueBuffer, type BinKey, type KeyInput, type ValueInput } from './keys.js';
 import { FileLog, syncDirectory } from './log-file.js';
-import { DiskRef, T, ValueRef, type Child, type LeafValue } from './node.js';
+import { DiskRef, T, ValueRef, type Child, type LeafValue, type TreeNode } from './node.js';
 import { recover, replayAfterCheckpoint } from './recovery.js';
 import { SlabBuilder } from './slab.js';
 import { PUNCH_STEP_BYTES, type AutoCompactOptions, type CompactOptions, type CompactProgress, type CompactResult, type CopyCursor } from './compaction.js';
@@ -150,6 +150,21 @@ export const DEFAULTS = {
 /** Changed-node bytes (estimated) that force a checkpoint, in checkpointIntervalBytes. */
 const DIRTY_OVER_INTERVAL_MAX = 4;
 
+/**
+ * Checkpoints with at least this many changed-node bytes (estimated) are built, appended and
+ * cached in slices of SLICE_MS, with a turn of the event loop between slices: one of 565k
+ * changed keys held the event loop for 2.3–4.0 s in one piece (bench/RESULTS.md round 12), long
+ * enough to miss timers, sockets and a cluster's lease renewals. Writes wait for it either way;
+ * reads, timers and I/O go on. Smaller ones (a sorted load's, every commit) stay in one piece.
+ */
+const SLICED_CHECKPOINT_BYTES_MIN = 4 * 1024 * 1024;
+const SLICE_MS = 10;
+const APPEND_SLICE_BYTES = 4 * 1024 * 1024;
+
+function nextTurn(): Promise<void> {
+  return new Promise((resolve) => setImmediate(resolve));
+}
+
 interface Published {
   root: Child | null;
   count: number;
@@ -232,7 +247,7 @@ export class Db implements Reader {
    * "In-place batches"); `inPlaceSeals`: batches whose changes in place had to be sealed off
    * for a reader of the published tree or for a checkpoint.
    */
-  readonly stats = { commits: 0, syncs: 0, checkpoints: 0, bytesAppended: 0, autoCompactions: 0, inPlaceChanges: 0, inPlaceSeals: 0 };
+  readonly stats = { commits: 0, syncs: 0, checkpoints: 0, slicedCheckpoints: 0, bytesAppended: 0, autoCompactions: 0, inPlaceChanges: 0, inPlaceSeals: 0 };
 
   private constructor(
     readonly path: string,
@@ -730,22 +745,29 @@ export class Db implements Reader {
       (this.options.checkpointTreeOverLogMax > 0 && dirty <= this.options.checkpointTreeOverLogMax * actionLogBytes(actions));
     // A checkpoint writes nodes (and gives them positions) that the published tree may share.
     if (checkpoint) this.sealInPlace();
-    const slab = this.slabs.build({
+    const input = {
       actions, keyCount: state.count, tag, prev, start,
       checkpoint: checkpoint ? { root: state.root, keyCount: state.count } : null,
-    });
-    try {
-      this.log.append(slab.bytes, slab.len);
-    } catch (err) {
-      slab.rollback(); // the published tree shares the slab's nodes: keep them in memory, unwritten
-      throw err;
+    };
+    const sliced = checkpoint && dirty >= SLICED_CHECKPOINT_BYTES_MIN;
+    const slab = sliced ? await this.slabs.buildSliced(input, SLICE_MS, nextTurn) : this.slabs.build(input);
+    // Appended before the nodes get positions: if the append fails, the published tree (which
+    // shares them) still points at bytes in memory, never at a slab that was not written.
+    if (sliced) await this.appendSliced(slab.bytes, slab.len);
+    else this.log.append(slab.bytes(), slab.len);
+    const written = sliced ? await slab.applySliced(SLICE_MS, nextTurn) : slab.apply();
+    // Parents of the written nodes now refer to them by position: the cache must know them (a
+    // reader between two slices that misses it reads the node from the file: slower, not wrong).
+    if (sliced) await this.cacheWrittenSliced(written, slab.bytes, start);
+    else {
+      const bytes = slab.bytes();
+      for (const n of written) this.cache.addWritten(n, bytes, n.pos - start);
     }
-    // Parents of the written nodes now refer to them by position: the cache must know them.
-    for (const n of slab.written) this.cache.addWritten(n, slab.bytes, n.pos - start);
     this.stats.commits++;
     this.stats.bytesAppended += slab.len;
     if (checkpoint) {
       this.stats.checkpoints++;
+      if (sliced) this.stats.slicedCheckpoints++;
       this.bytesSinceCheckpoint = 0;
       this.dirtyBytesSinceCheckpoint = 0;
       this.maybeAutoCompact();
@@ -767,6 +789,29 @@ export class Db implements Reader {
     if (this.inPlaceWriter !== null) {
       this.stats.inPlaceChanges += this.inPlaceWriter.settleInPlace(); // same turn as the publish: no reader in between
       this.inPlaceWriter = null;
+    }
+  }
+
+  /** Appends a big slab in pieces, a turn of the event loop between them; the end moves last. */
+  private async appendSliced(bytes: () => Buffer, len: number): Promise<void> {
+    for (let off = 0; off < len; off += APPEND_SLICE_BYTES) {
+      if (off > 0) await nextTurn();
+      this.log.writeAhead(bytes().subarray(off), Math.min(APPEND_SLICE_BYTES, len - off), off);
+    }
+    this.log.advance(len);
+  }
+
+  private async cacheWrittenSliced(written: readonly TreeNode[], bytes: () => Buffer, start: number): Promise<void> {
+    let slab = bytes();
+    let until = performance.now() + SLICE_MS;
+    for (let i = 0; i < written.length; i++) {
+      if ((i & 255) === 255 && performance.now() >= until) {
+        await nextTurn();
+        slab = bytes();
+        until = performance.now() + SLICE_MS;
+      }
+      const n = written[i];
+      this.cache.addWritten(n, slab, n.pos - start);
     }
   }
 

@@ -92,6 +92,23 @@ export class FileLog {
     return pos;
   }
 
+  /**
+   * Writes part of a big append, `buf[0, len)` at `end + offset`, leaving the end where it is:
+   * the parts of one slab go in between turns of the event loop, then `advance` moves the end
+   * past all of them. A crash in between leaves a torn tail, which recovery cuts.
+   */
+  writeAhead(buf: Buffer, len: number, offset: number): void {
+    this.writeAt(buf, len, this.end + offset);
+  }
+
+  /** Moves the end past `len` bytes written with writeAhead; returns where they start. */
+  advance(len: number): number {
+    const pos = this.end;
+    this.end = pos + len;
+    if (this.end > this.allocatedEnd) this.allocatedEnd = this.end;
+    return pos;
+  }
+
   /** Drops zeros written ahead of the end (on close, so files do not keep them). */
   trimAhead(): void {
     if (this.allocatedEnd > this.end) {

@@ -26,6 +26,7 @@ export interface PlanRef {
 /** What slabEncode returns on failure (asm/slab.ts). */
 const ERR_OUT_OF_SPACE = -1;
 const ERR_BAD_PLAN = -2;
+const ENCODE_PAUSED = -4;
 const TABLE_ROW_BYTES = 12;
 
 export interface EncodedSlab {
@@ -45,6 +46,8 @@ export class PlanWriter {
   private outCap = 0;
   private tablePtr = 0;
   private tableCap = 0;
+  /** The sliced encoder's state block (asm/slab.ts slabEncodePart), once needed. */
+  private statePtr = 0;
   private mem: Uint8Array = new Uint8Array(0);
   private buf: Buffer = Buffer.alloc(0);
   private dv: DataView = new DataView(new ArrayBuffer(0));
@@ -58,6 +61,11 @@ export class PlanWriter {
     this.refresh();
     this.p = this.planPtr;
     this.entries = 0;
+  }
+
+  /** Re-creates the views after a pause, in which other work may have grown linear memory. */
+  resume(): void {
+    this.refresh();
   }
 
   private refresh(): void {
@@ -201,9 +209,31 @@ export class PlanWriter {
    * reset(), or anything else that allocates in the core instance's memory.
    */
   encode(start: number, tailBytes: number): EncodedSlab {
+    const r = this.encodeSteps(start, tailBytes, 0).next();
+    assert(r.done === true, 'an unsliced encode paused');
+    return r.value;
+  }
+
+  /** encode() in parts of about `sliceBytes` of output, awaiting `pause()` in between. */
+  async encodeSliced(start: number, tailBytes: number, sliceBytes: number, pause: () => Promise<void>): Promise<EncodedSlab> {
+    const steps = this.encodeSteps(start, tailBytes, sliceBytes);
+    for (;;) {
+      const r = steps.next();
+      if (r.done === true) return r.value;
+      await pause();
+      this.refresh();
+    }
+  }
+
+  /** Yields between parts (only when `sliceBytes` > 0); returns the encoded slab. */
+  private *encodeSteps(start: number, tailBytes: number, sliceBytes: number): Generator<void, EncodedSlab> {
     const planLen = this.p - this.planPtr;
     const rows = this.entries;
     let want = Math.ceil(planLen * 1.25) + 32 * rows + tailBytes + 256;
+    if (this.statePtr === 0) {
+      this.statePtr = core.alloc(16);
+      assert(this.statePtr !== 0, 'no linear memory for the slab encoder');
+    }
     for (;;) {
       if (this.outCap < want) {
         if (this.outPtr !== 0) core.free(this.outPtr);
@@ -215,7 +245,18 @@ export class PlanWriter {
         this.tableCap = Math.max(rows, this.tableCap * 2, 1024);
         this.tablePtr = core.alloc(this.tableCap * TABLE_ROW_BYTES);
       }
-      const n = core.slabEncode(this.planPtr, planLen, this.outPtr, this.outCap - tailBytes, this.tablePtr, rows, start);
+      let n: number;
+      if (sliceBytes === 0) {
+        n = core.slabEncode(this.planPtr, planLen, this.outPtr, this.outCap - tailBytes, this.tablePtr, rows, start);
+      } else {
+        this.refresh();
+        this.mem.fill(0, this.statePtr, this.statePtr + 16);
+        for (;;) {
+          n = core.slabEncodePart(this.planPtr, planLen, this.outPtr, this.outCap - tailBytes, this.tablePtr, rows, start, this.statePtr, sliceBytes);
+          if (n !== ENCODE_PAUSED) break;
+          yield;
+        }
+      }
       if (n === ERR_OUT_OF_SPACE) {
         want = this.outCap * 2;
         continue;

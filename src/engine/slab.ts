@@ -12,13 +12,16 @@
 //! entry, then the slab (CRC32C over the entry CRCs in order: each covers its entry, and
 //! checksumming the bytes twice cost 5% of a bulk load), which the Commit carries. The Commit
 //! itself (fixed layout, codec.ts) is written last, after the encoded entries.
-import type { Buffer } from 'node:buffer';
+import { Buffer } from 'node:buffer';
 import { core } from '../wasm/module.js';
 import { COMMIT_ENTRY_BYTES, encodeCommitBody, type Action, type CommitRecord } from './codec.js';
 import { assert } from './errors.js';
 import { ENTRY_HEADER_BYTES, Kind } from './format.js';
 import { DiskRef, IndexNode, LeafNode, T, ValueRef, type Child, type TreeNode } from './node.js';
-import { PlanWriter, type PlanRef } from './plan.js';
+import { PlanWriter, type EncodedSlab, type PlanRef } from './plan.js';
+
+/** Output bytes per part of a sliced encode (~5 ms at the ~0.6 GB/s measured here). */
+const ENCODE_SLICE_BYTES = 4 * 1024 * 1024;
 
 export interface SlabInput {
   /** This commit's changes (at most one per key). */
@@ -36,21 +39,27 @@ export interface SlabInput {
 export interface BuiltSlab {
   /**
    * The slab, a view on the core instance's linear memory: valid until the next build, or
-   * anything else that allocates there. Append it and hand its nodes to the caches first.
+   * anything else that allocates there. Call again after any pause (another store's work may
+   * have grown the memory, which detaches older views); append it before `apply`.
    */
-  bytes: Buffer;
+  bytes(): Buffer;
   len: number;
   commit: CommitRecord;
-  /** Nodes that now have positions, for the cache. */
-  written: TreeNode[];
   /** The checkpointed root (when this slab is a checkpoint). */
   rootRef: DiskRef | null;
   /**
-   * Undoes what building did to shared objects (positions, values' bytes, children swapped for
-   * DiskRefs), for when the append fails: the published tree shares those objects and must keep
-   * pointing at bytes that exist (in memory), not at a slab that was never written.
+   * Gives the slab's nodes and values their positions and swaps written children for DiskRefs;
+   * returns the nodes written, for the caches. Only once the slab is appended: the published
+   * tree shares these objects, so until then they keep pointing at bytes in memory, and a failed
+   * append leaves nothing to undo.
    */
-  rollback(): void;
+  apply(): TreeNode[];
+  /**
+   * apply() in slices of about `sliceMs`, awaiting `pause()` in between. Safe to pause because
+   * the slab is already appended: a reader that meets a written child by position in between
+   * finds its bytes in the file.
+   */
+  applySliced(sliceMs: number, pause: () => Promise<void>): Promise<TreeNode[]>;
 }
 
 export class SlabBuilder {
@@ -61,8 +70,44 @@ export class SlabBuilder {
   private values: ValueRef[] = [];
   private valueEntries: number[] = [];
   private indexes: IndexNode[] = [];
+  /** performance.now() at which a sliced build pauses; 0 while building in one go. */
+  private pauseAt = 0;
 
+  /** Builds the slab in one go (the tree's changed nodes are small, or there is no checkpoint). */
   build(input: SlabInput): BuiltSlab {
+    const r = this.stage(input).next();
+    assert(r.done === true, 'an unsliced build paused');
+    return this.finish(input, r.value, this.plan.encode(input.start, COMMIT_ENTRY_BYTES));
+  }
+
+  /**
+   * Builds the slab in slices of about `sliceMs`, awaiting `pause()` between them, so a big
+   * checkpoint does not hold the event loop for seconds (staging 565k scattered keys and values
+   * took 1.6–3.3 s, bench/RESULTS.md round 12). The caller must not change the tree meanwhile:
+   * the store's writer is held by the commit; readers may run, and change nothing staging reads.
+   */
+  async buildSliced(input: SlabInput, sliceMs: number, pause: () => Promise<void>): Promise<BuiltSlab> {
+    const steps = this.stage(input);
+    try {
+      for (;;) {
+        this.pauseAt = performance.now() + sliceMs;
+        const r = steps.next();
+        if (r.done === true) {
+          this.pauseAt = 0;
+          const enc = await this.plan.encodeSliced(input.start, COMMIT_ENTRY_BYTES, ENCODE_SLICE_BYTES, pause);
+          return this.finish(input, r.value, enc);
+        }
+        this.pauseAt = 0;
+        await pause();
+        this.plan.resume(); // views on linear memory may have been detached meanwhile
+      }
+    } finally {
+      this.pauseAt = 0;
+    }
+  }
+
+  /** Stages the actions (unless a checkpoint) and the changed nodes; returns the root's reference. */
+  private *stage(input: SlabInput): Generator<void, PlanRef | null> {
     const plan = this.plan;
     plan.reset();
     this.nodes = [];
@@ -79,35 +124,14 @@ export class SlabBuilder {
       if (v instanceof ValueRef) (actionRefs ??= [])[i] = this.stageValue(v);
     }
     plan.actions(logged, actionRefs);
+    if (input.checkpoint === null || input.checkpoint.root === null) return null;
+    return yield* this.stageChild(input.checkpoint.root);
+  }
 
-    let rootRef: PlanRef | null = null;
-    if (input.checkpoint !== null && input.checkpoint.root !== null) rootRef = this.stageChild(input.checkpoint.root);
-
+  private finish(input: SlabInput, rootRef: PlanRef | null, enc: EncodedSlab): BuiltSlab {
+    const plan = this.plan;
     const prev = input.prev;
     const start = input.start;
-    const enc = plan.encode(start, COMMIT_ENTRY_BYTES);
-    // Positions for everything written; parents now refer to written children by DiskRef.
-    const undoValues: Array<ValueRef | Buffer> = [];
-    const undoKids: Array<IndexNode | Child[]> = [];
-    for (let i = 0; i < this.values.length; i++) {
-      const v = this.values[i];
-      undoValues.push(v, v.bytes as Buffer);
-      v.pos = start + plan.entryOffset(this.valueEntries[i]);
-      v.bytes = undefined;
-    }
-    for (let i = 0; i < this.nodes.length; i++) {
-      const n = this.nodes[i];
-      const e = this.nodeEntries[i];
-      n.pos = start + plan.entryOffset(e);
-      n.len = plan.entryLength(e);
-    }
-    for (const node of this.indexes) {
-      undoKids.push(node, node.kids.slice());
-      for (let i = 0; i < node.kids.length; i++) {
-        const k = node.kids[i];
-        if (k.t !== T.Disk) node.kids[i] = new DiskRef(k.pos, k.len);
-      }
-    }
 
     // One CommitRecord literal with every field, no spreads: object spread here measured ~7 µs
     // per durable commit (bench/RESULTS.md round 9), on a CPU just back from an fdatasync.
@@ -132,7 +156,9 @@ export class SlabBuilder {
     if (input.checkpoint !== null) {
       const c = input.checkpoint.root;
       if (c !== null && rootRef !== null) {
-        root = c.t === T.Disk ? c : new DiskRef(c.pos, c.len);
+        if (c.t === T.Disk) root = c;
+        else if (rootRef.inner) root = new DiskRef(start + plan.entryOffset(rootRef.at), plan.entryLength(rootRef.at));
+        else root = new DiskRef(rootRef.at, rootRef.len);
         commit.rootKind = c.t === T.Disk ? this.kindOfDiskRoot(prev) : c.t === T.Leaf ? Kind.Leaf : Kind.Index;
         commit.rootPos = root.pos;
         commit.rootLen = root.len;
@@ -154,24 +180,73 @@ export class SlabBuilder {
     out.writeUInt32LE(COMMIT_ENTRY_BYTES - ENTRY_HEADER_BYTES, off + 4);
     out[off + 8] = Kind.Commit;
     out.writeUInt32LE(core.crc32c(enc.outPtr + off + 4, COMMIT_ENTRY_BYTES - 4) >>> 0, off);
-    const written = this.nodes;
+
+    const nodes = this.nodes;
+    const nodeEntries = this.nodeEntries;
+    const values = this.values;
+    const valueEntries = this.valueEntries;
+    const indexes = this.indexes;
+    const outPtr = enc.outPtr;
+    const outLen = off + COMMIT_ENTRY_BYTES;
+    let applied = false;
+    // Yields (when `sliceMs` > 0) every 1,024 items once the slice's time is up.
+    function* applySteps(sliceMs: number): Generator<void, TreeNode[]> {
+      assert(!applied, 'a slab applied twice');
+      applied = true;
+      let until = sliceMs > 0 ? performance.now() + sliceMs : Infinity;
+      let work = 0;
+      const due = (): boolean => (++work & 1023) === 0 && performance.now() >= until;
+      for (let i = 0; i < values.length; i++) {
+        const v = values[i];
+        v.pos = start + plan.entryOffset(valueEntries[i]);
+        v.bytes = undefined;
+        if (due()) {
+          yield;
+          until = performance.now() + sliceMs;
+        }
+      }
+      for (let i = 0; i < nodes.length; i++) {
+        const n = nodes[i];
+        const e = nodeEntries[i];
+        n.pos = start + plan.entryOffset(e);
+        n.len = plan.entryLength(e);
+        if (due()) {
+          yield;
+          until = performance.now() + sliceMs;
+        }
+      }
+      // Parents now refer to written children by DiskRef.
+      for (const node of indexes) {
+        for (let i = 0; i < node.kids.length; i++) {
+          const k = node.kids[i];
+          if (k.t !== T.Disk) node.kids[i] = new DiskRef(k.pos, k.len);
+        }
+        if (due()) {
+          yield;
+          until = performance.now() + sliceMs;
+        }
+      }
+      return nodes;
+    }
     return {
-      bytes: out,
-      len: off + COMMIT_ENTRY_BYTES,
+      bytes: () => Buffer.from(core.memory.buffer, outPtr, outLen),
+      len: outLen,
       commit,
-      written,
       rootRef: root,
-      rollback: () => {
-        for (const n of written) {
-          n.pos = -1;
-          n.len = 0;
+      apply: () => {
+        plan.resume();
+        const r = applySteps(0).next();
+        assert(r.done === true, 'an unsliced apply paused');
+        return r.value;
+      },
+      applySliced: async (sliceMs, pause) => {
+        const steps = applySteps(sliceMs);
+        for (;;) {
+          plan.resume(); // the row table is read through views on linear memory
+          const r = steps.next();
+          if (r.done === true) return r.value;
+          await pause();
         }
-        for (let i = 0; i < undoValues.length; i += 2) {
-          const v = undoValues[i] as ValueRef;
-          v.pos = -1;
-          v.bytes = undoValues[i + 1] as Buffer;
-        }
-        for (let i = 0; i < undoKids.length; i += 2) (undoKids[i] as IndexNode).kids = undoKids[i + 1] as Child[];
       },
     };
   }
@@ -194,10 +269,16 @@ export class SlabBuilder {
   }
 
   /** Stages a changed node (children first); returns how its parent refers to it. */
-  private stageChild(c: Child): PlanRef {
+  private *stageChild(c: Child): Generator<void, PlanRef> {
     if (c.t === T.Disk) return { inner: false, at: c.pos, len: c.len };
     if (c.pos >= 0) return { inner: false, at: c.pos, len: c.len };
-    const e = c.t === T.Leaf ? this.stageLeaf(c) : this.stageIndex(c);
+    let e: number;
+    if (c.t === T.Leaf) {
+      e = this.stageLeaf(c);
+      if (this.pauseAt !== 0 && performance.now() >= this.pauseAt) yield;
+    } else {
+      e = yield* this.stageIndex(c);
+    }
     this.nodes.push(c);
     this.nodeEntries.push(e);
     return { inner: true, at: e, len: 0 };
@@ -213,8 +294,9 @@ export class SlabBuilder {
     return this.plan.leaf(leaf.keys, vals, refs);
   }
 
-  private stageIndex(node: IndexNode): number {
-    const kids = node.kids.map((k) => this.stageChild(k));
+  private *stageIndex(node: IndexNode): Generator<void, number> {
+    const kids: PlanRef[] = new Array<PlanRef>(node.kids.length);
+    for (let i = 0; i < node.kids.length; i++) kids[i] = yield* this.stageChild(node.kids[i]);
     this.indexes.push(node);
     return this.plan.index(node.keys, kids);
   }

@@ -93,9 +93,10 @@ export class WasmNodeCache {
     this.u8 = new Uint8Array(this.ex.memory.buffer);
     this.u32 = new Uint32Array(this.ex.memory.buffer);
     this.f64 = new Float64Array(this.ex.memory.buffer);
-    this.probe = this.ex.probeAddress();
-    this.result = this.ex.resultAddress();
-    this.input = this.ex.inputAddress();
+    // Addresses come back as i32: unsigned, they may pass 2 GiB (cacheBytes goes to 3 GiB).
+    this.probe = this.ex.probeAddress() >>> 0;
+    this.result = this.ex.resultAddress() >>> 0;
+    this.input = this.ex.inputAddress() >>> 0;
     this.epochIndex = (this.result + 16) >>> 2;
     // cacheInit bumps it: a module built before the epoch existed would leave it 0 and cursors
     // would never notice an eviction.
@@ -112,12 +113,12 @@ export class WasmNodeCache {
    * it first when it is missing; 0 when it can't be cached (too big for the ring).
    */
   nodeAt(pos: number, len: number): number {
-    const ptr = this.ex.cachedNode(pos);
+    const ptr = this.ex.cachedNode(pos) >>> 0;
     if (ptr !== 0) return ptr;
     // Too big to ingest: say so before reading it (callers fall back to decoded nodes each visit).
     if (len - ENTRY_HEADER_BYTES > INPUT_BYTES) return 0;
     if (!this.load(pos, len)) return 0;
-    return this.ex.cachedNode(pos);
+    return this.ex.cachedNode(pos) >>> 0;
   }
 
   /** A cursor's window onto cached leaves (one per cursor: it holds a position). */
@@ -188,7 +189,7 @@ export class WasmNodeCache {
    * memory later.
    */
   decoded(pos: number, len: number): TreeNode | null {
-    const ptr = this.ex.cachedNode(pos);
+    const ptr = this.ex.cachedNode(pos) >>> 0;
     if (ptr === 0) return null;
     const m = this.mem;
     const size = m.readUInt32LE(ptr);

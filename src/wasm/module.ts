@@ -20,6 +20,8 @@ type CoreExports = {
   upperBound(base: number, dir: number, probe: number, probeLen: number): number;
   /** asm/slab.ts: plan → entries; bytes written or a negative code. */
   slabEncode(plan: number, planLen: number, out: number, outCap: number, table: number, maxEntries: number, start: number): number;
+  /** asm/slab.ts: slabEncode in parts (state block at `state`); ENCODE_PAUSED (-4) between parts. */
+  slabEncodePart(plan: number, planLen: number, out: number, outCap: number, table: number, maxEntries: number, start: number, state: number, budgetBytes: number): number;
   slabCrc(): number;
   /** asm/slab.ts: a Leaf, Index or Actions body → rows; item count or a negative code. */
   parseBody(kind: number, body: number, len: number, rows: number, maxRows: number): number;
@@ -68,7 +70,16 @@ export function instantiateCore(): CacheExports {
   return instantiate();
 }
 
-export const core: CoreExports = instantiate();
+export const core: CoreExports = unsignedAlloc(instantiate());
+
+/**
+ * `alloc` returns a wasm i32: addresses past 2 GiB would come back negative, and every caller
+ * adds offsets to them. (A big checkpoint's plan and output can take hundreds of MiB here.)
+ */
+function unsignedAlloc<E extends CoreExports>(ex: E): E {
+  const alloc = ex.alloc.bind(ex);
+  return Object.assign(Object.create(ex) as E, { alloc: (size: number) => alloc(size) >>> 0 });
+}
 
 let scratchPtr = 0;
 let scratchSize = 0;
