@@ -69,7 +69,13 @@ export async function openEngine(name: string, dir: string): Promise<Engine> {
         close: () => db.close(),
       };
     }
-    case 'lmdb': {
+    case 'lmdb':
+    case 'lmdb-flushed': {
+      // lmdb-js's default overlappingSync resolves a write's promise once the transaction is
+      // committed and visible, and flushes to disk after it, overlapped with the next one (its
+      // README, "Overlapping Sync Options"). Our promises resolve once durable, so the
+      // like-for-like variant also awaits `db.flushed`, as a caller that needs durability must.
+      const flushed = name === 'lmdb-flushed';
       const { open } = requireBench('lmdb') as typeof import('lmdb');
       const db = open({ path: path.join(dir, 'lmdb'), keyEncoding: 'binary', encoding: 'binary', compression: false });
       return {
@@ -78,9 +84,11 @@ export async function openEngine(name: string, dir: string): Promise<Engine> {
           await db.transaction(() => {
             for (const [k, v] of pairs) db.put(k, v);
           });
+          if (flushed) await db.flushed;
         },
         put: async (k, v) => {
           await db.put(k, v);
+          if (flushed) await db.flushed;
         },
         get: (k) => db.getBinary(k) as Buffer | undefined,
         scan: (start, n) => {

@@ -153,7 +153,7 @@ const DIRTY_OVER_INTERVAL_MAX = 4;
 /**
  * Checkpoints with at least this many changed-node bytes (estimated) are built, appended and
  * cached in slices of SLICE_MS, with a turn of the event loop between slices: one of 565k
- * changed keys held the event loop for 2.3–4.0 s in one piece (bench/RESULTS.md round 12), long
+ * changed keys held the event loop for 1.9–4.0 s in one piece (bench/RESULTS.md rounds 11, 12), long
  * enough to miss timers, sockets and a cluster's lease renewals. Writes wait for it either way;
  * reads, timers and I/O go on. Smaller ones (a sorted load's, every commit) stay in one piece.
  */

@@ -1,9 +1,9 @@
 // Adaptive checkpoints (checkpointTreeOverLogMax): a commit whose changed nodes are about the size
 // of its log record writes the tree instead of its actions; a scattered one keeps logging. Either
 // way, a crash copy of the file reopens with every acknowledged write.
-import fs from 'node:fs';
 import { afterAll, describe, expect, it } from 'vitest';
 import { open, type Db } from '../../src/index.js';
+import { crashCopy } from '../support/crash-copy.js';
 import { tempDir } from '../support/tmp.js';
 
 const tmp = tempDir('adaptive');
@@ -13,12 +13,6 @@ let n = 0;
 const key = (i: number) => `k${String(i).padStart(8, '0')}`;
 const value = (i: number) => Buffer.alloc(100, i & 0xff);
 
-/** Copies the file as a crash would leave it (no close) and opens the copy. */
-async function crashCopy(db: Db): Promise<Db> {
-  const copy = tmp.file(`crash${n++}.db`);
-  fs.copyFileSync(db.path, copy);
-  return open(copy);
-}
 
 describe('adaptive checkpoints', () => {
   it('sorted batches are checkpoints and write each key once; reopen replays nothing', async () => {
@@ -31,7 +25,7 @@ describe('adaptive checkpoints', () => {
     expect(db.stats.checkpoints).toBe(20);
     // ~117 bytes of key and value per key: about one copy of each, not a log record plus a leaf.
     expect(db.stats.bytesAppended).toBeLessThan(10_000 * 117 * 1.25);
-    const again = await crashCopy(db);
+    const again = await crashCopy(db, tmp.file);
     expect(again.replayedSlabs).toBe(0);
     expect(again.count()).toBe(10_000);
     for (let i = 0; i < 10_000; i += 97) expect(again.get(key(i))).toEqual(value(i));
@@ -52,7 +46,7 @@ describe('adaptive checkpoints', () => {
       });
     }
     expect(db.stats.checkpoints).toBe(before); // 200 keys dirty ~200 leaves: logging is cheaper
-    const again = await crashCopy(db);
+    const again = await crashCopy(db, tmp.file);
     expect(again.replayedSlabs).toBe(5);
     for (let j = 0; j < 200; j++) expect(again.get(key((j * 7919 + 4 * 131) % 20_000))).toEqual(value(4));
     expect(again.count()).toBe(20_000);
@@ -100,7 +94,7 @@ describe('adaptive checkpoints', () => {
     // ~60 KB a batch: the 256 KiB superblock interval passed once, with a sync before the superblock.
     expect(db.stats.syncs).toBe(1);
     expect(db.fileInfo().superblock.dataEnd).toBeGreaterThan(sbBefore);
-    const again = await crashCopy(db);
+    const again = await crashCopy(db, tmp.file);
     expect(again.count()).toBe(3000);
     expect(again.check().ok).toBe(true);
     await again.close();
@@ -115,7 +109,7 @@ describe('adaptive checkpoints', () => {
       });
     }
     expect(db.stats.checkpoints).toBe(0);
-    const again = await crashCopy(db);
+    const again = await crashCopy(db, tmp.file);
     expect(again.replayedSlabs).toBe(4);
     expect(again.count()).toBe(2000);
     await again.close();

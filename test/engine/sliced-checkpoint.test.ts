@@ -2,7 +2,6 @@
 // them, readers in between see exactly the published tree, writes wait, another store may use the
 // shared WebAssembly encoder meanwhile, and a failure in the middle of the append loses nothing
 // that was published.
-import fs from 'node:fs';
 import { afterAll, describe, expect, it } from 'vitest';
 import { IoFailedError, open, type Db } from '../../src/index.js';
 import { SlabBuilder, type SlabInput } from '../../src/engine/slab.js';
@@ -10,6 +9,7 @@ import { TreeWriter, type NodeSource } from '../../src/engine/tree.js';
 import { T } from '../../src/engine/node.js';
 import type { BinKey } from '../../src/engine/keys.js';
 import { core } from '../../src/wasm/module.js';
+import { crashCopy } from '../support/crash-copy.js';
 import { tempDir } from '../support/tmp.js';
 
 const tmp = tempDir('sliced');
@@ -44,12 +44,6 @@ function mismatches(db: Db, model: Map<string, Buffer>): string[] {
 
 const nextTurn = () => new Promise<void>((resolve) => setImmediate(resolve));
 
-/** Copies the file as a crash would leave it (no close) and opens the copy. */
-async function crashCopy(db: Db): Promise<Db> {
-  const copy = tmp.file(`crash${n++}.db`);
-  fs.copyFileSync(db.path, copy);
-  return open(copy);
-}
 
 describe('sliced checkpoints', () => {
   it('turn the event loop between slices; reads in between see the published tree; writes wait', async () => {
@@ -94,7 +88,7 @@ describe('sliced checkpoints', () => {
     expect(turns).toBeGreaterThan(3); // the loop really turned in between (a one-piece build runs 0)
     expect(db.get('written during the checkpoint')?.toString()).toBe('yes');
     expect(db.check().problems).toEqual([]);
-    const again = await crashCopy(db);
+    const again = await crashCopy(db, tmp.file);
     expect(again.replayedSlabs).toBe(1); // the write that waited; everything else is checkpointed
     expect(again.count()).toBe(KEYS + 1);
     expect(mismatches(again, model)).toEqual([]);
@@ -133,7 +127,7 @@ describe('sliced checkpoints', () => {
     expect(round).toBeGreaterThan(1);
     expect(core.memory.buffer).not.toBe(memoryAtStart); // it did grow while a's checkpoint ran
     for (const db of [a, b]) expect(db.check().problems).toEqual([]);
-    const againA = await crashCopy(a);
+    const againA = await crashCopy(a, tmp.file);
     expect(againA.replayedSlabs).toBe(0);
     expect(mismatches(againA, modelA)).toEqual([]);
     expect(againA.check().problems).toEqual([]);
