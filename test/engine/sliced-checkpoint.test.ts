@@ -3,7 +3,7 @@
 // shared WebAssembly encoder meanwhile, and a failure in the middle of the append loses nothing
 // that was published.
 import { afterAll, describe, expect, it } from 'vitest';
-import { IoFailedError, open, type Db } from '../../src/index.js';
+import { ClosedError, IoFailedError, open, type Db } from '../../src/index.js';
 import { SlabBuilder, type SlabInput } from '../../src/engine/slab.js';
 import { TreeWriter, type NodeSource } from '../../src/engine/tree.js';
 import { T } from '../../src/engine/node.js';
@@ -95,6 +95,45 @@ describe('sliced checkpoints', () => {
     expect(again.check().problems).toEqual([]);
     await again.close();
     await db.close();
+  });
+
+  it('an iterator opened before it walks on through it; a close issued during it waits for it', async () => {
+    const db = await open(tmp.file(`i${n++}.db`), opts);
+    const model = new Map<string, Buffer>();
+    await load(db, model, 4);
+    const sorted = [...model.keys()].sort();
+    const it = db.range({ gte: sorted[100] })[Symbol.iterator]();
+    let settled = false;
+    const cp = db.checkpoint().finally(() => {
+      settled = true;
+    });
+    let closing: Promise<void> | null = null;
+    let turns = 0;
+    let at = 100;
+    while (!settled) {
+      await nextTurn();
+      if (db.isClosed) break; // the close goes as soon as the checkpoint is done
+      turns++;
+      if (turns === 3) closing = db.close();
+      for (let j = 0; j < 500; j++) {
+        const r = it.next();
+        expect(r.done).toBe(false);
+        const [k, v] = r.value as [Buffer, Buffer];
+        expect(k.toString()).toBe(sorted[at]);
+        expect(v.equals(model.get(sorted[at]) as Buffer)).toBe(true);
+        at++;
+      }
+    }
+    await cp;
+    expect(turns).toBeGreaterThan(3);
+    expect(at).toBeGreaterThan(1_500); // it read through several slices
+    await closing;
+    expect(db.isClosed).toBe(true);
+    expect(() => it.next()).toThrow(ClosedError); // and, once closed, says so
+    const again = await open(db.path);
+    expect(again.replayedSlabs).toBe(0);
+    expect(mismatches(again, model)).toEqual([]);
+    await again.close();
   });
 
   it('another store commits between the slices (one shared encoder and linear memory)', async () => {
