@@ -102,6 +102,14 @@ export interface OpenOptions {
    */
   checkpointIdleMs?: number;
   /**
+   * Checkpoints with at least this many bytes of changed nodes (estimated) run in slices of
+   * `checkpointSliceMs`, giving the event loop back between them (README, "Big checkpoints give
+   * the event loop back"). Default 4 MiB; 0: every checkpoint.
+   */
+  slicedCheckpointBytesMin?: number;
+  /** How long one slice of a sliced checkpoint runs before it yields (ms; 0: after every node). Default 10. */
+  checkpointSliceMs?: number;
+  /**
    * Online compaction by policy (off by default): after a checkpoint, compact when the in-use part
    * of the file is estimated to be `garbageRatio` garbage (compaction.ts) and is at least
    * `minFileBytes`. Errors are kept in `db.lastAutoCompactError`.
@@ -145,20 +153,21 @@ export const DEFAULTS = {
   checkpointTreeOverLogMax: 1.5,
   checkpointIdleMs: 1000,
   syncInlineBytesMax: 64 * 1024,
+  slicedCheckpointBytesMin: 4 * 1024 * 1024,
+  checkpointSliceMs: 10,
 } as const;
 
 /** Changed-node bytes (estimated) that force a checkpoint, in checkpointIntervalBytes. */
 const DIRTY_OVER_INTERVAL_MAX = 4;
 
 /**
- * Checkpoints with at least this many changed-node bytes (estimated) are built, appended and
- * cached in slices of SLICE_MS, with a turn of the event loop between slices: one of 565k
- * changed keys held the event loop for 1.9–4.0 s in one piece (bench/RESULTS.md rounds 11, 12), long
- * enough to miss timers, sockets and a cluster's lease renewals. Writes wait for it either way;
- * reads, timers and I/O go on. Smaller ones (a sorted load's, every commit) stay in one piece.
+ * Checkpoints with at least `slicedCheckpointBytesMin` changed-node bytes (estimated) are built,
+ * appended and cached in slices of `checkpointSliceMs`, with a turn of the event loop between
+ * slices: one of 565k changed keys held the event loop for 1.9–4.0 s in one piece (bench/RESULTS.md
+ * rounds 11, 12), long enough to miss timers, sockets and a cluster's lease renewals. Writes wait
+ * for it either way; reads, timers and I/O go on. Smaller ones (a sorted load's, every commit)
+ * stay in one piece. The append goes in parts of this many bytes.
  */
-const SLICED_CHECKPOINT_BYTES_MIN = 4 * 1024 * 1024;
-const SLICE_MS = 10;
 const APPEND_SLICE_BYTES = 4 * 1024 * 1024;
 
 function nextTurn(): Promise<void> {
@@ -296,9 +305,13 @@ export class Db implements Reader {
       checkpointTreeOverLogMax: options.checkpointTreeOverLogMax ?? DEFAULTS.checkpointTreeOverLogMax,
       checkpointIdleMs: options.checkpointIdleMs ?? DEFAULTS.checkpointIdleMs,
       syncInlineBytesMax: options.syncInlineBytesMax ?? DEFAULTS.syncInlineBytesMax,
+      slicedCheckpointBytesMin: options.slicedCheckpointBytesMin ?? DEFAULTS.slicedCheckpointBytesMin,
+      checkpointSliceMs: options.checkpointSliceMs ?? DEFAULTS.checkpointSliceMs,
       autoCompact: options.autoCompact ?? false,
       controlSocket: options.controlSocket ?? false,
     };
+    if (!(opts.slicedCheckpointBytesMin >= 0)) throw new BadArgumentError('slicedCheckpointBytesMin must be a non-negative number');
+    if (!(opts.checkpointSliceMs >= 0 && opts.checkpointSliceMs <= 10_000)) throw new BadArgumentError('checkpointSliceMs must be within 0 .. 10000');
     if (!(opts.checkpointTreeOverLogMax >= 0 && opts.checkpointTreeOverLogMax <= 1000)) throw new BadArgumentError('checkpointTreeOverLogMax must be within 0 .. 1000');
     if (opts.nodeBytesMax < 512 || opts.nodeBytesMax > 1 << 24) throw new BadArgumentError('nodeBytesMax must be within 512 B .. 16 MiB');
     if (!(opts.maxKeyBytes >= 1 && opts.maxKeyBytes <= 1 << 20)) throw new BadArgumentError('maxKeyBytes must be within 1 B .. 1 MiB');
@@ -749,13 +762,13 @@ export class Db implements Reader {
       actions, keyCount: state.count, tag, prev, start,
       checkpoint: checkpoint ? { root: state.root, keyCount: state.count } : null,
     };
-    const sliced = checkpoint && dirty >= SLICED_CHECKPOINT_BYTES_MIN;
-    const slab = sliced ? await this.slabs.buildSliced(input, SLICE_MS, nextTurn) : this.slabs.build(input);
+    const sliced = checkpoint && dirty >= this.options.slicedCheckpointBytesMin;
+    const slab = sliced ? await this.slabs.buildSliced(input, this.options.checkpointSliceMs, nextTurn) : this.slabs.build(input);
     // Appended before the nodes get positions: if the append fails, the published tree (which
     // shares them) still points at bytes in memory, never at a slab that was not written.
     if (sliced) await this.appendSliced(slab.bytes, slab.len);
     else this.log.append(slab.bytes(), slab.len);
-    const written = sliced ? await slab.applySliced(SLICE_MS, nextTurn) : slab.apply();
+    const written = sliced ? await slab.applySliced(this.options.checkpointSliceMs, nextTurn) : slab.apply();
     // Parents of the written nodes now refer to them by position: the cache must know them (a
     // reader between two slices that misses it reads the node from the file: slower, not wrong).
     if (sliced) await this.cacheWrittenSliced(written, slab.bytes, start);
@@ -803,12 +816,13 @@ export class Db implements Reader {
 
   private async cacheWrittenSliced(written: readonly TreeNode[], bytes: () => Buffer, start: number): Promise<void> {
     let slab = bytes();
-    let until = performance.now() + SLICE_MS;
+    const sliceMs = this.options.checkpointSliceMs;
+    let until = performance.now() + sliceMs;
     for (let i = 0; i < written.length; i++) {
       if ((i & 255) === 255 && performance.now() >= until) {
         await nextTurn();
         slab = bytes();
-        until = performance.now() + SLICE_MS;
+        until = performance.now() + sliceMs;
       }
       const n = written[i];
       this.cache.addWritten(n, slab, n.pos - start);

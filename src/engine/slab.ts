@@ -191,11 +191,11 @@ export class SlabBuilder {
     const outPtr = enc.outPtr;
     const outLen = off + COMMIT_ENTRY_BYTES;
     let applied = false;
-    // Yields (when `sliceMs` > 0) every 1,024 items once the slice's time is up.
+    // Yields every 1,024 items once the slice's `sliceMs` are up (Infinity: never).
     function* applySteps(sliceMs: number): Generator<void, TreeNode[]> {
       assert(!applied, 'a slab applied twice');
       applied = true;
-      let until = sliceMs > 0 ? performance.now() + sliceMs : Infinity;
+      let until = performance.now() + sliceMs;
       let work = 0;
       const due = (): boolean => (++work & 1023) === 0 && performance.now() >= until;
       for (let i = 0; i < values.length; i++) {
@@ -237,7 +237,7 @@ export class SlabBuilder {
       rootRef: root,
       apply: () => {
         plan.resume();
-        const r = applySteps(0).next();
+        const r = applySteps(Infinity).next();
         assert(r.done === true, 'an unsliced apply paused');
         return r.value;
       },

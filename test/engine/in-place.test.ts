@@ -3,7 +3,7 @@
 // durable and published, nor after its batch failed or its transaction aborted.
 import fc from 'fast-check';
 import { afterAll, describe, expect, it } from 'vitest';
-import { IoFailedError, open, type Db } from '../../src/index.js';
+import { IoFailedError, open, type Db, type OpenOptions } from '../../src/index.js';
 import { tempDir } from '../support/tmp.js';
 
 const tmp = tempDir('in-place');
@@ -272,10 +272,10 @@ describe('in-place batches', () => {
     await db.close().catch(() => undefined);
   });
 
-  it('random batches, aborts, waits and readers: every read shows exactly the last published transaction', async () => {
+  async function randomBatchesProperty(extra: OpenOptions, runs: number, seed: number): Promise<{ inPlaceChanges: number; inPlaceSeals: number; slicedCheckpoints: number }> {
     // Each transaction carries its serial as the tag; a read at any moment must match the model
     // of all successful transactions up to db.lastTag, whatever is still in flight.
-    const totals = { inPlaceChanges: 0, inPlaceSeals: 0 };
+    const totals = { inPlaceChanges: 0, inPlaceSeals: 0, slicedCheckpoints: 0 };
     await fc.assert(
       fc.asyncProperty(
         fc.array(
@@ -290,7 +290,7 @@ describe('in-place batches', () => {
         ),
         async (txs) => {
           const keys = KEYS.slice(0, 80);
-          const db = await open(fresh(), { ...OPTS, syncInlineBytesMax: 200 });
+          const db = await open(fresh(), { ...OPTS, syncInlineBytesMax: 200, ...extra });
           await db.transaction((tx) => {
             for (const k of keys) tx.set(k, 's');
           });
@@ -355,15 +355,24 @@ describe('in-place batches', () => {
           await Promise.all(pending);
           readNow('end');
           expect(db.check().ok).toBe(true);
-          totals.inPlaceChanges += db.stats.inPlaceChanges;
-          totals.inPlaceSeals += db.stats.inPlaceSeals;
+          for (const k of ['inPlaceChanges', 'inPlaceSeals', 'slicedCheckpoints'] as const) totals[k] += db.stats[k];
           await db.close();
           expect(problems.slice(0, 5)).toEqual([]);
         },
       ),
-      { numRuns: 25, seed: 20261201 },
+      { numRuns: runs, seed },
     );
+    return totals;
+  }
+
+  it('random batches, aborts, waits and readers: every read shows exactly the last published transaction', async () => {
+    const totals = await randomBatchesProperty({}, 25, 20261201);
     // Both paths ran: changes published in place, and changes sealed off for a reader.
     expect([totals.inPlaceChanges > 0, totals.inPlaceSeals > 0], JSON.stringify(totals)).toEqual([true, true]);
+  });
+
+  it('the same with every checkpoint sliced, pausing after every node (readers and batches between the slices)', async () => {
+    const totals = await randomBatchesProperty({ checkpointIntervalBytes: 256, slicedCheckpointBytesMin: 0, checkpointSliceMs: 0 }, 25, 20261202);
+    expect(totals.slicedCheckpoints, JSON.stringify(totals)).toBeGreaterThan(25);
   });
 });

@@ -3,7 +3,7 @@
 // shared WebAssembly encoder meanwhile, and a failure in the middle of the append loses nothing
 // that was published.
 import { afterAll, describe, expect, it } from 'vitest';
-import { ClosedError, IoFailedError, open, type Db } from '../../src/index.js';
+import { BadArgumentError, ClosedError, IoFailedError, open, type Db } from '../../src/index.js';
 import { SlabBuilder, type SlabInput } from '../../src/engine/slab.js';
 import { TreeWriter, type NodeSource } from '../../src/engine/tree.js';
 import { T } from '../../src/engine/node.js';
@@ -202,6 +202,21 @@ describe('sliced checkpoints', () => {
     expect(mismatches(again, model)).toEqual([]);
     expect(again.check().problems).toEqual([]);
     await again.close();
+  });
+});
+
+describe('sliced checkpoint options', () => {
+  it('refuses bad values with a typed error and opens nothing', async () => {
+    const file = tmp.file(`o${n++}.db`);
+    await expect(open(file, { checkpointSliceMs: -1 })).rejects.toBeInstanceOf(BadArgumentError);
+    await expect(open(file, { checkpointSliceMs: Number.NaN })).rejects.toBeInstanceOf(BadArgumentError);
+    await expect(open(file, { slicedCheckpointBytesMin: -5 })).rejects.toBeInstanceOf(BadArgumentError);
+    const db = await open(file, { slicedCheckpointBytesMin: 0, checkpointSliceMs: 0 });
+    await db.set('a', 'b');
+    await db.checkpoint();
+    expect(db.stats.checkpoints).toBeGreaterThan(0);
+    expect(db.stats.slicedCheckpoints).toBe(db.stats.checkpoints); // 0: every checkpoint is sliced
+    await db.close();
   });
 });
 
