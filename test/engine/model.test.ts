@@ -97,7 +97,9 @@ async function runOps(ops: Op[], nodeBytesMax: number): Promise<void> {
   // or without the adaptive ones (a commit whose changed nodes are about its log record's size).
   const checkpointIntervalBytes = [0, 3000, 64 << 20][run % 3];
   const checkpointTreeOverLogMax = [0, 1.5, 4][(run >> 1) % 3];
-  const opts = { nodeBytesMax, inlineValueBytesMax: 64, durable: run % 2 === 0, checkpointIntervalBytes, checkpointTreeOverLogMax };
+  // Every fourth store slices every checkpoint, pausing after every node (db.ts, sliced checkpoints).
+  const sliced = run % 4 === 3 ? { slicedCheckpointBytesMin: 0, checkpointSliceMs: 0 } : {};
+  const opts = { nodeBytesMax, inlineValueBytesMax: 64, durable: run % 2 === 0, checkpointIntervalBytes, checkpointTreeOverLogMax, ...sliced };
   let db: Db = await open(file, opts);
   const model = new Map<string, Buffer>();
   const snaps: Array<{ snap: Snapshot; model: Map<string, Buffer> }> = [];
