@@ -254,7 +254,8 @@ export class Db implements Reader {
   /**
    * Counters since open. `inPlaceChanges`: slots changed in place by published batches (see
    * "In-place batches"); `inPlaceSeals`: batches whose changes in place had to be sealed off
-   * for a reader of the published tree or for a checkpoint.
+   * for a reader of the published tree or for a checkpoint; `slicedCheckpoints`: checkpoints
+   * that ran in slices (slicedCheckpointBytesMin).
    */
   readonly stats = { commits: 0, syncs: 0, checkpoints: 0, slicedCheckpoints: 0, bytesAppended: 0, autoCompactions: 0, inPlaceChanges: 0, inPlaceSeals: 0 };
 

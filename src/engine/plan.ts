@@ -230,7 +230,7 @@ export class PlanWriter {
     const planLen = this.p - this.planPtr;
     const rows = this.entries;
     let want = Math.ceil(planLen * 1.25) + 32 * rows + tailBytes + 256;
-    if (this.statePtr === 0) {
+    if (sliceBytes > 0 && this.statePtr === 0) {
       this.statePtr = core.alloc(16);
       assert(this.statePtr !== 0, 'no linear memory for the slab encoder');
     }
