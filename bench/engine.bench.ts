@@ -74,7 +74,9 @@ const fmt = (x: number) => {
 const metrics: Array<[string, string, 'higher' | 'lower']> = [
   ['loadSorted', '1. Bulk load, sorted, 1000/txn (keys/s)', 'higher'],
   ['loadRandom', '1. Bulk load, random order, 1000/txn (keys/s)', 'higher'],
+  ['loadRandomMaxTurnMs', '   longest event-loop turn during the random load (ms)', 'lower'],
   ['settleS', '   then the deferred checkpoint, not in the load figure (s)', 'lower'],
+  ['settleMaxTurnMs', '   longest event-loop turn during that checkpoint (ms)', 'lower'],
   ['get', '2. Random get, warm (ops/s)', 'higher'],
   ['getP50us', '   get p50 (µs)', 'lower'],
   ['getP99us', '   get p99 (µs)', 'lower'],
@@ -117,7 +119,7 @@ if (present.includes('solifuge')) {
   lines.push(`| workload | ${anchors.map((a) => `÷ ${a}`).join(' | ')} |`);
   lines.push(`|---|${anchors.map(() => '---:').join('|')}|`);
   for (const [m, label] of metrics) {
-    if (m.endsWith('us') || m === 'compactSec' || m === 'ampCompacted') continue;
+    if (m.endsWith('us') || m.endsWith('TurnMs') || m === 'compactSec' || m === 'ampCompacted') continue;
     const cells = anchors.map((a) => {
       const s = results.get('solifuge') ?? [];
       const o = results.get(a) ?? [];
