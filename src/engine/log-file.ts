@@ -101,12 +101,10 @@ export class FileLog {
     this.writeAt(buf, len, this.end + offset);
   }
 
-  /** Moves the end past `len` bytes written with writeAhead; returns where they start. */
-  advance(len: number): number {
-    const pos = this.end;
-    this.end = pos + len;
+  /** Moves the end past `len` bytes written with writeAhead. */
+  advance(len: number): void {
+    this.end += len;
     if (this.end > this.allocatedEnd) this.allocatedEnd = this.end;
-    return pos;
   }
 
   /** Drops zeros written ahead of the end (on close, so files do not keep them). */

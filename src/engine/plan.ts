@@ -63,12 +63,11 @@ export class PlanWriter {
     this.entries = 0;
   }
 
-  /** Re-creates the views after a pause, in which other work may have grown linear memory. */
-  resume(): void {
-    this.refresh();
-  }
-
-  private refresh(): void {
+  /**
+   * Re-creates the views on linear memory if it grew (which detaches them): after allocating
+   * there, and after any pause, in which other stores' work may have grown it.
+   */
+  refresh(): void {
     const ab = core.memory.buffer;
     if (this.mem.buffer === ab) return;
     this.mem = new Uint8Array(ab);

@@ -101,7 +101,7 @@ export class SlabBuilder {
         }
         this.pauseAt = 0;
         await pause();
-        this.plan.resume(); // views on linear memory may have been detached meanwhile
+        this.plan.refresh(); // views on linear memory may have been detached meanwhile
       }
     } finally {
       this.pauseAt = 0;
@@ -197,25 +197,23 @@ export class SlabBuilder {
       applied = true;
       let until = performance.now() + sliceMs;
       let work = 0;
-      const due = (): boolean => (++work & 1023) === 0 && performance.now() >= until;
+      function* pauseIfDue(): Generator<void, void> {
+        if ((++work & 1023) !== 0 || performance.now() < until) return;
+        yield;
+        until = performance.now() + sliceMs;
+      }
       for (let i = 0; i < values.length; i++) {
         const v = values[i];
         v.pos = start + plan.entryOffset(valueEntries[i]);
         v.bytes = undefined;
-        if (due()) {
-          yield;
-          until = performance.now() + sliceMs;
-        }
+        yield* pauseIfDue();
       }
       for (let i = 0; i < nodes.length; i++) {
         const n = nodes[i];
         const e = nodeEntries[i];
         n.pos = start + plan.entryOffset(e);
         n.len = plan.entryLength(e);
-        if (due()) {
-          yield;
-          until = performance.now() + sliceMs;
-        }
+        yield* pauseIfDue();
       }
       // Parents now refer to written children by DiskRef.
       for (const node of indexes) {
@@ -223,10 +221,7 @@ export class SlabBuilder {
           const k = node.kids[i];
           if (k.t !== T.Disk) node.kids[i] = new DiskRef(k.pos, k.len);
         }
-        if (due()) {
-          yield;
-          until = performance.now() + sliceMs;
-        }
+        yield* pauseIfDue();
       }
       return nodes;
     }
@@ -236,7 +231,7 @@ export class SlabBuilder {
       commit,
       rootRef: root,
       apply: () => {
-        plan.resume();
+        plan.refresh();
         const r = applySteps(Infinity).next();
         assert(r.done === true, 'an unsliced apply paused');
         return r.value;
@@ -244,7 +239,7 @@ export class SlabBuilder {
       applySliced: async (sliceMs, pause) => {
         const steps = applySteps(sliceMs);
         for (;;) {
-          plan.resume(); // the row table is read through views on linear memory
+          plan.refresh(); // the row table is read through views on linear memory
           const r = steps.next();
           if (r.done === true) return r.value;
           await pause();

@@ -215,7 +215,7 @@ export class TreeWriter {
 
   /** Back to a savepoint: the transaction's changes in place are undone, its copies dropped. */
   restore(s: TreeState): void {
-    this.undo(0);
+    this.undo();
     this.root = s.root;
     this.count = s.count;
     this.gen++;
@@ -236,13 +236,13 @@ export class TreeWriter {
     this.shared = null;
     if (s === null || this.journal.length === 0) return false;
     for (const e of this.journal) this.root = this.copySharedPath(this.root, e.key, s);
-    this.undo(0);
+    this.undo();
     return true;
   }
 
   /** The batch failed or was dropped: shared nodes get their published contents back. */
   abortInPlace(): void {
-    this.undo(0);
+    this.undo();
     this.shared = null;
   }
 
@@ -254,9 +254,10 @@ export class TreeWriter {
     return n;
   }
 
-  private undo(mark: number): void {
+  /** Undoes every journaled change, newest first. */
+  private undo(): void {
     const j = this.journal;
-    for (let k = j.length - 1; k >= mark; k--) {
+    for (let k = j.length - 1; k >= 0; k--) {
       const e = j[k];
       const n = e.node;
       if (n.t === T.Index) n.kids[e.slot] = e.old as Child;
@@ -268,19 +269,14 @@ export class TreeWriter {
       n.bytes = e.oldBytes;
       n.pfx = e.oldPfx;
     }
-    j.length = mark;
+    j.length = 0;
   }
 
   /** Copies the shared nodes on `key`'s path (their current contents) into the writer's tree. */
   private copySharedPath(c: Child | null, key: BinKey, s: SharedGens): Child | null {
     if (c === null || c.t === T.Disk) return c;
     const shared = inShared(c, s);
-    if (c.t === T.Leaf) {
-      if (!shared) return c;
-      const copy = new LeafNode(this.gen, c.keys.slice(), c.vals.slice(), c.bytes);
-      copy.pfx = c.pfx;
-      return copy;
-    }
+    if (c.t === T.Leaf) return shared ? this.copyLeaf(c) : c;
     const i = upperBound(c.keys, key);
     const kid = c.kids[i];
     const below = this.copySharedPath(kid, key, s);
@@ -292,8 +288,7 @@ export class TreeWriter {
       if (below !== kid) c.kids[i] = below as Child;
       return c;
     }
-    const copy = new IndexNode(this.gen, c.keys.slice(), c.kids.slice(), c.bytes);
-    copy.pfx = c.pfx;
+    const copy = this.copyIndex(c);
     copy.kids[i] = below as Child;
     return copy;
   }
@@ -343,14 +338,23 @@ export class TreeWriter {
   private leafW(n: LeafNode): LeafNode {
     if (n.pos === -1 && n.gen === this.gen) return n;
     if (n.pos !== -1) this.dirtyBytes += n.bytes;
-    const c = new LeafNode(this.gen, n.keys.slice(), n.vals.slice(), n.bytes);
-    c.pfx = n.pfx;
-    return c;
+    return this.copyLeaf(n);
   }
 
   private indexW(n: IndexNode): IndexNode {
     if (n.pos === -1 && n.gen === this.gen) return n;
     if (n.pos !== -1) this.dirtyBytes += n.bytes;
+    return this.copyIndex(n);
+  }
+
+  /** A copy of the writer's generation, same keys (so the same search accelerator). */
+  private copyLeaf(n: LeafNode): LeafNode {
+    const c = new LeafNode(this.gen, n.keys.slice(), n.vals.slice(), n.bytes);
+    c.pfx = n.pfx;
+    return c;
+  }
+
+  private copyIndex(n: IndexNode): IndexNode {
     const c = new IndexNode(this.gen, n.keys.slice(), n.kids.slice(), n.bytes);
     c.pfx = n.pfx;
     return c;
