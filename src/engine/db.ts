@@ -170,6 +170,17 @@ const DIRTY_OVER_INTERVAL_MAX = 4;
  */
 const APPEND_SLICE_BYTES = 4 * 1024 * 1024;
 
+/**
+ * A promise's outcome as data: started early and awaited later, a rejection must not count as
+ * unhandled in between (Node would end the process).
+ */
+function settled(p: Promise<void>): Promise<{ ok: true } | { ok: false; error: unknown }> {
+  return p.then(
+    () => ({ ok: true }) as const,
+    (error: unknown) => ({ ok: false, error }) as const,
+  );
+}
+
 function nextTurn(): Promise<void> {
   return new Promise((resolve) => setImmediate(resolve));
 }
@@ -769,6 +780,16 @@ export class Db implements Reader {
     // shares them) still points at bytes in memory, never at a slab that was not written.
     if (sliced) await this.appendSliced(slab.bytes, slab.len);
     else this.log.append(slab.bytes(), slab.len);
+    // A superblock may only name data already durable, so it is written after a sync. Checkpoints
+    // the store chose itself need no sync of their own (a lost one is replayed from the one
+    // before); forced ones (db.checkpoint(), compaction, close) resolve once durable.
+    const superblockDue = forceCheckpoint || slab.commit.pos + slab.commit.len - this.sb.dataEnd >= this.options.superblockIntervalBytes;
+    const syncDue = sync || superblockDue;
+    const syncInline = !checkpoint && slab.len <= this.options.syncInlineBytesMax;
+    // A pooled fdatasync starts now and runs while this thread gives the nodes their positions and
+    // fills the caches (in a sorted load ~0.3 ms of a commit, under a ~0.5 ms fdatasync). Nothing
+    // those steps change is visible to readers before the publish below, which waits for it.
+    const syncing = syncDue && !syncInline ? settled(this.log.sync()) : null;
     const written = sliced ? await slab.applySliced(this.options.checkpointSliceMs, nextTurn) : slab.apply();
     // Parents of the written nodes now refer to them by position: the cache must know them (a
     // reader between two slices that misses it reads the node from the file: slower, not wrong).
@@ -789,13 +810,12 @@ export class Db implements Reader {
       this.bytesSinceCheckpoint += slab.len;
       this.armIdleCheckpoint();
     }
-    // A superblock may only name data already durable, so it is written after a sync. Checkpoints
-    // the store chose itself need no sync of their own (a lost one is replayed from the one
-    // before); forced ones (db.checkpoint(), compaction, close) resolve once durable.
-    const superblockDue = forceCheckpoint || slab.commit.pos + slab.commit.len - this.sb.dataEnd >= this.options.superblockIntervalBytes;
-    if (sync || superblockDue) {
-      if (!checkpoint && slab.len <= this.options.syncInlineBytesMax) this.log.syncNow();
-      else await this.log.sync();
+    if (syncDue) {
+      if (syncing === null) this.log.syncNow();
+      else {
+        const outcome = await syncing;
+        if (!outcome.ok) throw outcome.error;
+      }
       this.stats.syncs++;
       if (superblockDue) this.writeSuperblock(slab.commit);
     }

@@ -54,6 +54,12 @@ export function upperBound(keys: readonly string[], probe: string): number {
   return lo;
 }
 
+/** `a.splice(i, 0, x)`, by push at the end: splice builds a result array every call. */
+function insertAt<X>(a: X[], i: number, x: X): void {
+  if (i === a.length) a.push(x);
+  else a.splice(i, 0, x);
+}
+
 /** lowerBound over a node's keys, deciding by the prefix numbers and comparing strings on ties. */
 function lowerBoundP(keys: readonly string[], pfx: Float64Array, probe: string, pp: number): number {
   let lo = 0;
@@ -370,7 +376,11 @@ export class TreeWriter {
     const node = resolve(this.src, c);
     if (node.t === T.Leaf) {
       const lp = node.pfx;
-      const i = lp !== null ? lowerBoundP(node.keys, lp, key, pp) : lowerBound(node.keys, key);
+      const nk = node.keys.length;
+      // A sorted load appends: after an insert at the end, one comparison with the last key
+      // instead of a search (whose every step may be a cache miss on a heap string).
+      const i = node.lastInsertAt === nk - 1 && nk > 0 && key > node.keys[nk - 1] ? nk
+        : lp !== null ? lowerBoundP(node.keys, lp, key, pp) : lowerBound(node.keys, key);
       this.dirtyBytes += leafItemBytes(key, val);
       if (this.isShared(node)) {
         const found = i < node.keys.length && node.keys[i] === key;
@@ -379,8 +389,8 @@ export class TreeWriter {
           this.journal.push(new JournalEntry(node, i, found ? node.vals[i] : null, node.bytes, node.pfx, key));
           if (found) node.vals[i] = val;
           else {
-            node.keys.splice(i, 0, key);
-            node.vals.splice(i, 0, val);
+            insertAt(node.keys, i, key);
+            insertAt(node.vals, i, val);
             node.pfx = null;
             node.lastInsertAt = i; // a heuristic for the next split: not journaled
             this.inserted = true;
@@ -394,8 +404,8 @@ export class TreeWriter {
         w.bytes += leafItemBytes(key, val) - leafItemBytes(key, w.vals[i]);
         w.vals[i] = val;
       } else {
-        w.keys.splice(i, 0, key);
-        w.vals.splice(i, 0, val);
+        insertAt(w.keys, i, key);
+        insertAt(w.vals, i, val);
         w.pfx = null;
         w.bytes += leafItemBytes(key, val);
         this.inserted = true;
@@ -407,7 +417,11 @@ export class TreeWriter {
     }
     let ip = node.pfx;
     if (ip === null && !(node.pos === -1 && node.gen === this.gen)) ip = node.pfx = keyPrefixes(node.keys);
-    const i = ip !== null ? upperBoundP(node.keys, ip, key, pp) : upperBound(node.keys, key);
+    // The writer's own index nodes have no prefix numbers; in a sorted load every put takes their
+    // last child, so try that first (one comparison instead of a search over heap strings).
+    const nk = node.keys.length;
+    const i = ip !== null ? upperBoundP(node.keys, ip, key, pp)
+      : nk > 0 && node.keys[nk - 1] <= key ? nk : upperBound(node.keys, key);
     const old = node.kids[i];
     const child = this.put(old, key, val, pp);
     if (this.splitRight === null) {
@@ -422,9 +436,9 @@ export class TreeWriter {
     w.kids[i] = child;
     if (this.splitRight !== null) {
       const sep = this.splitKey as BinKey;
-      w.keys.splice(i, 0, sep);
+      insertAt(w.keys, i, sep);
       w.pfx = null;
-      w.kids.splice(i + 1, 0, this.splitRight);
+      insertAt(w.kids, i + 1, this.splitRight);
       w.bytes += indexItemBytes(sep);
       this.splitRight = null;
       this.splitKey = null;

@@ -220,6 +220,46 @@ describe('I/O failure', () => {
     expect(again.check().problems).toEqual([]);
     await again.close();
   });
+
+  // The pooled fdatasync of a big commit starts before the nodes get their positions and the
+  // caches fill (sliced: across turns of the event loop); its failure must still reach the batch,
+  // never surface as an unhandled rejection meanwhile.
+  for (const sliced of [false, true]) {
+    it(`a failed pooled fdatasync of a ${sliced ? 'sliced ' : ''}checkpoint rejects it and loses nothing durable`, async () => {
+      const file = fresh();
+      const opts = sliced ? { slicedCheckpointBytesMin: 0, checkpointSliceMs: 0 } : {};
+      const db = await open(file, opts);
+      const keys = Array.from({ length: 20_000 }, (_, i) => `k${String(i).padStart(5, '0')}`);
+      await db.transaction((tx) => {
+        for (const k of keys) tx.set(k, 'durable');
+      });
+      const log = (db as unknown as { log: { sync: () => Promise<void> } }).log;
+      const realSync = log.sync.bind(log);
+      let failedSyncs = 0;
+      log.sync = () => {
+        failedSyncs++;
+        return Promise.reject(Object.assign(new Error('EIO: i/o error, fdatasync'), { code: 'EIO' }));
+      };
+      const before = { ...db.stats };
+      await expect(
+        db.transaction((tx) => {
+          for (const k of keys) tx.set(k, 'x'.repeat(100)); // ~2.3 MB, ~550 leaves: past syncInlineBytesMax, and the cache fills in slices
+        }),
+      ).rejects.toBeInstanceOf(IoFailedError);
+      expect(failedSyncs).toBe(1);
+      expect(db.stats.checkpoints - before.checkpoints).toBe(1);
+      expect(db.stats.slicedCheckpoints - before.slicedCheckpoints).toBe(sliced ? 1 : 0);
+      for (const k of keys) expect(db.get(k)?.toString()).toBe('durable'); // the published tree
+      await expect(db.set('after', '1')).rejects.toBeInstanceOf(IoFailedError);
+      log.sync = realSync;
+      await db.close().catch(() => undefined);
+      const again = await open(file);
+      expect(again.check().problems).toEqual([]);
+      expect(again.count()).toBe(keys.length);
+      for (const k of keys) expect(['durable', 'x'.repeat(100)]).toContain(again.get(k)?.toString());
+      await again.close();
+    });
+  }
 });
 
 describe('reads', () => {
