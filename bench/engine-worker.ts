@@ -4,7 +4,9 @@
 //   tsx bench/engine-worker.ts ENGINE DIR KEYS
 //
 // Workloads (after ../shared/anchors/embedded.md): 16-byte keys, 100-byte incompressible values.
-//  loadSorted   keys/s, 1000 keys per durable transaction, ascending keys
+//  loadSorted   keys/s, 1000 keys per durable transaction, ascending keys (laid out in key order
+//               in memory, as a sorted source produces them); loadSortedScattered the same keys
+//               scattered over the heap (sorted after they were made)
 //  loadRandom   keys/s, same into a fresh store in random order; then size after load; the
 //               longest event-loop turn during it (and during the deferred checkpoint after it)
 //  get          random point gets on the loaded store, warm (tinybench)
@@ -26,7 +28,12 @@ const BATCH = 1000;
 const VALUE_BYTES = 100;
 
 const keys: Buffer[] = Array.from({ length: N }, (_, i) => makeKey(i));
-const sortedKeys = [...keys].sort(Buffer.compare);
+// Sorting the keys made in index order leaves consecutive keys far apart on the heap, and the
+// first touch of each then costs an engine 1–2.4 µs (bench/RESULTS.md round 12: lmdb 313–358k
+// keys/s so, 510–549k with the same keys copied in key order; the anchors' 511k is the latter).
+// A sorted source (a file, another store's range) hands keys over in order, fresh: copied here.
+const sortedScattered = [...keys].sort(Buffer.compare);
+const sortedKeys = sortedScattered.map((k) => Buffer.from(k));
 const values: Buffer = crypto.randomBytes(VALUE_BYTES * 1024);
 const valueFor = (i: number) => values.subarray((i % 1000) * 100, (i % 1000) * 100 + VALUE_BYTES);
 let seed = 42;
@@ -38,6 +45,17 @@ function shuffled<T>(a: T[]): T[] {
     [b[i], b[j]] = [b[j], b[i]];
   }
   return b;
+}
+
+/**
+ * A full GC before each measured workload (the worker runs with --expose-gc). V8 paces marking by
+ * allocation, so garbage the bench itself left (making, copying and sorting millions of keys) was
+ * otherwise collected during the next workload, by whichever engine allocates most: in a harness
+ * holding as many keys as this one, a sorted load of ours ran at 263k keys/s without it and 324k
+ * with it, lmdb's at 522k and 498k (bench/RESULTS.md round 13).
+ */
+function settleHeap(): void {
+  (globalThis as { gc?: () => void }).gc?.();
 }
 
 async function load(e: Engine, order: Buffer[]): Promise<number> {
@@ -69,10 +87,17 @@ const want = (w: string) => only === undefined || only.split(',').includes(w);
 {
   // 1. sorted load into a fresh store
   const e = await openEngine(engineName, path.join(dir, 'sorted'));
+  settleHeap();
   out.loadSorted = await load(e, sortedKeys);
   out.sizeSortedMB = e.diskBytes() / 1e6;
   await e.close();
   fs.rmSync(path.join(dir, 'sorted'), { recursive: true, force: true });
+  const s = await openEngine(engineName, path.join(dir, 'sorted-scattered'));
+  settleHeap();
+  out.loadSortedScattered = await load(s, sortedScattered);
+  await s.close();
+  fs.rmSync(path.join(dir, 'sorted-scattered'), { recursive: true, force: true });
+  sortedScattered.length = 0;
 }
 
 /**
@@ -97,6 +122,7 @@ async function longestTurnMs(fn: () => Promise<void>): Promise<number> {
 
 const e = await openEngine(engineName, path.join(dir, 'random'));
 const randomOrder = shuffled(keys); // outside the turn measured: shuffling 1M keys is the bench's own work
+settleHeap();
 out.loadRandomMaxTurnMs = await longestTurnMs(async () => {
   out.loadRandom = await load(e, randomOrder);
 });
@@ -106,6 +132,7 @@ if (e.settle !== undefined) {
   // Not part of the load figure, reported beside it: a server would do this in its first idle
   // second (checkpointIdleMs); reads then run against the settled store.
   const settle = e.settle.bind(e);
+  settleHeap();
   const t0 = performance.now();
   out.settleMaxTurnMs = await longestTurnMs(settle);
   out.settleS = (performance.now() - t0) / 1000;
@@ -113,6 +140,7 @@ if (e.settle !== undefined) {
 
 if (want('get')) {
   const probe = shuffled(keys).slice(0, 100_000);
+  settleHeap();
   let i = 0;
   const bench = new Bench({ time: 1500, warmup: true, warmupTime: 300 });
   const sync = e.get(probe[0]) instanceof Promise === false;
@@ -137,6 +165,7 @@ if (want('get')) {
 
 if (want('scan')) {
   const starts = shuffled(sortedKeys.slice(0, Math.max(1, N - 1000))).slice(0, 10_000);
+  settleHeap();
   let i = 0;
   const bench = new Bench({ time: 1500, warmup: true, warmupTime: 300 });
   bench.add('scan', async () => {
@@ -150,6 +179,7 @@ if (want('scan')) {
 }
 
 if (want('commit')) {
+  settleHeap();
   let i = 0;
   const r1 = await timed(() => e.put(keys[i++ % N], valueFor(i)), 2000);
   out.commit1 = r1.opsPerSec;
@@ -165,7 +195,9 @@ if (want('commit')) {
 }
 
 if (want('overwrite')) {
-  out.overwrite = await load(e, shuffled(keys));
+  const overwriteOrder = shuffled(keys);
+  settleHeap();
+  out.overwrite = await load(e, overwriteOrder);
   out.sizeOverwriteMB = e.diskBytes() / 1e6;
   out.ampOverwrite = (out.sizeOverwriteMB * 1e6) / logical;
   if (e.compact !== undefined) {
@@ -183,6 +215,7 @@ if (want('large')) {
   const count = 32;
   const mib = crypto.randomBytes(1 << 20);
   for (let i = 0; i < count; i++) await big.batch([[makeKey(i), mib]]);
+  settleHeap();
   let i = 0;
   const r = await timed(async () => {
     const v = await big.get(makeKey(i++ % count));

@@ -73,6 +73,7 @@ const fmt = (x: number) => {
 };
 const metrics: Array<[string, string, 'higher' | 'lower']> = [
   ['loadSorted', '1. Bulk load, sorted, 1000/txn (keys/s)', 'higher'],
+  ['loadSortedScattered', '   the same keys scattered over the heap (keys/s)', 'higher'],
   ['loadRandom', '1. Bulk load, random order, 1000/txn (keys/s)', 'higher'],
   ['loadRandomMaxTurnMs', '   longest event-loop turn during the random load (ms)', 'lower'],
   ['settleS', '   then the deferred checkpoint, not in the load figure (s)', 'lower'],

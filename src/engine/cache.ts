@@ -1,7 +1,10 @@
 //! Decoded-node cache: the engine's NodeSource.
 //!
-//! Owns: turning Outer positions into decoded, verified nodes. Index nodes are few (about one per
-//! fan-out leaves) and stay resident; leaves are bounded by `cacheBytes` and evicted oldest-first.
+//! Owns: turning Outer positions into decoded, verified nodes, bounded by `cacheBytes` and evicted
+//! oldest-first. Index nodes are few in any one tree (about one per fan-out leaves) and stay while
+//! they take at most a quarter of the bound; but every checkpoint writes new versions of the ones
+//! it changed and the old versions are never asked for again, so they must be evicted too: kept
+//! for good, they grew the heap by ~100 KB a checkpoint (24 index nodes at 100k keys) without end.
 //! Nodes in the cache are immutable (their `pos` is set). A node read from disk is checksummed
 //! before it is decoded; a freshly written node is inserted as it is, with no re-read.
 import type { Buffer } from 'node:buffer';
@@ -17,6 +20,7 @@ import { UNANSWERED, WASM_CACHE_BYTES_MIN, WasmNodeCache, type FastAnswer } from
 export class NodeCache implements NodeSource {
   private readonly nodes = new Map<number, TreeNode>();
   private leafBytes = 0;
+  private indexBytes = 0;
   hits = 0;
   misses = 0;
 
@@ -57,10 +61,9 @@ export class NodeCache implements NodeSource {
   add(node: TreeNode): void {
     if (this.nodes.has(node.pos)) return;
     this.nodes.set(node.pos, node);
-    if (node.t === T.Leaf) {
-      this.leafBytes += node.len;
-      if (this.leafBytes > this.cacheBytes) this.evict();
-    }
+    if (node.t === T.Leaf) this.leafBytes += node.len;
+    else this.indexBytes += node.len;
+    if (this.leafBytes + this.indexBytes > this.cacheBytes) this.evict();
   }
 
   /**
@@ -72,13 +75,23 @@ export class NodeCache implements NodeSource {
     this.fast?.addWritten(node.pos, slabBytes.subarray(offset, offset + node.len));
   }
 
+  /** Forgets the nodes at these positions (versions a published tree replaced); absent ones are skipped. */
+  forget(positions: readonly number[]): void {
+    for (const pos of positions) {
+      const node = this.nodes.get(pos);
+      if (node === undefined) continue;
+      this.nodes.delete(pos);
+      this.forgetBytes(node);
+    }
+  }
+
   /** Forgets nodes before `pos` (online compaction reclaimed that space). */
   dropBelow(pos: number): void {
     this.fast?.clear();
     for (const [p, node] of this.nodes) {
       if (p >= pos) continue;
       this.nodes.delete(p);
-      if (node.t === T.Leaf) this.leafBytes -= node.len;
+      this.forgetBytes(node);
     }
   }
 
@@ -86,16 +99,30 @@ export class NodeCache implements NodeSource {
     this.fast?.clear();
     this.nodes.clear();
     this.leafBytes = 0;
+    this.indexBytes = 0;
+  }
+
+  /** Cached bytes, leaves and index nodes (for tests and stats). */
+  get bytes(): { leaves: number; index: number; nodes: number } {
+    return { leaves: this.leafBytes, index: this.indexBytes, nodes: this.nodes.size };
+  }
+
+  private forgetBytes(node: TreeNode): void {
+    if (node.t === T.Leaf) this.leafBytes -= node.len;
+    else this.indexBytes -= node.len;
   }
 
   private evict(): void {
     const target = this.cacheBytes * 0.9;
+    const indexShareMax = this.cacheBytes / 4;
     let moved = 0;
     for (const [pos, node] of this.nodes) {
-      if (this.leafBytes <= target) break;
+      if (this.leafBytes + this.indexBytes <= target) break;
       this.nodes.delete(pos);
-      if (node.t === T.Leaf) this.leafBytes -= node.len;
-      else if (moved++ < 100_000) this.nodes.set(pos, node); // keep index nodes: re-insert at the end
+      // Index nodes within their share go to the back (every descent starts at them); past it,
+      // the oldest go like leaves (mostly versions older checkpoints replaced).
+      if (node.t !== T.Leaf && this.indexBytes <= indexShareMax && moved++ < 100_000) this.nodes.set(pos, node);
+      else this.forgetBytes(node);
     }
   }
 }

@@ -643,6 +643,8 @@ export class Db implements Reader {
     if (inPlace) this.inPlaceWriter = w;
     try {
       await this.applyAndCommit(jobs, base, w);
+      // Versions the new tree replaced (a failed or aborted batch's list only costs reloads).
+      this.cache.forget(w.replaced);
     } finally {
       if (this.inPlaceWriter === w) {
         // Settled at publish; anything left belongs to a batch that published nothing (a failed

@@ -177,6 +177,12 @@ export class TreeWriter {
    * compares it with a commit's log record to decide whether writing the tree now is cheaper.
    */
   dirtyBytes = 0;
+  /**
+   * Positions of on-disk nodes this writer copied or dropped: once its tree is published, the
+   * decoded-node cache can forget those versions (only older snapshots still reach them, and
+   * a miss just loads them again). Kept, every checkpoint's replaced index nodes stayed for good.
+   */
+  readonly replaced: number[] = [];
 
   private shared: SharedGens | null;
   private readonly journal: JournalEntry[] = [];
@@ -333,7 +339,10 @@ export class TreeWriter {
     this.count--;
     let root: TreeNode = node;
     // Collapse: an index with one child is replaced by the child; an empty leaf means no root.
-    while (root.t === T.Index && root.kids.length === 1) root = resolve(this.src, root.kids[0]);
+    while (root.t === T.Index && root.kids.length === 1) {
+      this.retire(root);
+      root = resolve(this.src, root.kids[0]);
+    }
     this.root = root.t === T.Leaf && root.keys.length === 0 ? null : root;
     return true;
   }
@@ -343,14 +352,25 @@ export class TreeWriter {
 
   private leafW(n: LeafNode): LeafNode {
     if (n.pos === -1 && n.gen === this.gen) return n;
-    if (n.pos !== -1) this.dirtyBytes += n.bytes;
+    if (n.pos !== -1) {
+      this.dirtyBytes += n.bytes;
+      this.replaced.push(n.pos);
+    }
     return this.copyLeaf(n);
   }
 
   private indexW(n: IndexNode): IndexNode {
     if (n.pos === -1 && n.gen === this.gen) return n;
-    if (n.pos !== -1) this.dirtyBytes += n.bytes;
+    if (n.pos !== -1) {
+      this.dirtyBytes += n.bytes;
+      this.replaced.push(n.pos);
+    }
     return this.copyIndex(n);
+  }
+
+  /** A node this writer's tree drops (a merged sibling, a collapsed root): its position, if any. */
+  private retire(n: TreeNode): void {
+    if (n.pos !== -1) this.replaced.push(n.pos);
   }
 
   /** A copy of the writer's generation, same keys (so the same search accelerator). */
@@ -517,6 +537,8 @@ export class TreeWriter {
     const left = a === i ? child : resolve(this.src, w.kids[a]);
     const right = a === i ? resolve(this.src, w.kids[a + 1]) : child;
     const sep = w.keys[a];
+    this.retire(left);
+    this.retire(right);
     w.pfx = null; // its separators change below
     if (left.t === T.Leaf) {
       assert(right.t === T.Leaf, 'siblings at different depths');

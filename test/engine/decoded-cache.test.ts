@@ -1,0 +1,88 @@
+// The decoded-node cache holds the live tree, not every version ever written: each checkpoint
+// writes new versions of the nodes it changed, and the versions they replace must leave the cache
+// (they kept ~24 index nodes a checkpoint at 100k keys, for good: the heap grew without end).
+import { afterAll, describe, expect, it } from 'vitest';
+import { open, type Db } from '../../src/index.js';
+import { tempDir } from '../support/tmp.js';
+
+const tmp = tempDir('decoded-cache');
+afterAll(() => tmp.cleanup());
+let n = 0;
+
+const key = (i: number) => `k${String(i).padStart(8, '0')}`;
+const cached = (db: Db) => (db as unknown as { cache: { bytes: { leaves: number; index: number; nodes: number } } }).cache.bytes;
+
+describe('decoded-node cache', () => {
+  it('stays the size of the live tree over many checkpoints of scattered overwrites', async () => {
+    const KEYS = 20_000;
+    const db = await open(tmp.file(`c${n++}.db`), { checkpointIdleMs: 0 });
+    for (let b = 0; b < KEYS / 1000; b++) {
+      await db.transaction((tx) => {
+        for (let i = b * 1000; i < (b + 1) * 1000; i++) tx.set(key(i), Buffer.alloc(100, i & 0xff));
+      });
+    }
+    await db.checkpoint();
+    let seed = 7;
+    const rnd = () => (seed = (Math.imul(seed, 1103515245) + 12345) >>> 0) / 2 ** 32;
+    const round = async (r: number) => {
+      await db.transaction((tx) => {
+        for (let j = 0; j < 300; j++) tx.set(key(Math.floor(rnd() * KEYS)), Buffer.alloc(100, r & 0xff));
+      });
+      await db.checkpoint();
+    };
+    for (let r = 0; r < 10; r++) await round(r);
+    const early = cached(db);
+    for (let r = 10; r < 150; r++) await round(r);
+    const late = cached(db);
+    // Every round rewrites the index nodes on ~300 paths and ~300 leaves: kept, the 140 rounds
+    // would add ~140 versions of each index node and ~40k leaves.
+    expect(late.index).toBeLessThanOrEqual(early.index * 1.1);
+    expect(late.nodes).toBeLessThanOrEqual(early.nodes * 1.1);
+    // The tree itself is intact (the forgotten versions are never the live ones).
+    expect(db.check().problems).toEqual([]);
+    expect(db.count()).toBe(KEYS);
+    for (let i = 0; i < KEYS; i += 997) expect(db.get(key(i))?.length).toBe(100);
+    await db.close();
+  });
+
+  it('a snapshot keeps reading the versions the writer replaced', async () => {
+    const db = await open(tmp.file(`c${n++}.db`), { checkpointIdleMs: 0 });
+    await db.transaction((tx) => {
+      for (let i = 0; i < 5000; i++) tx.set(key(i), 'old');
+    });
+    await db.checkpoint();
+    const snap = db.snapshot();
+    await db.transaction((tx) => {
+      for (let i = 0; i < 5000; i += 3) tx.set(key(i), 'new');
+    });
+    await db.checkpoint();
+    for (let i = 0; i < 5000; i++) expect(snap.get(key(i))?.toString()).toBe('old');
+    expect([...snap.range({ gte: key(100), limit: 5 })].map(([, v]) => v.toString())).toEqual(['old', 'old', 'old', 'old', 'old']);
+    for (let i = 0; i < 5000; i++) expect(db.get(key(i))?.toString()).toBe(i % 3 === 0 ? 'new' : 'old');
+    snap.release();
+    await db.close();
+  });
+
+  it('index nodes past a quarter of the bound are evicted like leaves, and load again', async () => {
+    // Gets on the decoded path (no WebAssembly cache) over a tree of 512-byte nodes, whose index
+    // nodes (~6 KB) pass a 4 KiB bound on their own: they must not crowd the leaves out.
+    const boundBytes = 4096;
+    const db = await open(tmp.file(`c${n++}.db`), { checkpointIdleMs: 0, nodeBytesMax: 512, decodedCacheBytes: boundBytes, cacheBytes: 0 });
+    await db.transaction((tx) => {
+      for (let i = 0; i < 20_000; i++) tx.set(key(i), `v${i}`);
+    });
+    await db.checkpoint();
+    let indexMax = 0;
+    for (let i = 0; i < 20_000; i += 13) {
+      expect(db.get(key(i))?.toString()).toBe(`v${i}`);
+      const c = cached(db);
+      expect(c.leaves + c.index).toBeLessThanOrEqual(boundBytes);
+      indexMax = Math.max(indexMax, c.index);
+    }
+    // Their quarter, plus what came in since the last eviction (kept for good: ~3.5 KB, the bound).
+    expect(indexMax).toBeLessThanOrEqual(boundBytes / 2);
+    expect(indexMax).toBeGreaterThan(0);
+    expect(db.check().problems).toEqual([]);
+    await db.close();
+  });
+});
