@@ -1,10 +1,11 @@
 //! Decoded-node cache: the engine's NodeSource.
 //!
 //! Owns: turning Outer positions into decoded, verified nodes, bounded by `cacheBytes` and evicted
-//! oldest-first. Index nodes are few in any one tree (about one per fan-out leaves) and stay while
-//! they take at most a quarter of the bound; but every checkpoint writes new versions of the ones
-//! it changed and the old versions are never asked for again, so they must be evicted too: kept
-//! for good, they grew the heap by ~100 KB a checkpoint (24 index nodes at 100k keys) without end.
+//! oldest-first. Every checkpoint writes new versions of the nodes it changed, and once a tree is
+//! published the versions it replaced are forgotten (`forget`): kept, they were never asked for
+//! again, and the index nodes among them grew the heap by ~100 KB a checkpoint (24 at 100k keys)
+//! without end. Index nodes are few in any one tree (about one per fan-out leaves): they go to the
+//! back on eviction while they take at most a quarter of the bound, and like leaves past it.
 //! Nodes in the cache are immutable (their `pos` is set). A node read from disk is checksummed
 //! before it is decoded; a freshly written node is inserted as it is, with no re-read.
 import type { Buffer } from 'node:buffer';

@@ -69,8 +69,8 @@ export interface OpenOptions {
    */
   hugePages?: boolean;
   /**
-   * Leaf bytes kept decoded as JS objects, for the writer and range scans (cache.ts). Default
-   * 256 MiB; decoded nodes cost the JS heap about three times their size.
+   * Node bytes (leaves and index nodes) kept decoded as JS objects, for the writer and range
+   * scans (cache.ts). Default 256 MiB; decoded nodes cost the JS heap about three times their size.
    */
   decodedCacheBytes?: number;
   /** Rewrite the superblock once this many bytes were appended since the last one. */
