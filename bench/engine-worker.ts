@@ -29,8 +29,8 @@ const VALUE_BYTES = 100;
 
 const keys: Buffer[] = Array.from({ length: N }, (_, i) => makeKey(i));
 // Sorting the keys made in index order leaves consecutive keys far apart on the heap, and the
-// first touch of each then costs an engine 1–2.4 µs (bench/RESULTS.md round 12: lmdb 313–358k
-// keys/s so, 510–549k with the same keys copied in key order; the anchors' 511k is the latter).
+// first touch of each then costs an engine 1–2.4 µs (bench/RESULTS.md round 12: lmdb loads them at
+// 313–358k keys/s, and the same keys copied in key order at 510–549k; the anchors' 511k is that).
 // A sorted source (a file, another store's range) hands keys over in order, fresh: copied here.
 const sortedScattered = [...keys].sort(Buffer.compare);
 const sortedKeys = sortedScattered.map((k) => Buffer.from(k));
