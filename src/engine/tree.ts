@@ -352,20 +352,21 @@ export class TreeWriter {
 
   private leafW(n: LeafNode): LeafNode {
     if (n.pos === -1 && n.gen === this.gen) return n;
-    if (n.pos !== -1) {
-      this.dirtyBytes += n.bytes;
-      this.replaced.push(n.pos);
-    }
+    this.copying(n);
     return this.copyLeaf(n);
   }
 
   private indexW(n: IndexNode): IndexNode {
     if (n.pos === -1 && n.gen === this.gen) return n;
-    if (n.pos !== -1) {
-      this.dirtyBytes += n.bytes;
-      this.replaced.push(n.pos);
-    }
+    this.copying(n);
     return this.copyIndex(n);
+  }
+
+  /** A node about to be copied for writing: an on-disk one is newly dirty, and its version replaced. */
+  private copying(n: TreeNode): void {
+    if (n.pos === -1) return;
+    this.dirtyBytes += n.bytes;
+    this.replaced.push(n.pos);
   }
 
   /** A node this writer's tree drops (a merged sibling, a collapsed root): its position, if any. */
