@@ -144,6 +144,13 @@ export function inputAddress(): usize {
 export function cachedNodes(): u32 {
   return liveNodes;
 }
+/** Where the ring allocates next, and where the arena ends (JS prefaults pages ahead of it). */
+export function ringHead(): usize {
+  return head;
+}
+export function arenaEndAddress(): usize {
+  return arenaEnd;
+}
 
 /** Forgets every node (online compaction reclaimed space; tests). */
 export function cacheClear(): void {

@@ -13,5 +13,5 @@ export function alloc(size: usize): usize {
 export function free(ptr: usize): void {
   heap.free(ptr);
 }
-export { cacheInit, cacheClear, cachedNodes, probeAddress, resultAddress, inputAddress, ingest as cacheIngest, find as cacheFind, cachedNode } from './cache';
+export { cacheInit, cacheClear, cachedNodes, ringHead, arenaEndAddress, probeAddress, resultAddress, inputAddress, ingest as cacheIngest, find as cacheFind, cachedNode } from './cache';
 export { slabEncode, slabEncodePart, slabCrc, parseBody } from './slab';

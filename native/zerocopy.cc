@@ -5,6 +5,8 @@
 //   - zero-copy transfer of a file region to a connected socket with sendfile(2) or
 //     splice(2) (file -> pipe -> socket): send/cancel, plus sendfileBlocking as the
 //     benchmark's "raw sendfile" reference.
+//   - memory advice for the WebAssembly node cache: adviseHugePages, and prefault (populating
+//     pages ahead of the cache's ring on a pool thread, bounded by the few MiB asked for).
 //
 // Zero-copy transfer, in order (toolchain.md §4):
 //   1. JS thread, fast path: non-blocking sendfile/splice on the caller's own fds until the
@@ -52,7 +54,8 @@
 //     a file range must not change in place (or be hole-punched on a non-page boundary) until the
 //     peer has read it; whole-page hole punches are safe (the socket keeps the old pages).
 //   - Must never: write to a socket fd number it did not duplicate once control left the JS
-//     thread; hold a libuv pool thread; block the JS thread waiting for a reader (except in
+//     thread; hold a libuv pool thread waiting on a peer (prefault holds one only while it faults
+//     a bounded range); block the JS thread waiting for a reader (except in
 //     sendfileBlocking, which is a benchmark reference and says so).
 #include <napi.h>
 
@@ -138,14 +141,15 @@ Napi::Value PunchHole(const Napi::CallbackInfo& info) {
   return Napi::Number::New(env, rc == 0 ? 0 : -errno);
 }
 
-// Asks for transparent huge pages over [offset, offset + length) of an ArrayBuffer's memory
-// (the WebAssembly node cache): random lookups over hundreds of MiB otherwise miss the TLB on
-// nearly every node. Only whole 2 MiB pages inside the range are advised. 0 or -errno.
-Napi::Value AdviseHugePages(const Napi::CallbackInfo& info) {
+// The whole pages of `pageBytes` inside [offset, offset + length) of an ArrayBuffer's memory
+// (args 0..2 of `info`), as addresses; false (with a JS exception pending) on bad arguments.
+// Rounding inward keeps every address inside the buffer, whatever its alignment.
+static bool PagesInBuffer(const Napi::CallbackInfo& info, const char* usage, uintptr_t pageBytes,
+                          Napi::ArrayBuffer* bufferOut, uintptr_t* fromOut, uintptr_t* toOut) {
   Napi::Env env = info.Env();
   if (info.Length() < 3 || !info[0].IsArrayBuffer() || !info[1].IsNumber() || !info[2].IsNumber()) {
-    Napi::TypeError::New(env, "adviseHugePages(arrayBuffer, offset, length)").ThrowAsJavaScriptException();
-    return env.Undefined();
+    Napi::TypeError::New(env, usage).ThrowAsJavaScriptException();
+    return false;
   }
   Napi::ArrayBuffer ab = info[0].As<Napi::ArrayBuffer>();
   const uint64_t size = ab.ByteLength();
@@ -153,22 +157,80 @@ Napi::Value AdviseHugePages(const Napi::CallbackInfo& info) {
   const double lengthArg = info[2].As<Napi::Number>().DoubleValue();
   // Int64Value would turn NaN, infinities and fractions into something plausible.
   if (!(offsetArg == std::floor(offsetArg) && lengthArg == std::floor(lengthArg) && offsetArg <= 9007199254740992.0 && lengthArg <= 9007199254740992.0)) {
-    Napi::RangeError::New(env, "adviseHugePages: offset and length must be integers").ThrowAsJavaScriptException();
-    return env.Undefined();
+    Napi::RangeError::New(env, std::string(usage) + ": offset and length must be integers").ThrowAsJavaScriptException();
+    return false;
   }
   const int64_t offset = static_cast<int64_t>(offsetArg);
   const int64_t length = static_cast<int64_t>(lengthArg);
   if (offset < 0 || length < 0 || static_cast<uint64_t>(offset) + static_cast<uint64_t>(length) > size) {
-    Napi::RangeError::New(env, "adviseHugePages: range outside the buffer").ThrowAsJavaScriptException();
-    return env.Undefined();
+    Napi::RangeError::New(env, std::string(usage) + ": range outside the buffer").ThrowAsJavaScriptException();
+    return false;
   }
-  constexpr uintptr_t kHugePageBytes = uintptr_t{2} << 20;
   const uintptr_t base = reinterpret_cast<uintptr_t>(ab.Data());
-  const uintptr_t from = (base + static_cast<uintptr_t>(offset) + kHugePageBytes - 1) & ~(kHugePageBytes - 1);
-  const uintptr_t to = (base + static_cast<uintptr_t>(offset) + static_cast<uintptr_t>(length)) & ~(kHugePageBytes - 1);
+  *bufferOut = ab;
+  *fromOut = (base + static_cast<uintptr_t>(offset) + pageBytes - 1) & ~(pageBytes - 1);
+  *toOut = (base + static_cast<uintptr_t>(offset) + static_cast<uintptr_t>(length)) & ~(pageBytes - 1);
+  return true;
+}
+
+// Asks for transparent huge pages over [offset, offset + length) of an ArrayBuffer's memory
+// (the WebAssembly node cache): random lookups over hundreds of MiB otherwise miss the TLB on
+// nearly every node. Only whole 2 MiB pages inside the range are advised. 0 or -errno.
+Napi::Value AdviseHugePages(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Napi::ArrayBuffer ab;
+  uintptr_t from = 0, to = 0;
+  if (!PagesInBuffer(info, "adviseHugePages(arrayBuffer, offset, length)", uintptr_t{2} << 20, &ab, &from, &to)) return env.Undefined();
   if (to <= from) return Napi::Number::New(env, 0);
   const int rc = madvise(reinterpret_cast<void*>(from), to - from, MADV_HUGEPAGE);
   return Napi::Number::New(env, rc == 0 ? 0 : -errno);
+}
+
+#ifndef MADV_POPULATE_WRITE
+#define MADV_POPULATE_WRITE 23  // Linux 5.14; older kernels answer EINVAL
+#endif
+
+// Faults in [from, to) writable on a libuv pool thread: madvise(MADV_POPULATE_WRITE) maps the
+// pages as a first write would, without writing (the contents stay what they were, so the JS
+// thread may use the range meanwhile). Why: the first touch of fresh memory on this machine costs
+// ~1.6-5 ms per 2 MiB huge page, and the node cache's ring touched ~140 MiB of it on the JS thread
+// during a 1M-key load (bench/RESULTS.md, round 14). The worker holds the buffer so its memory
+// outlives the call; it holds a pool thread only while faulting (the caller asks for a few MiB).
+class PrefaultWorker : public Napi::AsyncWorker {
+ public:
+  PrefaultWorker(Napi::Env env, Napi::ArrayBuffer buffer, uintptr_t from, uintptr_t to)
+      : Napi::AsyncWorker(env), deferred_(Napi::Promise::Deferred::New(env)),
+        buffer_(Napi::Persistent(buffer)), from_(from), to_(to) {}
+  Napi::Promise Promise() const { return deferred_.Promise(); }
+  void Execute() override {
+    if (to_ <= from_) return;
+    int rc;
+    do {
+      rc = madvise(reinterpret_cast<void*>(from_), to_ - from_, MADV_POPULATE_WRITE);
+    } while (rc != 0 && errno == EINTR);
+    result_ = rc == 0 ? 0 : -errno;
+  }
+  void OnOK() override { deferred_.Resolve(Napi::Number::New(Env(), result_)); }
+
+ private:
+  Napi::Promise::Deferred deferred_;
+  Napi::Reference<Napi::ArrayBuffer> buffer_;
+  uintptr_t from_;
+  uintptr_t to_;
+  int result_ = 0;
+};
+
+// prefault(arrayBuffer, offset, length) -> Promise<0 | -errno> over the whole 4 KiB pages inside
+// the range; never rejects (errors are values, as everywhere in this addon).
+Napi::Value Prefault(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Napi::ArrayBuffer ab;
+  uintptr_t from = 0, to = 0;
+  if (!PagesInBuffer(info, "prefault(arrayBuffer, offset, length)", 4096, &ab, &from, &to)) return env.Undefined();
+  auto* worker = new PrefaultWorker(env, ab, from, to);
+  Napi::Promise promise = worker->Promise();
+  worker->Queue();
+  return promise;
 }
 
 // ----- zero-copy transfer: the byte pump ------------------------------------------------------
@@ -760,6 +822,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("dup", Napi::Function::New(env, Dup));
   exports.Set("punchHole", Napi::Function::New(env, PunchHole));
   exports.Set("adviseHugePages", Napi::Function::New(env, AdviseHugePages));
+  exports.Set("prefault", Napi::Function::New(env, Prefault));
   exports.Set("send", Napi::Function::New(env, Send));
   exports.Set("cancel", Napi::Function::New(env, Cancel));
   exports.Set("pendingTransfers", Napi::Function::New(env, PendingTransfers));

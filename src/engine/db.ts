@@ -56,7 +56,8 @@ export interface OpenOptions {
   /**
    * Node bytes the WebAssembly node cache keeps (wasm-cache.ts; it serves get, exists and the reads
    * built on them). Below 4 MiB there is no WASM cache and gets use decoded nodes. Default 512 MiB,
-   * reserved as address space and touched only as nodes arrive (in 2 MiB pages with `hugePages`).
+   * reserved as address space and touched only as nodes arrive (in 2 MiB pages with `hugePages`;
+   * the native addon faults the next few MiB in ahead of them, off the JS thread).
    */
   cacheBytes?: number;
   /**

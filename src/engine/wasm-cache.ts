@@ -43,6 +43,15 @@ function leafKeyAt(rec: number, keyWord: number): number {
 /** Where an index record's key starts. */
 const INDEX_KEY_AT = 24;
 const INPUT_BYTES = 1 << 20;
+/**
+ * How far ahead of the ring's head its pages get faulted in (by the addon, on a pool thread; a
+ * request reaches twice as far), at most and at least. Why: the first touch of fresh memory here
+ * costs ~1.6-5 ms per 2 MiB huge page; a 1M-key sorted load's checkpoints ingest ~140 MiB of
+ * nodes, and faulting that in on the JS thread took ~0.3 ms of each ~2.3 ms commit
+ * (bench/RESULTS.md, round 14). The resident memory it adds is what the ring reaches soon anyway.
+ */
+const PREFAULT_AHEAD_BYTES = 8 << 20;
+const PREFAULT_AHEAD_MIN_BYTES = 1 << 20;
 /** Fewer bytes than this and a lookup's path might not fit; the cache is not worth having. */
 export const WASM_CACHE_BYTES_MIN = 4 << 20;
 
@@ -77,6 +86,13 @@ export class WasmNodeCache {
    * with THP set to "never" too: the kernel then keeps 4 KiB pages.
    */
   readonly hugePages: boolean;
+  /** Addresses below this are faulted in or being so; the arena's end once that is done (or refused). */
+  private prefaultedTo: number;
+  private prefaulting = false;
+  private readonly arenaStart: number;
+  private readonly arenaEnd: number;
+  /** Bytes the addon was asked to fault in (stats and tests). */
+  prefaultRequestedBytes = 0;
 
   constructor(
     private readonly log: FileLog,
@@ -98,6 +114,9 @@ export class WasmNodeCache {
     this.result = this.ex.resultAddress() >>> 0;
     this.input = this.ex.inputAddress() >>> 0;
     this.epochIndex = (this.result + 16) >>> 2;
+    this.arenaStart = this.ex.ringHead() >>> 0; // the ring starts empty at the arena's start
+    this.arenaEnd = this.ex.arenaEndAddress() >>> 0;
+    this.prefaultedTo = addon?.prefault !== undefined ? this.arenaStart : this.arenaEnd;
     // cacheInit bumps it: a module built before the epoch existed would leave it 0 and cursors
     // would never notice an eviction.
     assert(this.epoch !== 0, 'solifuge: the WebAssembly module has no eviction epoch; rebuild it (npm run build:wasm)');
@@ -258,6 +277,32 @@ export class WasmNodeCache {
     const r = this.ex.cacheIngest(pos, entry.length, kind, bodyLen);
     // Our own encoder produced it: failing to parse it is a bug, not corruption on disk.
     if (r === Ingested.Malformed) throw new Error(`solifuge: the node cache could not parse the node just written at ${pos}`);
+    this.prefaultAhead();
+  }
+
+  /**
+   * Asks the addon to fault in the pages ahead of the ring's head, one request at a time: as far
+   * ahead as the ring has come so far (a small store stays small), at most PREFAULT_AHEAD_BYTES.
+   * Once requests reached the arena's end every page has been touched, and nothing more is asked.
+   * (The hash table is left alone: its pages are touched at random from the first nodes on, and
+   * it is under 1% of the region.)
+   */
+  private prefaultAhead(): void {
+    if (this.prefaulting || this.prefaultedTo >= this.arenaEnd) return;
+    const head = this.ex.ringHead() >>> 0;
+    const ahead = Math.min(PREFAULT_AHEAD_BYTES, Math.max(PREFAULT_AHEAD_MIN_BYTES, head - this.arenaStart));
+    if (head + ahead <= this.prefaultedTo) return;
+    // If the head got past (the previous request was slow), faulting behind it is too late.
+    const from = Math.max(this.prefaultedTo, head);
+    const to = Math.min(head + 2 * ahead, this.arenaEnd);
+    this.prefaultedTo = to;
+    this.prefaulting = true;
+    this.prefaultRequestedBytes += to - from;
+    // (The closure keeps this instance, hence its memory, alive until the addon is done with it.)
+    void addon!.prefault!(this.ex.memory.buffer, from, to - from).then((rc) => {
+      this.prefaulting = false;
+      if (rc < 0) this.prefaultedTo = this.arenaEnd; // unsupported (before Linux 5.14): stop asking
+    });
   }
 
   /** Reads, verifies and parses the node entry at `pos`; false if it can't be cached. */
@@ -268,6 +313,7 @@ export class WasmNodeCache {
     this.mem.set(e.buf.subarray(ENTRY_HEADER_BYTES, ENTRY_HEADER_BYTES + e.bodyLen), this.input);
     const r = this.ex.cacheIngest(pos, len, e.kind, e.bodyLen);
     if (r === Ingested.Malformed) throw new CorruptionError(pos, `malformed ${e.kind === Kind.Leaf ? 'leaf' : 'index'} entry`);
+    this.prefaultAhead();
     return r === Ingested.Ok;
   }
 }

@@ -21,6 +21,13 @@ export interface NativeAddon {
    * ArrayBuffer's memory; 0 or -errno. Absent from addons built before it existed.
    */
   adviseHugePages?(buffer: ArrayBuffer, offset: number, length: number): number;
+  /**
+   * madvise(MADV_POPULATE_WRITE) over the whole 4 KiB pages inside [offset, offset + length) of an
+   * ArrayBuffer's memory, on a libuv pool thread: the pages get mapped as by a first write, and
+   * their contents stay as they were. Resolves with 0 or -errno (-EINVAL before Linux 5.14);
+   * never rejects. Absent from addons built before it existed.
+   */
+  prefault?(buffer: ArrayBuffer, offset: number, length: number): Promise<number>;
 
   /**
    * Zero-copy transfer of file bytes [offset, offset+length) to a connected, non-blocking

@@ -35,6 +35,8 @@ export type CacheExports = CoreExports & {
   cacheInit(arenaBytes: number, inputBytes: number): number;
   cacheClear(): void;
   cachedNodes(): number;
+  ringHead(): number;
+  arenaEndAddress(): number;
   probeAddress(): number;
   resultAddress(): number;
   inputAddress(): number;

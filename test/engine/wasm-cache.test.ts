@@ -229,6 +229,70 @@ describe('WASM node cache, huge pages', () => {
   });
 });
 
+describe('WASM node cache, prefault', () => {
+  let t: ReturnType<typeof tempDir>;
+  beforeEach(() => {
+    t = tempDir('wasm-prefault');
+  });
+  afterEach(() => t.cleanup());
+  const prefault = addon?.prefault?.bind(addon);
+  const faults = () => process.resourceUsage().minorPageFault;
+
+  it.runIf(prefault !== undefined)('faults pages in without changing them, and refuses bad ranges', async () => {
+    const pages = 256; // 16 MiB of 64 KiB WebAssembly pages
+    const mem = new WebAssembly.Memory({ initial: pages, maximum: pages });
+    const u8 = new Uint8Array(mem.buffer);
+    for (let o = 0; o < u8.length; o += 1 << 20) u8[o + 7] = (o >>> 20) + 1; // 16 pages in use
+    expect(await prefault!(mem.buffer, 0, u8.length)).toBe(0);
+    for (let o = 0; o < u8.length; o += 1 << 20) expect(u8[o + 7]).toBe((o >>> 20) + 1);
+    expect(u8[12345]).toBe(0);
+    // Touching every 4 KiB page now costs (almost) no faults; a fresh memory costs one a page
+    // (4 KiB pages: WebAssembly memory is not advised huge, and THP here is "madvise").
+    const f1 = faults();
+    for (let o = 0; o < u8.length; o += 4096) u8[o] = 1;
+    const touchedAfter = faults() - f1;
+    const fresh = new Uint8Array(new WebAssembly.Memory({ initial: pages, maximum: pages }).buffer);
+    const f2 = faults();
+    for (let o = 0; o < fresh.length; o += 4096) fresh[o] = 1;
+    const touchedFresh = faults() - f2;
+    if (touchedFresh > 1000) expect(touchedAfter).toBeLessThan(touchedFresh / 8);
+    expect(() => prefault!(mem.buffer, 1, u8.length)).toThrow(RangeError);
+    expect(() => prefault!(mem.buffer, -1, 10)).toThrow(RangeError);
+    expect(() => prefault!(mem.buffer, Number.NaN, 10)).toThrow(RangeError);
+    expect(() => prefault!(new Uint8Array(4) as unknown as ArrayBuffer, 0, 4)).toThrow(TypeError);
+    expect(await prefault!(mem.buffer, 4095, 2)).toBe(0); // no whole page inside: nothing to do
+  });
+
+  it('keeps the ring\'s next pages faulted in as checkpoints fill it, and gets still agree', async () => {
+    const db = await open(t.file('a.db'), { checkpointIdleMs: 0, cacheBytes: 64 << 20 });
+    const fast = internals(db).cache.fast!;
+    type Ring = { ex: { ringHead(): number }; arenaStart: number; prefaultedTo: number; prefaulting: boolean };
+    const ring = fast as unknown as Ring;
+    const value = Buffer.alloc(100, 3);
+    const rounds = 12;
+    for (let b = 0; b < rounds; b++) {
+      await db.transaction((tx) => {
+        for (let j = 0; j < 10_000; j++) tx.set(`k${String(b * 10_000 + j).padStart(8, '0')}`, value);
+      });
+      await db.checkpoint();
+      await new Promise((r) => setTimeout(r, 20)); // the pool thread answers the request meanwhile
+      const used = (ring.ex.ringHead() >>> 0) - ring.arenaStart;
+      if (prefault === undefined) {
+        expect(fast.prefaultRequestedBytes).toBe(0);
+        continue;
+      }
+      // Requested at least up to the head and ahead of it, never far past it: PREFAULT_AHEAD_BYTES.
+      expect(ring.prefaultedTo - ring.arenaStart).toBeGreaterThan(used);
+      expect(ring.prefaultedTo - ring.arenaStart).toBeLessThanOrEqual(used + (16 << 20));
+      expect(fast.prefaultRequestedBytes).toBeLessThanOrEqual(ring.prefaultedTo - ring.arenaStart);
+    }
+    expect((ring.ex.ringHead() >>> 0) - ring.arenaStart).toBeGreaterThan(12 << 20); // the ring did move
+    for (let i = 0; i < rounds * 10_000; i += 997) expect(db.get(`k${String(i).padStart(8, '0')}`)).toEqual(value);
+    expect(db.get('k99999999')).toBeUndefined();
+    await db.close();
+  });
+});
+
 describe('WASM node cache, unit', () => {
   /** A FileLog stand-in holding entries in memory (the cache only calls read and end). */
   function fakeLog(entries: Buffer[]): { log: FileLog; refs: DiskRef[] } {
