@@ -46,8 +46,8 @@ const INPUT_BYTES = 1 << 20;
 /**
  * How far ahead of the ring's head its pages get faulted in (by the addon, on a pool thread; a
  * request reaches twice as far), at most and at least. Why: the first touch of fresh memory here
- * costs ~1.6-5 ms per 2 MiB huge page; a 1M-key sorted load's checkpoints ingest ~140 MiB of
- * nodes, and faulting that in on the JS thread took ~0.3 ms of each ~2.3 ms commit
+ * costs ~1.6 ms per 2 MiB huge page (more amid other work); a 1M-key sorted load's checkpoints
+ * ingest ~140 MiB of nodes, and faulting that in on the JS thread took ~0.3 ms of each ~2.3 ms commit
  * (bench/RESULTS.md, round 14). The resident memory it adds is what the ring reaches soon anyway.
  */
 const PREFAULT_AHEAD_BYTES = 8 << 20;
