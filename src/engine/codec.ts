@@ -44,14 +44,14 @@
 //!
 //! Leaf, Index and Actions bodies are encoded and parsed in WebAssembly (asm/slab.ts; slab.ts and
 //! plan.ts stage what it encodes). Decoding here turns its row tables into JS nodes: strings for
-//! keys, views into the read buffer for inline values. The Commit body is fixed-width and stays
+//! keys and for inline values (keys.ts InlineValue: copies, not views). The Commit body is fixed-width and stays
 //! in JS. test/support/reference-codec.ts is a plain-JS encoder and decoder of the same layouts,
 //! which the codec tests compare byte for byte.
 import type { Buffer } from 'node:buffer';
 import { core, scratch } from '../wasm/module.js';
 import { assert, CorruptionError } from './errors.js';
 import { Kind, readU32, readU64, writeU64 } from './format.js';
-import { latin1At, type BinKey } from './keys.js';
+import { inlineValueAt, latin1At, type BinKey } from './keys.js';
 import { DiskRef, IndexNode, LeafNode, ValueRef, leafItemBytes, indexItemBytes, NODE_OVERHEAD_BYTES, INDEX_CHILD0_BYTES, type Child, type LeafValue } from './node.js';
 
 export const COMMIT_BODY_BYTES = 83;
@@ -100,7 +100,7 @@ function parseRows(kind: Kind, b: Uint8Array, start: number, end: number, entryP
   return new Float64Array(core.memory.buffer, ptr + bodyBytes, (n + 1) * ROW_F64S);
 }
 
-/** Decodes a leaf body at [start, end) of `b`; inline values are views into `b`. */
+/** Decodes a leaf body at [start, end) of `b`; inline values are copied out (keys.ts InlineValue). */
 export function decodeLeafBody(b: Buffer, start: number, end: number, entryPos: number): LeafNode {
   const rows = parseRows(Kind.Leaf, b, start, end, entryPos, 'leaf');
   const count = rows[0];
@@ -112,7 +112,7 @@ export function decodeLeafBody(b: Buffer, start: number, end: number, entryPos: 
     const suffix = latin1At(b, start + rows[r], rows[r + 1]);
     const key = (prefix.length === 0 ? suffix : prefix + suffix) as BinKey;
     const a = rows[r + 3];
-    const v: LeafValue = rows[r + 2] === 0 ? b.subarray(start + a, start + a + rows[r + 4]) : new ValueRef(a, rows[r + 4], undefined);
+    const v: LeafValue = rows[r + 2] === 0 ? inlineValueAt(b, start + a, rows[r + 4]) : new ValueRef(a, rows[r + 4], undefined);
     keys[i] = key;
     vals[i] = v;
     bytes += leafItemBytes(key, v);
@@ -212,7 +212,7 @@ export interface Action {
   val: LeafValue | null;
 }
 
-/** Decodes an actions body; inline values are views into `b`. */
+/** Decodes an actions body; inline values are copied out (keys.ts InlineValue). */
 export function decodeActionsBody(b: Buffer, start: number, end: number, entryPos: number): Action[] {
   const rows = parseRows(Kind.Actions, b, start, end, entryPos, 'actions');
   const count = rows[0];
@@ -222,7 +222,7 @@ export function decodeActionsBody(b: Buffer, start: number, end: number, entryPo
     const op = rows[r + 2];
     const a = rows[r + 3];
     if (op === 0) out[i] = { key, val: null };
-    else if (op === 1) out[i] = { key, val: b.subarray(start + a, start + a + rows[r + 4]) };
+    else if (op === 1) out[i] = { key, val: inlineValueAt(b, start + a, rows[r + 4]) };
     else out[i] = { key, val: new ValueRef(a, rows[r + 4], undefined) };
   }
   return out;

@@ -22,7 +22,7 @@ import {
 import {
   DATA_START_POS, ENTRY_BODY_BYTES_MAX, ENTRY_HEADER_BYTES, Kind, SUPERBLOCK_A_POS, SUPERBLOCK_B_POS, encodeSuperblock, type Superblock,
 } from './format.js';
-import { toBinKey, toValueBuffer, type BinKey, type KeyInput, type ValueInput } from './keys.js';
+import { inlineValueAt, inlineValueBytes, toBinKey, toValueBuffer, type BinKey, type KeyInput, type ValueInput } from './keys.js';
 import { FileLog, syncDirectory } from './log-file.js';
 import { DiskRef, T, ValueRef, type Child, type LeafValue, type TreeNode } from './node.js';
 import { recover, replayAfterCheckpoint } from './recovery.js';
@@ -33,7 +33,7 @@ import { closeControl, listenControl } from './control.js';
 import { ValueVerifier, duplicateFd, sendSource, type SendValueOptions, type SendValueResult, type ValueSource } from './get-with.js';
 import type net from 'node:net';
 import { Cursor, TreeWriter, lookup, type NodeSource, type TreeState } from './tree.js';
-import { ValueArena, copyOf } from './arena.js';
+import { copyOf } from './arena.js';
 import { actionLogBytes, applyActions, deletePrefixIn, lastPerKey } from './actions.js';
 import { Snapshot, Transaction, entryIterator, keyIterator, toBounds } from './views.js';
 import { checkStore, type CheckReport } from './check.js';
@@ -251,7 +251,6 @@ export class Db implements Reader {
   private bytesSinceCheckpoint = 0;
   /** Estimated bytes of tree nodes made dirty since the last checkpoint (TreeWriter.dirtyBytes). */
   private dirtyBytesSinceCheckpoint = 0;
-  private readonly arena = new ValueArena();
   private compacting = false;
   /** Set by close(): a compaction still copying or waiting for snapshots stops (before its seal). */
   private compactionCancelled = false;
@@ -463,10 +462,13 @@ export class Db implements Reader {
     return new Cursor(this.cache, root, toBounds(opts), this.cache.fast?.leafView() ?? null);
   }
 
-  /** @internal Copies a stored value out (reading and verifying its entry when not inline). */
-  materialize(v: LeafValue): Buffer {
-    // allocUnsafe + copy: pooled for small values, ~4× cheaper than Buffer.from(buffer).
-    if (!(v instanceof ValueRef)) return copyOf(v);
+  /**
+   * @internal Copies a stored value out (reading and verifying its entry when not inline). A
+   * Buffer is a copy the WASM cache already made (tree.ts lookup), handed over as it is.
+   */
+  materialize(v: LeafValue | Buffer): Buffer {
+    if (typeof v === 'string') return inlineValueBytes(v);
+    if (!(v instanceof ValueRef)) return v;
     if (v.bytes !== undefined) return copyOf(v.bytes);
     if (this.verifier.isVerified(v.pos)) {
       // Checked once since open (get-with.ts): read the bytes alone, no second checksum pass.
@@ -516,7 +518,7 @@ export class Db implements Reader {
   }
 
   /** @internal */
-  lookupIn(root: Child | null, key: KeyInput): LeafValue | undefined {
+  lookupIn(root: Child | null, key: KeyInput): LeafValue | Buffer | undefined {
     return lookup(this.cache, root, toBinKey(key));
   }
 
@@ -617,7 +619,7 @@ export class Db implements Reader {
   makeValue(value: ValueInput): LeafValue {
     const buf = toValueBuffer(value);
     if (buf.length > this.options.maxValueBytes) throw new ValueTooLargeError(buf.length, this.options.maxValueBytes);
-    if (buf.length <= this.options.inlineValueBytesMax) return this.arena.copy(buf);
+    if (buf.length <= this.options.inlineValueBytesMax) return inlineValueAt(buf, 0, buf.length);
     const copy = Buffer.allocUnsafeSlow(buf.length);
     buf.copy(copy);
     return new ValueRef(-1, buf.length, copy);

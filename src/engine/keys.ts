@@ -20,6 +20,26 @@ export type BinKey = string & { readonly __binKey: unique symbol };
 
 const NON_ASCII = /[^\x00-\x7f]/;
 
+/**
+ * An inline value's bytes held as a binary string, one char per byte, like BinKey. Why not a
+ * Buffer view: every view is an object that survives with its leaf, and the 64 KiB chunks the
+ * views pointed into were ArrayBuffers, which V8 counts as external memory: ~100 MB of them per
+ * 1M-key load started a full incremental mark of the caller's whole heap ("external memory
+ * pressure"), and with 2M of the caller's keys live that made a sorted load 30-40% slower
+ * (bench/RESULTS.md, round 14). A string lives on the V8 heap and is one object.
+ */
+export type InlineValue = string & { readonly __inlineValue: unique symbol };
+
+/** The bytes `b[o, o + n)` as an InlineValue (a copy: `b` may change afterwards). */
+export function inlineValueAt(b: Buffer, o: number, n: number): InlineValue {
+  return latin1At(b, o, n) as InlineValue;
+}
+
+/** A fresh Buffer with an inline value's bytes (returned data: the caller may keep or change it). */
+export function inlineValueBytes(v: InlineValue): Buffer {
+  return Buffer.from(v, 'latin1');
+}
+
 export function toBinKey(key: KeyInput): BinKey {
   if (typeof key !== 'string' && !(key instanceof Uint8Array)) {
     throw new BadArgumentError(`a key must be a string or a Uint8Array, not ${describe(key)}`);

@@ -9,7 +9,7 @@
 //! Children are referenced by object while dirty (Baardskeerder's Inner positions) and by
 //! `DiskRef` (Outer position plus entry length, so one pread reads the whole child) once written.
 import type { Buffer } from 'node:buffer';
-import type { BinKey } from './keys.js';
+import type { BinKey, InlineValue } from './keys.js';
 
 export const enum T {
   Disk = 0,
@@ -39,7 +39,8 @@ export class ValueRef {
   ) {}
 }
 
-export type LeafValue = Buffer | ValueRef;
+/** An inline value as a latin1 string of its bytes (like BinKey), or a reference to a Value entry. */
+export type LeafValue = InlineValue | ValueRef;
 
 // Encoded-size estimates (codec.ts is exact; these only decide splits and merges).
 export const NODE_OVERHEAD_BYTES = 16;

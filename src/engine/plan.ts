@@ -11,7 +11,7 @@ import { Buffer } from 'node:buffer';
 import { core } from '../wasm/module.js';
 import { assert } from './errors.js';
 import { Kind } from './format.js';
-import type { BinKey } from './keys.js';
+import type { BinKey, InlineValue } from './keys.js';
 import { ValueRef, type LeafValue } from './node.js';
 
 /** A reference as the plan holds it: an Outer file position, or an Inner entry index. */
@@ -110,8 +110,11 @@ export class PlanWriter {
     this.p += 13;
   }
 
-  /** A key as u32 length and bytes (a JS loop for short keys: cheaper than a call into C++). */
-  private key(s: BinKey): void {
+  /**
+   * A binary string (a key, or an inline value: keys.ts) as u32 length and bytes (a JS loop for
+   * short ones: cheaper than a call into C++).
+   */
+  private key(s: BinKey | InlineValue): void {
     const n = s.length;
     this.u32(n);
     if (n <= 32) {
@@ -140,7 +143,7 @@ export class PlanWriter {
 
   /**
    * Stages a Leaf entry (keys ascending). `refs[i]` is the reference for a value kept in a Value
-   * entry (vals[i] a ValueRef); inline values are Buffers.
+   * entry (vals[i] a ValueRef); inline values are binary strings (keys.ts InlineValue).
    */
   leaf(keys: readonly BinKey[], vals: readonly LeafValue[], refs: readonly PlanRef[] | null): number {
     let bound = 5;
@@ -160,7 +163,7 @@ export class PlanWriter {
         this.ref(refs[i]);
       } else {
         this.u8(0);
-        this.bytes(v);
+        this.key(v);
       }
     }
     return this.entries++;
@@ -197,7 +200,7 @@ export class PlanWriter {
       if (v instanceof ValueRef) {
         assert(refs !== null && refs[i] !== undefined, 'a value entry without its reference');
         this.ref(refs[i]);
-      } else this.bytes(v);
+      } else this.key(v);
     }
     return this.entries++;
   }

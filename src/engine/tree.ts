@@ -86,7 +86,8 @@ function upperBoundP(keys: readonly string[], pfx: Float64Array, probe: string, 
   return lo;
 }
 
-export function lookup(src: NodeSource, root: Child | null, key: BinKey): LeafValue | undefined {
+/** The value under `key`: a leaf's, or a copy the WASM cache made (a Buffer); undefined if absent. */
+export function lookup(src: NodeSource, root: Child | null, key: BinKey): LeafValue | Buffer | undefined {
   if (root === null) return undefined;
   const pp = keyPrefix(key);
   let c: Child = root;
@@ -305,7 +306,7 @@ export class TreeWriter {
     return copy;
   }
 
-  get(key: BinKey): LeafValue | undefined {
+  get(key: BinKey): LeafValue | Buffer | undefined {
     return lookup(this.src, this.root, key);
   }
 

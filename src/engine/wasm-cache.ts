@@ -17,7 +17,7 @@ import { instantiateCore, type CacheExports } from '../wasm/module.js';
 import { readNodeEntry } from './entry.js';
 import { CorruptionError } from './errors.js';
 import { ENTRY_HEADER_BYTES, Kind } from './format.js';
-import { latin1At, type BinKey } from './keys.js';
+import { inlineValueAt, latin1At, type BinKey } from './keys.js';
 import type { FileLog } from './log-file.js';
 import { assert } from './errors.js';
 import { DiskRef, IndexNode, LeafNode, ValueRef, INDEX_CHILD0_BYTES, NODE_OVERHEAD_BYTES, indexItemBytes, keyPrefixAt, leafItemBytes, type LeafValue, type TreeNode } from './node.js';
@@ -204,8 +204,8 @@ export class WasmNodeCache {
    * The node at `pos` (entry length `len`) as a decoded JS node, built from this cache's copy
    * (asm/cache.ts node layout) when it holds one, else null. The decoded cache's misses come here
    * first: gets usually warmed these nodes, and copying one out skips a pread, a CRC pass and a
-   * parse. Keys and inline values are views into one copy of the node; the ring may reuse its
-   * memory later.
+   * parse. Keys and inline values are strings copied out of it (keys.ts InlineValue): the ring
+   * may reuse its memory later.
    */
   decoded(pos: number, len: number): TreeNode | null {
     const ptr = this.ex.cachedNode(pos) >>> 0;
@@ -253,7 +253,7 @@ export class WasmNodeCache {
       const ko = leafKeyAt(rec, kl);
       const key = latin1At(b, ko, keyLen) as BinKey;
       pfx[i] = keyPrefixAt(b, ko, keyLen);
-      const v: LeafValue = (kl & REF_FLAG) !== 0 ? new ValueRef(b.readDoubleLE(rec + 8), vl, undefined) : b.subarray(ko + keyLen, ko + keyLen + vl);
+      const v: LeafValue = (kl & REF_FLAG) !== 0 ? new ValueRef(b.readDoubleLE(rec + 8), vl, undefined) : inlineValueAt(b, ko + keyLen, vl);
       keys[i] = key;
       vals[i] = v;
       bytes += leafItemBytes(key, v);
@@ -321,10 +321,10 @@ export class WasmNodeCache {
 /**
  * Reads one cached leaf in place for a range cursor (tree.ts LeafView): keys and inline values are
  * copied straight from the node's records into the Buffers a scan returns, with no decoded JS
- * node, key string or value view in between.
+ * node, key string or value string in between.
  *
  * Why: range scans over decoded leaves spent ~60% of their time making the two Buffers per entry
- * from key strings and value views scattered over the JS heap (written leaves keep the objects the
+ * from key strings and value views (now strings) scattered over the JS heap (written leaves keep the objects the
  * writer allocated, in write order), and GC walks those objects. A cached node's keys and values
  * sit contiguous in linear memory (bench/RESULTS.md, round 9).
  *

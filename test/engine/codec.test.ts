@@ -8,11 +8,14 @@ import { describe, expect, it } from 'vitest';
 import { decodeActionsBody, decodeIndexBody, decodeLeafBody, type Action } from '../../src/engine/codec.js';
 import { CorruptionError } from '../../src/engine/errors.js';
 import { ENTRY_HEADER_BYTES, Kind } from '../../src/engine/format.js';
-import type { BinKey } from '../../src/engine/keys.js';
+import type { BinKey, InlineValue } from '../../src/engine/keys.js';
 import { DiskRef, IndexNode, LeafNode, ValueRef, type LeafValue } from '../../src/engine/node.js';
 import { PlanWriter, type PlanRef } from '../../src/engine/plan.js';
 import { crc32c } from '../../src/wasm/crc32c.js';
 import * as ref from '../support/reference-codec.js';
+
+/** An inline value (keys.ts InlineValue) with these bytes. */
+const iv = (b: Uint8Array | string): InlineValue => Buffer.from(b).toString('latin1') as InlineValue;
 
 const bin = (b: Uint8Array) => Buffer.from(b).toString('latin1') as BinKey;
 
@@ -27,7 +30,7 @@ const keysArb = fc
 const posArb = fc.oneof(fc.integer({ min: 8192, max: 2 ** 32 }), fc.constant(2 ** 53 - 1), fc.integer({ min: 8192, max: 2 ** 40 }));
 
 const valueArb: fc.Arbitrary<LeafValue> = fc.oneof(
-  fc.uint8Array({ maxLength: 200 }).map((b) => Buffer.from(b)),
+  fc.uint8Array({ maxLength: 200 }).map((b) => iv(b)),
   fc.tuple(posArb, fc.integer({ min: 129, max: 1 << 26 })).map(([p, l]) => new ValueRef(p, l, undefined)),
 );
 
@@ -108,9 +111,9 @@ describe('WebAssembly slab encoding matches the reference codec', () => {
     const v0 = plan.value(Buffer.from('a value kept in its own entry'));
     const v1 = plan.value(big);
     const leafKeys = ['k1', 'k2', 'k3'] as BinKey[];
-    const leafVals: LeafValue[] = [new ValueRef(-1, 29, undefined), Buffer.from('inline'), new ValueRef(-1, big.length, undefined)];
+    const leafVals: LeafValue[] = [new ValueRef(-1, 29, undefined), iv('inline'), new ValueRef(-1, big.length, undefined)];
     const l0 = plan.leaf(leafKeys, leafVals, [{ inner: true, at: v0, len: 29 }, { inner: false, at: 0, len: 0 }, { inner: true, at: v1, len: big.length }]);
-    const l1 = plan.leaf(['m'] as BinKey[], [Buffer.from('x')], null);
+    const l1 = plan.leaf(['m'] as BinKey[], [iv('x')], null);
     const ix = plan.index(['m'] as BinKey[], [{ inner: true, at: l0, len: 0 }, { inner: true, at: l1, len: 0 }]);
     const enc = plan.encode(start, 0);
     expect(ix).toBe(4);
@@ -133,10 +136,10 @@ describe('WebAssembly slab encoding matches the reference codec', () => {
 
   it('refuses a plan that breaks its invariants: unsorted keys, a forward Inner reference', () => {
     plan.reset();
-    plan.leaf(['b', 'a'] as BinKey[], [Buffer.from('1'), Buffer.from('2')], null);
+    plan.leaf(['b', 'a'] as BinKey[], [iv('1'), iv('2')], null);
     expect(() => plan.encode(8192, 0)).toThrow(/malformed/);
     plan.reset();
-    plan.leaf(['a', 'a'] as BinKey[], [Buffer.from('1'), Buffer.from('2')], null);
+    plan.leaf(['a', 'a'] as BinKey[], [iv('1'), iv('2')], null);
     expect(() => plan.encode(8192, 0)).toThrow(/malformed/);
     plan.reset();
     plan.index([] as BinKey[], [{ inner: true, at: 0, len: 0 }]); // refers to itself
@@ -147,7 +150,7 @@ describe('WebAssembly slab encoding matches the reference codec', () => {
 describe('WebAssembly body parsing agrees with the reference on damaged bodies', () => {
   const sample = (): Array<{ kind: Kind; body: Buffer }> => {
     const keys = ['app', 'apple', 'apply', 'apt\u00ff', 'b'.repeat(40)] as BinKey[];
-    const vals: LeafValue[] = [Buffer.from('one'), new ValueRef(10_000, 300, undefined), Buffer.alloc(0), Buffer.from('four'), Buffer.alloc(140, 1)];
+    const vals: LeafValue[] = [iv('one'), new ValueRef(10_000, 300, undefined), iv(''), iv('four'), iv(Buffer.alloc(140, 1))];
     const leaf = referenceBody((w) => ref.encodeLeafBody(w, new LeafNode(0, keys, vals, 0)));
     const index = referenceBody((w) => ref.encodeIndexBody(w, new IndexNode(0, keys, keys.concat(['c' as BinKey]).map((_, i) => new DiskRef(8192 + i * 4096, 4000 + i)), 0), (c) => c as DiskRef));
     const actions = referenceBody((w) => ref.encodeActionsBody(w, keys.map((key, i) => ({ key, val: i === 2 ? null : vals[i] }))));

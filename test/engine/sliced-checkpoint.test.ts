@@ -7,7 +7,7 @@ import { BadArgumentError, ClosedError, IoFailedError, open, type Db } from '../
 import { SlabBuilder, type SlabInput } from '../../src/engine/slab.js';
 import { TreeWriter, type NodeSource } from '../../src/engine/tree.js';
 import { T } from '../../src/engine/node.js';
-import type { BinKey } from '../../src/engine/keys.js';
+import type { BinKey, InlineValue } from '../../src/engine/keys.js';
 import { core } from '../../src/wasm/module.js';
 import { crashCopy } from '../support/crash-copy.js';
 import { tempDir } from '../support/tmp.js';
@@ -228,7 +228,7 @@ describe('SlabBuilder.buildSliced', () => {
       },
     };
     const w = new TreeWriter(noDisk, { root: null, count: 0 }, 1, 4096);
-    for (let i = 0; i < 20_000; i++) w.set(key(i) as BinKey, value(i, 3));
+    for (let i = 0; i < 20_000; i++) w.set(key(i) as BinKey, value(i, 3).toString('latin1') as InlineValue);
     const input: SlabInput = { actions: [], keyCount: w.count, tag: 7, prev: null, start: 8192, checkpoint: { root: w.root, keyCount: w.count } };
     const whole = new SlabBuilder().build(input);
     const expected = Buffer.from(whole.bytes().subarray(0, whole.len)); // a copy: later allocations may move nothing, but detach views

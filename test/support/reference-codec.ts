@@ -3,7 +3,7 @@
 // (asm/slab.ts); the codec tests now check the WebAssembly one against it, byte for byte.
 import { Buffer } from 'node:buffer';
 import { CorruptionError } from '../../src/engine/errors.js';
-import type { BinKey } from '../../src/engine/keys.js';
+import type { BinKey, InlineValue } from '../../src/engine/keys.js';
 import { DiskRef, IndexNode, LeafNode, ValueRef, leafItemBytes, indexItemBytes, NODE_OVERHEAD_BYTES, INDEX_CHILD0_BYTES, type Child, type LeafValue } from '../../src/engine/node.js';
 import type { Action } from '../../src/engine/codec.js';
 
@@ -92,7 +92,7 @@ export function encodeLeafBody(w: ByteWriter, leaf: LeafNode): void {
     } else {
       w.u8(0);
       w.varint(v.length);
-      w.bytes(v);
+      w.bytes(Buffer.from(v, 'latin1'));
     }
   }
 }
@@ -173,7 +173,7 @@ export function decodeLeafBody(b: Buffer, start: number, end: number, entryPos: 
     const key = (prefix.length === 0 ? suffix : prefix + suffix) as BinKey;
     const vk = r.u8();
     let v: LeafValue = undefined as unknown as LeafValue;
-    if (vk === 0) v = r.slice(r.varint());
+    if (vk === 0) v = r.slice(r.varint()).toString('latin1') as InlineValue;
     else if (vk === 1) {
       const pos = r.varint();
       v = new ValueRef(pos, r.varint(), undefined);
@@ -224,12 +224,12 @@ export function encodeActionsBody(w: ByteWriter, actions: readonly Action[]): vo
       w.varint(v.len);
     } else {
       w.varint(v.length);
-      w.bytes(v);
+      w.bytes(Buffer.from(v, 'latin1'));
     }
   }
 }
 
-/** Decodes an actions body; inline values are views into `b`. */
+/** Decodes an actions body; inline values are binary strings (keys.ts InlineValue). */
 export function decodeActionsBody(b: Buffer, start: number, end: number, entryPos: number): Action[] {
   const r = new ByteReader(b, start, end, entryPos);
   const count = r.varint();
@@ -239,7 +239,7 @@ export function decodeActionsBody(b: Buffer, start: number, end: number, entryPo
     const op = r.u8();
     const key = r.str(r.varint()) as BinKey;
     if (op === 0) out[i] = { key, val: null };
-    else if (op === 1) out[i] = { key, val: r.slice(r.varint()) };
+    else if (op === 1) out[i] = { key, val: r.slice(r.varint()).toString('latin1') as InlineValue };
     else if (op === 2) {
       const pos = r.varint();
       out[i] = { key, val: new ValueRef(pos, r.varint(), undefined) };
