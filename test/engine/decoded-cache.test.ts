@@ -85,4 +85,24 @@ describe('decoded-node cache', () => {
     expect(db.check().problems).toEqual([]);
     await db.close();
   });
+
+  it('holds the values it was given on the V8 heap, not in new ArrayBuffers', async () => {
+    // Why (keys.ts InlineValue): ArrayBuffers count as V8 external memory, and ~100 MB of value
+    // chunks per 1M keys set off full marks of the caller's whole heap during loads.
+    const db = await open(tmp.file(`c${n++}.db`), { checkpointIdleMs: 0 });
+    const source = Buffer.alloc(100 * 1000, 5);
+    await db.set('warm-up', 'x');
+    const before = process.memoryUsage().arrayBuffers;
+    await db.transaction((tx) => {
+      for (let i = 0; i < 30_000; i++) tx.set(key(i), source.subarray((i % 1000) * 100, (i % 1000) * 100 + 100));
+    });
+    const grownBytes = process.memoryUsage().arrayBuffers - before;
+    // 3 MB of values went in and stay in the decoded leaves; a copy of each in ArrayBuffer chunks
+    // grew this by as much (no GC runs in between to hide it).
+    expect(grownBytes).toBeLessThan(1 << 20);
+    expect(db.get(key(12_345))).toEqual(source.subarray(34_500, 34_600));
+    source.fill(9); // the store kept copies
+    expect(db.get(key(12_345))).toEqual(Buffer.alloc(100, 5));
+    await db.close();
+  });
 });
