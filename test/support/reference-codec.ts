@@ -159,7 +159,7 @@ class ByteReader {
   }
 }
 
-/** Decodes a leaf body at [start, end) of `b`; inline values are views into `b`. */
+/** Decodes a leaf body at [start, end) of `b`; inline values are binary strings (keys.ts InlineValue). */
 export function decodeLeafBody(b: Buffer, start: number, end: number, entryPos: number): LeafNode {
   const r = new ByteReader(b, start, end, entryPos);
   const count = r.varint();
