@@ -22,7 +22,7 @@ import {
 import {
   DATA_START_POS, ENTRY_BODY_BYTES_MAX, ENTRY_HEADER_BYTES, Kind, SUPERBLOCK_A_POS, SUPERBLOCK_B_POS, encodeSuperblock, type Superblock,
 } from './format.js';
-import { inlineValueAt, inlineValueBytes, toBinKey, toValueBuffer, type BinKey, type KeyInput, type ValueInput } from './keys.js';
+import { copyOf, inlineValueAt, inlineValueBytes, toBinKey, toValueBuffer, type BinKey, type KeyInput, type ValueInput } from './keys.js';
 import { FileLog, syncDirectory } from './log-file.js';
 import { DiskRef, T, ValueRef, type Child, type LeafValue, type TreeNode } from './node.js';
 import { recover, replayAfterCheckpoint } from './recovery.js';
@@ -33,7 +33,6 @@ import { closeControl, listenControl } from './control.js';
 import { ValueVerifier, duplicateFd, sendSource, type SendValueOptions, type SendValueResult, type ValueSource } from './get-with.js';
 import type net from 'node:net';
 import { Cursor, TreeWriter, lookup, type NodeSource, type TreeState } from './tree.js';
-import { copyOf } from './arena.js';
 import { actionLogBytes, applyActions, deletePrefixIn, lastPerKey } from './actions.js';
 import { Snapshot, Transaction, entryIterator, keyIterator, toBounds } from './views.js';
 import { checkStore, type CheckReport } from './check.js';

@@ -40,6 +40,13 @@ export function inlineValueBytes(v: InlineValue): Buffer {
   return Buffer.from(v, 'latin1');
 }
 
+/** A fresh copy of `src` (allocUnsafe + set: pooled for small values, cheaper than Buffer.from(buffer)). */
+export function copyOf(src: Buffer): Buffer {
+  const out = Buffer.allocUnsafe(src.length);
+  out.set(src, 0);
+  return out;
+}
+
 export function toBinKey(key: KeyInput): BinKey {
   if (typeof key !== 'string' && !(key instanceof Uint8Array)) {
     throw new BadArgumentError(`a key must be a string or a Uint8Array, not ${describe(key)}`);

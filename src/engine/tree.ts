@@ -367,7 +367,7 @@ export class TreeWriter {
   private copying(n: TreeNode): void {
     if (n.pos === -1) return;
     this.dirtyBytes += n.bytes;
-    this.replaced.push(n.pos);
+    this.retire(n);
   }
 
   /** A node this writer's tree drops (a merged sibling, a collapsed root): its position, if any. */

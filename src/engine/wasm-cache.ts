@@ -204,20 +204,17 @@ export class WasmNodeCache {
    * The node at `pos` (entry length `len`) as a decoded JS node, built from this cache's copy
    * (asm/cache.ts node layout) when it holds one, else null. The decoded cache's misses come here
    * first: gets usually warmed these nodes, and copying one out skips a pread, a CRC pass and a
-   * parse. Keys and inline values are strings copied out of it (keys.ts InlineValue): the ring
-   * may reuse its memory later.
+   * parse. It is read in place: keys and inline values come out as strings (keys.ts
+   * InlineValue), so nothing keeps the ring's memory, which it may reuse later.
    */
   decoded(pos: number, len: number): TreeNode | null {
     const ptr = this.ex.cachedNode(pos) >>> 0;
     if (ptr === 0) return null;
     const m = this.mem;
-    const size = m.readUInt32LE(ptr);
     const kind = m.readUInt32LE(ptr + 4);
     const count = m.readUInt32LE(ptr + 16);
     assert(m.readUInt32LE(ptr + 20) === len && (kind === Kind.Leaf || kind === Kind.Index), `the node cache's copy of ${pos} disagrees with its reference`);
-    const b = Buffer.allocUnsafeSlow(size);
-    b.set(this.u8.subarray(ptr, ptr + size));
-    const slots = slotsAt(b.readUInt32LE(24));
+    const slots = ptr + slotsAt(m.readUInt32LE(ptr + 24));
     if (kind === Kind.Index) {
       const keys: BinKey[] = new Array(count - 1);
       const kids: DiskRef[] = new Array(count);
@@ -225,15 +222,15 @@ export class WasmNodeCache {
       const pfx = new Float64Array(count - 1);
       let bytes = NODE_OVERHEAD_BYTES + INDEX_CHILD0_BYTES;
       for (let i = 0; i < count; i++) {
-        const rec = b.readUInt32LE(slots + i * 8 + 4);
+        const rec = ptr + m.readUInt32LE(slots + i * 8 + 4);
         if (i > 0) {
-          const kl = b.readUInt32LE(rec);
-          const key = latin1At(b, rec + INDEX_KEY_AT, kl) as BinKey;
+          const kl = m.readUInt32LE(rec);
+          const key = latin1At(m, rec + INDEX_KEY_AT, kl) as BinKey;
           keys[i - 1] = key;
-          pfx[i - 1] = keyPrefixAt(b, rec + INDEX_KEY_AT, kl);
+          pfx[i - 1] = keyPrefixAt(m, rec + INDEX_KEY_AT, kl);
           bytes += indexItemBytes(key);
         }
-        kids[i] = new DiskRef(b.readDoubleLE(rec + 8), b.readUInt32LE(rec + 4));
+        kids[i] = new DiskRef(m.readDoubleLE(rec + 8), m.readUInt32LE(rec + 4));
       }
       const node = new IndexNode(0, keys, kids, bytes);
       node.pfx = pfx;
@@ -246,14 +243,14 @@ export class WasmNodeCache {
     const pfx = new Float64Array(count);
     let bytes = NODE_OVERHEAD_BYTES;
     for (let i = 0; i < count; i++) {
-      const rec = b.readUInt32LE(slots + i * 8 + 4);
-      const kl = b.readUInt32LE(rec);
-      const vl = b.readUInt32LE(rec + 4);
+      const rec = ptr + m.readUInt32LE(slots + i * 8 + 4);
+      const kl = m.readUInt32LE(rec);
+      const vl = m.readUInt32LE(rec + 4);
       const keyLen = kl & ~REF_FLAG;
       const ko = leafKeyAt(rec, kl);
-      const key = latin1At(b, ko, keyLen) as BinKey;
-      pfx[i] = keyPrefixAt(b, ko, keyLen);
-      const v: LeafValue = (kl & REF_FLAG) !== 0 ? new ValueRef(b.readDoubleLE(rec + 8), vl, undefined) : inlineValueAt(b, ko + keyLen, vl);
+      const key = latin1At(m, ko, keyLen) as BinKey;
+      pfx[i] = keyPrefixAt(m, ko, keyLen);
+      const v: LeafValue = (kl & REF_FLAG) !== 0 ? new ValueRef(m.readDoubleLE(rec + 8), vl, undefined) : inlineValueAt(m, ko + keyLen, vl);
       keys[i] = key;
       vals[i] = v;
       bytes += leafItemBytes(key, v);
