@@ -293,7 +293,13 @@ export class SlabBuilder {
 
   private *stageIndex(node: IndexNode): Generator<void, number> {
     const kids: PlanRef[] = new Array<PlanRef>(node.kids.length);
-    for (let i = 0; i < node.kids.length; i++) kids[i] = yield* this.stageChild(node.kids[i]);
+    for (let i = 0; i < node.kids.length; i++) {
+      const c = node.kids[i];
+      // Children already in the file (most of a big index node's) are referred to where they
+      // are, without a generator: a sorted load restages the right edge's index nodes every
+      // commit, and their generators were a tenth of what its writer allocated.
+      kids[i] = c.t === T.Disk || c.pos >= 0 ? { inner: false, at: c.pos, len: c.len } : yield* this.stageChild(c);
+    }
     this.indexes.push(node);
     return this.plan.index(node.keys, kids);
   }
