@@ -804,6 +804,7 @@ export class Db implements Reader {
       const bytes = slab.bytes();
       for (const n of written) this.cache.addWritten(n, bytes, n.pos - start);
     }
+    slab.release();
     this.stats.commits++;
     this.stats.bytesAppended += slab.len;
     if (checkpoint) {

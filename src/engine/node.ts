@@ -59,6 +59,13 @@ export class LeafNode {
   /** Where the writer last inserted into this copy (in memory only): detects ascending runs. */
   lastInsertAt = -2;
   /**
+   * In memory only: whether this leaf holds keys the writer came back to (a copy of a leaf that
+   * already existed, a merge, the part of a split that is not a new last leaf), as opposed to one
+   * a split at the end made for keys appended in order. Once written, only such leaves stay in
+   * the decoded cache (NodeCache.addWritten).
+   */
+  revisited = false;
+  /**
    * Search accelerator (see keyPrefixes): null, or exactly keyPrefixes(keys). Built by lookups,
    * by the writer for index nodes it can no longer change, and from bytes when decoded from the
    * WASM cache; copies share it (it is never written after it is built); a key change nulls it.

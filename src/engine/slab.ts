@@ -62,6 +62,14 @@ export interface BuiltSlab {
    * finds its bytes in the file.
    */
   applySliced(sliceMs: number, pause: () => Promise<void>): Promise<TreeNode[]>;
+  /**
+   * Empties the lists of staged nodes and values (the array `apply` returned among them), once
+   * the caller is done with them. Nothing reaches them after the commit, but V8's scavenger also
+   * counts pointers from dead objects in the old generation; measured in a sorted load, every
+   * written leaf, with its keys and values, survived its first scavenge that way (half of all
+   * allocation: 4.5 MB of 9 MB per scavenge, against 0.9 MB with the lists emptied).
+   */
+  release(): void;
 }
 
 export class SlabBuilder {
@@ -244,6 +252,13 @@ export class SlabBuilder {
           if (r.done === true) return r.value;
           await pause();
         }
+      },
+      release: () => {
+        nodes.length = 0;
+        nodeEntries.length = 0;
+        values.length = 0;
+        valueEntries.length = 0;
+        indexes.length = 0;
       },
     };
   }

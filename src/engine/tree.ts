@@ -386,6 +386,7 @@ export class TreeWriter {
   private copyLeaf(n: LeafNode): LeafNode {
     const c = new LeafNode(this.gen, n.keys.slice(), n.vals.slice(), n.bytes);
     c.pfx = n.pfx;
+    c.revisited = true;
     return c;
   }
 
@@ -496,6 +497,9 @@ export class TreeWriter {
     w.bytes = leafBytes(w.keys, w.vals);
     right.bytes = leafBytes(right.keys, right.vals);
     if (insertedAt >= mid) right.lastInsertAt = insertedAt - mid;
+    // A split at the end starts a new last leaf for keys appended in order (a sorted load): it
+    // is not come back to. Any other split shares out keys that were there.
+    right.revisited = insertedAt !== n - 1 && w.revisited;
     this.splitKey = shortestSeparator(w.keys[mid - 1], right.keys[0]);
     this.splitRight = right;
   }
@@ -556,7 +560,9 @@ export class TreeWriter {
       const vals = left.vals.concat(right.vals);
       const bytes = leafBytes(keys, vals);
       if (bytes <= this.maxNodeBytes || keys.length < 2) {
-        w.kids.splice(a, 2, new LeafNode(this.gen, keys, vals, bytes));
+        const merged = new LeafNode(this.gen, keys, vals, bytes);
+        merged.revisited = true;
+        w.kids.splice(a, 2, merged);
         w.keys.splice(a, 1);
       } else {
         const mid = splitPointByBytes(keys, vals);
@@ -564,6 +570,8 @@ export class TreeWriter {
         const r = new LeafNode(this.gen, keys.slice(mid), vals.slice(mid), 0);
         l.bytes = leafBytes(l.keys, l.vals);
         r.bytes = leafBytes(r.keys, r.vals);
+        l.revisited = true;
+        r.revisited = true;
         w.kids.splice(a, 2, l, r);
         w.keys[a] = shortestSeparator(l.keys[mid - 1], r.keys[0]);
       }

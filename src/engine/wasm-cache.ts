@@ -266,15 +266,17 @@ export class WasmNodeCache {
    * Caches a node entry this process just wrote (`entry` holds its bytes, header included): a
    * checkpoint's nodes go straight in, so gets after a checkpoint find them warm.
    */
-  addWritten(pos: number, entry: Buffer): void {
+  /** Returns whether the cache took the node (too big ones are left out). */
+  addWritten(pos: number, entry: Buffer): boolean {
     const kind = entry[8];
     const bodyLen = entry.length - ENTRY_HEADER_BYTES;
-    if ((kind !== Kind.Leaf && kind !== Kind.Index) || bodyLen > INPUT_BYTES) return;
+    if ((kind !== Kind.Leaf && kind !== Kind.Index) || bodyLen > INPUT_BYTES) return false;
     this.u8.set(entry.subarray(ENTRY_HEADER_BYTES), this.input);
     const r = this.ex.cacheIngest(pos, entry.length, kind, bodyLen);
     // Our own encoder produced it: failing to parse it is a bug, not corruption on disk.
     if (r === Ingested.Malformed) throw new Error(`solifuge: the node cache could not parse the node just written at ${pos}`);
     this.prefaultAhead();
+    return r === Ingested.Ok;
   }
 
   /**
