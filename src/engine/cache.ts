@@ -72,10 +72,10 @@ export class NodeCache implements NodeSource {
    * WASM cache, and the decoded node into this one, unless it is a new leaf of keys appended in
    * order (LeafNode.revisited false) that the WASM cache took. A sorted load comes back to none of
    * those but the last, which is decoded again from the WASM cache; kept, every one of them
-   * survived its scavenges and was copied into the old generation (sorted load, 2M other keys
-   * live, 3 alternating runs: 406k keys/s keeping all written leaves, 505k keeping none). Leaves
-   * the writer came back to once (scattered writes) are likely to be again, and index nodes are
-   * few and start every descent: those are kept.
+   * survived its scavenges and was copied into the old generation (sorted load of 1M keys with 2M
+   * other keys live: scavenges 483 ms against 127, and 431.6k against 503.5k keys/s, medians of 5
+   * alternating runs; bench/RESULTS.md round 15). Leaves the writer came back to once (scattered
+   * writes) are likely to be again, and index nodes are few and start every descent: those stay.
    */
   addWritten(node: TreeNode, slabBytes: Buffer, offset: number): void {
     const tookIt = this.fast !== null && this.fast.addWritten(node.pos, slabBytes.subarray(offset, offset + node.len));

@@ -67,7 +67,8 @@ export interface BuiltSlab {
    * the caller is done with them. Nothing reaches them after the commit, but V8's scavenger also
    * counts pointers from dead objects in the old generation; measured in a sorted load, every
    * written leaf, with its keys and values, survived its first scavenge that way (half of all
-   * allocation: 4.5 MB of 9 MB per scavenge, against 0.9 MB with the lists emptied).
+   * allocation: 4.5 MB of 9 MB per scavenge; 0.23 MB with the lists emptied, bench/RESULTS.md
+   * round 15).
    */
   release(): void;
 }

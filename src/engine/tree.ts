@@ -398,9 +398,9 @@ export class TreeWriter {
 
   /**
    * `pp` is keyPrefix(key) (putPfx). Searches use a node's prefix numbers when it has them: binary
-   * search over one Float64Array instead of strings scattered over the heap (each step a cache miss; the
-   * two searches were ~75% of put's time at 1M keys, bench/RESULTS.md round 9). Index nodes that
-   * can't change any more get them built here; they are few and searched by every put.
+   * search over one Float64Array instead of strings scattered over the heap (each step a cache
+   * miss; the two searches were ~75% of put's time at 1M keys, bench/RESULTS.md round 9). Index
+   * nodes that can't change any more get them built here; they are few and searched by every put.
    */
   private put(c: Child, key: BinKey, val: LeafValue): TreeNode {
     const node = resolve(this.src, c);
@@ -497,8 +497,9 @@ export class TreeWriter {
     w.bytes = leafBytes(w.keys, w.vals);
     right.bytes = leafBytes(right.keys, right.vals);
     if (insertedAt >= mid) right.lastInsertAt = insertedAt - mid;
-    // A split at the end starts a new last leaf for keys appended in order (a sorted load): it
-    // is not come back to. Any other split shares out keys that were there.
+    // A split at the end starts a new last leaf for keys appended in order (a sorted load), which
+    // the writer does not come back to once it is full. Any other split shares out keys that
+    // were there, and the writer may come back to either half.
     right.revisited = insertedAt !== n - 1 && w.revisited;
     this.splitKey = shortestSeparator(w.keys[mid - 1], right.keys[0]);
     this.splitRight = right;

@@ -264,9 +264,9 @@ export class WasmNodeCache {
 
   /**
    * Caches a node entry this process just wrote (`entry` holds its bytes, header included): a
-   * checkpoint's nodes go straight in, so gets after a checkpoint find them warm.
+   * checkpoint's nodes go straight in, so gets after a checkpoint find them warm. Returns whether
+   * it took the node (one too big for the input area is left out).
    */
-  /** Returns whether the cache took the node (too big ones are left out). */
   addWritten(pos: number, entry: Buffer): boolean {
     const kind = entry[8];
     const bodyLen = entry.length - ENTRY_HEADER_BYTES;
