@@ -194,8 +194,9 @@ Napi::Value AdviseHugePages(const Napi::CallbackInfo& info) {
 // pages as a first write would, without writing (the contents stay what they were, so the JS
 // thread may use the range meanwhile). Why: the first touch of fresh memory on this machine costs
 // ~1.6 ms per 2 MiB huge page (more amid other work), and the node cache's ring touched ~140 MiB
-// of it on the JS thread during a 1M-key load (bench/RESULTS.md, round 14). The worker holds the buffer so its memory
-// outlives the call; it holds a pool thread only while faulting (the caller asks for a few MiB).
+// of it on the JS thread during a 1M-key load (bench/RESULTS.md, round 14). The worker holds the
+// buffer so its memory outlives the call; it holds a pool thread only while faulting (the caller
+// asks for a few MiB).
 class PrefaultWorker : public Napi::AsyncWorker {
  public:
   PrefaultWorker(Napi::Env env, Napi::ArrayBuffer buffer, uintptr_t from, uintptr_t to)

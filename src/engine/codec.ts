@@ -45,8 +45,8 @@
 //! Leaf, Index and Actions bodies are encoded and parsed in WebAssembly (asm/slab.ts; slab.ts and
 //! plan.ts stage what it encodes). Decoding here turns its row tables into JS nodes: strings for
 //! keys and for inline values (keys.ts InlineValue: copies, not views). The Commit body is
-//! fixed-width and stays in JS. test/support/reference-codec.ts is a plain-JS encoder and decoder of the same layouts,
-//! which the codec tests compare byte for byte.
+//! fixed-width and stays in JS. test/support/reference-codec.ts is a plain-JS encoder and decoder
+//! of the same layouts, which the codec tests compare byte for byte.
 import type { Buffer } from 'node:buffer';
 import { core, scratch } from '../wasm/module.js';
 import { assert, CorruptionError } from './errors.js';

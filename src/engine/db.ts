@@ -71,10 +71,9 @@ export interface OpenOptions {
   /**
    * Node bytes (leaves and index nodes) kept decoded as JS objects, for the writer and range
    * scans (cache.ts). Default 256 MiB; decoded nodes cost the JS heap about three times their size.
-   * Leaves written for keys appended in order are left to the WebAssembly cache (cache.ts
-   * addWritten).
    * Their keys and inline values are strings on the V8 heap (keys.ts InlineValue), so this counts
-   * toward `--max-old-space-size`: keep it well below that limit.
+   * toward `--max-old-space-size`: keep it well below that limit. Leaves written for keys appended
+   * in order are left to the WebAssembly cache (cache.ts addWritten).
    */
   decodedCacheBytes?: number;
   /** Rewrite the superblock once this many bytes were appended since the last one. */
