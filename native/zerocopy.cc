@@ -7,6 +7,7 @@
 //     benchmark's "raw sendfile" reference.
 //   - memory advice for the WebAssembly node cache: adviseHugePages, and prefault (populating
 //     pages ahead of the cache's ring on a pool thread, bounded by the few MiB asked for).
+//   - fdatasyncPolled, in polled-sync.cc: fdatasync on a sync thread while the caller polls.
 //
 // Zero-copy transfer, in order (toolchain.md §4):
 //   1. JS thread, fast path: non-blocking sendfile/splice on the caller's own fds until the
@@ -79,6 +80,10 @@
 #include <sys/mman.h>
 #include <sys/sendfile.h>
 #include <unistd.h>
+
+namespace solifuge {
+void RegisterPolledSync(Napi::Env env, Napi::Object exports);  // polled-sync.cc
+}
 
 namespace {
 
@@ -828,6 +833,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("cancel", Napi::Function::New(env, Cancel));
   exports.Set("pendingTransfers", Napi::Function::New(env, PendingTransfers));
   exports.Set("sendfileBlocking", Napi::Function::New(env, SendfileBlocking));
+  solifuge::RegisterPolledSync(env, exports);
   return exports;
 }
 

@@ -9,6 +9,7 @@
 //! read-only (IoFailedError) until it is reopened, when recovery decides what survived.
 import fs from 'node:fs';
 import path from 'node:path';
+import os from 'node:os';
 import util from 'node:util';
 import { Buffer } from 'node:buffer';
 import { crc32c } from '../wasm/crc32c.js';
@@ -86,6 +87,20 @@ export interface OpenOptions {
    */
   syncInlineBytesMax?: number;
   /**
+   * Commits that sync on the JS thread (`syncInlineBytesMax`) have their fdatasync run on the
+   * native addon's sync thread while the JS thread polls for it, for up to this many µs (then it
+   * sleeps until the sync is done); the sync thread then polls this long for the next commit.
+   * Default 1000 on machines with two or more cores, else 0: a plain fdatasync on the JS thread,
+   * as without the addon. Either way the write promise settles after the fdatasync returned.
+   * Why: a thread that blocks in fdatasync lets its core halt, and on this machine's VM waking it
+   * for the completion, and running the JS that follows on a cold core, cost more than a third of
+   * a small commit (bench/RESULTS.md round 16: single durable commits p50 159 µs against 227,
+   * 1.42× the commits/s). The cost: up to two cores busy from a small durable commit until this
+   * long after the last one (both polls yield to any other runnable thread). Set 0 where cores
+   * are shared with work that matters more, e.g. several stores' processes on one small machine.
+   */
+  syncSpinUs?: number;
+  /**
    * Write the tree's changed nodes (a checkpoint) once this many bytes of slabs were appended
    * since the last one. Larger: fewer node copies written, but more to replay on open and more
    * changed nodes held in memory. Also once the changed nodes (estimated) reach four times this,
@@ -156,6 +171,7 @@ export const DEFAULTS = {
   checkpointTreeOverLogMax: 1.5,
   checkpointIdleMs: 1000,
   syncInlineBytesMax: 64 * 1024,
+  syncSpinUs: os.availableParallelism() > 1 ? 1000 : 0,
   slicedCheckpointBytesMin: 4 * 1024 * 1024,
   checkpointSliceMs: 10,
 } as const;
@@ -319,11 +335,13 @@ export class Db implements Reader {
       checkpointTreeOverLogMax: options.checkpointTreeOverLogMax ?? DEFAULTS.checkpointTreeOverLogMax,
       checkpointIdleMs: options.checkpointIdleMs ?? DEFAULTS.checkpointIdleMs,
       syncInlineBytesMax: options.syncInlineBytesMax ?? DEFAULTS.syncInlineBytesMax,
+      syncSpinUs: options.syncSpinUs ?? DEFAULTS.syncSpinUs,
       slicedCheckpointBytesMin: options.slicedCheckpointBytesMin ?? DEFAULTS.slicedCheckpointBytesMin,
       checkpointSliceMs: options.checkpointSliceMs ?? DEFAULTS.checkpointSliceMs,
       autoCompact: options.autoCompact ?? false,
       controlSocket: options.controlSocket ?? false,
     };
+    if (!(opts.syncSpinUs >= 0 && opts.syncSpinUs <= 1_000_000)) throw new BadArgumentError('syncSpinUs must be within 0 .. 1000000');
     if (!(opts.slicedCheckpointBytesMin >= 0)) throw new BadArgumentError('slicedCheckpointBytesMin must be a non-negative number');
     if (!(opts.checkpointSliceMs >= 0 && opts.checkpointSliceMs <= 10_000)) throw new BadArgumentError('checkpointSliceMs must be within 0 .. 10000');
     if (!(opts.checkpointTreeOverLogMax >= 0 && opts.checkpointTreeOverLogMax <= 1000)) throw new BadArgumentError('checkpointTreeOverLogMax must be within 0 .. 1000');
@@ -819,7 +837,7 @@ export class Db implements Reader {
       this.armIdleCheckpoint();
     }
     if (syncDue) {
-      if (syncing === null) this.log.syncNow();
+      if (syncing === null) this.log.syncNow(this.options.syncSpinUs);
       else {
         const outcome = await syncing;
         if (!outcome.ok) throw outcome.error;

@@ -8,11 +8,18 @@
 //! and durability comes from `sync()` (fdatasync on the libuv pool), which also persists the
 //! file size, so one fdatasync makes an appended slab durable.
 import fs from 'node:fs';
+import util from 'node:util';
 import { Buffer } from 'node:buffer';
 import { addon } from '../native/addon.js';
 import { ClosedError, CorruptionError, LockedError } from './errors.js';
 
 const EWOULDBLOCK = 11;
+
+/** An Error shaped like the ones fs throws (code, negative errno, syscall, path); `errno` > 0. */
+function errnoError(errno: number, syscall: string, path: string): NodeJS.ErrnoException {
+  const code = util.getSystemErrorName(-errno);
+  return Object.assign(new Error(`${code}: ${syscall} failed, ${path}`), { code, errno: -errno, syscall, path });
+}
 
 /** Commits smaller than this land in a zero-filled region written ahead (see append). */
 const SMALL_APPEND_BYTES = 64 * 1024;
@@ -126,8 +133,18 @@ export class FileLog {
     return new Promise((resolve, reject) => fs.fdatasync(this.fd, (err) => (err ? reject(err) : resolve())));
   }
 
-  syncNow(): void {
-    fs.fdatasyncSync(this.fd);
+  /**
+   * fdatasync, returning once it is done. With `spinUs` > 0 and the addon, it runs on the addon's
+   * sync thread while this one polls for it (OpenOptions.syncSpinUs says why); errors are thrown
+   * shaped as fs.fdatasyncSync throws them.
+   */
+  syncNow(spinUs = 0): void {
+    if (spinUs > 0 && addon?.fdatasyncPolled !== undefined) {
+      const rc = addon.fdatasyncPolled(this.fd, spinUs);
+      if (rc < 0) throw errnoError(-rc, 'fdatasync', this.path);
+    } else {
+      fs.fdatasyncSync(this.fd);
+    }
   }
 
   truncate(len: number): void {

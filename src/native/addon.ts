@@ -28,6 +28,14 @@ export interface NativeAddon {
    * never rejects. Absent from addons built before it existed.
    */
   prefault?(buffer: ArrayBuffer, offset: number, length: number): Promise<number>;
+  /**
+   * fdatasync(fd) on the addon's sync thread while the calling thread polls for its completion
+   * for up to `spinUs` µs (then sleeps until it completes); the sync thread then polls for the
+   * next request for `spinUs` µs. Returns once the fdatasync did: 0 or -errno. `spinUs` <= 0: a
+   * plain fdatasync on the calling thread. native/polled-sync.cc says why. Absent from addons
+   * built before it existed.
+   */
+  fdatasyncPolled?(fd: number, spinUs: number): number;
 
   /**
    * Zero-copy transfer of file bytes [offset, offset+length) to a connected, non-blocking

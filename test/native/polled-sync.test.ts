@@ -1,0 +1,155 @@
+// fdatasyncPolled (native/polled-sync.cc): fdatasync on the addon's sync thread while the caller
+// polls. Real files, real fdatasyncs. What it must keep: each call's result is its own fd's
+// fdatasync; both futex paths (the caller sleeping once its poll ran out, the sync thread sleeping
+// between requests) wake; callers on several JS threads are served one at a time, never mixed up.
+import { spawnSync } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { Worker } from 'node:worker_threads';
+import { afterAll, describe, expect, it } from 'vitest';
+import { addon } from '../../src/native/addon.js';
+import { FileLog } from '../../src/engine/log-file.js';
+import { open } from '../../src/index.js';
+import { BadArgumentError } from '../../src/engine/errors.js';
+
+const { EBADF, EINVAL } = os.constants.errno;
+const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'solifuge-polled-sync-'));
+afterAll(() => fs.rmSync(dir, { recursive: true, force: true }));
+let files = 0;
+const freshFile = (): string => {
+  const file = path.join(dir, `f${files++}`);
+  fs.writeFileSync(file, Buffer.alloc(4096));
+  return file;
+};
+
+const polled = addon?.fdatasyncPolled;
+const describeNative = polled === undefined ? describe.skip : describe;
+
+describeNative('fdatasyncPolled', () => {
+  const sync = polled as NonNullable<typeof polled>;
+
+  it('syncs a real file with every kind of spin: none, too short to see the sync, long', () => {
+    const fd = fs.openSync(freshFile(), 'r+');
+    try {
+      for (const spinUs of [0, 1, 1000]) {
+        for (let i = 0; i < 50; i++) {
+          fs.writeSync(fd, Buffer.from(`write ${i}`), 0, undefined, i * 16);
+          expect(sync(fd, spinUs)).toBe(0);
+        }
+      }
+    } finally {
+      fs.closeSync(fd);
+    }
+  });
+
+  it("returns each call's own errno, also when good and bad fds alternate", () => {
+    const fd = fs.openSync(freshFile(), 'r+');
+    const [pipeRead, pipeWrite] = pipeFds();
+    const closed = fs.openSync(freshFile(), 'r');
+    fs.closeSync(closed);
+    try {
+      for (let i = 0; i < 20; i++) {
+        expect(sync(fd, 500)).toBe(0);
+        expect(sync(closed, 500)).toBe(-EBADF);
+        expect(sync(fd, 500)).toBe(0);
+        expect(sync(pipeRead, 500)).toBe(-EINVAL); // fdatasync on a pipe
+      }
+    } finally {
+      fs.closeSync(fd);
+      fs.closeSync(pipeRead);
+      fs.closeSync(pipeWrite);
+    }
+  });
+
+  it('serves callers on several JS threads at once, each its own result', async () => {
+    // Each worker syncs its own file 200 times, its good fd and fd -1 in turn; the main thread
+    // syncs its own meanwhile. A mixed-up slot returns the wrong errno to someone. (Not a closed
+    // fd: its number may be reused at once by another thread's open.)
+    const source = `
+      const { parentPort, workerData } = require('node:worker_threads');
+      const fs = require('node:fs');
+      const addon = require(workerData.addonPath);
+      const fd = fs.openSync(workerData.file, 'r+');
+      let wrong = 0;
+      for (let i = 0; i < 200; i++) {
+        fs.writeSync(fd, Buffer.from('w' + i), 0, undefined, 0);
+        if (addon.fdatasyncPolled(fd, i % 3 === 0 ? 1 : 300) !== 0) wrong++;
+        if (addon.fdatasyncPolled(-1, 300) !== -${EBADF}) wrong++;
+      }
+      fs.closeSync(fd);
+      parentPort.postMessage(wrong);
+    `;
+    const addonPath = path.resolve('build/Release/zerocopy.node');
+    const results = [0, 1].map(
+      () =>
+        new Promise<number>((resolve, reject) => {
+          const w = new Worker(source, { eval: true, workerData: { addonPath, file: freshFile() } });
+          w.once('message', resolve);
+          w.once('error', reject);
+        }),
+    );
+    const fd = fs.openSync(freshFile(), 'r+');
+    let wrong = 0;
+    for (let i = 0; i < 200; i++) if (sync(fd, 300) !== 0) wrong++;
+    fs.closeSync(fd);
+    expect(wrong).toBe(0);
+    expect(await Promise.all(results)).toEqual([0, 0]);
+  }, 60_000);
+
+  it('FileLog.syncNow throws the same error with or without polling', () => {
+    const log = FileLog.open(freshFile(), { readOnly: false });
+    log.close();
+    const thrown = (spinUs: number) => {
+      try {
+        log.syncNow(spinUs);
+      } catch (err) {
+        return err as NodeJS.ErrnoException;
+      }
+      throw new Error('syncNow on a closed file did not throw');
+    };
+    const plain = thrown(0);
+    const viaPoll = thrown(1000);
+    expect(plain.code).toBe('EBADF');
+    expect({ code: viaPoll.code, errno: viaPoll.errno, syscall: viaPoll.syscall }).toEqual({ code: plain.code, errno: plain.errno, syscall: plain.syscall });
+  });
+});
+
+describe('OpenOptions.syncSpinUs', () => {
+  it('is validated', async () => {
+    for (const syncSpinUs of [-1, 1_000_001, Number.NaN]) {
+      await expect(open(path.join(dir, `bad-${files++}.db`), { syncSpinUs })).rejects.toThrow(BadArgumentError);
+    }
+  });
+
+  it("reaches the small commits' fdatasync, and 0 keeps them plain", async () => {
+    for (const syncSpinUs of [0, 250]) {
+      // No checkpoints chosen by size: these commits' slabs then stay small logs, synced inline.
+      const db = await open(path.join(dir, `spin-${files++}.db`), { syncSpinUs, checkpointTreeOverLogMax: 0 });
+      const log = (db as unknown as { log: { syncNow: (spinUs?: number) => void } }).log;
+      const real = log.syncNow.bind(log);
+      const seen: Array<number | undefined> = [];
+      log.syncNow = (spinUs) => {
+        seen.push(spinUs);
+        real(spinUs);
+      };
+      await db.set('k', 'v');
+      await db.transaction((tx) => {
+        tx.set('a', '1');
+        tx.set('b', '2');
+      });
+      log.syncNow = real;
+      expect(seen).toEqual([syncSpinUs, syncSpinUs]);
+      await db.close();
+    }
+  });
+});
+
+function pipeFds(): [number, number] {
+  // Node has no pipe(2); a FIFO opened read-write twice gives pipe fds without a second process.
+  const fifo = path.join(dir, `fifo-${files++}`);
+  if (spawnSync('mkfifo', [fifo]).status !== 0) throw new Error('mkfifo failed');
+  const readFd = fs.openSync(fifo, fs.constants.O_RDWR | fs.constants.O_NONBLOCK);
+  const writeFd = fs.openSync(fifo, fs.constants.O_RDWR | fs.constants.O_NONBLOCK);
+  return [readFd, writeFd];
+}
