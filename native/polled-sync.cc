@@ -9,30 +9,35 @@
 // Measured: durable single commits p50 159 us against 227 us blocking (commits/s 1.42x).
 //
 // Protocol (one request slot, one sync thread per process):
-//   caller:      lock callerMutex; write fd and spinNs; requestSeq = n; FUTEX_WAKE requestSeq;
+//   caller:      try-lock callerMutex (held: a plain fdatasync on the calling thread instead);
+//                write fd and spinNs; requestSeq = n; FUTEX_WAKE requestSeq;
 //                poll doneSeq == n for up to spinNs, then FUTEX_WAIT on doneSeq until it is;
 //                read the result; unlock.
 //   sync thread: whenever requestSeq moves: fdatasync(fd), store the result, doneSeq = n,
 //                FUTEX_WAKE doneSeq; poll requestSeq for that request's spinNs, then FUTEX_WAIT.
-// FUTEX_WAIT returns at once if its word already moved, so no wake-up is lost; each word has one
-// writer. The mutex serialises callers from several JS threads (worker_threads) of one process.
+// FUTEX_WAIT returns at once if its word already moved, so no wake-up is lost. requestSeq is only
+// written under the mutex, doneSeq only by the sync thread. The slot serves one JS thread at a
+// time; callers from other threads (worker_threads) meanwhile sync on their own thread.
 // Both polls call sched_yield every ~64 pause instructions: on two cores, two polling threads
 // would otherwise keep V8's GC and compiler threads (and kworkers) waiting for a scheduler tick.
 //
 // Invariants:
 //   - The result is the caller's fdatasync, on the caller's fd, completed before the call
-//     returns: the contract of fs.fdatasyncSync (the fd cannot be closed meanwhile, since the
-//     thread that owns it is inside this call).
+//     returns: the contract of fs.fdatasyncSync. (Like it, it syncs whatever file the fd number
+//     names at that moment: the caller must keep its fd open through the call.)
 //   - The sync thread is started on first use and never joined: it only touches this file's
 //     statics and makes no call but fdatasync, futex, sched_yield and clock_gettime (vDSO), so
-//     process exit may cut it down anywhere. If it cannot be created, every call is a plain
-//     fdatasync on the calling thread.
-//   - CPU cost is bounded by spinNs: the caller polls at most that long per call (then sleeps),
-//     the sync thread at most that long after each request.
+//     process exit may cut it down anywhere. Its code must stay mapped while it runs, and Node
+//     unloads the addons a worker thread loaded when that worker exits: binding.gyp links the
+//     addon with `-z nodelete` so that it never is. If the thread cannot be created, and in a
+//     forked child (which has no copy of it), every call is a plain fdatasync.
+//   - CPU cost is bounded: the caller polls at most its spinNs per call (then sleeps), the sync
+//     thread at most the last request's spinNs after it.
 #include <napi.h>
 
 #include <atomic>
 #include <cerrno>
+#include <climits>
 #include <cstdint>
 #include <ctime>
 #include <mutex>
@@ -49,6 +54,7 @@ namespace {
 std::mutex callerMutex;        // one request in flight per process
 std::once_flag started;
 bool syncThreadRunning = false;  // set once, inside `started`
+pid_t syncThreadPid = 0;         // the process that has the thread (a fork's child has none)
 
 // Written by the caller (under callerMutex), read by the sync thread after requestSeq moves.
 int requestFd = -1;
@@ -128,26 +134,36 @@ int PlainFdatasync(int fd) {
   return rc == 0 ? 0 : -errno;
 }
 
-// fdatasyncPolled(fd, spinUs) -> 0 | -errno. spinUs <= 0: a plain fdatasync on this thread.
+constexpr double kSpinUsMax = 1e6;
+
+// fdatasyncPolled(fd, spinUs) -> 0 | -errno. spinUs == 0: a plain fdatasync on this thread.
+// Throws a TypeError unless fd is an integer in [-1, INT32_MAX] (-1 gives -EBADF, as for any fd
+// not open) and spinUs a number in [0, 1e6].
 Napi::Value FdatasyncPolled(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  if (info.Length() < 2 || !info[0].IsNumber() || !info[1].IsNumber()) {
-    Napi::TypeError::New(env, "fdatasyncPolled(fd, spinUs)").ThrowAsJavaScriptException();
+  const double fdArg = info.Length() >= 1 && info[0].IsNumber() ? info[0].As<Napi::Number>().DoubleValue() : -2;
+  const double spinUs = info.Length() >= 2 && info[1].IsNumber() ? info[1].As<Napi::Number>().DoubleValue() : -1;
+  if (!(fdArg >= -1 && fdArg <= INT32_MAX && fdArg == static_cast<double>(static_cast<int64_t>(fdArg))) ||
+      !(spinUs >= 0 && spinUs <= kSpinUsMax)) {
+    Napi::TypeError::New(env, "fdatasyncPolled(fd: integer >= -1, spinUs: 0 .. 1e6)").ThrowAsJavaScriptException();
     return env.Undefined();
   }
-  const int fd = info[0].As<Napi::Number>().Int32Value();
-  const double spinUs = info[1].As<Napi::Number>().DoubleValue();
-  if (!(spinUs > 0)) return Napi::Number::New(env, PlainFdatasync(fd));
+  const int fd = static_cast<int>(fdArg);
+  if (spinUs == 0) return Napi::Number::New(env, PlainFdatasync(fd));
   const int64_t spinNs = static_cast<int64_t>(spinUs * 1000);
   std::call_once(started, [] {
     pthread_t thread;
     if (pthread_create(&thread, nullptr, SyncThread, nullptr) == 0) {
       pthread_detach(thread);
       syncThreadRunning = true;
+      syncThreadPid = getpid();
     }
   });
-  if (!syncThreadRunning) return Napi::Number::New(env, PlainFdatasync(fd));
-  std::lock_guard<std::mutex> lock(callerMutex);
+  if (!syncThreadRunning || getpid() != syncThreadPid) return Napi::Number::New(env, PlainFdatasync(fd));
+  // Another JS thread's request in flight (or a stuck device): sync on this thread rather than
+  // wait behind it, so stores in different threads never serialise their fdatasyncs.
+  std::unique_lock<std::mutex> lock(callerMutex, std::try_to_lock);
+  if (!lock.owns_lock()) return Napi::Number::New(env, PlainFdatasync(fd));
   requestFd = fd;
   requestSpinNs = spinNs;
   const uint32_t n = requestSeq.load(std::memory_order_relaxed) + 1;

@@ -31,9 +31,10 @@ export interface NativeAddon {
   /**
    * fdatasync(fd) on the addon's sync thread while the calling thread polls for its completion
    * for up to `spinUs` µs (then sleeps until it completes); the sync thread then polls for the
-   * next request for `spinUs` µs. Returns once the fdatasync did: 0 or -errno. `spinUs` <= 0: a
-   * plain fdatasync on the calling thread. native/polled-sync.cc says why. Absent from addons
-   * built before it existed.
+   * next request for `spinUs` µs. Returns once the fdatasync did: 0 or -errno. `spinUs` 0, or
+   * another JS thread's request in flight: a plain fdatasync on the calling thread. Throws a
+   * TypeError unless `fd` is an integer >= -1 and `spinUs` within 0 .. 1e6.
+   * native/polled-sync.cc says why. Absent from addons built before it existed.
    */
   fdatasyncPolled?(fd: number, spinUs: number): number;
 

@@ -11,9 +11,9 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { addon } from '../../src/native/addon.js';
 import { FileLog } from '../../src/engine/log-file.js';
 import { open } from '../../src/index.js';
-import { BadArgumentError } from '../../src/engine/errors.js';
+import { BadArgumentError, IoFailedError } from '../../src/engine/errors.js';
 
-const { EBADF, EINVAL } = os.constants.errno;
+const { EBADF, EINVAL, EIO } = os.constants.errno;
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'solifuge-polled-sync-'));
 afterAll(() => fs.rmSync(dir, { recursive: true, force: true }));
 let files = 0;
@@ -96,6 +96,51 @@ describeNative('fdatasyncPolled', () => {
     expect(wrong).toBe(0);
     expect(await Promise.all(results)).toEqual([0, 0]);
   }, 60_000);
+
+  it('refuses arguments that are not an fd and a spin within bounds, and syncs nothing for them', () => {
+    // Coerced, NaN would be fd 0 and 2**32 + 1 fd 1: a sync of someone else's file.
+    for (const fd of [Number.NaN, 2 ** 32 + 1, 1.5, -2, Number.POSITIVE_INFINITY]) expect(() => sync(fd, 100)).toThrow(TypeError);
+    for (const spinUs of [-1, Number.NaN, Number.POSITIVE_INFINITY, 1e6 + 1]) expect(() => sync(0, spinUs)).toThrow(TypeError);
+    expect(() => (sync as unknown as (fd: unknown, spinUs: unknown) => number)('3', 100)).toThrow(TypeError);
+    expect(sync(-1, 100)).toBe(-EBADF);
+  });
+
+  it('survives the worker threads that started it exiting (the addon stays loaded)', () => {
+    // Node unloads a worker's addons when the worker exits; the sync thread must not lose its code.
+    // The child's main thread never loads the addon, so only the workers hold it.
+    const script = `
+      const { Worker } = require('node:worker_threads');
+      const source = "const a = require(" + JSON.stringify(process.argv[1]) + "); const fs = require('node:fs');" +
+        "const fd = fs.openSync(" + JSON.stringify(process.argv[2]) + ", 'r+');" +
+        "for (let i = 0; i < 20; i++) if (a.fdatasyncPolled(fd, i === 19 ? 200000 : 1000) !== 0) process.exit(3);" +
+        "fs.closeSync(fd);";
+      (async () => {
+        for (let i = 0; i < 6; i++) await new Promise((res, rej) => { const w = new Worker(source, { eval: true }); w.on('exit', res); w.on('error', rej); });
+        await new Promise((res) => setTimeout(res, 300)); // the sync thread still polling or asleep
+        console.log('ok');
+      })();
+    `;
+    const r = spawnSync(process.execPath, ['-e', script, path.resolve('build/Release/zerocopy.node'), freshFile()], { encoding: 'utf8', timeout: 60_000 });
+    expect({ status: r.status, signal: r.signal, out: r.stdout.trim() }).toEqual({ status: 0, signal: null, out: 'ok' });
+  }, 70_000);
+
+  it('a failed polled fdatasync rejects the commit and turns the store read-only', async () => {
+    const native = addon as NonNullable<typeof addon>;
+    const db = await open(path.join(dir, `eio-${files++}.db`), { syncSpinUs: 100, checkpointTreeOverLogMax: 0 });
+    await db.set('before', '1');
+    native.fdatasyncPolled = () => -EIO;
+    try {
+      const err = await db.set('during', '2').catch((e: unknown) => e);
+      expect(err).toBeInstanceOf(IoFailedError);
+      expect(((err as IoFailedError).cause as NodeJS.ErrnoException).code).toBe('EIO');
+      await expect(db.set('after', '3')).rejects.toBeInstanceOf(IoFailedError);
+      expect(db.get('before')?.toString()).toBe('1');
+      expect(db.get('during')).toBeUndefined();
+    } finally {
+      native.fdatasyncPolled = sync;
+    }
+    await db.close();
+  });
 
   it('FileLog.syncNow throws the same error with or without polling', () => {
     const log = FileLog.open(freshFile(), { readOnly: false });
