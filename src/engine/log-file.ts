@@ -5,8 +5,9 @@
 //! never leaves a stale lock); without the addon, a `<file>.lock` file holding the owner's pid.
 //! flock is per open file description, so a second open in the same process is refused too.
 //! Reads are synchronous (like lmdb's gets); appends are synchronous pwrites into the page cache
-//! and durability comes from `sync()` (fdatasync on the libuv pool), which also persists the
-//! file size, so one fdatasync makes an appended slab durable.
+//! and durability comes from `sync()` (fdatasync on the libuv pool) or, for small commits,
+//! `syncNow()` (on this thread, or on the addon's sync thread while this one polls); fdatasync
+//! also persists the file size, so one makes an appended slab durable.
 import fs from 'node:fs';
 import util from 'node:util';
 import { Buffer } from 'node:buffer';
