@@ -103,6 +103,15 @@ uint32_t PollWhileEqual(std::atomic<uint32_t>* word, uint32_t seen, int64_t spin
   }
 }
 
+// fdatasync(fd), retried on EINTR: 0 | -errno.
+int PlainFdatasync(int fd) {
+  int rc;
+  do {
+    rc = fdatasync(fd);
+  } while (rc != 0 && errno == EINTR);
+  return rc == 0 ? 0 : -errno;
+}
+
 void* SyncThread(void*) {
   uint32_t seen = 0;
   int64_t spinNs = 0;
@@ -115,23 +124,11 @@ void* SyncThread(void*) {
     seen = n;
     const int fd = requestFd;
     spinNs = requestSpinNs;
-    int rc;
-    do {
-      rc = fdatasync(fd);
-    } while (rc != 0 && errno == EINTR);
-    doneErrno = rc == 0 ? 0 : errno;
+    doneErrno = -PlainFdatasync(fd);
     doneSeq.store(n, std::memory_order_release);
     FutexWake(&doneSeq);
   }
   return nullptr;
-}
-
-int PlainFdatasync(int fd) {
-  int rc;
-  do {
-    rc = fdatasync(fd);
-  } while (rc != 0 && errno == EINTR);
-  return rc == 0 ? 0 : -errno;
 }
 
 constexpr double kSpinUsMax = 1e6;

@@ -48,7 +48,8 @@ const INPUT_BYTES = 1 << 20;
  * request reaches twice as far), at most and at least. Why: the first touch of fresh memory here
  * costs ~1.6 ms per 2 MiB huge page (more amid other work); a 1M-key sorted load's checkpoints
  * ingest ~140 MiB of nodes, and faulting that in on the JS thread took ~0.3 ms of each ~2.3 ms
- * commit (bench/RESULTS.md, round 14). The resident memory it adds is what the ring reaches soon anyway.
+ * commit (bench/RESULTS.md, round 14). The resident memory it adds is what the ring reaches soon
+ * anyway.
  */
 const PREFAULT_AHEAD_BYTES = 8 << 20;
 const PREFAULT_AHEAD_MIN_BYTES = 1 << 20;
@@ -324,8 +325,8 @@ export class WasmNodeCache {
  *
  * Why: range scans over decoded leaves spent ~60% of their time making the two Buffers per entry
  * from key strings and values scattered over the JS heap (decoded leaves hold the objects the
- * writer or the decoder allocated, in that order), and GC walks those objects. A cached node's keys and values
- * sit contiguous in linear memory (bench/RESULTS.md, round 9).
+ * writer or the decoder allocated, in that order), and GC walks those objects. A cached node's
+ * keys and values sit contiguous in linear memory (bench/RESULTS.md, round 9).
  *
  * The ring may evict the node whenever anything loads another (a get between two steps of the
  * scan, the scan's own next leaf): callers run `revalidate()` before reading entries after
