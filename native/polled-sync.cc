@@ -1,4 +1,6 @@
-// fdatasync polled for: fdatasyncPolled(fd, spinUs) -> 0 | -errno.
+// fdatasync polled for: fdatasyncPolled(fd, spinUs) -> 0 | -errno; or in two steps,
+// fdatasyncStart(fd, spinUs) and later fdatasyncFinish() -> 0 | -errno, so that the caller's own
+// work (a commit's bookkeeping after its append) runs while the fdatasync does.
 //
 // Why: on this machine (a 2-vCPU VM; bench/RESULTS.md round 16) a small durable commit is one
 // fdatasync plus the JS around it, and both get slower when the JS thread blocks in the
@@ -9,10 +11,12 @@
 // Measured: durable single commits p50 159 us against 227 us blocking (commits/s 1.42x).
 //
 // Protocol (one request slot, one sync thread per process):
-//   caller:      try-lock callerMutex (held: a plain fdatasync on the calling thread instead);
-//                write fd and spinNs; requestSeq = n; FUTEX_WAKE requestSeq;
-//                poll doneSeq == n for up to spinNs, then FUTEX_WAIT on doneSeq until it is;
-//                read the result; unlock.
+//   caller:      start: try-lock callerMutex (held: a plain fdatasync on the calling thread
+//                instead, its result kept for finish); write fd and spinNs; requestSeq = n;
+//                FUTEX_WAKE requestSeq.
+//                finish: poll doneSeq == n for up to spinNs, then FUTEX_WAIT on doneSeq until it
+//                is; read the result; unlock. Start and finish run on the same thread, which
+//                keeps what it started in a thread_local.
 //   sync thread: whenever requestSeq moves: fdatasync(fd), store the result, doneSeq = n,
 //                FUTEX_WAKE doneSeq; poll requestSeq for that request's spinNs, then FUTEX_WAIT.
 // FUTEX_WAIT returns at once if its word already moved, so no wake-up is lost. requestSeq is only
@@ -22,9 +26,12 @@
 // would otherwise keep V8's GC and compiler threads (and kworkers) waiting for a scheduler tick.
 //
 // Invariants:
-//   - The result is the caller's fdatasync, on the caller's fd, completed before the call
-//     returns: the contract of fs.fdatasyncSync. (Like it, it syncs whatever file the fd number
-//     names at that moment: the caller must keep its fd open through the call.)
+//   - The result is the caller's fdatasync, on the caller's fd, completed before
+//     fdatasyncPolled (or fdatasyncFinish) returns: the contract of fs.fdatasyncSync. (Like it,
+//     it syncs whatever file the fd number names at that moment: the caller must keep its fd open
+//     until then.) A thread that starts one must finish it before it starts another (else the
+//     call throws); a worker thread that exits in between leaves the slot locked, and every
+//     later call syncs plainly.
 //   - The sync thread is started on first use and never joined: it only touches this file's
 //     statics and makes no call but fdatasync, futex, sched_yield and clock_gettime (vDSO), so
 //     process exit may cut it down anywhere. Its code must stay mapped while it runs, and Node
@@ -39,6 +46,8 @@
 #include <cerrno>
 #include <climits>
 #include <cstdint>
+#include <cstdlib>
+#include <cstring>
 #include <ctime>
 #include <mutex>
 
@@ -59,6 +68,13 @@ pid_t syncThreadPid = 0;         // the process that has the thread (a fork's ch
 // Written by the caller (under callerMutex), read by the sync thread after requestSeq moves.
 int requestFd = -1;
 int64_t requestSpinNs = 0;
+// A write request (requestWriteLen > 0): pwrite requestWriteLen bytes of slotBuf at requestPos
+// (the fd was opened O_DIRECT | O_DSYNC: the write is durable once done). 0: an fdatasync.
+size_t requestWriteLen = 0;
+int64_t requestPos = 0;
+// kDirectAlign-aligned, grown by the caller under callerMutex while no request is in flight.
+uint8_t* slotBuf = nullptr;
+size_t slotBufBytes = 0;
 std::atomic<uint32_t> requestSeq{0};
 // Written by the sync thread, read by the caller after doneSeq moves.
 int doneErrno = 0;
@@ -112,6 +128,19 @@ int PlainFdatasync(int fd) {
   return rc == 0 ? 0 : -errno;
 }
 
+// pwrite(fd, buf, len, pos) until all is written, retried on EINTR: 0 | -errno.
+int PlainWrite(int fd, const uint8_t* buf, size_t len, int64_t pos) {
+  size_t done = 0;
+  while (done < len) {
+    const ssize_t n = pwrite(fd, buf + done, len - done, static_cast<off_t>(pos + done));
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return -errno;
+    if (n == 0) return -EIO;
+    done += static_cast<size_t>(n);
+  }
+  return 0;
+}
+
 void* SyncThread(void*) {
   uint32_t seen = 0;
   int64_t spinNs = 0;
@@ -124,7 +153,7 @@ void* SyncThread(void*) {
     seen = n;
     const int fd = requestFd;
     spinNs = requestSpinNs;
-    doneErrno = -PlainFdatasync(fd);
+    doneErrno = requestWriteLen > 0 ? -PlainWrite(fd, slotBuf, requestWriteLen, requestPos) : -PlainFdatasync(fd);
     doneSeq.store(n, std::memory_order_release);
     FutexWake(&doneSeq);
   }
@@ -132,52 +161,214 @@ void* SyncThread(void*) {
 }
 
 constexpr double kSpinUsMax = 1e6;
+// Offsets, lengths and buffer addresses of O_DIRECT writes are multiples of this: 4 KiB suits
+// every block device and filesystem block size in use (a 512-byte-sector disk takes it too).
+constexpr size_t kDirectAlign = 4096;
+// The longest write directWriteStart takes (the engine's small commits are at most 64 KiB).
+constexpr size_t kDirectWriteBytesMax = 1 << 20;
 
-// fdatasyncPolled(fd, spinUs) -> 0 | -errno. spinUs == 0: a plain fdatasync on this thread.
-// Throws a TypeError unless fd is an integer in [-1, INT32_MAX] (-1 gives -EBADF, as for any fd
-// not open) and spinUs a number in [0, 1e6].
-Napi::Value FdatasyncPolled(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
+// What this JS thread has started and not yet finished (each JS thread, main or worker, calls
+// in on its own OS thread). `started` without `onSyncThread`: the plain fdatasync already ran
+// and `plainResult` is its result.
+struct InFlight {
+  bool started = false;
+  bool onSyncThread = false;
+  uint32_t seq = 0;
+  int64_t spinNs = 0;
+  int plainResult = 0;
+};
+thread_local InFlight inFlight;
+
+// Validates (fd, spinUs); false after throwing a TypeError.
+bool ValidFdAndSpin(double fdArg, double spinUs) {
+  return fdArg >= -1 && fdArg <= INT32_MAX && fdArg == static_cast<double>(static_cast<int64_t>(fdArg)) &&
+         spinUs >= 0 && spinUs <= kSpinUsMax;
+}
+
+bool ReadArgs(const Napi::CallbackInfo& info, const char* usage, int* fd, int64_t* spinNs) {
   const double fdArg = info.Length() >= 1 && info[0].IsNumber() ? info[0].As<Napi::Number>().DoubleValue() : -2;
   const double spinUs = info.Length() >= 2 && info[1].IsNumber() ? info[1].As<Napi::Number>().DoubleValue() : -1;
-  if (!(fdArg >= -1 && fdArg <= INT32_MAX && fdArg == static_cast<double>(static_cast<int64_t>(fdArg))) ||
-      !(spinUs >= 0 && spinUs <= kSpinUsMax)) {
-    Napi::TypeError::New(env, "fdatasyncPolled(fd: integer >= -1, spinUs: 0 .. 1e6)").ThrowAsJavaScriptException();
-    return env.Undefined();
+  if (!ValidFdAndSpin(fdArg, spinUs)) {
+    Napi::TypeError::New(info.Env(), usage).ThrowAsJavaScriptException();
+    return false;
   }
-  const int fd = static_cast<int>(fdArg);
-  if (spinUs == 0) return Napi::Number::New(env, PlainFdatasync(fd));
-  const int64_t spinNs = static_cast<int64_t>(spinUs * 1000);
-  std::call_once(started, [] {
-    pthread_t thread;
-    if (pthread_create(&thread, nullptr, SyncThread, nullptr) == 0) {
-      pthread_detach(thread);
-      syncThreadRunning = true;
-      syncThreadPid = getpid();
-    }
-  });
-  if (!syncThreadRunning || getpid() != syncThreadPid) return Napi::Number::New(env, PlainFdatasync(fd));
+  *fd = static_cast<int>(fdArg);
+  *spinNs = static_cast<int64_t>(spinUs * 1000);
+  return true;
+}
+
+// What a request does: an fdatasync (write == nullptr), or a pwrite of `len` bytes padded with
+// zeros to a multiple of kDirectAlign at `pos` (a multiple of it) through an O_DIRECT fd.
+struct Op {
+  int fd;
+  const uint8_t* write;
+  size_t len;
+  int64_t pos;
+};
+
+size_t PaddedLen(size_t len) { return (len + kDirectAlign - 1) / kDirectAlign * kDirectAlign; }
+
+// Copies the write's bytes into `buf` (at least PaddedLen bytes) and zero-fills the padding.
+void FillPadded(uint8_t* buf, const Op& op) {
+  memcpy(buf, op.write, op.len);
+  memset(buf + op.len, 0, PaddedLen(op.len) - op.len);
+}
+
+// The op on this thread, now: 0 | -errno.
+int RunPlain(const Op& op) {
+  if (op.write == nullptr) return PlainFdatasync(op.fd);
+  void* buf = nullptr;
+  if (posix_memalign(&buf, kDirectAlign, PaddedLen(op.len)) != 0) return -ENOMEM;
+  FillPadded(static_cast<uint8_t*>(buf), op);
+  const int rc = PlainWrite(op.fd, static_cast<uint8_t*>(buf), PaddedLen(op.len), op.pos);
+  free(buf);
+  return rc;
+}
+
+// Starts this thread's op: on the sync thread when spinNs > 0 and the slot is free, else
+// plainly, here and now.
+void Start(const Op& op, int64_t spinNs) {
+  inFlight = InFlight{};
+  inFlight.started = true;
+  if (spinNs > 0) {
+    std::call_once(started, [] {
+      pthread_t thread;
+      if (pthread_create(&thread, nullptr, SyncThread, nullptr) == 0) {
+        pthread_detach(thread);
+        syncThreadRunning = true;
+        syncThreadPid = getpid();
+      }
+    });
+  }
   // Another JS thread's request in flight (or a stuck device): sync on this thread rather than
-  // wait behind it, so stores in different threads never serialise their fdatasyncs.
-  std::unique_lock<std::mutex> lock(callerMutex, std::try_to_lock);
-  if (!lock.owns_lock()) return Napi::Number::New(env, PlainFdatasync(fd));
-  requestFd = fd;
+  // wait behind it, so stores in different threads never serialise their fdatasyncs. The
+  // mutex stays locked until Finish, on this same thread.
+  if (spinNs <= 0 || !syncThreadRunning || getpid() != syncThreadPid || !callerMutex.try_lock()) {
+    inFlight.plainResult = RunPlain(op);
+    return;
+  }
+  if (op.write != nullptr && PaddedLen(op.len) > slotBufBytes) {
+    void* grown = nullptr;
+    if (posix_memalign(&grown, kDirectAlign, PaddedLen(op.len)) != 0) {
+      callerMutex.unlock();
+      inFlight.plainResult = -ENOMEM;
+      return;
+    }
+    free(slotBuf);
+    slotBuf = static_cast<uint8_t*>(grown);
+    slotBufBytes = PaddedLen(op.len);
+  }
+  if (op.write != nullptr) FillPadded(slotBuf, op);
+  inFlight.onSyncThread = true;
+  inFlight.spinNs = spinNs;
+  requestFd = op.fd;
   requestSpinNs = spinNs;
-  const uint32_t n = requestSeq.load(std::memory_order_relaxed) + 1;
-  requestSeq.store(n, std::memory_order_release);
+  requestWriteLen = op.write != nullptr ? PaddedLen(op.len) : 0;
+  requestPos = op.pos;
+  inFlight.seq = requestSeq.load(std::memory_order_relaxed) + 1;
+  requestSeq.store(inFlight.seq, std::memory_order_release);
   FutexWake(&requestSeq);
-  uint32_t done = PollWhileEqual(&doneSeq, n - 1, spinNs);
-  while (done != n) {
+}
+
+// Waits for the fdatasync Start began: 0 | -errno.
+int Finish() {
+  const InFlight f = inFlight;
+  inFlight = InFlight{};
+  if (!f.onSyncThread) return f.plainResult;
+  uint32_t done = PollWhileEqual(&doneSeq, f.seq - 1, f.spinNs);
+  while (done != f.seq) {
     FutexWait(&doneSeq, done);
     done = doneSeq.load(std::memory_order_acquire);
   }
-  return Napi::Number::New(env, -doneErrno);
+  const int result = -doneErrno;
+  callerMutex.unlock();
+  return result;
+}
+
+// fdatasyncPolled(fd, spinUs) -> 0 | -errno: fdatasyncStart and fdatasyncFinish in one call.
+Napi::Value FdatasyncPolled(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  int fd;
+  int64_t spinNs;
+  if (!ReadArgs(info, "fdatasyncPolled(fd: integer >= -1, spinUs: 0 .. 1e6)", &fd, &spinNs)) return env.Undefined();
+  if (inFlight.started) {
+    Napi::Error::New(env, "fdatasyncPolled: this thread has an fdatasyncStart not yet finished").ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  Start(Op{fd, nullptr, 0, 0}, spinNs);
+  return Napi::Number::New(env, Finish());
+}
+
+// fdatasyncStart(fd, spinUs) -> undefined: starts the fdatasync, so that the caller can do other
+// work while it runs; fdatasyncFinish() waits for it. Throws if one is already started on this
+// thread (a caller that starts one must finish it, also when the work in between throws).
+Napi::Value FdatasyncStart(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  int fd;
+  int64_t spinNs;
+  if (!ReadArgs(info, "fdatasyncStart(fd: integer >= -1, spinUs: 0 .. 1e6)", &fd, &spinNs)) return env.Undefined();
+  if (inFlight.started) {
+    Napi::Error::New(env, "fdatasyncStart: this thread already has one not yet finished").ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  Start(Op{fd, nullptr, 0, 0}, spinNs);
+  return env.Undefined();
+}
+
+// directWriteStart(fd, bytes, pos, spinUs) -> undefined: starts a pwrite of `bytes`, padded
+// with zeros to a multiple of 4 KiB, at `pos` (a multiple of 4 KiB) through `fd`, which the
+// caller opened O_DIRECT | O_DSYNC, so that the write is durable once done;
+// fdatasyncFinish() waits for it and returns 0 | -errno (-EINVAL: the file does not take direct
+// I/O, and nothing was written). The bytes are copied before this returns.
+Napi::Value DirectWriteStart(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const char* usage = "directWriteStart(fd: integer >= -1, bytes: Uint8Array (at most 1 MiB), pos: multiple of 4096, spinUs: 0 .. 1e6)";
+  const bool shaped = info.Length() >= 4 && info[1].IsTypedArray() && info[2].IsNumber() && info[3].IsNumber() &&
+                      info[1].As<Napi::TypedArray>().TypedArrayType() == napi_uint8_array;
+  if (!shaped) {
+    Napi::TypeError::New(env, usage).ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  const Napi::Uint8Array bytes = info[1].As<Napi::Uint8Array>();
+  const double pos = info[2].As<Napi::Number>().DoubleValue();
+  if (bytes.ByteLength() > kDirectWriteBytesMax || !(pos >= 0 && pos <= 9007199254740991.0) ||
+      pos != static_cast<double>(static_cast<int64_t>(pos)) || static_cast<int64_t>(pos) % kDirectAlign != 0) {
+    Napi::TypeError::New(env, usage).ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  const double fdArg = info[0].IsNumber() ? info[0].As<Napi::Number>().DoubleValue() : -2;
+  const double spinUs = info[3].As<Napi::Number>().DoubleValue();
+  if (!ValidFdAndSpin(fdArg, spinUs)) {
+    Napi::TypeError::New(env, usage).ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  const int fd = static_cast<int>(fdArg);
+  const int64_t spinNs = static_cast<int64_t>(spinUs * 1000);
+  if (inFlight.started) {
+    Napi::Error::New(env, "directWriteStart: this thread already has a start not yet finished").ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  Start(Op{fd, bytes.Data(), bytes.ByteLength(), static_cast<int64_t>(pos)}, spinNs);
+  return env.Undefined();
+}
+
+// fdatasyncFinish() -> 0 | -errno: the result of this thread's fdatasyncStart, once done.
+Napi::Value FdatasyncFinish(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (!inFlight.started) {
+    Napi::Error::New(env, "fdatasyncFinish: no fdatasyncStart on this thread").ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  return Napi::Number::New(env, Finish());
 }
 
 }  // namespace
 
 void RegisterPolledSync(Napi::Env env, Napi::Object exports) {
   exports.Set("fdatasyncPolled", Napi::Function::New(env, FdatasyncPolled));
+  exports.Set("fdatasyncStart", Napi::Function::New(env, FdatasyncStart));
+  exports.Set("fdatasyncFinish", Napi::Function::New(env, FdatasyncFinish));
+  exports.Set("directWriteStart", Napi::Function::New(env, DirectWriteStart));
 }
 
 }  // namespace solifuge

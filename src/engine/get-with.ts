@@ -1,7 +1,9 @@
 //! Get-with-continuation: hand a value to a handler without copying it through JavaScript.
 //!
 //! `getWith(key, handler)` gives the handler exactly one of NotFound, Value (bytes that are not
-//! contiguous in the file: values small enough to live inside their leaf) or Location (a
+//! contiguous in the file: values small enough to live inside their leaf; or not in the page
+//! cache: values among the last ~1 MiB of small durable commits written directly, which a send
+//! from the file would read from the disk, OpenOptions.syncDirect) or Location (a
 //! duplicated fd, offset and length of the value's bytes in the data file). While the handler
 //! runs, the commit it read from stays pinned (db.snapshot), so compaction cannot reclaim those
 //! bytes, and since the file is append-only a later overwrite writes elsewhere. The duplicated fd

@@ -37,6 +37,22 @@ export interface NativeAddon {
    * native/polled-sync.cc says why. Absent from addons built before it existed.
    */
   fdatasyncPolled?(fd: number, spinUs: number): number;
+  /**
+   * fdatasyncPolled in two steps, so that the caller works while the fdatasync runs: start
+   * returns at once (or after a plain fdatasync, kept for finish); finish waits as
+   * fdatasyncPolled does and returns 0 or -errno. A thread must finish what it started before it
+   * starts again; start throws a TypeError on bad arguments and an Error when one is already
+   * started, finish an Error when none is. Absent from addons built before they existed.
+   */
+  fdatasyncStart?(fd: number, spinUs: number): void;
+  fdatasyncFinish?(): number;
+  /**
+   * Like fdatasyncStart, but a pwrite of `bytes` (at most 1 MiB, copied before the call returns)
+   * padded with zeros to a multiple of 4 KiB, at `pos` (a multiple of 4 KiB), through `fd`, which
+   * the caller opened O_DIRECT | O_DSYNC; fdatasyncFinish waits for it (-EINVAL: the file does not
+   * take direct I/O and nothing was written). Absent from addons built before it existed.
+   */
+  directWriteStart?(fd: number, bytes: Uint8Array, pos: number, spinUs: number): void;
 
   /**
    * Zero-copy transfer of file bytes [offset, offset+length) to a connected, non-blocking

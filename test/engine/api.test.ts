@@ -200,12 +200,13 @@ describe('I/O failure', () => {
     const file = fresh();
     const db = await open(file);
     await db.set('before', '1');
-    const log = (db as unknown as { log: { sync: () => Promise<void>; syncNow: () => void } }).log;
+    const log = (db as unknown as { log: { sync: () => Promise<void>; syncFinish: () => boolean } }).log;
     const realSync = log.sync.bind(log);
-    const realSyncNow = log.syncNow.bind(log);
+    const realSyncFinish = log.syncFinish.bind(log);
     const eio = () => Object.assign(new Error('EIO: i/o error, fdatasync'), { code: 'EIO' });
     log.sync = () => Promise.reject(eio());
-    log.syncNow = () => {
+    log.syncFinish = () => {
+      realSyncFinish(); // the sync thread's request finished, as a failed one would be
       throw eio();
     };
     await expect(db.set('during', '2')).rejects.toBeInstanceOf(IoFailedError);
@@ -213,7 +214,7 @@ describe('I/O failure', () => {
     expect(db.get('before')?.toString()).toBe('1'); // reads go on
     expect(db.get('during')).toBeUndefined(); // never published
     log.sync = realSync;
-    log.syncNow = realSyncNow;
+    log.syncFinish = realSyncFinish;
     await db.close();
     const again = await open(file);
     expect(again.get('before')?.toString()).toBe('1');

@@ -258,8 +258,10 @@ describe('in-place batches', () => {
 
   it('a failed commit gives readers the published tree back', async () => {
     const { db } = await ownedStore();
-    const log = (db as unknown as { log: { syncNow: () => void } }).log;
-    log.syncNow = () => {
+    const log = (db as unknown as { log: { syncFinish: () => boolean } }).log;
+    const realSyncFinish = log.syncFinish.bind(log);
+    log.syncFinish = () => {
+      realSyncFinish(); // the sync thread's request finished, as a failed one would be
       throw Object.assign(new Error('EIO: i/o error, fdatasync'), { code: 'EIO' });
     };
     await expect(

@@ -125,10 +125,15 @@ describeNative('fdatasyncPolled', () => {
   }, 70_000);
 
   it('a failed polled fdatasync rejects the commit and turns the store read-only', async () => {
-    const native = addon as NonNullable<typeof addon>;
-    const db = await open(path.join(dir, `eio-${files++}.db`), { syncSpinUs: 100, checkpointTreeOverLogMax: 0 });
+    const native = addon as Required<NonNullable<typeof addon>>;
+    // syncDirect off: every commit is an fdatasync (direct-write.test.ts fails a direct write).
+    const db = await open(path.join(dir, `eio-${files++}.db`), { syncSpinUs: 100, syncDirect: false, checkpointTreeOverLogMax: 0 });
     await db.set('before', '1');
-    native.fdatasyncPolled = () => -EIO;
+    const finish = native.fdatasyncFinish;
+    native.fdatasyncFinish = () => {
+      finish();
+      return -EIO;
+    };
     try {
       const err = await db.set('during', '2').catch((e: unknown) => e);
       expect(err).toBeInstanceOf(IoFailedError);
@@ -137,7 +142,7 @@ describeNative('fdatasyncPolled', () => {
       expect(db.get('before')?.toString()).toBe('1');
       expect(db.get('during')).toBeUndefined();
     } finally {
-      native.fdatasyncPolled = sync;
+      native.fdatasyncFinish = finish;
     }
     await db.close();
   });
@@ -171,20 +176,23 @@ describe('OpenOptions.syncSpinUs', () => {
     for (const syncSpinUs of [0, 250]) {
       // No checkpoints chosen by size: these commits' slabs then stay small logs, synced inline.
       const db = await open(path.join(dir, `spin-${files++}.db`), { syncSpinUs, checkpointTreeOverLogMax: 0 });
-      const log = (db as unknown as { log: { syncNow: (spinUs?: number) => void } }).log;
-      const real = log.syncNow.bind(log);
+      type Log = { appendSynced: (buf: Buffer, len: number, spinUs: number, direct?: boolean) => void };
+      const log = (db as unknown as { log: Log }).log;
+      const real = log.appendSynced.bind(log);
       const seen: Array<number | undefined> = [];
-      log.syncNow = (spinUs) => {
+      log.appendSynced = (buf, len, spinUs, direct) => {
         seen.push(spinUs);
-        real(spinUs);
+        real(buf, len, spinUs, direct);
       };
       await db.set('k', 'v');
       await db.transaction((tx) => {
         tx.set('a', '1');
         tx.set('b', '2');
       });
-      log.syncNow = real;
+      log.appendSynced = real;
       expect(seen).toEqual([syncSpinUs, syncSpinUs]);
+      // The first commit after open is an fdatasync, the second a direct write if polled.
+      expect(db.stats.directSyncs).toBe(syncSpinUs > 0 ? 1 : 0);
       await db.close();
     }
   });
