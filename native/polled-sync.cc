@@ -33,7 +33,7 @@
 //     call throws); a worker thread that exits in between leaves the slot locked, and every
 //     later call syncs plainly.
 //   - The sync thread is started on first use and never joined: it only touches this file's
-//     statics and makes no call but fdatasync, futex, sched_yield and clock_gettime (vDSO), so
+//     statics and makes no call but fdatasync, pwrite, futex, sched_yield and clock_gettime (vDSO), so
 //     process exit may cut it down anywhere. Its code must stay mapped while it runs, and Node
 //     unloads the addons a worker thread loaded when that worker exits: binding.gyp links the
 //     addon with `-z nodelete` so that it never is. If the thread cannot be created, and in a
@@ -134,7 +134,9 @@ int PlainWrite(int fd, const uint8_t* buf, size_t len, int64_t pos) {
   while (done < len) {
     const ssize_t n = pwrite(fd, buf + done, len - done, static_cast<off_t>(pos + done));
     if (n < 0 && errno == EINTR) continue;
-    if (n < 0) return -errno;
+    // After part of it was written, any failure is an I/O error: only a write that wrote
+    // nothing may report EINVAL, which the caller reads as "no direct I/O here".
+    if (n < 0) return done > 0 ? -EIO : -errno;
     if (n == 0) return -EIO;
     done += static_cast<size_t>(n);
   }
@@ -322,7 +324,7 @@ Napi::Value FdatasyncStart(const Napi::CallbackInfo& info) {
 // I/O, and nothing was written). The bytes are copied before this returns.
 Napi::Value DirectWriteStart(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  const char* usage = "directWriteStart(fd: integer >= -1, bytes: Uint8Array (at most 1 MiB), pos: multiple of 4096, spinUs: 0 .. 1e6)";
+  const char* usage = "directWriteStart(fd: integer >= -1, bytes: Uint8Array (1 B .. 1 MiB), pos: multiple of 4096, spinUs: 0 .. 1e6)";
   const bool shaped = info.Length() >= 4 && info[1].IsTypedArray() && info[2].IsNumber() && info[3].IsNumber() &&
                       info[1].As<Napi::TypedArray>().TypedArrayType() == napi_uint8_array;
   if (!shaped) {
@@ -331,7 +333,7 @@ Napi::Value DirectWriteStart(const Napi::CallbackInfo& info) {
   }
   const Napi::Uint8Array bytes = info[1].As<Napi::Uint8Array>();
   const double pos = info[2].As<Napi::Number>().DoubleValue();
-  if (bytes.ByteLength() > kDirectWriteBytesMax || !(pos >= 0 && pos <= 9007199254740991.0) ||
+  if (bytes.ByteLength() == 0 || bytes.ByteLength() > kDirectWriteBytesMax || !(pos >= 0 && pos <= 9007199254740991.0) ||
       pos != static_cast<double>(static_cast<int64_t>(pos)) || static_cast<int64_t>(pos) % kDirectAlign != 0) {
     Napi::TypeError::New(env, usage).ThrowAsJavaScriptException();
     return env.Undefined();

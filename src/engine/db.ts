@@ -1036,7 +1036,7 @@ export class Db implements Reader {
       const punchEnd = boundary - (boundary % PAGE_BYTES);
       for (let at = DATA_START_POS; at < punchEnd; at += PUNCH_STEP_BYTES) {
         const len = Math.min(PUNCH_STEP_BYTES, punchEnd - at);
-        const rc = addon.punchHole(this.log.fd, at, len);
+        const rc = this.log.punchHole(at, len);
         if (rc < 0) {
           punchSkipped = `fallocate(PUNCH_HOLE) failed: errno ${-rc}`;
           break;
