@@ -80,7 +80,8 @@ export interface OpenOptions {
   /** Rewrite the superblock once this many bytes were appended since the last one. */
   superblockIntervalBytes?: number;
   /**
-   * Commits up to this size are fdatasync'ed on the JS thread (default 64 KiB; 0: never). On this
+   * Commits up to this size are made durable before the JS thread goes on (an fdatasync, or a
+   * direct write: `syncSpinUs`, `syncDirect`; default 64 KiB; 0: never). On this
    * machine the hop to libuv's pool and back costs ~100 µs, about the price of the fdatasync
    * itself, and a small commit's sync blocks the loop for ~0.1–0.3 ms, as better-sqlite3 and
    * lmdb's synchronous commits do. Larger commits (bulk loads, checkpoints) sync on the pool.
@@ -103,8 +104,9 @@ export interface OpenOptions {
   /**
    * With `syncSpinUs` > 0, a small durable commit is written through a second descriptor opened
    * O_DIRECT | O_DSYNC, durable once that one write is done, instead of a buffered write and an
-   * fdatasync (default true; the addon needed). On this machine's disk: durable single commits
-   * p50 126 µs against 148–160 (bench/RESULTS.md round 17). Only after an fdatasync covered
+   * fdatasync (default true; the addon needed). On this machine's disk, durable single commits
+   * alternating with the fdatasync path in one process: p50 135–138 µs against 156–160
+   * (bench/RESULTS.md round 17). Only after an fdatasync covered
    * every buffered write before it (a commit is never durable before the slab ahead of it);
    * file systems that refuse direct I/O are noticed on the first write and get the fdatasync.
    * Direct writes drop the page cache's copy of their blocks: the last ~1 MiB so written is

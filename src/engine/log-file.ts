@@ -262,8 +262,8 @@ export class FileLog {
   /**
    * append followed by syncStart, for a small commit: the same effect, but when it can, one
    * write through a second descriptor opened O_DIRECT | O_DSYNC, durable once done, instead of a
-   * buffered write and an fdatasync (bench/RESULTS.md round 17: p50 126 µs against 224 without polling
-   * and ~150 with it, on this machine's disk). The write covers whole 4 KiB blocks: the start of the last block rewritten
+   * buffered write and an fdatasync (bench/RESULTS.md round 17: p50 135–138 µs against 156–160
+   * on this machine's disk). The write covers whole 4 KiB blocks: the start of the end's block
    * as it is, the slab, zeros up to the block's end, all inside the zeros written ahead. Only
    * when no buffered write is left unsynced: the direct one makes durable its own blocks only,
    * and a commit must never be durable while a slab before it is not.
@@ -272,8 +272,9 @@ export class FileLog {
     assert(this.started.k === 'none', 'appendSynced before the last syncFinish');
     const pos = this.end;
     const directWrite = addon?.directWriteStart;
-    if (!direct || directWrite === undefined || spinUs <= 0 || len > DIRECT_WRITE_BYTES_MAX || this.bufferedWrites !== this.syncedWrites ||
-        roundUp(pos + len) > this.allocatedEnd || this.openDirect() === null) {
+    const eligible = direct && spinUs > 0 && len <= DIRECT_WRITE_BYTES_MAX && this.bufferedWrites === this.syncedWrites &&
+      roundUp(pos + len) <= this.allocatedEnd;
+    if (!eligible || directWrite === undefined || this.openDirect() === null) {
       this.append(buf, len);
       this.syncStart(spinUs);
       return;

@@ -9,6 +9,7 @@ let n = Number(startArg);
 const db = await open(file, { nodeBytesMax: 1024, checkpointIntervalBytes: 256 * 1024 });
 const value = (i: number) => Buffer.alloc(i % 3 === 0 ? 700 : 20 + (i % 50), i & 0xff);
 
+let directSyncs = 0;
 for (;;) {
   const base = n;
   const ps: Promise<unknown>[] = [];
@@ -20,4 +21,9 @@ for (;;) {
   await Promise.all(ps);
   n = base + 40;
   process.stdout.write(`ack ${n}\n`);
+  // Tells the test that acknowledged writes were direct ones too (db.ts syncDirect).
+  if (db.stats.directSyncs > directSyncs) {
+    directSyncs = db.stats.directSyncs;
+    process.stdout.write('direct\n');
+  }
 }

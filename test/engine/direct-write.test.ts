@@ -13,6 +13,7 @@ import { addon } from '../../src/native/addon.js';
 import { FileLog } from '../../src/engine/log-file.js';
 import { open } from '../../src/index.js';
 import { IoFailedError } from '../../src/engine/errors.js';
+import { directIoWorks } from '../support/direct-io.js';
 
 const { EINVAL, EIO } = os.constants.errno;
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'solifuge-direct-'));
@@ -23,27 +24,7 @@ const fresh = (name: string): string => path.join(dir, `${name}-${files++}`);
 const native = addon;
 const describeNative = native?.directWriteStart === undefined ? describe.skip : describe;
 
-/**
- * Whether the test directory's file system takes O_DIRECT writes (tmpfs before Linux 6.6 does
- * not: the engine then falls back to fdatasync, and counts of direct writes would be 0).
- */
-function directIoWorks(): boolean {
-  if (native?.directWriteStart === undefined || native.fdatasyncFinish === undefined) return false;
-  const file = path.join(dir, 'probe');
-  fs.writeFileSync(file, Buffer.alloc(4096));
-  let fd = -1;
-  try {
-    fd = fs.openSync(file, fs.constants.O_WRONLY | fs.constants.O_DIRECT | fs.constants.O_DSYNC);
-    native.directWriteStart(fd, Buffer.alloc(1), 0, 0);
-    return native.fdatasyncFinish() === 0;
-  } catch {
-    return false;
-  } finally {
-    if (fd >= 0) fs.closeSync(fd);
-    fs.rmSync(file, { force: true });
-  }
-}
-const describeDirect = directIoWorks() ? describe : describe.skip;
+const describeDirect = directIoWorks(dir) ? describe : describe.skip;
 
 describeNative('directWriteStart', () => {
   const a = native as Required<NonNullable<typeof native>>;
