@@ -50,6 +50,7 @@
 #include <cstring>
 #include <ctime>
 #include <mutex>
+#include <string>
 
 #include <linux/futex.h>
 #include <pthread.h>
@@ -181,12 +182,14 @@ struct InFlight {
 };
 thread_local InFlight inFlight;
 
-// Validates (fd, spinUs); false after throwing a TypeError.
+// Whether fd is an integer in [-1, INT32_MAX] (-1 gives -EBADF, as any fd not open) and spinUs
+// a number in [0, 1e6].
 bool ValidFdAndSpin(double fdArg, double spinUs) {
   return fdArg >= -1 && fdArg <= INT32_MAX && fdArg == static_cast<double>(static_cast<int64_t>(fdArg)) &&
          spinUs >= 0 && spinUs <= kSpinUsMax;
 }
 
+// Reads (fd, spinUs) from the first two arguments; false after throwing a TypeError (`usage`).
 bool ReadArgs(const Napi::CallbackInfo& info, const char* usage, int* fd, int64_t* spinNs) {
   const double fdArg = info.Length() >= 1 && info[0].IsNumber() ? info[0].As<Napi::Number>().DoubleValue() : -2;
   const double spinUs = info.Length() >= 2 && info[1].IsNumber() ? info[1].As<Napi::Number>().DoubleValue() : -1;
@@ -243,7 +246,7 @@ void Start(const Op& op, int64_t spinNs) {
     });
   }
   // Another JS thread's request in flight (or a stuck device): sync on this thread rather than
-  // wait behind it, so stores in different threads never serialise their fdatasyncs. The
+  // wait behind it, so stores in different threads never serialise their syncs. The
   // mutex stays locked until Finish, on this same thread.
   if (spinNs <= 0 || !syncThreadRunning || getpid() != syncThreadPid || !callerMutex.try_lock()) {
     inFlight.plainResult = RunPlain(op);
@@ -272,7 +275,7 @@ void Start(const Op& op, int64_t spinNs) {
   FutexWake(&requestSeq);
 }
 
-// Waits for the fdatasync Start began: 0 | -errno.
+// Waits for the op Start began: 0 | -errno.
 int Finish() {
   const InFlight f = inFlight;
   inFlight = InFlight{};
@@ -287,16 +290,20 @@ int Finish() {
   return result;
 }
 
+// Throws an Error (and returns true) if this thread started something not yet finished.
+bool ThrowIfStarted(Napi::Env env, const char* call) {
+  if (!inFlight.started) return false;
+  Napi::Error::New(env, std::string(call) + ": this thread has a start not yet finished").ThrowAsJavaScriptException();
+  return true;
+}
+
 // fdatasyncPolled(fd, spinUs) -> 0 | -errno: fdatasyncStart and fdatasyncFinish in one call.
 Napi::Value FdatasyncPolled(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   int fd;
   int64_t spinNs;
   if (!ReadArgs(info, "fdatasyncPolled(fd: integer >= -1, spinUs: 0 .. 1e6)", &fd, &spinNs)) return env.Undefined();
-  if (inFlight.started) {
-    Napi::Error::New(env, "fdatasyncPolled: this thread has an fdatasyncStart not yet finished").ThrowAsJavaScriptException();
-    return env.Undefined();
-  }
+  if (ThrowIfStarted(env, "fdatasyncPolled")) return env.Undefined();
   Start(Op{fd, nullptr, 0, 0}, spinNs);
   return Napi::Number::New(env, Finish());
 }
@@ -309,10 +316,7 @@ Napi::Value FdatasyncStart(const Napi::CallbackInfo& info) {
   int fd;
   int64_t spinNs;
   if (!ReadArgs(info, "fdatasyncStart(fd: integer >= -1, spinUs: 0 .. 1e6)", &fd, &spinNs)) return env.Undefined();
-  if (inFlight.started) {
-    Napi::Error::New(env, "fdatasyncStart: this thread already has one not yet finished").ThrowAsJavaScriptException();
-    return env.Undefined();
-  }
+  if (ThrowIfStarted(env, "fdatasyncStart")) return env.Undefined();
   Start(Op{fd, nullptr, 0, 0}, spinNs);
   return env.Undefined();
 }
@@ -346,10 +350,7 @@ Napi::Value DirectWriteStart(const Napi::CallbackInfo& info) {
   }
   const int fd = static_cast<int>(fdArg);
   const int64_t spinNs = static_cast<int64_t>(spinUs * 1000);
-  if (inFlight.started) {
-    Napi::Error::New(env, "directWriteStart: this thread already has a start not yet finished").ThrowAsJavaScriptException();
-    return env.Undefined();
-  }
+  if (ThrowIfStarted(env, "directWriteStart")) return env.Undefined();
   Start(Op{fd, bytes.Data(), bytes.ByteLength(), static_cast<int64_t>(pos)}, spinNs);
   return env.Undefined();
 }

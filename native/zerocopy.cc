@@ -7,7 +7,8 @@
 //     benchmark's "raw sendfile" reference.
 //   - memory advice for the WebAssembly node cache: adviseHugePages, and prefault (populating
 //     pages ahead of the cache's ring on a pool thread, bounded by the few MiB asked for).
-//   - fdatasyncPolled, in polled-sync.cc: fdatasync on a sync thread while the caller polls.
+//   - fdatasyncPolled, fdatasyncStart/Finish and directWriteStart, in polled-sync.cc: fdatasync
+//     or an O_DIRECT write on a sync thread while the caller polls.
 //
 // Zero-copy transfer, in order (toolchain.md §4):
 //   1. JS thread, fast path: non-blocking sendfile/splice on the caller's own fds until the

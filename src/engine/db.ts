@@ -106,9 +106,9 @@ export interface OpenOptions {
    * O_DIRECT | O_DSYNC, durable once that one write is done, instead of a buffered write and an
    * fdatasync (default true; the addon needed). On this machine's disk, durable single commits
    * alternating with the fdatasync path in one process: p50 135–138 µs against 156–160
-   * (bench/RESULTS.md round 17). Only after an fdatasync covered
-   * every buffered write before it (a commit is never durable before the slab ahead of it);
-   * file systems that refuse direct I/O are noticed on the first write and get the fdatasync.
+   * (bench/RESULTS.md round 17). Only after an fdatasync covered every buffered write before
+   * it (a commit is never durable before the slab ahead of it); file systems that refuse
+   * direct I/O are noticed on the first write and get the fdatasync.
    * Direct writes drop the page cache's copy of their blocks: the last ~1 MiB so written is
    * kept in memory for reads, and older values are read from the disk once.
    */
@@ -824,8 +824,6 @@ export class Db implements Reader {
     };
     const sliced = checkpoint && dirty >= this.options.slicedCheckpointBytesMin;
     const slab = sliced ? await this.slabs.buildSliced(input, this.options.checkpointSliceMs, nextTurn) : this.slabs.build(input);
-    // Appended before the nodes get positions: if the append fails, the published tree (which
-    // shares them) still points at bytes in memory, never at a slab that was not written.
     // A superblock may only name data already durable, so it is written after a sync. Checkpoints
     // the store chose itself need no sync of their own (a lost one is replayed from the one
     // before); forced ones (db.checkpoint(), compaction, close) resolve once durable.
@@ -837,6 +835,8 @@ export class Db implements Reader {
     // Nothing in between may await: another commit on this thread would start a second one.
     const syncInlineStarted = syncDue && syncInline;
     assert(!(syncInlineStarted && sliced), 'an inline sync around a sliced checkpoint');
+    // Appended before the nodes get positions: if the append fails, the published tree (which
+    // shares them) still points at bytes in memory, never at a slab that was not written.
     if (sliced) await this.appendSliced(slab.bytes, slab.len);
     else if (syncInlineStarted) this.log.appendSynced(slab.bytes(), slab.len, this.options.syncSpinUs, this.options.syncDirect);
     else this.log.append(slab.bytes(), slab.len);
@@ -879,8 +879,7 @@ export class Db implements Reader {
     if (syncDue) {
       if (syncing === null) {
         if (this.log.syncFinish()) this.stats.directSyncs++;
-      }
-      else {
+      } else {
         const outcome = await syncing;
         if (!outcome.ok) throw outcome.error;
       }

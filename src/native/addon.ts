@@ -47,7 +47,7 @@ export interface NativeAddon {
   fdatasyncStart?(fd: number, spinUs: number): void;
   fdatasyncFinish?(): number;
   /**
-   * Like fdatasyncStart, but a pwrite of `bytes` (at most 1 MiB, copied before the call returns)
+   * Like fdatasyncStart, but a pwrite of `bytes` (1 B .. 1 MiB, copied before the call returns)
    * padded with zeros to a multiple of 4 KiB, at `pos` (a multiple of 4 KiB), through `fd`, which
    * the caller opened O_DIRECT | O_DSYNC; fdatasyncFinish waits for it (-EINVAL: the file does not
    * take direct I/O and nothing was written). Absent from addons built before it existed.
