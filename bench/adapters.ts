@@ -41,12 +41,14 @@ export function allocatedBytes(p: string): number {
 export async function openEngine(name: string, dir: string): Promise<Engine> {
   fs.mkdirSync(dir, { recursive: true });
   switch (name) {
-    // solifuge-nospin (not in the default list): small commits' fdatasync plain on the JS thread
-    // instead of polled (OpenOptions.syncSpinUs 0), to measure what the polling buys.
+    // Not in the default list, to measure what a choice buys: solifuge-nospin, small commits'
+    // fdatasync plain on the JS thread instead of polled (OpenOptions.syncSpinUs 0);
+    // solifuge-nodirect, polled but a write and an fdatasync, not a direct write (syncDirect false).
     case 'solifuge-nospin':
+    case 'solifuge-nodirect':
     case 'solifuge': {
       const file = path.join(dir, 'data.db');
-      const spinOpt = name === 'solifuge-nospin' ? { syncSpinUs: 0 } : {};
+      const spinOpt = name === 'solifuge-nospin' ? { syncSpinUs: 0 } : name === 'solifuge-nodirect' ? { syncDirect: false } : {};
       let db: Db = await openSolifuge(file, spinOpt);
       return {
         name,

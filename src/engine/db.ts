@@ -104,11 +104,12 @@ export interface OpenOptions {
   /**
    * With `syncSpinUs` > 0, a small durable commit is written through a second descriptor opened
    * O_DIRECT | O_DSYNC, durable once that one write is done, instead of a buffered write and an
-   * fdatasync (default true; the addon needed). On this machine's disk, durable single commits
-   * alternating with the fdatasync path in one process: p50 135–138 µs against 156–160
-   * (bench/RESULTS.md round 17). Only after an fdatasync covered every buffered write before
-   * it (a commit is never durable before the slab ahead of it); file systems that refuse
-   * direct I/O are noticed on the first write and get the fdatasync.
+   * fdatasync (the addon needed). Default false: on this machine's disk (write-back cache, no
+   * FUA, so the kernel follows the write with a flush) it measured no better in the bench:
+   * durable single commits 1.06× and 0.80×, groups of 100 0.88× and 0.69× of the fdatasync path
+   * (bench/RESULTS.md round 17); a disk with FUA may do better. Only after an fdatasync covered
+   * every buffered write before it (a commit is never durable before the slab ahead of it);
+   * file systems that refuse direct I/O are noticed on the first write and get the fdatasync.
    * Direct writes drop the page cache's copy of their blocks: the last ~1 MiB so written is
    * kept in memory for reads, and older values are read from the disk once.
    */
@@ -185,7 +186,7 @@ export const DEFAULTS = {
   checkpointIdleMs: 1000,
   syncInlineBytesMax: 64 * 1024,
   syncSpinUs: os.availableParallelism() > 1 ? 1000 : 0,
-  syncDirect: true,
+  syncDirect: false,
   slicedCheckpointBytesMin: 4 * 1024 * 1024,
   checkpointSliceMs: 10,
 } as const;

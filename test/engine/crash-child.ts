@@ -3,10 +3,11 @@
 // commit), transactions, large values and deletes.
 import { open } from '../../src/index.js';
 
-const [file, startArg] = process.argv.slice(2);
+const [file, startArg, directArg] = process.argv.slice(2);
 let n = Number(startArg);
-// Small checkpoint interval: kills land before, during and after checkpoints.
-const db = await open(file, { nodeBytesMax: 1024, checkpointIntervalBytes: 256 * 1024 });
+// Small checkpoint interval: kills land before, during and after checkpoints. "direct": small
+// durable commits written O_DIRECT | O_DSYNC (OpenOptions.syncDirect, off by default).
+const db = await open(file, { nodeBytesMax: 1024, checkpointIntervalBytes: 256 * 1024, syncDirect: directArg === 'direct' });
 const value = (i: number) => Buffer.alloc(i % 3 === 0 ? 700 : 20 + (i % 50), i & 0xff);
 
 let directSyncs = 0;

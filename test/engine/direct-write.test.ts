@@ -202,7 +202,7 @@ describeDirect('FileLog.appendSynced', () => {
 describeDirect('small durable commits written directly', () => {
   it('reopen with every commit, mixed with non-durable ones, big values and checkpoints', async () => {
     const file = fresh('db');
-    let db = await open(file, { syncSpinUs: 200 });
+    let db = await open(file, { syncSpinUs: 200, syncDirect: true });
     const model = new Map<string, string>();
     let seed = 7;
     const rnd = (n: number) => ((seed = (Math.imul(seed, 1103515245) + 12345) >>> 0) % n);
@@ -225,7 +225,7 @@ describeDirect('small durable commits written directly', () => {
 
   it('writes into the file it has open, also after its path was renamed and taken by another', async () => {
     const file = fresh('renamed');
-    const db = await open(file, { syncSpinUs: 200 });
+    const db = await open(file, { syncSpinUs: 200, syncDirect: true });
     await db.set('a', '1');
     fs.renameSync(file, `${file}.moved`);
     fs.writeFileSync(file, 'someone else');
@@ -240,7 +240,7 @@ describeDirect('small durable commits written directly', () => {
 
   it('a sliced checkpoint right after direct writes (its first piece rewrites the end block whole)', async () => {
     const file = fresh('sliced');
-    let db = await open(file, { syncSpinUs: 200, slicedCheckpointBytesMin: 0, checkpointTreeOverLogMax: 0 });
+    let db = await open(file, { syncSpinUs: 200, syncDirect: true, slicedCheckpointBytesMin: 0, checkpointTreeOverLogMax: 0 });
     const model = new Map<string, string>();
     for (let round = 0; round < 4; round++) {
       for (let i = 0; i < 30; i++) {
@@ -262,7 +262,7 @@ describeDirect('small durable commits written directly', () => {
 
   it('a failed direct write rejects the commit and turns the store read-only', async () => {
     const a = native as Required<NonNullable<typeof native>>;
-    const db = await open(fresh('eio'), { syncSpinUs: 200, checkpointTreeOverLogMax: 0 });
+    const db = await open(fresh('eio'), { syncSpinUs: 200, syncDirect: true, checkpointTreeOverLogMax: 0 });
     await db.set('first', '1'); // an fdatasync (the first after open)
     await db.set('before', '2'); // direct
     expect(db.stats.directSyncs).toBe(1);
