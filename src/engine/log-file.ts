@@ -12,15 +12,14 @@
 //! (appendSynced), once everything buffered before it is synced; the last bytes so written are
 //! kept in memory (RecentBytes), since such writes leave no copy in the page cache.
 import fs from 'node:fs';
+import os from 'node:os';
 import util from 'node:util';
 import { Buffer } from 'node:buffer';
 import { addon } from '../native/addon.js';
 import { ClosedError, CorruptionError, LockedError, assert } from './errors.js';
 import { RecentBytes } from './recent-bytes.js';
 
-const EWOULDBLOCK = 11;
-const EINVAL = 22;
-const ENOSYS = 38;
+const { EWOULDBLOCK, EINVAL, ENOSYS } = os.constants.errno;
 
 /** O_DIRECT writes cover whole blocks of this size, at offsets that are multiples of it. */
 const DIRECT_ALIGN = 4096;
