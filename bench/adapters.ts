@@ -1,9 +1,12 @@
 // One adapter per engine, each behind the same small interface, so the worker runs identical
 // workloads on all of them. Anchor libraries come from bench/node_modules (`npm run bench:setup`).
+// Solifuge comes from dist/, the build `import 'solifuge'` loads (the bench scripts build it
+// first): tsx's transform of src/ wraps every closure made at run time in a naming helper (esbuild's
+// keepNames), which cost a commit's slab building a few percent (bench/RESULTS.md round 18).
 import fs from 'node:fs';
 import path from 'node:path';
 import { createRequire } from 'node:module';
-import { open as openSolifuge, type Db } from '../src/index.js';
+import { open as openSolifuge, type Db } from '../dist/index.js';
 
 const requireBench = createRequire(new URL('./package.json', import.meta.url));
 

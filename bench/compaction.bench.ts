@@ -13,7 +13,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
-import { open, type Db } from '../src/index.js';
+import { open, type Db } from '../dist/index.js';
 import { makeKey } from './keys.js';
 
 const { values } = parseArgs({ options: { keys: { type: 'string' }, rounds: { type: 'string' } } });

@@ -9,9 +9,9 @@
 // adds a Map lookup per on-disk child in JS; a WASM cache would add a hash probe).
 // Reports lookups/s, median of 5 tinybench rounds, for probes given as Buffers and as strings.
 import { Bench } from 'tinybench';
-import { core } from '../src/wasm/module.js';
+import { core } from '../dist/wasm/module.js';
 import { makeKey } from './keys.js';
-import { upperBound } from '../src/engine/tree.js';
+import { upperBound } from '../dist/engine/tree.js';
 
 const argKeys = process.argv.indexOf('--keys');
 const N = argKeys > 0 ? Number(process.argv[argKeys + 1]) : 1_000_000;

@@ -25,9 +25,9 @@ import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { Bench } from 'tinybench';
-import { addon } from '../src/native/addon.js';
-import { nativeZeroCopyAvailable, sendFileRegion } from '../src/native/send-file.js';
-import { open as openStore } from '../src/index.js';
+import { addon } from '../dist/native/addon.js';
+import { nativeZeroCopyAvailable, sendFileRegion } from '../dist/native/send-file.js';
+import { open as openStore } from '../dist/index.js';
 import { createRequire } from 'node:module';
 
 const MiB = 1 << 20;
