@@ -52,6 +52,11 @@ export class FileLog {
   }
   /** Physical size: bytes in [end, allocatedEnd) are zeros written ahead of the log. */
   private allocatedEnd: number;
+  /**
+   * The CPU the addon's sync thread serves this file's polled syncs on, with its keeper
+   * (native/polled-sync.cc, "Placement"; OpenOptions.syncCpu); -1: anywhere.
+   */
+  syncCpu = -1;
   private constructor(
     readonly path: string,
     readonly fd: number,
@@ -212,7 +217,7 @@ export class FileLog {
    */
   syncNow(spinUs = 0): void {
     if (spinUs > 0 && addon?.fdatasyncPolled !== undefined) {
-      const rc = addon.fdatasyncPolled(this.fd, spinUs);
+      const rc = addon.fdatasyncPolled(this.fd, spinUs, this.syncCpu);
       if (rc < 0) throw errnoError(-rc, 'fdatasync', this.path);
     } else {
       fs.fdatasyncSync(this.fd);
@@ -250,7 +255,7 @@ export class FileLog {
     assert(this.started.k === 'none', 'syncStart before the last syncFinish');
     const writes = this.bufferedWrites;
     if (spinUs > 0 && addon?.fdatasyncStart !== undefined && addon.fdatasyncFinish !== undefined) {
-      addon.fdatasyncStart(this.fd, spinUs);
+      addon.fdatasyncStart(this.fd, spinUs, this.syncCpu);
       this.started = { k: 'fdatasync', writes };
     } else {
       this.syncNow(spinUs);
@@ -286,7 +291,7 @@ export class FileLog {
     buf.copy(bytes, head, 0, len);
     // Everything that can throw comes before the start: once started, syncFinish must follow.
     this.recent.put(start, bytes, head + len);
-    directWrite(this.directFd as number, bytes.subarray(0, head + len), start, spinUs);
+    directWrite(this.directFd as number, bytes.subarray(0, head + len), start, spinUs, this.syncCpu);
     this.started = { k: 'direct', start, head, len };
     this.end = pos + len;
     this.tailUncached = true;

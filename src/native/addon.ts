@@ -32,11 +32,14 @@ export interface NativeAddon {
    * fdatasync(fd) on the addon's sync thread while the calling thread polls for its completion
    * for up to `spinUs` µs (then sleeps until it completes); the sync thread then polls for the
    * next request for `spinUs` µs. Returns once the fdatasync did: 0 or -errno. `spinUs` 0, or
-   * another JS thread's request in flight: a plain fdatasync on the calling thread. Throws a
-   * TypeError unless `fd` is an integer >= -1 and `spinUs` within 0 .. 1e6.
-   * native/polled-sync.cc says why. Absent from addons built before it existed.
+   * another JS thread's request in flight: a plain fdatasync on the calling thread. `cpu` >= 0:
+   * the sync thread serves the request pinned to that CPU, with a SCHED_IDLE keeper spinning
+   * there while it waits for the I/O (a CPU the process may not use: unpinned); -1 or absent:
+   * anywhere, no keeper. Throws a TypeError unless `fd` is an integer >= -1, `spinUs` within
+   * 0 .. 1e6 and `cpu` an integer in -1 .. 1023. native/polled-sync.cc says why. Absent from
+   * addons built before it existed.
    */
-  fdatasyncPolled?(fd: number, spinUs: number): number;
+  fdatasyncPolled?(fd: number, spinUs: number, cpu?: number): number;
   /**
    * fdatasyncPolled in two steps, so that the caller works while the fdatasync runs: start
    * returns at once (or after a plain fdatasync, kept for finish); finish waits as
@@ -44,7 +47,7 @@ export interface NativeAddon {
    * starts again; start throws a TypeError on bad arguments and an Error when one is already
    * started, finish an Error when none is. Absent from addons built before they existed.
    */
-  fdatasyncStart?(fd: number, spinUs: number): void;
+  fdatasyncStart?(fd: number, spinUs: number, cpu?: number): void;
   fdatasyncFinish?(): number;
   /**
    * Like fdatasyncStart, but a pwrite of `bytes` (1 B .. 1 MiB, copied before the call returns)
@@ -52,7 +55,7 @@ export interface NativeAddon {
    * the caller opened O_DIRECT | O_DSYNC; fdatasyncFinish waits for it (-EINVAL: the file does not
    * take direct I/O and nothing was written). Absent from addons built before it existed.
    */
-  directWriteStart?(fd: number, bytes: Uint8Array, pos: number, spinUs: number): void;
+  directWriteStart?(fd: number, bytes: Uint8Array, pos: number, spinUs: number, cpu?: number): void;
 
   /**
    * Zero-copy transfer of file bytes [offset, offset+length) to a connected, non-blocking

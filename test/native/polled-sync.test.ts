@@ -12,6 +12,7 @@ import { addon } from '../../src/native/addon.js';
 import { FileLog } from '../../src/engine/log-file.js';
 import { open } from '../../src/index.js';
 import { BadArgumentError, IoFailedError } from '../../src/engine/errors.js';
+import { completionCpuOfFile, parseCpuList } from '../../src/native/completion-cpu.js';
 
 const { EBADF, EINVAL, EIO } = os.constants.errno;
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'solifuge-polled-sync-'));
@@ -25,6 +26,24 @@ const freshFile = (): string => {
 
 const polled = addon?.fdatasyncPolled;
 const describeNative = polled === undefined ? describe.skip : describe;
+
+const SCHED_IDLE = 5;
+
+/** This process's thread named `name` (/proc/self/task): its allowed CPUs, policy and state. */
+function thread(name: string): { allowed: number[]; policy: number; state: string } {
+  const dir = '/proc/self/task';
+  const tids = fs.readdirSync(dir).filter((tid) => fs.readFileSync(path.join(dir, tid, 'comm'), 'latin1').trim() === name);
+  expect(tids).toHaveLength(1);
+  const status = fs.readFileSync(path.join(dir, tids[0], 'status'), 'latin1');
+  const stat = fs.readFileSync(path.join(dir, tids[0], 'stat'), 'latin1');
+  // stat: "tid (comm) state ..." with the policy 41st; comm may hold spaces, so count after ')'.
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return {
+    allowed: parseCpuList(/^Cpus_allowed_list:\s*(.*)$/m.exec(status)?.[1] ?? ''),
+    policy: Number(fields[41 - 3]),
+    state: fields[0],
+  };
+}
 
 describeNative('fdatasyncPolled', () => {
   const sync = polled as NonNullable<typeof polled>;
@@ -103,6 +122,42 @@ describeNative('fdatasyncPolled', () => {
     for (const spinUs of [-1, Number.NaN, Number.POSITIVE_INFINITY, 1e6 + 1]) expect(() => sync(0, spinUs)).toThrow(TypeError);
     expect(() => (sync as unknown as (fd: unknown, spinUs: unknown) => number)('3', 100)).toThrow(TypeError);
     expect(sync(-1, 100)).toBe(-EBADF);
+  });
+
+  it('refuses a cpu that is not an integer in -1 .. 1023, and syncs nothing for it', () => {
+    const withCpu = sync as unknown as (fd: number, spinUs: number, cpu: unknown) => number;
+    for (const cpu of [-2, 1.5, 1024, Number.NaN, '1', null]) expect(() => withCpu(-1, 100, cpu)).toThrow(TypeError);
+    expect(withCpu(-1, 100, undefined)).toBe(-EBADF);
+    expect(withCpu(-1, 100, -1)).toBe(-EBADF);
+  });
+
+  const allowed = parseCpuList(/^Cpus_allowed_list:\s*(.*)$/m.exec(fs.readFileSync('/proc/self/status', 'latin1'))?.[1] ?? '');
+  it.skipIf(allowed.length < 2)('serves a request with a cpu pinned there, a SCHED_IDLE keeper beside it that sleeps between requests; -1 unpins', async () => {
+    const fd = fs.openSync(freshFile(), 'r+');
+    try {
+      for (const cpu of [allowed[allowed.length - 1], allowed[0]]) {
+        fs.writeSync(fd, Buffer.from(`to ${cpu}`), 0, undefined, 0);
+        expect(sync(fd, 300, cpu)).toBe(0);
+        const syncThread = thread('solifuge-sync');
+        const keeper = thread('solifuge-keep');
+        expect(syncThread.allowed).toEqual([cpu]);
+        expect(keeper.allowed).toEqual([cpu]);
+        expect(keeper.policy).toBe(SCHED_IDLE);
+        expect(syncThread.policy).toBe(0); // SCHED_OTHER, with a short slice where the kernel has them
+        // The keeper spins only while the sync thread waits for the disk: once it gets its CPU
+        // back (SCHED_IDLE: when nothing else wants it), it goes to sleep.
+        const until = Date.now() + 5000;
+        while (thread('solifuge-keep').state !== 'S' && Date.now() < until) await new Promise((r) => setTimeout(r, 10));
+        expect(thread('solifuge-keep').state).toBe('S');
+      }
+      expect(sync(fd, 300, -1)).toBe(0);
+      expect(thread('solifuge-sync').allowed).toEqual(allowed);
+      // A CPU this process may not run on (none has 1023 here): served unpinned.
+      expect(sync(fd, 300, 1023)).toBe(0);
+      expect(thread('solifuge-sync').allowed).toEqual(allowed);
+    } finally {
+      fs.closeSync(fd);
+    }
   });
 
   it('survives the worker threads that started it exiting (the addon stays loaded)', () => {
@@ -206,3 +261,46 @@ function pipeFds(): [number, number] {
   const writeFd = fs.openSync(fifo, fs.constants.O_RDWR | fs.constants.O_NONBLOCK);
   return [readFd, writeFd];
 }
+
+describe('OpenOptions.syncCpu', () => {
+  it('is validated', async () => {
+    for (const syncCpu of [-1, 1024, 1.5, Number.NaN, 'on']) {
+      await expect(open(path.join(dir, `bad-cpu-${files++}.db`), { syncCpu: syncCpu as number })).rejects.toThrow(BadArgumentError);
+    }
+  });
+
+  it("is null where no polled sync runs: 'off', no spin, read-only", async () => {
+    const file = path.join(dir, `cpu-off-${files++}.db`);
+    for (const opts of [{ syncCpu: 'off' as const }, { syncSpinUs: 0, syncCpu: 0 }]) {
+      const db = await open(file, opts);
+      expect(db.syncCpu).toBeNull();
+      await db.set('k', 'v');
+      await db.close();
+    }
+    const ro = await open(file, { readOnly: true, syncCpu: 0 });
+    expect(ro.syncCpu).toBeNull();
+    await ro.close();
+  });
+
+  it("'auto' takes the disk's completion CPU", async () => {
+    const db = await open(path.join(dir, `cpu-auto-${files++}.db`));
+    const fd = (db as unknown as { log: FileLog }).log.fd;
+    expect(db.syncCpu).toBe(addon?.fdatasyncStart === undefined || os.availableParallelism() < 2 ? null : completionCpuOfFile(fd));
+    await db.close();
+  });
+
+  const allowed = parseCpuList(/^Cpus_allowed_list:\s*(.*)$/m.exec(fs.readFileSync('/proc/self/status', 'latin1'))?.[1] ?? '');
+  it.skipIf(addon?.fdatasyncStart === undefined || allowed.length < 2)('a CPU number pins the small commits\' syncs there; what they wrote is durable', async () => {
+    const cpu = allowed[allowed.length - 1];
+    const file = path.join(dir, `cpu-n-${files++}.db`);
+    const db = await open(file, { syncCpu: cpu, checkpointTreeOverLogMax: 0 });
+    expect(db.syncCpu).toBe(cpu);
+    for (let i = 0; i < 50; i++) await db.set(`k${i}`, `v${i}`);
+    expect(thread('solifuge-sync').allowed).toEqual([cpu]);
+    expect(db.stats.syncs).toBeGreaterThanOrEqual(50);
+    await db.close();
+    const again = await open(file, { syncCpu: 'off' });
+    for (let i = 0; i < 50; i++) expect(again.get(`k${i}`)?.toString()).toBe(`v${i}`);
+    await again.close();
+  });
+});

@@ -1,0 +1,130 @@
+//! The CPU that takes a block device's completion interrupts, for the addon's sync thread
+//! (native/polled-sync.cc, "Placement": the sync thread and its keeper run there).
+//!
+//! Owns: reading that from sysfs and procfs, read-only, once per device. The way there:
+//!   file's st_dev → /sys/dev/block/MAJ:MIN → the disk (a partition's parent directory)
+//!   → the disk's hardware queues: exactly one, else null (with a queue per CPU or group of
+//!     CPUs, a completion comes back to the submitting CPU's own queue: nothing to pin)
+//!   → the interrupts of the bus device above it (msi_irqs/, else its irq file)
+//!   → of those, the one that has fired most (/proc/interrupts): the request queue, not a
+//!     config or control vector; none that fired: null
+//!   → /proc/irq/N/effective_affinity_list (else smp_affinity_list): exactly one CPU, else null
+//!   → null unless this process may run on that CPU and on at least one other
+//!     (/proc/self/status Cpus_allowed_list).
+//! Any file missing or unreadable gives null (not Linux, a container without /sys, a device
+//! mapper or network file system): the sync thread then runs unpinned, as it did before.
+import fs from 'node:fs';
+import path from 'node:path';
+
+/** Where sysfs and procfs are mounted (tests give fake trees). */
+export interface KernelRoots {
+  sys: string;
+  proc: string;
+}
+
+const SYSTEM: KernelRoots = { sys: '/sys', proc: '/proc' };
+const byDevice = new Map<bigint, number | null>();
+
+/** The completion CPU of the device holding the open file `fd`, or null; cached per device. */
+export function completionCpuOfFile(fd: number): number | null {
+  let dev: bigint;
+  try {
+    dev = fs.fstatSync(fd, { bigint: true }).dev;
+  } catch {
+    return null;
+  }
+  let cpu = byDevice.get(dev);
+  if (cpu === undefined) {
+    cpu = completionCpu(dev, SYSTEM);
+    byDevice.set(dev, cpu);
+  }
+  return cpu;
+}
+
+/** The completion CPU of block device `dev` (an st_dev, glibc's encoding), or null. */
+export function completionCpu(dev: bigint, roots: KernelRoots): number | null {
+  try {
+    return find(dev, roots);
+  } catch {
+    return null;
+  }
+}
+
+function find(dev: bigint, roots: KernelRoots): number | null {
+  const { major, minor } = splitDev(dev);
+  let disk = fs.realpathSync(path.join(roots.sys, 'dev', 'block', `${major}:${minor}`));
+  if (fs.existsSync(path.join(disk, 'partition'))) disk = path.dirname(disk);
+  if (fs.readdirSync(path.join(disk, 'mq')).length !== 1) return null;
+  const irqs = deviceIrqs(fs.realpathSync(path.join(disk, 'device')), roots.sys);
+  const irq = busiest(irqs, fs.readFileSync(path.join(roots.proc, 'interrupts'), 'latin1'));
+  if (irq === null) return null;
+  const irqDir = path.join(roots.proc, 'irq', String(irq));
+  const affinityFile = fs.existsSync(path.join(irqDir, 'effective_affinity_list')) ? 'effective_affinity_list' : 'smp_affinity_list';
+  const cpus = parseCpuList(fs.readFileSync(path.join(irqDir, affinityFile), 'latin1'));
+  if (cpus.length !== 1) return null;
+  const allowed = allowedCpus(fs.readFileSync(path.join(roots.proc, 'self', 'status'), 'latin1'));
+  return allowed.length >= 2 && allowed.includes(cpus[0]) ? cpus[0] : null;
+}
+
+/** glibc's dev_t encoding: major in bits 8–19 and 32–43, minor in bits 0–7 and 20–31. */
+export function splitDev(dev: bigint): { major: number; minor: number } {
+  const major = ((dev >> 8n) & 0xfffn) | ((dev >> 32n) & 0xfffff000n);
+  const minor = (dev & 0xffn) | ((dev >> 12n) & 0xffffff00n);
+  return { major: Number(major), minor: Number(minor) };
+}
+
+/**
+ * The interrupts of the first directory at or above `device` (inside `sysRoot`) that lists
+ * any: MSI vectors (msi_irqs/), else a legacy line (irq).
+ */
+function deviceIrqs(device: string, sysRoot: string): number[] {
+  const top = path.resolve(sysRoot);
+  for (let dir = device; dir.startsWith(top + path.sep); dir = path.dirname(dir)) {
+    const msi = path.join(dir, 'msi_irqs');
+    if (fs.existsSync(msi)) return fs.readdirSync(msi).map(Number).filter(Number.isInteger);
+    const line = path.join(dir, 'irq');
+    if (fs.existsSync(line)) {
+      const n = Number(fs.readFileSync(line, 'latin1').trim());
+      if (Number.isInteger(n) && n > 0) return [n];
+    }
+  }
+  return [];
+}
+
+/** Of `irqs`, the one with the most interrupts in /proc/interrupts' text; null if none fired. */
+export function busiest(irqs: readonly number[], interrupts: string): number | null {
+  let best: number | null = null;
+  let bestCount = 0;
+  for (const line of interrupts.split('\n')) {
+    const m = /^\s*(\d+):((?:\s+\d+)+)/.exec(line);
+    if (m === null) continue;
+    const irq = Number(m[1]);
+    if (!irqs.includes(irq)) continue;
+    const count = m[2].trim().split(/\s+/).reduce((sum, c) => sum + Number(c), 0);
+    if (count > bestCount) {
+      best = irq;
+      bestCount = count;
+    }
+  }
+  return best;
+}
+
+/** A kernel CPU list ("1", "0-3", "0,2-3", "" for none) as CPU numbers. */
+export function parseCpuList(text: string): number[] {
+  const cpus: number[] = [];
+  for (const part of text.trim().split(',')) {
+    if (part === '') continue;
+    const m = /^(\d+)(?:-(\d+))?$/.exec(part.trim());
+    if (m === null) throw new Error(`not a CPU list: ${JSON.stringify(text)}`);
+    const from = Number(m[1]);
+    const to = m[2] === undefined ? from : Number(m[2]);
+    for (let c = from; c <= to; c++) cpus.push(c);
+  }
+  return cpus;
+}
+
+/** The CPUs in /proc/self/status' Cpus_allowed_list. */
+function allowedCpus(status: string): number[] {
+  const m = /^Cpus_allowed_list:\s*(.*)$/m.exec(status);
+  return m === null ? [] : parseCpuList(m[1]);
+}
