@@ -6,7 +6,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { createRequire } from 'node:module';
-import { open as openSolifuge, type Db } from '../dist/index.js';
+import { open as openSolifuge, type Db, type OpenOptions } from '../dist/index.js';
 
 const requireBench = createRequire(new URL('./package.json', import.meta.url));
 
@@ -46,12 +46,19 @@ export async function openEngine(name: string, dir: string): Promise<Engine> {
   switch (name) {
     // Not in the default list, to measure what a choice buys: solifuge-nospin, small commits'
     // fdatasync plain on the JS thread instead of polled (OpenOptions.syncSpinUs 0);
-    // solifuge-nodirect, polled but a write and an fdatasync, not a direct write (syncDirect false).
+    // solifuge-direct, polled direct writes instead of a write and an fdatasync (syncDirect
+    // true); solifuge-nopin, the sync thread unpinned and without its keeper (syncCpu 'off').
     case 'solifuge-nospin':
-    case 'solifuge-nodirect':
+    case 'solifuge-direct':
+    case 'solifuge-nopin':
     case 'solifuge': {
       const file = path.join(dir, 'data.db');
-      const spinOpt = name === 'solifuge-nospin' ? { syncSpinUs: 0 } : name === 'solifuge-nodirect' ? { syncDirect: false } : {};
+      const variants: Record<string, OpenOptions> = {
+        'solifuge-nospin': { syncSpinUs: 0 },
+        'solifuge-direct': { syncDirect: true },
+        'solifuge-nopin': { syncCpu: 'off' },
+      };
+      const spinOpt = variants[name] ?? {};
       let db: Db = await openSolifuge(file, spinOpt);
       return {
         name,
