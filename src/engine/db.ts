@@ -123,9 +123,10 @@ export interface OpenOptions {
    * sync waits for the disk, so the completions never meet a halted CPU and wake the sync thread
    * where it is; otherwise as 'off'. A number names that CPU (unpinned if the process may not
    * run there); 'off' leaves the thread anywhere, without a keeper. Why (bench/RESULTS.md round
-   * 18): on this machine's VM durable single commits went from 6,907 to 8,885 commits/s, p50
-   * 126 → 91 µs. The cost: while a small durable commit waits for the disk, that CPU is busy
-   * with the keeper (which gives way to any other thread at once). `db.syncCpu` tells the choice.
+   * 18): on this machine's VM, side by side in the bench at 1M keys, durable single commits ran
+   * at 7,773 commits/s against 5,623 with 'off', p50 102 against 141 µs. The cost: while a small
+   * durable commit waits for the disk, that CPU is busy with the keeper (which gives way to any
+   * other thread at once). `db.syncCpu` tells the choice.
    */
   syncCpu?: number | 'auto' | 'off';
   /**

@@ -36,7 +36,9 @@ type Started =
 
 /** An Error shaped like the ones fs throws (code, negative errno, syscall, path); `errno` > 0. */
 function errnoError(errno: number, syscall: string, path: string): NodeJS.ErrnoException {
-  const code = util.getSystemErrorName(-errno);
+  // libuv names only the errnos it uses itself (not ENOLCK, say); the OS's table has the rest.
+  const known = util.getSystemErrorMap().get(-errno)?.[0];
+  const code = known ?? Object.entries(os.constants.errno).find(([, n]) => n === errno)?.[0] ?? `errno ${errno}`;
   return Object.assign(new Error(`${code}: ${syscall} failed, ${path}`), { code, errno: -errno, syscall, path });
 }
 
@@ -75,7 +77,7 @@ export class FileLog {
       if (addon !== null) {
         const rc = addon.flock(fd, !opts.readOnly, true);
         if (rc === -EWOULDBLOCK) throw new LockedError(path, 'by another handle (flock held)');
-        if (rc < 0) throw new Error(`flock(${path}) failed: errno ${-rc}`);
+        if (rc < 0) throw errnoError(-rc, 'flock', path);
       } else if (!opts.readOnly) {
         lockFile = takePidLock(path);
       }

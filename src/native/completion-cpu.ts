@@ -1,7 +1,7 @@
 //! The CPU that takes a block device's completion interrupts, for the addon's sync thread
 //! (native/polled-sync.cc, "Placement": the sync thread and its keeper run there).
 //!
-//! Owns: reading that from sysfs and procfs, read-only, once per device. The way there:
+//! Owns: reading that from sysfs and procfs, read-only. The way there:
 //!   file's st_dev → /sys/dev/block/MAJ:MIN → the disk (a partition's parent directory)
 //!   → the disk's hardware queues: exactly one, else null (with a queue per CPU or group of
 //!     CPUs, a completion comes back to the submitting CPU's own queue: nothing to pin)
@@ -23,9 +23,11 @@ export interface KernelRoots {
 }
 
 const SYSTEM: KernelRoots = { sys: '/sys', proc: '/proc' };
-const byDevice = new Map<bigint, number | null>();
 
-/** The completion CPU of the device holding the open file `fd`, or null; cached per device. */
+/**
+ * The completion CPU of the device holding the open file `fd`, or null. Read anew each time
+ * (a store's open reads a dozen small files): irqbalance may move the interrupt meanwhile.
+ */
 export function completionCpuOfFile(fd: number): number | null {
   let dev: bigint;
   try {
@@ -33,12 +35,7 @@ export function completionCpuOfFile(fd: number): number | null {
   } catch {
     return null;
   }
-  let cpu = byDevice.get(dev);
-  if (cpu === undefined) {
-    cpu = completionCpu(dev, SYSTEM);
-    byDevice.set(dev, cpu);
-  }
-  return cpu;
+  return completionCpu(dev, SYSTEM);
 }
 
 /** The completion CPU of block device `dev` (an st_dev, glibc's encoding), or null. */

@@ -1,12 +1,14 @@
 // Recovery paths: a torn tail cut at every byte of the last slab, bit flips in committed data,
 // files that are not ours, wrong versions, and the single-writer lock.
 import fs from 'node:fs';
+import os from 'node:os';
 import { afterAll, describe, expect, it } from 'vitest';
 import {
   CorruptionError, LockedError, NotASolifugeFileError, UnsupportedVersionError, open,
 } from '../../src/index.js';
 import { crc32c } from '../../src/wasm/crc32c.js';
 import { tempDir } from '../support/tmp.js';
+import { addon } from '../../src/native/addon.js';
 
 const tmp = tempDir('recovery');
 afterAll(() => tmp.cleanup());
@@ -248,5 +250,22 @@ describe('lock', () => {
     await db.close();
     const again = await open(file);
     await again.close();
+  });
+
+  it.skipIf(addon === null)('reports any other flock failure as the errno error fs would throw, and keeps no descriptor', async () => {
+    const file = tmp.file('lock-enolck.db');
+    await (await open(file)).close();
+    const native = addon as NonNullable<typeof addon>;
+    const real = native.flock;
+    const fdsBefore = fs.readdirSync('/proc/self/fd').length;
+    native.flock = () => -os.constants.errno.ENOLCK; // as NFS without a lock manager answers
+    try {
+      const err = await open(file).then(() => null, (e: NodeJS.ErrnoException) => e);
+      expect(err).toMatchObject({ code: 'ENOLCK', errno: -os.constants.errno.ENOLCK, syscall: 'flock', path: file });
+    } finally {
+      native.flock = real;
+    }
+    expect(fs.readdirSync('/proc/self/fd').length).toBe(fdsBefore);
+    await (await open(file)).close();
   });
 });

@@ -143,7 +143,7 @@ describe('on this machine', () => {
         expect(cpu).toBeGreaterThanOrEqual(0);
         expect(cpu).toBeLessThan(os.cpus().length);
       }
-      expect(completionCpuOfFile(fd)).toBe(cpu); // cached per device
+      expect(completionCpuOfFile(fd)).toBe(cpu); // read again, the same
     } finally {
       fs.closeSync(fd);
     }
