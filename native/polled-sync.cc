@@ -22,17 +22,20 @@
 // scheduler put on that CPU meanwhile does not hold it up for a tick. Measured in the bench,
 // 1M keys, side by side: durable single commits 7,773 against 5,623 commits/s unpinned, p50 102
 // against 141 us.
-// cpu -1 (the default): the thread runs anywhere, no keeper, as before.
+// cpu -1 (the default): the thread runs anywhere, no keeper, as before. The placement is the
+// process's (one sync thread): stores asking for different CPUs move it back and forth, a
+// system call each time.
 //
 // Protocol (one request slot, one sync thread per process):
 //   caller:      start: try-lock callerMutex (held: a plain fdatasync on the calling thread
-//                instead, its result kept for finish); write fd and spinNs; requestSeq = n;
+//                instead, its result kept for finish); write fd, spinNs and cpu; requestSeq = n;
 //                FUTEX_WAKE requestSeq.
 //                finish: poll doneSeq == n for up to spinNs, then FUTEX_WAIT on doneSeq until it
 //                is; read the result; unlock. Start and finish run on the same thread, which
 //                keeps what it started in a thread_local.
-//   sync thread: whenever requestSeq moves: fdatasync(fd), store the result, doneSeq = n,
-//                FUTEX_WAKE doneSeq; poll requestSeq for that request's spinNs, then FUTEX_WAIT.
+//   sync thread: whenever requestSeq moves: place itself on cpu (and wake the keeper there),
+//                fdatasync(fd), store the result, doneSeq = n, FUTEX_WAKE doneSeq; poll
+//                requestSeq for that request's spinNs, then FUTEX_WAIT.
 // FUTEX_WAIT returns at once if its word already moved, so no wake-up is lost. requestSeq is only
 // written under the mutex, doneSeq only by the sync thread. The slot serves one JS thread at a
 // time; callers from other threads (worker_threads) meanwhile sync on their own thread.
@@ -48,16 +51,18 @@
 //     until then.) A thread that starts one must finish it before it starts another (else the
 //     call throws); a worker thread that exits in between leaves the slot locked, and every
 //     later call syncs plainly.
-//   - The sync thread (and the keeper) is started on first use and never joined: it only touches
-//     this file's statics and makes no call but fdatasync, pwrite, futex, sched_yield,
-//     clock_gettime (vDSO) and, when its placement changes, the affinity and scheduling calls
-//     and the keeper's creation, so process exit may cut it down anywhere. Its code must stay
+//   - The sync thread and the keeper are started on first use (the keeper on the first request
+//     with a cpu) and never joined: they only touch this file's statics and make no call but
+//     fdatasync, pwrite, futex, sched_yield, sched_getcpu and clock_gettime (vDSO) and, when the
+//     placement changes, the affinity and scheduling calls, so process exit may cut them down
+//     anywhere. Its code must stay
 //     mapped while it runs, and Node unloads the addons a worker thread loaded when that worker
 //     exits: binding.gyp links the addon with `-z nodelete` so that it never is. If the thread cannot be created, and in a
 //     forked child (which has no copy of it), every call is a plain fdatasync.
 //   - CPU cost is bounded: the caller polls at most its spinNs per call (then sleeps), the sync
-//     thread at most the last request's spinNs after it, the keeper only while the sync thread
-//     is inside a request's I/O (it sleeps on a futex otherwise).
+//     thread at most the last request's spinNs after it, the keeper at most a request's spinNs
+//     while the sync thread is inside that request's I/O (it sleeps on a futex otherwise). Time
+//     at SCHED_IDLE still counts against a cgroup's CPU quota.
 #include <napi.h>
 
 #include <atomic>
@@ -164,30 +169,63 @@ int PlainWrite(int fd, const uint8_t* buf, size_t len, int64_t pos) {
   return 0;
 }
 
-// 1 while the sync thread is inside a request's I/O and wants its CPU kept awake.
+// The keeper (see "Placement"). keeperWanted holds the ticket of the request the sync thread is
+// serving with the keeper, 0 while none: the keeper spins while it still holds that ticket, for
+// at most the request's spin (keeperSpinNs), then naps in slices of kKeeperNapNs until it
+// changes, so a slow disk costs it no more CPU than the caller's own poll costs the caller.
 std::atomic<uint32_t> keeperWanted{0};
-// Set by the keeper once it runs as SCHED_IDLE; until then (or if it never does) it is not used.
-std::atomic<bool> keeperIdle{false};
+std::atomic<int64_t> keeperSpinNs{0};
+constexpr int64_t kKeeperNapNs = 1000 * 1000;
+// Created once by the first caller that asks for a CPU (Start, under callerMutex), named and
+// made SCHED_IDLE there; never exits, so its handle stays valid. keeperReady is written before
+// that caller publishes its request and read by the sync thread after it sees the request.
+std::once_flag keeperCreated;
+pthread_t keeper{};
+bool keeperReady = false;
+
+void FutexWaitFor(std::atomic<uint32_t>* word, uint32_t expected, int64_t ns) {
+  timespec t{static_cast<time_t>(ns / 1000000000), static_cast<long>(ns % 1000000000)};
+  syscall(SYS_futex, reinterpret_cast<uint32_t*>(word), FUTEX_WAIT_PRIVATE, expected, &t, nullptr, 0);
+}
 
 void* KeeperThread(void*) {
-  pthread_setname_np(pthread_self(), "solifuge-keep");
-  // Unprivileged: any thread may lower itself to SCHED_IDLE. Should it fail (a seccomp filter),
-  // a spinning keeper would compete with the sync thread as an equal: it sleeps for good
-  // instead (never exits, so the sync thread's handle on it stays valid).
-  sched_param none{};
-  if (sched_setscheduler(0, SCHED_IDLE, &none) != 0) {
-    for (;;) pause();
-  }
-  keeperIdle.store(true, std::memory_order_release);
   for (;;) {
     FutexWait(&keeperWanted, 0);
-    while (keeperWanted.load(std::memory_order_relaxed) != 0) CpuRelax();
+    const uint32_t ticket = keeperWanted.load(std::memory_order_relaxed);
+    if (ticket == 0) continue;
+    const int64_t until = NowNs() + keeperSpinNs.load(std::memory_order_relaxed);
+    for (;;) {
+      bool moved = false;
+      for (int i = 0; i < 64 && !moved; i++) {
+        CpuRelax();
+        moved = keeperWanted.load(std::memory_order_relaxed) != ticket;
+      }
+      if (moved || NowNs() >= until) break;
+    }
+    while (keeperWanted.load(std::memory_order_relaxed) == ticket) FutexWaitFor(&keeperWanted, ticket, kKeeperNapNs);
   }
   return nullptr;
 }
 
-// sched_setattr(2)'s argument (no glibc wrapper before 2.41); sched_runtime is the slice a fair
-// thread asks for since Linux 6.12, ignored by older kernels.
+// Creates the keeper and makes it SCHED_IDLE before any request can wake it (unprivileged: any
+// thread may go to SCHED_IDLE; glibc's thread attributes do not take that policy). If it cannot
+// be made SCHED_IDLE there is no keeper, rather than one that competes with the sync thread as
+// an equal: it sleeps on keeperWanted, which nothing wakes.
+void CreateKeeper() {
+  pthread_attr_t attr;
+  if (pthread_attr_init(&attr) != 0) return;
+  const bool created = pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED) == 0 &&
+                       pthread_create(&keeper, &attr, KeeperThread, nullptr) == 0;
+  pthread_attr_destroy(&attr);
+  if (!created) return;
+  pthread_setname_np(keeper, "solifuge-keep");
+  sched_param none{};
+  keeperReady = pthread_setschedparam(keeper, SCHED_IDLE, &none) == 0;
+}
+
+// sched_getattr/sched_setattr(2)'s argument, without the utilization clamps (no glibc wrappers
+// before 2.41). sched_runtime is the slice a SCHED_OTHER thread asks for since Linux 6.12; older
+// kernels keep their default slice.
 struct SchedAttr {
   uint32_t size;
   uint32_t sched_policy;
@@ -199,27 +237,30 @@ struct SchedAttr {
   uint64_t sched_period;
 };
 constexpr uint64_t kPinnedSliceNs = 100 * 1000;
+constexpr uint64_t kSchedFlagResetOnFork = 0x01;
+
+// Sets this thread's slice, keeping its policy and nice value; only for a SCHED_OTHER thread (not
+// one the user made SCHED_FIFO, say). Returns whether it did.
+bool SetSlice(uint64_t sliceNs) {
+  SchedAttr a{};
+  if (syscall(SYS_sched_getattr, 0, &a, sizeof a, 0) != 0 || a.sched_policy != SCHED_OTHER) return false;
+  a.size = sizeof a;
+  a.sched_flags &= kSchedFlagResetOnFork;  // no clamp flags: this struct has no clamp fields
+  a.sched_runtime = sliceNs;
+  return syscall(SYS_sched_setattr, 0, &a, 0) == 0;
+}
 
 // The sync thread's placement, read and changed only by the sync thread.
 struct Placement {
-  int cpu = -1;               // the last request's cpu
-  bool keeperOn = false;      // pinned there, with a keeper pinned beside it
-  bool keeperStarted = false;
-  pthread_t keeper{};
-  cpu_set_t anywhere{};       // the thread's affinity when it started
+  int cpu = -1;           // the CPU asked for by the last request (-2: to be placed again)
+  bool keeperOn = false;  // pinned there, with the keeper pinned beside it
+  bool sliceSet = false;
+  cpu_set_t anywhere{};   // the thread's affinity when it started
 };
 Placement placement;
 
-void SetSlice(uint64_t sliceNs) {
-  SchedAttr a{};
-  a.size = sizeof a;
-  a.sched_policy = SCHED_OTHER;
-  a.sched_runtime = sliceNs;
-  syscall(SYS_sched_setattr, 0, &a, 0);  // a kernel without custom slices: the default one
-}
-
-// Moves the sync thread (and its keeper) to `cpu`, or back to anywhere for -1. A CPU this process
-// may not run on leaves it anywhere, without a keeper.
+// Moves the sync thread (and the keeper) to `cpu`, or back to anywhere for -1. A CPU this process
+// may not run on leaves it anywhere, without the keeper.
 void Place(int cpu) {
   Placement& p = placement;
   if (cpu == p.cpu) return;
@@ -230,22 +271,22 @@ void Place(int cpu) {
   if (cpu >= 0) CPU_SET(cpu, &one);
   if (cpu < 0 || sched_setaffinity(0, sizeof one, &one) != 0) {
     sched_setaffinity(0, sizeof p.anywhere, &p.anywhere);
-    SetSlice(0);
+    if (p.sliceSet) SetSlice(0);  // 0: the default slice
+    p.sliceSet = false;
     return;
   }
-  if (!p.keeperStarted && pthread_create(&p.keeper, nullptr, KeeperThread, nullptr) == 0) {
-    pthread_detach(p.keeper);
-    p.keeperStarted = true;
-  }
-  p.keeperOn = p.keeperStarted && pthread_setaffinity_np(p.keeper, sizeof one, &one) == 0;
-  SetSlice(kPinnedSliceNs);
+  p.keeperOn = keeperReady && pthread_setaffinity_np(keeper, sizeof one, &one) == 0;
+  p.sliceSet = SetSlice(kPinnedSliceNs) || p.sliceSet;
 }
 
 void* SyncThread(void*) {
   pthread_setname_np(pthread_self(), "solifuge-sync");
-  sched_getaffinity(0, sizeof placement.anywhere, &placement.anywhere);
+  if (sched_getaffinity(0, sizeof placement.anywhere, &placement.anywhere) != 0) {
+    for (int c = 0; c < CPU_SETSIZE; c++) CPU_SET(c, &placement.anywhere);
+  }
   uint32_t seen = 0;
   int64_t spinNs = 0;
+  uint32_t ticket = 0;
   for (;;) {
     uint32_t n = PollWhileEqual(&requestSeq, seen, spinNs);
     if (n == seen) {
@@ -256,9 +297,15 @@ void* SyncThread(void*) {
     const int fd = requestFd;
     spinNs = requestSpinNs;
     Place(requestCpu);
-    if (placement.keeperOn && keeperIdle.load(std::memory_order_acquire)) {
-      keeperWanted.store(1, std::memory_order_relaxed);
-      FutexWake(&keeperWanted);
+    if (placement.keeperOn) {
+      if (sched_getcpu() == placement.cpu) {
+        if (++ticket == 0) ticket = 1;
+        keeperSpinNs.store(spinNs, std::memory_order_relaxed);
+        keeperWanted.store(ticket, std::memory_order_relaxed);
+        FutexWake(&keeperWanted);
+      } else {
+        placement.cpu = -2;  // moved by someone else (taskset, a cpuset): placed again next time
+      }
     }
     doneErrno = requestWriteLen > 0 ? -PlainWrite(fd, slotBuf, requestWriteLen, requestPos) : -PlainFdatasync(fd);
     keeperWanted.store(0, std::memory_order_relaxed);
@@ -383,6 +430,7 @@ void Start(const Op& op, int64_t spinNs, int cpu) {
     slotBufBytes = PaddedLen(op.len);
   }
   if (op.write != nullptr) FillPadded(slotBuf, op);
+  if (cpu >= 0) std::call_once(keeperCreated, CreateKeeper);
   inFlight.onSyncThread = true;
   inFlight.spinNs = spinNs;
   requestFd = op.fd;

@@ -30,7 +30,7 @@ import { recover, replayAfterCheckpoint } from './recovery.js';
 import { SlabBuilder } from './slab.js';
 import { PUNCH_STEP_BYTES, type AutoCompactOptions, type CompactOptions, type CompactProgress, type CompactResult, type CopyCursor } from './compaction.js';
 import { addon } from '../native/addon.js';
-import { completionCpuOfFile } from '../native/completion-cpu.js';
+import { allowedCpusOfProcess, completionCpuOfFile } from '../native/completion-cpu.js';
 import { closeControl, listenControl } from './control.js';
 import { ValueVerifier, duplicateFd, sendSource, type SendValueOptions, type SendValueResult, type ValueSource } from './get-with.js';
 import type net from 'node:net';
@@ -121,12 +121,15 @@ export interface OpenOptions {
    * file, when that is one CPU (a single-queue disk, read from sysfs and /proc/interrupts:
    * src/native/completion-cpu.ts), with a SCHED_IDLE keeper thread that spins there while the
    * sync waits for the disk, so the completions never meet a halted CPU and wake the sync thread
-   * where it is; otherwise as 'off'. A number names that CPU (unpinned if the process may not
-   * run there); 'off' leaves the thread anywhere, without a keeper. Why (bench/RESULTS.md round
-   * 18): on this machine's VM, side by side in the bench at 1M keys, durable single commits ran
-   * at 7,773 commits/s against 5,623 with 'off', p50 102 against 141 µs. The cost: while a small
-   * durable commit waits for the disk, that CPU is busy with the keeper (which gives way to any
-   * other thread at once). `db.syncCpu` tells the choice.
+   * where it is; otherwise as 'off'. The CPU is read when the store opens (irqbalance moving the
+   * interrupt later is not followed). A number names that CPU (it must be one the process may
+   * run on); 'off' leaves the thread anywhere, without a keeper. The sync thread is the
+   * process's: stores asking for different CPUs move it back and forth. Why (bench/RESULTS.md
+   * round 18): on this machine's VM, side by side in the bench at 1M keys, durable single commits
+   * ran at 7,773 commits/s against 5,623 with 'off', p50 102 against 141 µs. The cost: while a
+   * small durable commit waits for the disk, up to `syncSpinUs`, that CPU is busy with the keeper;
+   * it gives way to any other thread at once, but its time counts against a cgroup's CPU quota.
+   * `db.syncCpu` tells the choice.
    */
   syncCpu?: number | 'auto' | 'off';
   /**
@@ -388,6 +391,7 @@ export class Db implements Reader {
     if (!(opts.syncCpu === 'auto' || opts.syncCpu === 'off' || (Number.isInteger(opts.syncCpu) && opts.syncCpu >= 0 && opts.syncCpu < 1024))) {
       throw new BadArgumentError("syncCpu must be 'auto', 'off' or a CPU number within 0 .. 1023");
     }
+    if (typeof opts.syncCpu === 'number') assertAllowedCpu(opts.syncCpu);
     if (!(opts.decodedCacheBytes >= 0)) throw new BadArgumentError('decodedCacheBytes must be a non-negative number');
     if (opts.inlineValueBytesMax > opts.nodeBytesMax / 4) throw new BadArgumentError('inlineValueBytesMax must be at most nodeBytesMax / 4');
     const create = options.create ?? true;
@@ -1307,6 +1311,14 @@ function syncCpuFor(log: FileLog, option: number | 'auto' | 'off', spinUs: numbe
   if (option === 'off' || spinUs === 0 || log.readOnly || addon?.fdatasyncStart === undefined) return -1;
   if (option !== 'auto') return option;
   return completionCpuOfFile(log.fd) ?? -1;
+}
+
+/** Throws unless `cpu` is one this process may run on (where /proc tells). */
+function assertAllowedCpu(cpu: number): void {
+  const allowed = allowedCpusOfProcess();
+  if (allowed !== null && !allowed.includes(cpu)) {
+    throw new BadArgumentError(`syncCpu ${cpu} is not a CPU this process may run on (${allowed.join(',')})`);
+  }
 }
 
 /** Releases the snapshot of a range iterator dropped unfinished (no return(), no end). */

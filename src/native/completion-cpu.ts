@@ -5,9 +5,11 @@
 //!   file's st_dev → /sys/dev/block/MAJ:MIN → the disk (a partition's parent directory)
 //!   → the disk's hardware queues: exactly one, else null (with a queue per CPU or group of
 //!     CPUs, a completion comes back to the submitting CPU's own queue: nothing to pin)
-//!   → the interrupts of the bus device above it (msi_irqs/, else its irq file)
-//!   → of those, the one that has fired most (/proc/interrupts): the request queue, not a
-//!     config or control vector; none that fired: null
+//!   → the interrupts of the device above it that has any (msi_irqs/, else an irq file), looking
+//!     no higher than the first PCI function (its bridges' vectors are not the disk's)
+//!   → of those, the one that has fired most (/proc/interrupts), if it took at least 90% of them:
+//!     the request queue, not a config vector; a controller with a vector per port and several
+//!     busy disks, or none that fired: null
 //!   → /proc/irq/N/effective_affinity_list (else smp_affinity_list): exactly one CPU, else null
 //!   → null unless this process may run on that CPU and on at least one other
 //!     (/proc/self/status Cpus_allowed_list).
@@ -53,7 +55,7 @@ function find(dev: bigint, roots: KernelRoots): number | null {
   if (fs.existsSync(path.join(disk, 'partition'))) disk = path.dirname(disk);
   if (fs.readdirSync(path.join(disk, 'mq')).length !== 1) return null;
   const irqs = deviceIrqs(fs.realpathSync(path.join(disk, 'device')), roots.sys);
-  const irq = busiest(irqs, fs.readFileSync(path.join(roots.proc, 'interrupts'), 'latin1'));
+  const irq = dominant(irqs, fs.readFileSync(path.join(roots.proc, 'interrupts'), 'latin1'));
   if (irq === null) return null;
   const irqDir = path.join(roots.proc, 'irq', String(irq));
   const affinityFile = fs.existsSync(path.join(irqDir, 'effective_affinity_list')) ? 'effective_affinity_list' : 'smp_affinity_list';
@@ -72,38 +74,61 @@ export function splitDev(dev: bigint): { major: number; minor: number } {
 
 /**
  * The interrupts of the first directory at or above `device` (inside `sysRoot`) that lists
- * any: MSI vectors (msi_irqs/), else a legacy line (irq).
+ * any: MSI vectors (msi_irqs/), else a legacy line (irq). The walk ends at the first PCI
+ * function: above it are bridges and root ports, whose vectors serve them, not the disk.
  */
 function deviceIrqs(device: string, sysRoot: string): number[] {
-  const top = path.resolve(sysRoot);
+  const top = fs.realpathSync(sysRoot);
   for (let dir = device; dir.startsWith(top + path.sep); dir = path.dirname(dir)) {
     const msi = path.join(dir, 'msi_irqs');
     if (fs.existsSync(msi)) return fs.readdirSync(msi).map(Number).filter(Number.isInteger);
     const line = path.join(dir, 'irq');
     if (fs.existsSync(line)) {
       const n = Number(fs.readFileSync(line, 'latin1').trim());
-      if (Number.isInteger(n) && n > 0) return [n];
+      return Number.isInteger(n) && n > 0 ? [n] : [];
     }
+    if (isPciFunction(dir)) return [];
   }
   return [];
 }
 
-/** Of `irqs`, the one with the most interrupts in /proc/interrupts' text; null if none fired. */
-export function busiest(irqs: readonly number[], interrupts: string): number | null {
-  let best: number | null = null;
-  let bestCount = 0;
+function isPciFunction(dir: string): boolean {
+  try {
+    return path.basename(fs.readlinkSync(path.join(dir, 'subsystem'))) === 'pci';
+  } catch {
+    return false;
+  }
+}
+
+/** Interrupts per IRQ number in /proc/interrupts' text, summed over the CPUs. */
+function interruptCounts(interrupts: string): Map<number, number> {
+  const counts = new Map<number, number>();
   for (const line of interrupts.split('\n')) {
     const m = /^\s*(\d+):((?:\s+\d+)+)/.exec(line);
     if (m === null) continue;
-    const irq = Number(m[1]);
-    if (!irqs.includes(irq)) continue;
-    const count = m[2].trim().split(/\s+/).reduce((sum, c) => sum + Number(c), 0);
+    counts.set(Number(m[1]), m[2].trim().split(/\s+/).reduce((sum, c) => sum + Number(c), 0));
+  }
+  return counts;
+}
+
+/**
+ * Of `irqs`, the one with the most interrupts in /proc/interrupts' text, if it took at least
+ * 90% of all theirs; null if none fired or none dominates (a vector per port, several disks).
+ */
+export function dominant(irqs: readonly number[], interrupts: string): number | null {
+  const counts = interruptCounts(interrupts);
+  let best: number | null = null;
+  let bestCount = 0;
+  let total = 0;
+  for (const irq of irqs) {
+    const count = counts.get(irq) ?? 0;
+    total += count;
     if (count > bestCount) {
       best = irq;
       bestCount = count;
     }
   }
-  return best;
+  return bestCount > 0 && bestCount >= 0.9 * total ? best : null;
 }
 
 /** A kernel CPU list ("1", "0-3", "0,2-3", "" for none) as CPU numbers. */
@@ -124,4 +149,14 @@ export function parseCpuList(text: string): number[] {
 function allowedCpus(status: string): number[] {
   const m = /^Cpus_allowed_list:\s*(.*)$/m.exec(status);
   return m === null ? [] : parseCpuList(m[1]);
+}
+
+/** The CPUs this process may run on, or null where /proc does not tell. */
+export function allowedCpusOfProcess(): number[] | null {
+  try {
+    const cpus = allowedCpus(fs.readFileSync('/proc/self/status', 'latin1'));
+    return cpus.length > 0 ? cpus : null;
+  } catch {
+    return null;
+  }
 }

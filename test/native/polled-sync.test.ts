@@ -30,7 +30,7 @@ const describeNative = polled === undefined ? describe.skip : describe;
 const SCHED_IDLE = 5;
 
 /** This process's thread named `name` (/proc/self/task): its allowed CPUs, policy and state. */
-function thread(name: string): { allowed: number[]; policy: number; state: string } {
+function thread(name: string): { tid: string; allowed: number[]; policy: number; state: string } {
   const dir = '/proc/self/task';
   const tids = fs.readdirSync(dir).filter((tid) => fs.readFileSync(path.join(dir, tid, 'comm'), 'latin1').trim() === name);
   expect(tids).toHaveLength(1);
@@ -39,6 +39,7 @@ function thread(name: string): { allowed: number[]; policy: number; state: strin
   // stat: "tid (comm) state ..." with the policy 41st; comm may hold spaces, so count after ')'.
   const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
   return {
+    tid: tids[0],
     allowed: parseCpuList(/^Cpus_allowed_list:\s*(.*)$/m.exec(status)?.[1] ?? ''),
     policy: Number(fields[41 - 3]),
     state: fields[0],
@@ -160,6 +161,26 @@ describeNative('fdatasyncPolled', () => {
     }
   });
 
+  it.skipIf(allowed.length < 2)("bounds the keeper's spin by the request's: with 1 µs it naps through the I/O", () => {
+    const fd = fs.openSync(freshFile(), 'r+');
+    try {
+      const cpu = allowed[allowed.length - 1];
+      expect(sync(fd, 1000, cpu)).toBe(0); // the keeper exists and sits on `cpu`
+      const keeperNs = (): number => Number(fs.readFileSync(`/proc/self/task/${thread('solifuge-keep').tid}/schedstat`, 'latin1').split(' ')[0]);
+      const before = keeperNs();
+      const t0 = process.hrtime.bigint();
+      for (let i = 0; i < 300; i++) {
+        fs.writeSync(fd, Buffer.from(`n${i}`), 0, undefined, 0);
+        expect(sync(fd, 1, cpu)).toBe(0);
+      }
+      const wallNs = Number(process.hrtime.bigint() - t0);
+      // Spinning through every fdatasync (as before the bound) took about the whole wall time.
+      expect(keeperNs() - before).toBeLessThan(wallNs * 0.2);
+    } finally {
+      fs.closeSync(fd);
+    }
+  });
+
   it('survives the worker threads that started it exiting (the addon stays loaded)', () => {
     // Node unloads a worker's addons when the worker exits; the sync thread must not lose its code.
     // The child's main thread never loads the addon, so only the workers hold it.
@@ -264,7 +285,8 @@ function pipeFds(): [number, number] {
 
 describe('OpenOptions.syncCpu', () => {
   it('is validated', async () => {
-    for (const syncCpu of [-1, 1024, 1.5, Number.NaN, 'on']) {
+    // 1023: a CPU number this machine's process may not run on.
+    for (const syncCpu of [-1, 1024, 1.5, Number.NaN, 'on', 1023]) {
       await expect(open(path.join(dir, `bad-cpu-${files++}.db`), { syncCpu: syncCpu as number })).rejects.toThrow(BadArgumentError);
     }
   });
@@ -282,7 +304,7 @@ describe('OpenOptions.syncCpu', () => {
     await ro.close();
   });
 
-  it("'auto' takes the disk's completion CPU", async () => {
+  it("'auto' passes the disk's completion CPU (completion-cpu.test.ts tests finding it)", async () => {
     const db = await open(path.join(dir, `cpu-auto-${files++}.db`));
     const fd = (db as unknown as { log: FileLog }).log.fd;
     expect(db.syncCpu).toBe(addon?.fdatasyncStart === undefined || os.availableParallelism() < 2 ? null : completionCpuOfFile(fd));
@@ -290,7 +312,7 @@ describe('OpenOptions.syncCpu', () => {
   });
 
   const allowed = parseCpuList(/^Cpus_allowed_list:\s*(.*)$/m.exec(fs.readFileSync('/proc/self/status', 'latin1'))?.[1] ?? '');
-  it.skipIf(addon?.fdatasyncStart === undefined || allowed.length < 2)('a CPU number pins the small commits\' syncs there; what they wrote is durable', async () => {
+  it.skipIf(addon?.fdatasyncStart === undefined || allowed.length < 2)('a CPU number pins the small commits\' syncs there; what they wrote reads back after reopening', async () => {
     const cpu = allowed[allowed.length - 1];
     const file = path.join(dir, `cpu-n-${files++}.db`);
     const db = await open(file, { syncCpu: cpu, checkpointTreeOverLogMax: 0 });
