@@ -145,8 +145,8 @@ export function parseCpuList(text: string): number[] {
   return cpus;
 }
 
-/** The CPUs in /proc/self/status' Cpus_allowed_list. */
-function allowedCpus(status: string): number[] {
+/** The CPUs in a /proc status file's Cpus_allowed_list (a process's or a thread's). */
+export function allowedCpus(status: string): number[] {
   const m = /^Cpus_allowed_list:\s*(.*)$/m.exec(status);
   return m === null ? [] : parseCpuList(m[1]);
 }
@@ -154,7 +154,7 @@ function allowedCpus(status: string): number[] {
 /** The CPUs this process may run on, or null where /proc does not tell. */
 export function allowedCpusOfProcess(): number[] | null {
   try {
-    const cpus = allowedCpus(fs.readFileSync('/proc/self/status', 'latin1'));
+    const cpus = allowedCpus(fs.readFileSync(path.join(SYSTEM.proc, 'self', 'status'), 'latin1'));
     return cpus.length > 0 ? cpus : null;
   } catch {
     return null;

@@ -12,7 +12,7 @@ import { addon } from '../../src/native/addon.js';
 import { FileLog } from '../../src/engine/log-file.js';
 import { open } from '../../src/index.js';
 import { BadArgumentError, IoFailedError } from '../../src/engine/errors.js';
-import { completionCpuOfFile, parseCpuList } from '../../src/native/completion-cpu.js';
+import { allowedCpus, allowedCpusOfProcess, completionCpuOfFile } from '../../src/native/completion-cpu.js';
 
 const { EBADF, EINVAL, EIO } = os.constants.errno;
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'solifuge-polled-sync-'));
@@ -40,7 +40,7 @@ function thread(name: string): { tid: string; allowed: number[]; policy: number;
   const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
   return {
     tid: tids[0],
-    allowed: parseCpuList(/^Cpus_allowed_list:\s*(.*)$/m.exec(status)?.[1] ?? ''),
+    allowed: allowedCpus(status),
     policy: Number(fields[41 - 3]),
     state: fields[0],
   };
@@ -132,7 +132,7 @@ describeNative('fdatasyncPolled', () => {
     expect(withCpu(-1, 100, -1)).toBe(-EBADF);
   });
 
-  const allowed = parseCpuList(/^Cpus_allowed_list:\s*(.*)$/m.exec(fs.readFileSync('/proc/self/status', 'latin1'))?.[1] ?? '');
+  const allowed = allowedCpusOfProcess() ?? [];
   it.skipIf(allowed.length < 2)('serves a request with a cpu pinned there, a SCHED_IDLE keeper beside it that sleeps between requests; -1 unpins', async () => {
     const fd = fs.openSync(freshFile(), 'r+');
     try {
@@ -311,7 +311,7 @@ describe('OpenOptions.syncCpu', () => {
     await db.close();
   });
 
-  const allowed = parseCpuList(/^Cpus_allowed_list:\s*(.*)$/m.exec(fs.readFileSync('/proc/self/status', 'latin1'))?.[1] ?? '');
+  const allowed = allowedCpusOfProcess() ?? [];
   it.skipIf(addon?.fdatasyncStart === undefined || allowed.length < 2)('a CPU number pins the small commits\' syncs there; what they wrote reads back after reopening', async () => {
     const cpu = allowed[allowed.length - 1];
     const file = path.join(dir, `cpu-n-${files++}.db`);
