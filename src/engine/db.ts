@@ -722,6 +722,13 @@ export class Db implements Reader {
       await this.applyAndCommit(jobs, base, w);
       // Versions the new tree replaced (a failed or aborted batch's list only costs reloads).
       this.cache.forget(w.replaced);
+    } catch (err) {
+      // A change that could not be made before anything was written: a node on its path failed
+      // its checksum (CorruptionError) or could not be read. The batch publishes nothing, every
+      // job in it fails with that error (settled ones stay as they are), and the store goes on:
+      // the file is as it was, and other keys may still be read and written. Failures from the
+      // append on were handled in applyAndCommit (the store stops writing).
+      for (const j of jobs) j.reject(err);
     } finally {
       if (this.inPlaceWriter === w) {
         // Settled at publish; anything left belongs to a batch that published nothing (a failed

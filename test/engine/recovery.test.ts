@@ -168,6 +168,48 @@ describe('corruption in committed data', () => {
     expect(detected).toBeGreaterThan(positions * 0.5);
   });
 
+  it('a write whose path meets a corrupt node fails with CorruptionError, writes nothing, and the store goes on', async () => {
+    // Before: the error escaped the batch as an unhandled rejection (the process ended) and the
+    // write's promise never settled. vitest fails a test on an unhandled rejection.
+    const file = tmp.file(`wc${n++}.db`);
+    const db0 = await open(file, { nodeBytesMax: 512 });
+    await db0.transaction((tx) => {
+      for (let i = 0; i < 400; i++) tx.set(`key${String(i).padStart(4, '0')}`, `value-${i}-`.repeat(4));
+    });
+    await db0.close(); // a checkpoint: every leaf is on disk
+    const bad = fs.readFileSync(file);
+    const at = bad.indexOf('value-200-value-200-');
+    expect(at).toBeGreaterThan(0);
+    bad[at + 3] ^= 0x10;
+    fs.writeFileSync(file, bad);
+    for (const durable of [true, false]) {
+      const db = await open(file, { durable });
+      const before = db.fileInfo().fileBytes;
+      expect(() => db.get('key0200')).toThrow(CorruptionError);
+      // Alone, in a group with a good write (the whole batch fails: it commits as one), a delete.
+      await expect(db.set('key0200', 'x')).rejects.toBeInstanceOf(CorruptionError);
+      const grouped = [db.set('key0001', 'y'), db.set('key0200', 'x')];
+      await expect(grouped[0]).rejects.toBeInstanceOf(CorruptionError);
+      await expect(grouped[1]).rejects.toBeInstanceOf(CorruptionError);
+      await expect(db.delete('key0201')).rejects.toBeInstanceOf(CorruptionError);
+      expect(db.fileInfo().fileBytes).toBe(before);
+      // Keys elsewhere are still read and written.
+      expect(db.get('key0001')?.toString()).toBe('value-1-'.repeat(4));
+      await db.set('key0001', 'one');
+      await db.set('new', 'n');
+      expect(db.get('key0001')?.toString()).toBe('one');
+      expect(db.count()).toBe(401);
+      await db.close();
+      const again = await open(file);
+      expect(again.get('key0001')?.toString()).toBe('one');
+      expect(again.get('new')?.toString()).toBe('n');
+      expect(() => again.get('key0200')).toThrow(CorruptionError);
+      await again.delete('new');
+      await again.set('key0001', 'value-1-'.repeat(4));
+      await again.close();
+    }
+  });
+
   it('damage followed by later valid commits is reported with its offset, not cut as a torn tail', async () => {
     const { file, ends } = await build([{ a: '1' }, { b: '2' }, { c: '3' }]);
     const bad = fs.readFileSync(file);
