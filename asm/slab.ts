@@ -12,7 +12,8 @@
 //
 //   record   u8 kind, then by kind:
 //   Value 1  u32 len, bytes
-//   Leaf 2   u32 count, count × (u32 keyLen, key, u8 valueKind: 0 u32 len + bytes | 1 ref)
+//   Leaf 2   u32 count, count × (u32 keyLen, u8 valueKind: 0 u32 len | 1 ref), then the bytes:
+//            every key followed by its value's bytes if it has them (kind 0), in item order
 //   Index 3  u32 count (children, >= 1), ref (child 0), (count - 1) × (u32 keyLen, key, ref)
 //   Actions 5 u32 count, count × (u8 op, u32 keyLen, key, op 0: nothing | 1 u32 len + bytes | 2 ref)
 //   ref      u8 inner, f64 at, u32 len: inner 0: an Outer reference, `at` a file position and `len`
@@ -173,7 +174,10 @@ let prevKeyLen: u32 = 0;
 /** Pass 1: reads a key, noting it as the first (`isFirst`) and, so far, the last. */
 function rNoteKey(isFirst: bool): void {
   const kl = rU32();
-  const kp = rTake(kl);
+  noteKey(isFirst, rTake(kl), kl);
+}
+
+function noteKey(isFirst: bool, kp: usize, kl: u32): void {
   if (isFirst) {
     firstKey = kp;
     firstKeyLen = kl;
@@ -194,7 +198,10 @@ function wNodeHead(count: u32, keys: u32): u32 {
 /** Pass 2: reads a key, checks it follows the previous one (strictly), writes its suffix. */
 function wNextKey(isFirst: bool, prefixLen: u32): void {
   const kl = rU32();
-  const kp = rTake(kl);
+  wKey(isFirst, prefixLen, rTake(kl), kl);
+}
+
+function wKey(isFirst: bool, prefixLen: u32, kp: usize, kl: u32): void {
   if ((!isFirst && compareKeys(prevKey, prevKeyLen, kp, kl) >= 0) || kl < prefixLen) {
     bad = true;
     return;
@@ -205,32 +212,63 @@ function wNextKey(isFirst: bool, prefixLen: u32): void {
   wBytes(kp + prefixLen, kl - prefixLen);
 }
 
+/** A leaf plan's byte cursor: its keys and inline values, after its item headers. */
+let bl: usize = 0;
+
+function bTake(n: u32): usize {
+  if (<usize>n > rdEnd - bl) {
+    bad = true;
+    const p = bl;
+    bl = rdEnd;
+    return p;
+  }
+  const p = bl;
+  bl += n;
+  return p;
+}
+
+// A leaf's keys and values come after its item headers, back to back, so that JS writes them
+// with one call (plan.ts leaf: 1.0 µs against 3.2 for a leaf of 35 items, one call per value).
 function encodeLeaf(): void {
   const count = rU32();
   const items = rd;
   for (let i: u32 = 0; i < count && !bad; i++) {
-    rNoteKey(i == 0);
+    rU32();
     const vk = rU8();
-    if (vk == 0) rTake(rU32());
+    if (vk == 0) rU32();
     else if (vk == 1) skipRef();
     else bad = true;
   }
   if (bad) return;
+  const bytes = rd;
   rd = items;
+  bl = bytes;
+  for (let i: u32 = 0; i < count && !bad; i++) {
+    const kl = rU32();
+    noteKey(i == 0, bTake(kl), kl);
+    if (rU8() == 0) bTake(rU32());
+    else skipRef();
+  }
+  if (bad) return;
+  const end = bl;
+  rd = items;
+  bl = bytes;
   const prefixLen = wNodeHead(count, count);
   for (let i: u32 = 0; i < count && !bad && !full; i++) {
-    wNextKey(i == 0, prefixLen);
+    const kl = rU32();
+    wKey(i == 0, prefixLen, bTake(kl), kl);
     const vk = rU8();
     if (vk == 0) {
       const vl = rU32();
       wU8(0);
       wVarint(<u64>vl);
-      wBytes(rTake(vl), vl);
+      wBytes(bTake(vl), vl);
     } else {
       wU8(1);
       wRef(false);
     }
   }
+  rd = end;
 }
 
 function encodeIndex(): void {

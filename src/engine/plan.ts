@@ -154,8 +154,13 @@ export class PlanWriter {
     this.ensure(bound);
     this.u8(Kind.Leaf);
     this.u32(keys.length);
+    // The headers here, the bytes after them (asm/slab.ts): the keys and inline values, all
+    // binary strings, joined and written with one call into C++ (a call per value cost ~60 ns).
+    let bytes = '';
     for (let i = 0; i < keys.length; i++) {
-      this.key(keys[i]);
+      const k = keys[i];
+      this.u32(k.length);
+      bytes += k;
       const v = vals[i];
       if (v instanceof ValueRef) {
         assert(refs !== null && refs[i] !== undefined, 'a value entry without its reference');
@@ -163,9 +168,13 @@ export class PlanWriter {
         this.ref(refs[i]);
       } else {
         this.u8(0);
-        this.key(v);
+        this.u32(v.length);
+        bytes += v;
       }
     }
+    const written = this.buf.write(bytes, this.p, bytes.length, 'latin1');
+    assert(written === bytes.length, 'a leaf plan past its bound');
+    this.p += written;
     return this.entries++;
   }
 
