@@ -15,7 +15,8 @@
 //   Leaf 2   u32 count, count × (u32 keyLen, u8 valueKind: 0 u32 len | 1 ref), then the bytes:
 //            every key followed by its value's bytes if it has them (kind 0), in item order
 //   Index 3  u32 count (children, >= 1), ref (child 0), (count - 1) × (u32 keyLen, key, ref)
-//   Actions 5 u32 count, count × (u8 op, u32 keyLen, key, op 0: nothing | 1 u32 len + bytes | 2 ref)
+//   Actions 5 u32 count, count × (u8 op, u32 keyLen, op 0: nothing | 1 u32 len | 2 ref), then the
+//            bytes: every key followed by its value's bytes if it has them (op 1), in order
 //   ref      u8 inner, f64 at, u32 len: inner 0: an Outer reference, `at` a file position and `len`
 //            the value length (leaf, actions) or entry length (index); inner 1: an Inner reference,
 //            `at` the index of an earlier entry of this plan (Baardskeerder's Inner position,
@@ -293,27 +294,36 @@ function encodeIndex(): void {
   }
 }
 
+// Like a leaf's, the keys and values come after the headers (one call from JS).
 function encodeActions(): void {
   const count = rU32();
+  const items = rd;
+  for (let i: u32 = 0; i < count && !bad; i++) {
+    const op = rU8();
+    rU32();
+    if (op == 1) rU32();
+    else if (op == 2) skipRef();
+    else if (op != 0) bad = true;
+  }
+  if (bad) return;
+  bl = rd;
+  rd = items;
   wVarint(<u64>count);
   for (let i: u32 = 0; i < count && !bad && !full; i++) {
     const op = rU8();
-    if (op > 2) {
-      bad = true;
-      return;
-    }
     const kl = rU32();
     wU8(op);
     wVarint(<u64>kl);
-    wBytes(rTake(kl), kl);
+    wBytes(bTake(kl), kl);
     if (op == 1) {
       const vl = rU32();
       wVarint(<u64>vl);
-      wBytes(rTake(vl), vl);
+      wBytes(bTake(vl), vl);
     } else if (op == 2) {
       wRef(false);
     }
   }
+  rd = bl;
 }
 
 /**

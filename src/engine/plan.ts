@@ -133,6 +133,13 @@ export class PlanWriter {
     this.p += b.length;
   }
 
+  /** A record's keys and inline values, joined (binary strings), with one call into C++. */
+  private joined(s: string): void {
+    const written = this.buf.write(s, this.p, s.length, 'latin1');
+    assert(written === s.length, 'a plan record past its bound');
+    this.p += written;
+  }
+
   /** Stages a Value entry; returns its entry index. */
   value(bytes: Uint8Array): number {
     this.ensure(5 + bytes.length);
@@ -172,9 +179,7 @@ export class PlanWriter {
         bytes += v;
       }
     }
-    const written = this.buf.write(bytes, this.p, bytes.length, 'latin1');
-    assert(written === bytes.length, 'a leaf plan past its bound');
-    this.p += written;
+    this.joined(bytes);
     return this.entries++;
   }
 
@@ -201,16 +206,24 @@ export class PlanWriter {
     this.ensure(bound);
     this.u8(Kind.Actions);
     this.u32(list.length);
+    // As in leaf(): the headers, then the keys and inline values with one write.
+    let bytes = '';
     for (let i = 0; i < list.length; i++) {
+      const k = list[i].key;
       const v = list[i].val;
       this.u8(v === null ? 0 : v instanceof ValueRef ? 2 : 1);
-      this.key(list[i].key);
+      this.u32(k.length);
+      bytes += k;
       if (v === null) continue;
       if (v instanceof ValueRef) {
         assert(refs !== null && refs[i] !== undefined, 'a value entry without its reference');
         this.ref(refs[i]);
-      } else this.key(v);
+      } else {
+        this.u32(v.length);
+        bytes += v;
+      }
     }
+    this.joined(bytes);
     return this.entries++;
   }
 

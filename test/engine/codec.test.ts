@@ -146,20 +146,23 @@ describe('WebAssembly slab encoding matches the reference codec', () => {
     expect(() => plan.encode(8192, 0)).toThrow(/malformed/);
   });
 
-  it('a leaf plan cut short or with damaged headers is refused or encoded within bounds, never a trap', () => {
-    // A leaf plan's keys and values follow its item headers (asm/slab.ts): lengths there that
-    // point past the plan must be refused, as a cut anywhere must.
+  it.each(['leaf', 'actions'])('a %s plan cut short or with damaged headers is refused or encoded within bounds, never a trap', (kind) => {
+    // A leaf's or actions' keys and values follow its item headers (asm/slab.ts): lengths there
+    // that point past the plan must be refused, as a cut anywhere must.
     const internals = plan as unknown as { p: number; planPtr: number; mem: Uint8Array };
     const keys = ['alpha', 'beta', 'gamma', 'kappa'] as BinKey[];
     const vals: LeafValue[] = [iv('one'), new ValueRef(10_000, 300, undefined), iv(''), iv('x'.repeat(100))];
     const refs = vals.map((v) => (v instanceof ValueRef ? outer(v) : { inner: false, at: 0, len: 0 }));
-    plan.reset();
-    plan.leaf(keys, vals, refs);
+    const stage = (): void => {
+      plan.reset();
+      if (kind === 'leaf') plan.leaf(keys, vals, refs);
+      else plan.actions(keys.map((key, i) => ({ key, val: i === 2 ? null : vals[i] })), refs);
+    };
+    stage();
     const whole = internals.p - internals.planPtr;
     let refused = 0;
     for (let cut = 1; cut < whole; cut++) {
-      plan.reset();
-      plan.leaf(keys, vals, refs);
+      stage();
       internals.p -= cut;
       try {
         plan.encode(8192, 0);
@@ -171,8 +174,7 @@ describe('WebAssembly slab encoding matches the reference codec', () => {
     expect(refused).toBe(whole - 1);
     const rnd = fc.sample(fc.tuple(fc.nat({ max: 40 }), fc.integer({ min: 1, max: 255 })), { numRuns: 300, seed: 19 });
     for (const [at, xor] of rnd) {
-      plan.reset();
-      plan.leaf(keys, vals, refs);
+      stage();
       internals.mem[internals.planPtr + 1 + (at % (whole - 1))] ^= xor;
       try {
         const enc = plan.encode(8192, 0);
