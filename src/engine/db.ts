@@ -486,7 +486,13 @@ export class Db implements Reader {
     // The iterator pins the commit it reads (online compaction waits for it) until it finishes,
     // breaks or is garbage-collected unfinished.
     const snap = this.snapshot();
-    const it = entryIterator(this, this.cursor(snap.rootForGetWith, opts), opts.limit, () => snap.assertUsable(), () => snap.release());
+    let it: IterableIterator<[Buffer, Buffer]>;
+    try {
+      it = entryIterator(this, this.cursor(snap.rootForGetWith, opts), opts.limit, () => snap.assertUsable(), () => snap.release());
+    } catch (err) {
+      snap.release(); // bad options: no iterator will ever release it (online compaction waits for pins)
+      throw err;
+    }
     iteratorPins.register(it, snap);
     return it;
   }
@@ -494,7 +500,13 @@ export class Db implements Reader {
   keys(opts: RangeOptions = {}): IterableIterator<Buffer> {
     this.assertOpen();
     const snap = this.snapshot();
-    const it = keyIterator(this.cursor(snap.rootForGetWith, opts), opts.limit, () => snap.assertUsable(), () => snap.release());
+    let it: IterableIterator<Buffer>;
+    try {
+      it = keyIterator(this.cursor(snap.rootForGetWith, opts), opts.limit, () => snap.assertUsable(), () => snap.release());
+    } catch (err) {
+      snap.release();
+      throw err;
+    }
     iteratorPins.register(it, snap);
     return it;
   }
@@ -538,12 +550,12 @@ export class Db implements Reader {
     if (typeof v === 'string') return inlineValueBytes(v);
     if (!(v instanceof ValueRef)) return v;
     if (v.bytes !== undefined) return copyOf(v.bytes);
-    if (this.verifier.isVerified(v.pos)) {
+    if (this.verifier.isVerified(v.pos, v.len)) {
       // Checked once since open (get-with.ts): read the bytes alone, no second checksum pass.
       return this.log.read(v.pos + ENTRY_HEADER_BYTES, v.len);
     }
     const e = readEntry(this.log, v.pos, ENTRY_HEADER_BYTES + v.len, Kind.Value);
-    this.verifier.markVerified(v.pos);
+    this.verifier.markVerified(v.pos, v.len);
     return e.buf.subarray(ENTRY_HEADER_BYTES);
   }
 
@@ -672,7 +684,11 @@ export class Db implements Reader {
 
   private startBatch(): void {
     this.scheduled = false;
-    if (this.queue.length === 0) return;
+    // One batch at a time. close() starts the queue's batch itself, and a start scheduled before
+    // that still fires: it must not run a second batch beside the first (its commit would build
+    // on the same published tree, and one of the two would be lost). The running batch's end
+    // schedules the next.
+    if (this.running !== null || this.queue.length === 0) return;
     this.running = this.runBatch().finally(() => {
       this.running = null;
       if (this.queue.length > 0 && !this.scheduled) {
@@ -1197,14 +1213,20 @@ export class Db implements Reader {
     this.assertOpen();
     if (fs.existsSync(target)) throw new BadArgumentError(`${target} already exists`);
     const snap = this.snapshot();
-    const out = await Db.open(target, {
-      durable: false,
-      checkpointIntervalBytes: 0, // every batch is a checkpoint: the new file holds the tree only
-      nodeBytesMax: this.options.nodeBytesMax,
-      inlineValueBytesMax: this.options.inlineValueBytesMax,
-      maxKeyBytes: this.options.maxKeyBytes,
-      maxValueBytes: this.options.maxValueBytes,
-    });
+    let out: Db;
+    try {
+      out = await Db.open(target, {
+        durable: false,
+        checkpointIntervalBytes: 0, // every batch is a checkpoint: the new file holds the tree only
+        nodeBytesMax: this.options.nodeBytesMax,
+        inlineValueBytesMax: this.options.inlineValueBytesMax,
+        maxKeyBytes: this.options.maxKeyBytes,
+        maxValueBytes: this.options.maxValueBytes,
+      });
+    } catch (err) {
+      snap.release(); // a pin left behind would hold online compaction up until close
+      throw err;
+    }
     const batchBytes = opts.batchBytes ?? 4 << 20;
     let keys = 0;
     try {

@@ -49,23 +49,30 @@ export interface SendValueResult {
 
 const VERIFIED_MAX = 1 << 20;
 
-/** Remembers which Value entries passed their checksum, so zero-copy sends skip re-reading. */
+/**
+ * Remembers which Value entries passed their checksum, and their lengths, so zero-copy sends skip
+ * re-reading. By position and length: a reference that names a checked entry with another length
+ * (a damaged or hostile leaf whose own checksum holds) must be checked again, and refused.
+ */
 export class ValueVerifier {
-  private readonly verified = new Set<number>();
+  private readonly verified = new Map<number, number>();
   constructor(private readonly log: FileLog) {}
 
-  isVerified(pos: number): boolean {
-    return this.verified.has(pos);
+  isVerified(pos: number, len: number): boolean {
+    return this.verified.get(pos) === len;
   }
 
-  markVerified(pos: number): void {
+  markVerified(pos: number, len: number): void {
     if (this.verified.size >= VERIFIED_MAX) this.verified.clear();
-    this.verified.add(pos);
+    this.verified.set(pos, len);
   }
 
   /** Throws CorruptionError unless the Value entry at `pos` with `len` value bytes is intact. */
   verify(pos: number, len: number): void {
-    if (this.verified.has(pos)) return;
+    if (this.isVerified(pos, len)) return;
+    if (!(Number.isSafeInteger(pos) && pos >= 0 && Number.isSafeInteger(len) && len >= 0 && pos + ENTRY_HEADER_BYTES + len <= this.log.end)) {
+      throw new CorruptionError(pos, `reference to a ${len}-byte value at ${pos} lies outside the file (end ${this.log.end})`);
+    }
     const head = this.log.read(pos, ENTRY_HEADER_BYTES);
     if (head[8] !== Kind.Value) throw new CorruptionError(pos, `expected a value entry, found ${kindName(head[8])}`);
     if (readU32(head, 4) !== len) throw new CorruptionError(pos, 'value entry length differs from its reference');
@@ -78,7 +85,7 @@ export class ValueVerifier {
       crc = crc32cUpdate(crc, chunk, 0, n);
     }
     if (crc !== readU32(head, 0)) throw new CorruptionError(pos, 'value entry checksum mismatch');
-    this.markVerified(pos);
+    this.markVerified(pos, len);
   }
 }
 

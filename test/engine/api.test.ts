@@ -52,6 +52,27 @@ describe('limits and bad input', () => {
     await again.close();
   });
 
+  it('writes queued while close() drains a batch that spans turns all commit, one batch at a time', async () => {
+    // close() starts the queued batch itself; the start already scheduled for it must not run a
+    // second batch beside the first (it did, and one of the two commits was lost on reopen).
+    const file = fresh();
+    const db = await open(file, { checkpointIdleMs: 0 });
+    await db.set('base', 'x');
+    await new Promise((r) => setTimeout(r, 20)); // nothing running
+    const tx = db.transaction(async (t) => {
+      await new Promise((r) => setTimeout(r, 20));
+      t.set('a', '1');
+    });
+    const closing = db.close();
+    const later = db.set('b', '2');
+    await Promise.all([tx, later, closing]);
+    const again = await open(file);
+    expect([again.get('base')?.toString(), again.get('a')?.toString(), again.get('b')?.toString()]).toEqual(['x', '1', '2']);
+    expect(again.count()).toBe(3);
+    expect(again.check().problems).toEqual([]);
+    await again.close();
+  });
+
   it('default limits are 64 KiB keys and 64 MiB values', async () => {
     const db = await open(fresh());
     await db.set(Buffer.alloc(64 * 1024, 1), 'max key');
@@ -287,6 +308,19 @@ describe('reads', () => {
     snap.release();
     expect(db.pinnedSnapshots).toBe(0);
     expect(() => snap.get('a')).toThrow(ClosedError);
+    await db.close();
+  });
+
+  it('a range, keys or compactTo refused for its arguments leaves no snapshot pinned', async () => {
+    // A pin left behind held online compaction in its wait for older readers until close.
+    const db = await open(fresh(), { checkpointIdleMs: 0 });
+    for (let i = 0; i < 50; i++) await db.set(`k${i}`, `v${i}`);
+    expect(() => db.range({ limit: 1.5 })).toThrow(BadArgumentError);
+    expect(() => db.keys({ gte: 42 as unknown as string })).toThrow(BadArgumentError);
+    await expect(db.compactTo(tmp.file('no-such-dir/out.db'))).rejects.toThrow();
+    expect(db.pinnedSnapshots).toBe(0);
+    const r = await db.compact();
+    expect(r.keysCopied).toBe(50);
     await db.close();
   });
 });

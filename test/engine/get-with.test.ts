@@ -204,3 +204,25 @@ describe('sendValue over TLS', () => {
     expect(got.sha).toBe(sha256(prefixOf(mib.length), mib));
   });
 });
+
+describe('value references that do not match their entry', () => {
+  it('a checked Value entry named with another length, or past the end, is corruption, never other bytes', async () => {
+    // The verifier skips re-checking an entry it checked once: by position and length, so a
+    // reference with the right position and a wrong length (a leaf damaged with its checksum
+    // intact, or made so) is checked again and refused instead of reading other bytes.
+    const loc = await db.getWith('mib', (src) => (src.kind === 'location' ? { offset: src.offset, length: src.length } : null));
+    expect(loc).not.toBeNull();
+    const internals = db as unknown as {
+      verifier: { verify(pos: number, len: number): void };
+      materialize(v: unknown): Buffer;
+    };
+    const { ValueRef } = await import('../../src/engine/node.js');
+    const { ENTRY_HEADER_BYTES } = await import('../../src/engine/format.js');
+    const pos = (loc as { offset: number }).offset - ENTRY_HEADER_BYTES;
+    expect(internals.materialize(new ValueRef(pos, mib.length, undefined)).equals(mib)).toBe(true); // checked now
+    expect(() => internals.materialize(new ValueRef(pos, mib.length + 4096, undefined))).toThrow(CorruptionError);
+    expect(() => internals.verifier.verify(pos, mib.length - 1)).toThrow(CorruptionError);
+    expect(() => internals.verifier.verify(2 ** 60, 10)).toThrow(CorruptionError);
+    expect(() => internals.verifier.verify(pos, 2 ** 40)).toThrow(CorruptionError);
+  });
+});
