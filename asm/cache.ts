@@ -68,6 +68,12 @@ const NOT_FOUND: i32 = 0;
 const INLINE: i32 = 1;
 const VALUE_REF: i32 = 2;
 const MISS: i32 = 3;
+/**
+ * An index node refers to a child at or after its own position: copy-on-write appends children
+ * before their parents, so only a damaged or hostile file does, and following it could cycle
+ * (a node that is its own descendant) forever. RESULT: f64 parent position at 0, f64 child at 8.
+ */
+const CHILD_NOT_OLDER: i32 = 4;
 
 /** ingest() results. */
 const INGESTED: i32 = 0;
@@ -465,7 +471,10 @@ export function cachedNode(pos: f64): usize {
 /**
  * Looks up the key at PROBE (`probeLen` bytes) from the node at (`rootPos`, `rootLen`).
  * RESULT: INLINE → u32 value ptr at 0, u32 length at 4; VALUE_REF → f64 position at 0, u32
- * length at 8; MISS → f64 position at 0, u32 entry length at 8 of the node to ingest first.
+ * length at 8; MISS → f64 position at 0, u32 entry length at 8 of the node to ingest first;
+ * CHILD_NOT_OLDER → f64 parent position at 0, f64 child position at 8.
+ * Every node here is on disk, so each step down must go to a strictly lower position: that bounds
+ * the descent by the file's size whatever the bytes say (one comparison per level).
  */
 export function find(rootPos: f64, rootLen: u32, probeLen: u32): i32 {
   const probe = probePtr;
@@ -509,7 +518,13 @@ export function find(rootPos: f64, rootLen: u32, probeLen: u32): i32 {
     }
     if (kind == KIND_INDEX) {
       const rec = node + <usize>load<u32>(slots + (<usize>(lo - 1) << 3), 4);
-      pos = load<f64>(rec, 8);
+      const childPos = load<f64>(rec, 8);
+      if (childPos >= pos) {
+        store<f64>(resultPtr, pos);
+        store<f64>(resultPtr, childPos, 8);
+        return CHILD_NOT_OLDER;
+      }
+      pos = childPos;
       len = load<u32>(rec, 4);
       // The remembered child, while its serial is live (the position check is belt and braces).
       const child = <usize>load<u32>(rec, 16);

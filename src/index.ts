@@ -4,7 +4,7 @@ export type { OpenOptions, RangeOptions, TransactionOptions, Reader } from './en
 export type { CheckReport } from './engine/check.js';
 export {
   SolifugeError, KeyTooLargeError, ValueTooLargeError, BadArgumentError, NotASolifugeFileError,
-  UnsupportedVersionError, CorruptionError, LockedError, ClosedError, IoFailedError,
+  UnsupportedVersionError, CorruptionError, LockedError, ClosedError, IoFailedError, CommitTooLargeError,
 } from './engine/errors.js';
 export type { KeyInput, ValueInput } from './engine/keys.js';
 export type { ValueSource, SendValueOptions, SendValueResult } from './engine/get-with.js';

@@ -69,7 +69,24 @@ const PARSE_ERRORS: Record<number, string> = {
 };
 const ROW_F64S = 5;
 
-/** The count varint at `start`, for sizing the row table (the parser validates it again). */
+/**
+ * Body bytes every item takes at least, and the body bytes besides its items (the count varint
+ * and the prefix length, one byte each at least), per kind (the layouts above): a leaf item has
+ * a suffix length, a value kind and a value length or two varints; an index child after child0 a
+ * suffix length and two varints (child0 two varints, which with the prefix length is three
+ * bytes too); an action an op and a key length.
+ */
+function itemBytesMin(kind: Kind): number {
+  return kind === Kind.Actions ? 2 : 3;
+}
+function bodyOverheadMin(kind: Kind): number {
+  return kind === Kind.Leaf ? 2 : 1;
+}
+
+/**
+ * The count varint at `start`, for sizing the row table (the parser validates it again); 0 when
+ * it is cut off or too long, which the parser then reports.
+ */
 function peekCount(b: Uint8Array, start: number, end: number): number {
   let v = 0;
   let mul = 1;
@@ -87,7 +104,14 @@ function peekCount(b: Uint8Array, start: number, end: number): number {
  */
 function parseRows(kind: Kind, b: Uint8Array, start: number, end: number, entryPos: number, what: string): Float64Array {
   const len = end - start;
-  const maxRows = Math.min(peekCount(b, start, end), len) + 2;
+  // The row table takes 40 bytes per claimed item, sized before the parser has checked the count
+  // against the body: a count the body cannot hold is corruption, refused here before it sizes an
+  // allocation (up to 40× the body, which once took the whole allocator and broke every store).
+  const count = peekCount(b, start, end);
+  if (count > 0 && count * itemBytesMin(kind) > len - bodyOverheadMin(kind)) {
+    throw new CorruptionError(entryPos, `${what}: ${PARSE_ERRORS[-3]} (${count} items in ${len} bytes)`);
+  }
+  const maxRows = count + 2;
   const bodyBytes = (len + 7) & ~7;
   const { ptr, view } = scratch(bodyBytes + maxRows * ROW_F64S * 8);
   view.set(b.subarray(start, end), 0);

@@ -18,16 +18,18 @@ import { UNANSWERED } from './wasm-cache.js';
 import type { Action, CommitRecord } from './codec.js';
 import { readEntry } from './entry.js';
 import {
-  BadArgumentError, ClosedError, CorruptionError, IoFailedError, KeyTooLargeError, SolifugeError, ValueTooLargeError, assert,
+  BadArgumentError, ClosedError, CommitTooLargeError, CorruptionError, IoFailedError, KeyTooLargeError, SolifugeError, ValueTooLargeError, assert,
 } from './errors.js';
 import {
-  DATA_START_POS, ENTRY_BODY_BYTES_MAX, ENTRY_HEADER_BYTES, Kind, SUPERBLOCK_A_POS, SUPERBLOCK_B_POS, encodeSuperblock, type Superblock,
+  DATA_START_POS, ENTRY_HEADER_BYTES, Kind, SUPERBLOCK_A_POS, SUPERBLOCK_B_POS, encodeSuperblock, type Superblock,
 } from './format.js';
 import { copyOf, inlineValueAt, inlineValueBytes, toBinKey, toValueBuffer, type BinKey, type KeyInput, type ValueInput } from './keys.js';
 import { FileLog, syncDirectory } from './log-file.js';
 import { DiskRef, T, ValueRef, type Child, type LeafValue, type TreeNode } from './node.js';
 import { recover, replayAfterCheckpoint } from './recovery.js';
-import { SlabBuilder } from './slab.js';
+import { SlabBuilder, type BuiltSlab } from './slab.js';
+import { PLAN_VALUE_BYTES_MAX } from './plan.js';
+import { WasmAllocationError } from '../wasm/module.js';
 import { PUNCH_STEP_BYTES, type AutoCompactOptions, type CompactOptions, type CompactProgress, type CompactResult, type CopyCursor } from './compaction.js';
 import { addon } from '../native/addon.js';
 import { allowedCpusOfProcess, completionCpuOfFile } from '../native/completion-cpu.js';
@@ -384,7 +386,8 @@ export class Db implements Reader {
     if (!(opts.checkpointTreeOverLogMax >= 0 && opts.checkpointTreeOverLogMax <= 1000)) throw new BadArgumentError('checkpointTreeOverLogMax must be within 0 .. 1000');
     if (opts.nodeBytesMax < 512 || opts.nodeBytesMax > 1 << 24) throw new BadArgumentError('nodeBytesMax must be within 512 B .. 16 MiB');
     if (!(opts.maxKeyBytes >= 1 && opts.maxKeyBytes <= 1 << 20)) throw new BadArgumentError('maxKeyBytes must be within 1 B .. 1 MiB');
-    if (!(opts.maxValueBytes >= 0 && opts.maxValueBytes <= ENTRY_BODY_BYTES_MAX)) throw new BadArgumentError('maxValueBytes must be within 0 .. 1 GiB');
+    // A value goes through the slab encoder's linear memory whole (plan.ts PLAN_VALUE_BYTES_MAX).
+    if (!(opts.maxValueBytes >= 0 && opts.maxValueBytes <= PLAN_VALUE_BYTES_MAX)) throw new BadArgumentError(`maxValueBytes must be within 0 .. ${PLAN_VALUE_BYTES_MAX >> 20} MiB`);
     if (!(opts.cacheBytes >= 0 && opts.cacheBytes <= 3 * 2 ** 30)) throw new BadArgumentError('cacheBytes must be within 0 .. 3 GiB (WebAssembly memory is 32-bit)');
     if (typeof opts.hugePages !== 'boolean') throw new BadArgumentError('hugePages must be a boolean');
     if (typeof opts.syncDirect !== 'boolean') throw new BadArgumentError('syncDirect must be a boolean');
@@ -843,6 +846,10 @@ export class Db implements Reader {
         // The writer itself: a seal while the commit waits for its sync changes its root.
         await this.commit(w, lastPerKey(actions), tag, sync, forceCheckpoint);
       } catch (err) {
+        if (err instanceof CommitTooLargeError) {
+          for (const j of jobs) j.reject(err); // nothing written (runBatch undoes the changes in place)
+          return;
+        }
         // (runBatch undoes the batch's changes in place; a reader before that seals them off.)
         const e = err instanceof SolifugeError ? err : new IoFailedError(String(err), err);
         this.failed = e;
@@ -877,7 +884,14 @@ export class Db implements Reader {
       checkpoint: checkpoint ? { root: state.root, keyCount: state.count } : null,
     };
     const sliced = checkpoint && dirty >= this.options.slicedCheckpointBytesMin;
-    const slab = sliced ? await this.slabs.buildSliced(input, this.options.checkpointSliceMs, nextTurn) : this.slabs.build(input);
+    let slab: BuiltSlab;
+    try {
+      slab = sliced ? await this.slabs.buildSliced(input, this.options.checkpointSliceMs, nextTurn) : this.slabs.build(input);
+    } catch (err) {
+      // Nothing is written yet: a batch too big to encode is refused, and the store goes on.
+      if (err instanceof WasmAllocationError) throw new CommitTooLargeError(err.message, err);
+      throw err;
+    }
     // A superblock may only name data already durable, so it is written after a sync. Checkpoints
     // the store chose itself need no sync of their own (a lost one is replayed from the one
     // before); forced ones (db.checkpoint(), compaction, close) resolve once durable.
@@ -1314,6 +1328,9 @@ export class Db implements Reader {
       // doesn't touch the whole hash table only to throw it away).
       this.cache.fast = null;
       this.cache.clear();
+      // The slab builder's buffers live in the process-wide WebAssembly memory, which never
+      // shrinks: kept, every store opened and closed left them behind.
+      this.slabs.dispose();
       this.log.close();
     }
   }

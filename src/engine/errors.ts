@@ -15,7 +15,8 @@ export type EngineErrorCode =
   | 'CORRUPTION'
   | 'LOCKED'
   | 'CLOSED'
-  | 'IO_FAILED';
+  | 'IO_FAILED'
+  | 'COMMIT_TOO_LARGE';
 
 export class SolifugeError extends Error {
   readonly code: EngineErrorCode;
@@ -71,6 +72,15 @@ export class CorruptionError extends SolifugeError {
   }
 }
 
+/**
+ * An index node whose child is not before it in the file (children are written before their
+ * parents): a damaged or hostile file, refused on every descent so that a cycle cannot loop
+ * (tree.ts, the rule; wasm-cache.ts, the WebAssembly descent).
+ */
+export function childNotOlder(parentPos: number, childPos: number): CorruptionError {
+  return new CorruptionError(parentPos, `index node refers to a child at ${childPos}, not before it (children are written before their parents)`);
+}
+
 export class LockedError extends SolifugeError {
   constructor(readonly lockedPath: string, detail: string) {
     super('LOCKED', `${lockedPath} is already open ${detail}`);
@@ -87,6 +97,16 @@ export class ClosedError extends SolifugeError {
 export class IoFailedError extends SolifugeError {
   constructor(detail: string, override readonly cause?: unknown) {
     super('IO_FAILED', `I/O failed, the store is read-only until reopened: ${detail}`, E_UNKNOWN_FAILURE);
+  }
+}
+
+/**
+ * A batch whose slab would not fit the encoder's linear memory (values adding up to about 1 GiB in
+ * one commit): refused whole before anything is written, and the store goes on.
+ */
+export class CommitTooLargeError extends SolifugeError {
+  constructor(detail: string, override readonly cause?: unknown) {
+    super('COMMIT_TOO_LARGE', `the commit is too large for one slab, nothing was written: ${detail}`, E_BAD_INPUT);
   }
 }
 

@@ -8,7 +8,7 @@
 //! Invariant: views on linear memory are re-created after every allocation there (it may grow the
 //! memory and detach old views, toolchain.md §3.1 pitfall 5).
 import { Buffer } from 'node:buffer';
-import { core } from '../wasm/module.js';
+import { ALLOC_BYTES_MAX, WasmAllocationError, allocOrThrow, core, growCapacity } from '../wasm/module.js';
 import { assert } from './errors.js';
 import { Kind } from './format.js';
 import type { BinKey, InlineValue } from './keys.js';
@@ -29,6 +29,56 @@ const ERR_BAD_PLAN = -2;
 const ENCODE_PAUSED = -4;
 const TABLE_ROW_BYTES = 12;
 
+const MiB = 2 ** 20;
+/** The plan buffer's first size, and the least it grows by while doubling. */
+const PLAN_BYTES_MIN = 1 * MiB;
+/**
+ * Room left after a plan grown to just what it needs (once doubling would pass the allocator's
+ * limit): enough for the Actions entry and a checkpoint's path of nodes that follow a big value,
+ * so they do not force another copy of the whole plan.
+ */
+const PLAN_SLACK_BYTES = 1 * MiB;
+
+/**
+ * The plan buffer's next capacity for at least `need` bytes, from `cap` (PlanWriter.growPlan):
+ * doubling, but never past the allocator's largest block (ALLOC_BYTES_MAX). Doubling a 520 MiB
+ * plan asked for 1040 MiB, over that limit, and failed a commit whose value fit.
+ */
+export function planCapacity(need: number, cap: number): number {
+  return growCapacity(need, cap, PLAN_BYTES_MIN, PLAN_SLACK_BYTES);
+}
+
+/**
+ * The output area encodeSteps asks for first: encoded entries are never longer than their plan
+ * records by more than this margin (varints for fixed-width numbers, the 9-byte entry headers),
+ * then room for the table's rows, the Commit (`tailBytes`) and alignment.
+ */
+export function outputBytesWanted(planLen: number, rows: number, tailBytes: number): number {
+  return Math.ceil(planLen * 1.25) + 32 * rows + tailBytes + 256;
+}
+
+/**
+ * Plan bytes a slab may need besides its biggest value, in PLAN_VALUE_BYTES_MAX: the Actions
+ * entry (a key of up to 1 MiB, the maxKeyBytes ceiling) and, for a checkpoint, the changed
+ * leaves and index nodes on the value's path.
+ */
+const PLAN_VALUE_RESERVE_BYTES = 32 * MiB;
+/** Entries (rows of the table) assumed beside the value in PLAN_VALUE_BYTES_MAX. */
+const PLAN_VALUE_RESERVE_ROWS = 64 * 1024;
+
+/**
+ * The largest value one slab can carry: its plan record (5 + value bytes) with
+ * PLAN_VALUE_RESERVE_BYTES of other records must leave an output area (outputBytesWanted, ~1.25×
+ * the plan) within the allocator's largest block. 768 MiB: 960 MiB of output for the value, the
+ * rest of the 1 GiB block for the reserve. A store must not accept a larger maxValueBytes.
+ */
+export const PLAN_VALUE_BYTES_MAX = 768 * MiB;
+assert(
+  outputBytesWanted(PLAN_VALUE_BYTES_MAX + 5 + PLAN_VALUE_RESERVE_BYTES, PLAN_VALUE_RESERVE_ROWS, 4096) <= ALLOC_BYTES_MAX &&
+    planCapacity(PLAN_VALUE_BYTES_MAX + 5 + PLAN_VALUE_RESERVE_BYTES, PLAN_VALUE_BYTES_MAX) <= ALLOC_BYTES_MAX,
+  'PLAN_VALUE_BYTES_MAX leaves no room in one allocation for its slab',
+);
+
 export interface EncodedSlab {
   /** The encoded entries and whatever follows them in the output area (a view on linear memory). */
   out: Buffer;
@@ -39,6 +89,13 @@ export interface EncodedSlab {
   slabCrc: number;
 }
 
+/**
+ * Stages entries in linear memory and encodes them there. Its buffers (plan, output, row table,
+ * encoder state) live in the process-wide core instance (src/wasm/module.ts), shared by every
+ * store, so a store's writer must be dispose()d when the store closes: otherwise each closed store
+ * leaves them behind (tens of MiB after one big value) and linear memory, which never shrinks,
+ * grows with every open and close until allocation fails.
+ */
 export class PlanWriter {
   private planPtr = 0;
   private planCap = 0;
@@ -55,9 +112,41 @@ export class PlanWriter {
   private p = 0;
   /** Records staged so far: the next record's entry index. */
   entries = 0;
+  private isDisposed = false;
+
+  /** True once dispose() has run: the writer holds no memory and must not be used again. */
+  get disposed(): boolean {
+    return this.isDisposed;
+  }
+
+  /**
+   * Frees every buffer this writer holds in linear memory. Safe to call twice; any later use of
+   * the writer fails an assertion instead of touching memory that now belongs to someone else (an
+   * EncodedSlab's `out` is a bare view: SlabBuilder's BuiltSlab.bytes() checks `disposed`).
+   */
+  dispose(): void {
+    if (this.isDisposed) return;
+    this.isDisposed = true;
+    for (const ptr of [this.planPtr, this.outPtr, this.tablePtr, this.statePtr]) if (ptr !== 0) core.free(ptr);
+    // With no capacity left, the next staged record goes through growPlan, which asserts.
+    this.planPtr = 0;
+    this.planCap = 0;
+    this.outPtr = 0;
+    this.outCap = 0;
+    this.tablePtr = 0;
+    this.tableCap = 0;
+    this.statePtr = 0;
+    this.p = 0;
+    this.entries = 0;
+    // Views that would still reach the freed bytes.
+    this.mem = new Uint8Array(0);
+    this.buf = Buffer.alloc(0);
+    this.dv = new DataView(new ArrayBuffer(0));
+  }
 
   reset(): void {
-    if (this.planCap === 0) this.growPlan(1 << 20);
+    assert(!this.isDisposed, 'a slab plan used after dispose()');
+    if (this.planCap === 0) this.growPlan(PLAN_BYTES_MIN);
     this.refresh();
     this.p = this.planPtr;
     this.entries = 0;
@@ -68,6 +157,7 @@ export class PlanWriter {
    * there, and after any pause, in which other stores' work may have grown it.
    */
   refresh(): void {
+    assert(!this.isDisposed, 'a slab plan used after dispose()');
     const ab = core.memory.buffer;
     if (this.mem.buffer === ab) return;
     this.mem = new Uint8Array(ab);
@@ -75,11 +165,15 @@ export class PlanWriter {
     this.dv = new DataView(ab);
   }
 
+  /**
+   * Moves the plan to a block of at least `need` bytes. The new block is allocated before the old
+   * one is freed: if allocation fails (WasmAllocationError), the staged plan is left as it was.
+   */
   private growPlan(need: number): void {
+    assert(!this.isDisposed, 'a slab plan used after dispose()');
     const used = this.p - this.planPtr;
-    const cap = Math.max(need, this.planCap * 2, 1 << 20);
-    const ptr = core.alloc(cap);
-    assert(ptr !== 0, 'no linear memory for the slab plan');
+    const cap = planCapacity(need, this.planCap);
+    const ptr = allocOrThrow(cap, 'the slab plan');
     this.refresh();
     if (this.planPtr !== 0) {
       this.mem.copyWithin(ptr, this.planPtr, this.planPtr + used);
@@ -251,23 +345,31 @@ export class PlanWriter {
 
   /** Yields between parts (only when `sliceBytes` > 0); returns the encoded slab. */
   private *encodeSteps(start: number, tailBytes: number, sliceBytes: number): Generator<void, EncodedSlab> {
+    assert(!this.isDisposed, 'a slab plan used after dispose()');
     const planLen = this.p - this.planPtr;
     const rows = this.entries;
-    let want = Math.ceil(planLen * 1.25) + 32 * rows + tailBytes + 256;
-    if (sliceBytes > 0 && this.statePtr === 0) {
-      this.statePtr = core.alloc(16);
-      assert(this.statePtr !== 0, 'no linear memory for the slab encoder');
-    }
+    let want = outputBytesWanted(planLen, rows, tailBytes);
+    if (sliceBytes > 0 && this.statePtr === 0) this.statePtr = allocOrThrow(16, 'the slab encoder state');
     for (;;) {
+      // The output and the table hold nothing to keep, so the old block is freed first (less
+      // linear memory at the peak, which never shrinks afterwards) and the fields cleared before
+      // allocating: a failed allocation leaves the writer empty, not pointing at a freed block.
       if (this.outCap < want) {
+        const cap = growCapacity(want, this.outCap, 0);
         if (this.outPtr !== 0) core.free(this.outPtr);
-        this.outCap = Math.max(want, this.outCap * 2);
-        this.outPtr = core.alloc(this.outCap);
+        this.outPtr = 0;
+        this.outCap = 0;
+        this.outPtr = allocOrThrow(cap, 'the encoded slab');
+        this.outCap = cap;
       }
       if (this.tableCap < rows) {
+        const cap = growCapacity(rows * TABLE_ROW_BYTES, this.tableCap * TABLE_ROW_BYTES, 1024 * TABLE_ROW_BYTES);
+        const capRows = Math.floor(cap / TABLE_ROW_BYTES);
         if (this.tablePtr !== 0) core.free(this.tablePtr);
-        this.tableCap = Math.max(rows, this.tableCap * 2, 1024);
-        this.tablePtr = core.alloc(this.tableCap * TABLE_ROW_BYTES);
+        this.tablePtr = 0;
+        this.tableCap = 0;
+        this.tablePtr = allocOrThrow(capRows * TABLE_ROW_BYTES, 'the slab entry table');
+        this.tableCap = capRows;
       }
       let n: number;
       if (sliceBytes === 0) {
@@ -282,7 +384,9 @@ export class PlanWriter {
         }
       }
       if (n === ERR_OUT_OF_SPACE) {
-        want = this.outCap * 2;
+        // Past the allocator's limit there is nothing bigger to ask for: the slab is too big.
+        if (this.outCap >= ALLOC_BYTES_MAX) throw new WasmAllocationError(this.outCap * 2, 'the encoded slab');
+        want = Math.min(this.outCap * 2, ALLOC_BYTES_MAX);
         continue;
       }
       assert(n !== ERR_BAD_PLAN, 'the slab plan is malformed (unsorted keys or a bad reference)');
@@ -299,11 +403,13 @@ export class PlanWriter {
 
   /** Offset of entry `i` in the encoded output. */
   entryOffset(i: number): number {
+    assert(!this.isDisposed, 'a slab plan used after dispose()');
     return this.dv.getUint32(this.tablePtr + i * TABLE_ROW_BYTES, true);
   }
 
   /** Whole length of entry `i`, header included. */
   entryLength(i: number): number {
+    assert(!this.isDisposed, 'a slab plan used after dispose()');
     return this.dv.getUint32(this.tablePtr + i * TABLE_ROW_BYTES + 4, true);
   }
 }

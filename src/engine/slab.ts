@@ -84,6 +84,25 @@ export class SlabBuilder {
   /** performance.now() at which a sliced build pauses; 0 while building in one go. */
   private pauseAt = 0;
 
+  /**
+   * Frees the plan's buffers in the process-wide linear memory (PlanWriter.dispose); for the
+   * store's close. Safe to call twice; building (or reading a BuiltSlab's bytes) afterwards fails
+   * an assertion.
+   */
+  dispose(): void {
+    this.plan.dispose();
+    this.dropStaged();
+  }
+
+  /** Starts new lists of staged nodes and values (a built slab keeps the old ones until release). */
+  private dropStaged(): void {
+    this.nodes = [];
+    this.nodeEntries = [];
+    this.values = [];
+    this.valueEntries = [];
+    this.indexes = [];
+  }
+
   /** Builds the slab in one go (the tree's changed nodes are small, or there is no checkpoint). */
   build(input: SlabInput): BuiltSlab {
     const r = this.stage(input).next();
@@ -121,11 +140,7 @@ export class SlabBuilder {
   private *stage(input: SlabInput): Generator<void, PlanRef | null> {
     const plan = this.plan;
     plan.reset();
-    this.nodes = [];
-    this.nodeEntries = [];
-    this.values = [];
-    this.valueEntries = [];
-    this.indexes = [];
+    this.dropStaged();
     // A checkpoint's tree already holds this commit's changes (and the tree walk writes their
     // values), so it logs no actions: replay starts after it anyway.
     const logged = input.checkpoint === null ? input.actions : [];
@@ -235,7 +250,10 @@ export class SlabBuilder {
       return nodes;
     }
     return {
-      bytes: () => Buffer.from(core.memory.buffer, outPtr, outLen),
+      bytes: () => {
+        assert(!plan.disposed, "a slab's bytes read after its builder was disposed");
+        return Buffer.from(core.memory.buffer, outPtr, outLen);
+      },
       len: outLen,
       commit,
       rootRef: root,

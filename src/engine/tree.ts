@@ -6,7 +6,7 @@
 //! index bounds child i (all keys < sep) and child i + 1 (all keys >= sep); all leaves at one
 //! depth; no empty leaf except an empty root, which is represented as "no root".
 //! The writer never changes a node that is on disk or older than its generation; it copies it.
-import { assert } from './errors.js';
+import { assert, childNotOlder } from './errors.js';
 import type { Buffer } from 'node:buffer';
 import { binKeyToBuffer, type BinKey } from './keys.js';
 import { UNANSWERED, type FastAnswer } from './wasm-cache.js';
@@ -29,6 +29,17 @@ export interface NodeSource {
 export function resolve(src: NodeSource, c: Child): TreeNode {
   return c.t === T.Disk ? src.load(c) : c;
 }
+
+/*
+ * Descents refuse an on-disk index node that refers to an on-disk child at or after its own
+ * position (errors.ts childNotOlder). Copy-on-write appends children before their parents, so
+ * in a sound file every step down from an on-disk node goes to a lower position, and a descent
+ * ends within the file's size. Only damaged or hostile bytes break that (checksums can be recomputed), and following
+ * them could go round a cycle forever: every descent that loads a child from disk refuses it.
+ * (Dirty nodes, at -1, may hold any on-disk child.) Each step down from `node` to `c` below tests
+ * `c.pos >= node.pos && node.pos >= 0 && c.t === T.Disk`, in that order so that a sound step
+ * from an on-disk node costs one comparison. The WASM cache's descent checks the same.
+ */
 
 /** Index of the first key >= probe. */
 export function lowerBound(keys: readonly string[], probe: string): number {
@@ -103,6 +114,7 @@ export function lookup(src: NodeSource, root: Child | null, key: BinKey): LeafVa
     const pfx = node.pfx ?? (node.pfx = keyPrefixes(node.keys));
     if (node.t === T.Index) {
       c = node.kids[upperBoundP(node.keys, pfx, key, pp)];
+      if (c.pos >= node.pos && node.pos >= 0 && c.t === T.Disk) throw childNotOlder(node.pos, c.pos);
       continue;
     }
     const i = upperBoundP(node.keys, pfx, key, pp) - 1;
@@ -349,7 +361,9 @@ export class TreeWriter {
     // Collapse: an index with one child is replaced by the child; an empty leaf means no root.
     while (root.t === T.Index && root.kids.length === 1) {
       this.retire(root);
-      root = resolve(this.src, root.kids[0]);
+      const only = root.kids[0];
+      if (only.pos >= root.pos && root.pos >= 0 && only.t === T.Disk) throw childNotOlder(root.pos, only.pos);
+      root = resolve(this.src, only);
     }
     this.root = root.t === T.Leaf && root.keys.length === 0 ? null : root;
     return true;
@@ -454,6 +468,7 @@ export class TreeWriter {
     const i = ip !== null ? upperBoundP(node.keys, ip, key, pp)
       : nk > 0 && node.keys[nk - 1] <= key ? nk : upperBound(node.keys, key);
     const old = node.kids[i];
+    if (old.pos >= node.pos && node.pos >= 0 && old.t === T.Disk) throw childNotOlder(node.pos, old.pos);
     const child = this.put(old, key, val);
     if (this.splitRight === null) {
       if (child === old) return node; // changed in place below (or already the writer's)
@@ -532,7 +547,9 @@ export class TreeWriter {
       return w;
     }
     const i = upperBound(node.keys, key);
-    const child = this.del(node.kids[i], key);
+    const kid = node.kids[i];
+    if (kid.pos >= node.pos && node.pos >= 0 && kid.t === T.Disk) throw childNotOlder(node.pos, kid.pos);
+    const child = this.del(kid, key);
     if (child === null) return null;
     const w = this.indexW(node);
     w.kids[i] = child;
@@ -732,9 +749,11 @@ export class Cursor {
   /**
    * Descends from `c` to a leaf, pushing the index nodes passed; `toward` chooses each child. An
    * on-disk leaf the view can hold is read through it; everything else is resolved as a node.
+   * `above` is the position of `c`'s parent (-1: none, or a dirty one).
    */
-  private descend(c: Child, toward: Toward): void {
+  private descend(c: Child, toward: Toward, above: number): void {
     for (;;) {
+      if (c.pos >= above && above >= 0 && c.t === T.Disk) throw childNotOlder(above, c.pos);
       if (c.t === T.Disk && this.view !== null && this.view.open(c)) {
         this.inView = true;
         this.leaf = null;
@@ -765,6 +784,7 @@ export class Cursor {
       }
       this.stackNodes.push(node);
       this.stackIdx.push(idx);
+      above = node.pos;
       c = node.kids[idx];
     }
   }
@@ -794,7 +814,7 @@ export class Cursor {
       this.done = true;
       return;
     }
-    this.descend(this.root, Toward.SeekForward);
+    this.descend(this.root, Toward.SeekForward, -1);
     const k = this.low;
     this.i = k === undefined ? 0 : this.boundIn(k, !this.lowInc);
     this.setViewStop();
@@ -805,7 +825,7 @@ export class Cursor {
       this.done = true;
       return;
     }
-    this.descend(this.root, Toward.SeekBackward);
+    this.descend(this.root, Toward.SeekBackward, -1);
     const k = this.seekHigh;
     this.i = (k === undefined ? this.leafCount() : this.boundIn(k, this.seekHighInc)) - 1;
     this.setViewStop();
@@ -878,7 +898,7 @@ export class Cursor {
         idxs[depth] = idx;
         nodes.length = depth + 1;
         idxs.length = depth + 1;
-        this.descend(n.kids[idx], this.reverse ? Toward.Last : Toward.First);
+        this.descend(n.kids[idx], this.reverse ? Toward.Last : Toward.First, n.pos);
         this.i = this.reverse ? this.leafCount() - 1 : 0;
         this.setViewStop();
         return true;

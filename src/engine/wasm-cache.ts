@@ -15,7 +15,7 @@ import { Buffer } from 'node:buffer';
 import { addon } from '../native/addon.js';
 import { instantiateCore, type CacheExports } from '../wasm/module.js';
 import { readNodeEntry } from './entry.js';
-import { CorruptionError } from './errors.js';
+import { CorruptionError, childNotOlder } from './errors.js';
 import { ENTRY_HEADER_BYTES, Kind } from './format.js';
 import { inlineValueAt, latin1At, type BinKey } from './keys.js';
 import type { FileLog } from './log-file.js';
@@ -61,6 +61,8 @@ const enum Found {
   Inline = 1,
   ValueRef = 2,
   Miss = 3,
+  /** An index node's child is not before it (tree.ts childNotOlder): a damaged or hostile file. */
+  ChildNotOlder = 4,
 }
 
 const enum Ingested {
@@ -194,9 +196,10 @@ export class WasmNodeCache {
         return out;
       }
       const pos = m.readDoubleLE(at);
-      const len = m.readUInt32LE(at + 8);
-      if (r === Found.ValueRef) return new ValueRef(pos, len, undefined);
-      if (!this.load(pos, len)) return UNANSWERED;
+      if (r === Found.ValueRef) return new ValueRef(pos, m.readUInt32LE(at + 8), undefined);
+      if (r === Found.ChildNotOlder) throw childNotOlder(pos, m.readDoubleLE(at + 8));
+      assert(r === Found.Miss, `the node cache's find returned ${r}`);
+      if (!this.load(pos, m.readUInt32LE(at + 8))) return UNANSWERED;
     }
     return UNANSWERED;
   }

@@ -83,16 +83,75 @@ function unsignedAlloc<E extends CoreExports>(ex: E): E {
   return Object.assign(Object.create(ex) as E, { alloc: (size: number) => alloc(size) >>> 0 });
 }
 
+/**
+ * The largest block the module's allocator hands out (AssemblyScript TLSF: BLOCK_MAXSIZE, 1 GiB
+ * less its 4-byte block header); `alloc` aborts for anything bigger. Buffers that grow by
+ * doubling must stop at this (growCapacity), or a request that fits fails because of its slack.
+ */
+export const ALLOC_BYTES_MAX = 2 ** 30 - 4;
+
+/**
+ * The capacity to allocate for at least `need` bytes, growing from `cap`: doubling (so repeated
+ * growth copies each byte O(1) times), at least `floor`, and never past ALLOC_BYTES_MAX. When
+ * doubling would pass that limit, only `need` and `slack` are asked for: linear memory never
+ * shrinks, so a gigabyte taken for slack would stay taken for the life of the process.
+ * A `need` above the limit is returned as is; the allocation then fails and the caller reports it.
+ */
+export function growCapacity(need: number, cap: number, floor: number, slack = 0): number {
+  assert(Number.isSafeInteger(need) && need >= 0, `bad capacity request ${need}`);
+  const doubled = Math.max(need, cap * 2, floor);
+  if (doubled <= ALLOC_BYTES_MAX) return doubled;
+  return Math.max(need, Math.min(need + slack, ALLOC_BYTES_MAX));
+}
+
+/** A request the module's allocator cannot satisfy (too big, or linear memory is exhausted). */
+export class WasmAllocationError extends Error {
+  constructor(readonly bytes: number, what: string, override readonly cause?: unknown) {
+    super(`no linear memory for ${what}: ${bytes} bytes could not be allocated${bytes > ALLOC_BYTES_MAX ? ` (the allocator's limit is ${ALLOC_BYTES_MAX})` : ''}`);
+    this.name = 'WasmAllocationError';
+  }
+}
+
+/**
+ * `core.alloc(size)`, failing with a WasmAllocationError (and changing nothing) when the allocator
+ * cannot: it aborts for blocks over ALLOC_BYTES_MAX, and traps when linear memory cannot grow.
+ * Requests over the limit are refused here, before the allocator is entered.
+ */
+export function allocOrThrow(size: number, what: string): number {
+  if (size > ALLOC_BYTES_MAX) throw new WasmAllocationError(size, what);
+  let ptr: number;
+  try {
+    ptr = core.alloc(size);
+  } catch (err) {
+    throw new WasmAllocationError(size, what, err);
+  }
+  assert(ptr !== 0, `the allocator returned no block for ${what}`);
+  return ptr;
+}
+
+/** This layer's own assertion (the engine above it has errors.ts; nothing here imports upward). */
+function assert(condition: unknown, message: string): asserts condition {
+  if (!condition) throw new Error(`assertion failed: ${message}`);
+}
+
 let scratchPtr = 0;
 let scratchSize = 0;
 let scratchView: Uint8Array = new Uint8Array(0);
 
-/** A view of at least `size` bytes of linear memory at `scratchPtr`, valid until the next call here. */
+/**
+ * A view of at least `size` bytes of linear memory at `scratchPtr`, valid until the next call here.
+ * Throws WasmAllocationError when the allocator cannot supply `size`; the old scratch area then
+ * stays as it was, so a hostile or oversized request never breaks later callers (crc32c among them).
+ */
 export function scratch(size: number): { ptr: number; view: Uint8Array } {
   if (size > scratchSize) {
+    // Allocate before letting go of the old area: if this fails, scratchPtr/scratchSize still
+    // describe a live block.
+    const cap = growCapacity(size, scratchSize, 64 * 1024);
+    const ptr = allocOrThrow(cap, 'the scratch area');
     if (scratchPtr !== 0) core.free(scratchPtr);
-    scratchSize = Math.max(size, 64 * 1024, scratchSize * 2);
-    scratchPtr = core.alloc(scratchSize);
+    scratchPtr = ptr;
+    scratchSize = cap;
   }
   if (
     scratchView.buffer !== core.memory.buffer ||

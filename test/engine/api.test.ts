@@ -2,7 +2,7 @@
 // tags, snapshots, ranges, offline compaction.
 import fs from 'node:fs';
 import { afterAll, describe, expect, it } from 'vitest';
-import { BadArgumentError, ClosedError, IoFailedError, KeyTooLargeError, ValueTooLargeError, open } from '../../src/index.js';
+import { BadArgumentError, ClosedError, CommitTooLargeError, IoFailedError, KeyTooLargeError, ValueTooLargeError, open } from '../../src/index.js';
 import { tempDir } from '../support/tmp.js';
 
 const tmp = tempDir('api');
@@ -26,6 +26,44 @@ describe('limits and bad input', () => {
     await db.close();
     await expect(db.set('a', 'b')).rejects.toBeInstanceOf(ClosedError);
     expect(() => db.get('a')).toThrow(ClosedError);
+  });
+
+  it('values up to what one slab carries: a larger maxValueBytes is refused, a batch past a slab fails whole and the store goes on', async () => {
+    // Each value passes whole through the encoder's WebAssembly memory, whose blocks stop at 1 GiB:
+    // a 520 MiB value used to fail its commit with IO_FAILED and leave the store read-only.
+    await expect(open(fresh(), { maxValueBytes: 1 << 30 })).rejects.toBeInstanceOf(BadArgumentError);
+    const file = fresh();
+    const db = await open(file, { maxValueBytes: 768 << 20, durable: false });
+    await db.set('small', 'v');
+    const size = db.fileInfo().fileBytes;
+    const big = Buffer.alloc(600 << 20, 7);
+    const both = [db.set('big1', big), db.set('big2', big)]; // one batch: ~1.2 GiB of slab
+    await expect(both[0]).rejects.toBeInstanceOf(CommitTooLargeError);
+    await expect(both[1]).rejects.toBeInstanceOf(CommitTooLargeError);
+    expect(db.fileInfo().fileBytes).toBe(size);
+    expect(db.get('big1')).toBeUndefined();
+    await db.set('big1', big); // alone it fits
+    await db.set('after', 'ok');
+    expect(db.get('big1')?.length).toBe(big.length);
+    await db.close();
+    const again = await open(file, { maxValueBytes: 768 << 20 });
+    expect(again.count()).toBe(3);
+    expect(again.get('after')?.toString()).toBe('ok');
+    await again.close();
+  });
+
+  it('a closed store leaves no encoder memory behind: open, write, close, many times, stays flat', async () => {
+    const { core } = await import('../../src/wasm/module.js');
+    const cycle = async () => {
+      const db = await open(fresh(), { durable: false, maxValueBytes: 16 << 20 });
+      await db.set('v', Buffer.alloc(8 << 20, 1));
+      await db.close();
+    };
+    await cycle();
+    const before = core.memory.buffer.byteLength;
+    for (let i = 0; i < 20; i++) await cycle();
+    // Without the builder's dispose at close, 20 cycles grew it by ~800 MiB.
+    expect(core.memory.buffer.byteLength - before).toBeLessThan(64 << 20);
   });
 
   it('rejects keys and values of the wrong type with a clear error', async () => {
