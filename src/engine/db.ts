@@ -7,8 +7,10 @@
 //! batch, in order, against the tree as the batch has left it, and see their own writes.
 //! After a failed append or fdatasync the tail of the file is unknown, so the store turns
 //! read-only (IoFailedError) until it is reopened, when recovery decides what survived.
+import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
+import { threadId } from 'node:worker_threads';
 import os from 'node:os';
 import util from 'node:util';
 import { Buffer } from 'node:buffer';
@@ -856,6 +858,19 @@ export class Db implements Reader {
         for (const j of jobs) j.reject(e);
         return;
       }
+    } else if (sync && this.log.hasUnsyncedWrites) {
+      // Nothing to write, but a durable answer (a confirm of an equal value, a failed
+      // testAndSet, a delete of a missing key, a read-only transaction) may rest on commits made
+      // with durable: false: they are synced before it is given.
+      try {
+        await this.log.sync();
+        this.stats.syncs++;
+      } catch (err) {
+        const e = err instanceof SolifugeError ? err : new IoFailedError(String(err), err);
+        this.failed = e; // fsyncgate: the file's state is unknown after a failed fdatasync
+        for (const j of jobs) j.reject(e);
+        return;
+      }
     }
     for (let i = 0; i < jobs.length; i++) {
       if (errors[i] !== undefined) jobs[i].reject(errors[i]);
@@ -1395,7 +1410,7 @@ function assertNothingBelowAfterCheckpoint(src: NodeSource, root: Child | null, 
 
 /** Creates a new, empty data file atomically: written under a temporary name, synced, renamed. */
 function initFile(file: string): void {
-  const tmp = `${file}.init-${process.pid}`;
+  const tmp = `${file}.init-${process.pid}-${threadId}-${crypto.randomBytes(4).toString('hex')}`;
   const crc = (b: Uint8Array, s: number, e: number) => crc32c(b, s, e);
   const a = encodeSuperblock({ counter: 0, lastCommitPos: 0, lastCommitLen: 0, dataEnd: DATA_START_POS, liveStart: DATA_START_POS }, crc);
   const b = encodeSuperblock({ counter: 1, lastCommitPos: 0, lastCommitLen: 0, dataEnd: DATA_START_POS, liveStart: DATA_START_POS }, crc);
@@ -1407,7 +1422,27 @@ function initFile(file: string): void {
   } finally {
     fs.closeSync(fd);
   }
-  fs.renameSync(tmp, file);
+  try {
+    // A link, not a rename: it fails if another opener created the file meanwhile, where a rename
+    // would put a fresh file in place of one that opener may hold locked and be writing (its
+    // acknowledged writes then gone with the old inode). The file found is opened, and locked,
+    // as any existing store.
+    fs.linkSync(tmp, file);
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'EPERM' || code === 'ENOTSUP' || code === 'EOPNOTSUPP' || code === 'ENOSYS') {
+      // No hard links here: an exclusive copy, which also never replaces a file.
+      try {
+        fs.copyFileSync(tmp, file, fs.constants.COPYFILE_EXCL);
+      } catch (e) {
+        if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
+      }
+    } else if (code !== 'EEXIST') {
+      throw err;
+    }
+  } finally {
+    fs.rmSync(tmp, { force: true });
+  }
   syncDirectory(path.dirname(path.resolve(file)));
 }
 

@@ -78,9 +78,11 @@ export class FileLog {
         const rc = addon.flock(fd, !opts.readOnly, true);
         if (rc === -EWOULDBLOCK) throw new LockedError(path, 'by another handle (flock held)');
         if (rc < 0) throw errnoError(-rc, 'flock', path);
-      } else if (!opts.readOnly) {
-        lockFile = takePidLock(path);
       }
+      // A writer takes the pid file with or without the addon's flock: a process without the
+      // addon (SOLIFUGE_NATIVE=0, a failed build) can only see this one, and the two schemes
+      // apart let one writer of each kind in, the later one's acknowledged writes then lost.
+      if (!opts.readOnly) lockFile = takePidLock(path, fd);
       return new FileLog(path, fd, fs.fstatSync(fd).size, opts.readOnly, lockFile);
     } catch (err) {
       fs.closeSync(fd);
@@ -235,6 +237,11 @@ export class FileLog {
    */
   private bufferedWrites = 1;
   private syncedWrites = 0;
+
+  /** Whether a buffered write may not be on the disk yet (no fdatasync has covered it). */
+  get hasUnsyncedWrites(): boolean {
+    return this.bufferedWrites !== this.syncedWrites;
+  }
   /** The O_DIRECT | O_DSYNC descriptor: undefined until first wanted, null if unusable. */
   private directFd: number | null | undefined = undefined;
   /** Whether a direct write through directFd has succeeded (an EINVAL before means unsupported). */
@@ -395,21 +402,29 @@ export class FileLog {
     if (typeof this.directFd === 'number') fs.closeSync(this.directFd);
     if (addon !== null) addon.funlock(this.fd);
     fs.closeSync(this.fd);
-    if (this.lockFile !== null) fs.rmSync(this.lockFile, { force: true });
+    if (this.lockFile !== null) {
+      fs.rmSync(this.lockFile, { force: true });
+      pidLocksHeld.delete(this.lockFile);
+    }
   }
 }
 
-function takePidLock(path: string): string {
+/** Paths whose pid file this process holds (its own pid in one is no stale file then). */
+const pidLocksHeld = new Set<string>();
+
+function takePidLock(path: string, fd: number): string {
   const lockFile = `${path}.lock`;
+  const { dev, ino } = fs.fstatSync(fd);
   for (let attempt = 0; attempt < 2; attempt++) {
     try {
       fs.writeFileSync(lockFile, String(process.pid), { flag: 'wx' });
+      pidLocksHeld.add(lockFile);
       return lockFile;
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
       const text = fs.readFileSync(lockFile, 'utf8');
       const owner = Number(text);
-      if (Number.isInteger(owner) && owner > 0 && processAlive(owner)) {
+      if (Number.isInteger(owner) && owner > 0 && ownerHolds(owner, lockFile, dev, ino)) {
         throw new LockedError(path, `by process ${owner} (${lockFile})`);
       }
       // An empty lock file may be one another process is writing right now; only an old one is stale.
@@ -420,6 +435,31 @@ function takePidLock(path: string): string {
     }
   }
   throw new LockedError(path, `(could not take ${lockFile})`);
+}
+
+/**
+ * Whether process `pid`, named in a pid file, still holds the store: alive, and (where /proc
+ * tells) with the file open. A file left by a crash may name a pid the system gave to another
+ * process since, or to this one (a container restarted): that is no holder.
+ */
+function ownerHolds(pid: number, lockFile: string, dev: number, ino: number): boolean {
+  if (pid === process.pid) return pidLocksHeld.has(lockFile);
+  if (!processAlive(pid)) return false;
+  let fds: string[];
+  try {
+    fds = fs.readdirSync(`/proc/${pid}/fd`);
+  } catch {
+    return true; // no /proc, or not ours to read: alive is all we can know
+  }
+  for (const f of fds) {
+    try {
+      const st = fs.statSync(`/proc/${pid}/fd/${f}`);
+      if (st.dev === dev && st.ino === ino) return true;
+    } catch {
+      // closed meanwhile, or not a file
+    }
+  }
+  return false;
 }
 
 function processAlive(pid: number): boolean {

@@ -1,8 +1,8 @@
 // The public API's contracts: limits, typed errors that change nothing, transaction semantics,
 // tags, snapshots, ranges, offline compaction.
 import fs from 'node:fs';
-import { afterAll, describe, expect, it } from 'vitest';
-import { BadArgumentError, ClosedError, CommitTooLargeError, IoFailedError, KeyTooLargeError, ValueTooLargeError, open } from '../../src/index.js';
+import { afterAll, describe, expect, it, vi } from 'vitest';
+import { BadArgumentError, ClosedError, CommitTooLargeError, IoFailedError, KeyTooLargeError, LockedError, ValueTooLargeError, open } from '../../src/index.js';
 import { tempDir } from '../support/tmp.js';
 
 const tmp = tempDir('api');
@@ -109,6 +109,50 @@ describe('limits and bad input', () => {
     expect(again.count()).toBe(3);
     expect(again.check().problems).toEqual([]);
     await again.close();
+  });
+
+  it('an opener that found no file never replaces the one another opener created meanwhile', async () => {
+    // Two openers of a new path both saw no file; the first created it, locked it and wrote. The
+    // second's init renamed a fresh file over it: it then locked that one without conflict, and
+    // every write the first acknowledged went with the old inode (3 of 40 racing process pairs).
+    // Here the race is made certain: the second opener is told the file does not exist.
+    const file = fresh();
+    const a = await open(file);
+    await a.set('a', '1');
+    const spy = vi.spyOn(fs, 'existsSync').mockReturnValueOnce(false);
+    try {
+      await expect(open(file)).rejects.toBeInstanceOf(LockedError);
+    } finally {
+      spy.mockRestore();
+    }
+    await a.set('b', '2');
+    await a.close();
+    const again = await open(file);
+    expect([again.get('a')?.toString(), again.get('b')?.toString()]).toEqual(['1', '2']);
+    await again.close();
+    expect(fs.readdirSync(tmp.file('')).filter((f) => f.includes('.init-'))).toEqual([]);
+  });
+
+  it('a durable operation that writes nothing still syncs the commits it rests on', async () => {
+    // A confirm of an equal value, a failed testAndSet, a delete of a missing key and a read-only
+    // transaction resolved without an fdatasync, though the value they confirmed came from a
+    // commit made with durable: false: a power loss after the answer lost it.
+    const db = await open(fresh(), { checkpointIdleMs: 0 });
+    const ops: Array<[string, () => Promise<unknown>]> = [
+      ['confirm', () => db.confirm('k', 'v1')],
+      ['testAndSet', () => db.testAndSet('k', 'other', 'v2')],
+      ['delete', () => db.delete('missing')],
+      ['read-only transaction', () => db.transaction((tx) => tx.get('k'))],
+    ];
+    for (const [name, op] of ops) {
+      await db.transaction((tx) => tx.set('k', 'v1'), { durable: false });
+      const before = db.stats.syncs;
+      await op();
+      expect([name, db.stats.syncs - before]).toEqual([name, 1]);
+      await op(); // nothing unsynced now: no second sync
+      expect([name, db.stats.syncs - before]).toEqual([name, 1]);
+    }
+    await db.close();
   });
 
   it('default limits are 64 KiB keys and 64 MiB values', async () => {

@@ -294,6 +294,57 @@ describe('lock', () => {
     await again.close();
   });
 
+  it('a writer with the addon and one without it exclude each other (pid file and flock both)', async () => {
+    // The addon's flock and the pid file of a process without it (SOLIFUGE_NATIVE=0) were two
+    // schemes that did not see each other: one writer of each kind got in, and the second one's
+    // acknowledged writes were lost. A writer now takes the pid file either way.
+    const { spawn } = await import('node:child_process');
+    const child = new URL('./lock-child.ts', import.meta.url).pathname;
+    const start = (file: string, native: boolean) => {
+      const p = spawn(process.execPath, ['--import', 'tsx', child, file], {
+        env: { ...process.env, SOLIFUGE_NATIVE: native ? '1' : '0' },
+        stdio: ['pipe', 'pipe', 'inherit'],
+      });
+      const line = new Promise<{ addon: boolean; opened: boolean; code?: string }>((resolve) => {
+        let out = '';
+        p.stdout.on('data', (d: Buffer) => {
+          out += d.toString();
+          if (out.includes('\n')) resolve(JSON.parse(out.slice(0, out.indexOf('\n'))));
+        });
+      });
+      const exited = new Promise((r) => p.on('exit', r));
+      return { line, stop: async () => { p.stdin.end(); await exited; } };
+    };
+    // This process (with the addon, if built) holds it; a child without the addon is refused.
+    const file = tmp.file('lock-mixed.db');
+    const db = await open(file);
+    const outsider = start(file, false);
+    expect(await outsider.line).toEqual({ addon: false, opened: false, code: 'LOCKED' });
+    await outsider.stop();
+    await db.close();
+    // A child without the addon holds it; this process is refused until it lets go.
+    const holder = start(file, false);
+    expect(await holder.line).toEqual({ addon: false, opened: true });
+    await expect(open(file)).rejects.toBeInstanceOf(LockedError);
+    await holder.stop();
+    const after = await open(file);
+    expect(after.get('child')).toBeDefined();
+    await after.close();
+    expect(fs.existsSync(`${file}.lock`)).toBe(false);
+  });
+
+  it('a pid file left by a crash is stale when its pid is this process or one that does not hold the store', async () => {
+    const file = tmp.file('lock-stale.db');
+    await (await open(file)).close();
+    for (const pid of [process.pid, process.ppid]) {
+      fs.writeFileSync(`${file}.lock`, String(pid)); // a container restarted with the same pid; a pid reused
+      const db = await open(file);
+      expect(fs.readFileSync(`${file}.lock`, 'utf8')).toBe(String(process.pid));
+      await db.close();
+      expect(fs.existsSync(`${file}.lock`)).toBe(false);
+    }
+  });
+
   it.skipIf(addon === null)('reports any other flock failure as the errno error fs would throw, and keeps no descriptor', async () => {
     const file = tmp.file('lock-enolck.db');
     await (await open(file)).close();
