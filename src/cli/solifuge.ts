@@ -27,10 +27,17 @@ function fmtBytes(n: number): string {
   return n >= 1 << 20 ? `${(n / (1 << 20)).toFixed(1)} MiB` : n >= 1024 ? `${(n / 1024).toFixed(1)} KiB` : `${n} B`;
 }
 
+/** A count given on the command line: digits only, so `abc`, `-1` and `2.5` are usage errors, not 0. */
+function parseCount(flag: string, text: string): number {
+  const n = Number(text);
+  if (!/^[0-9]+$/.test(text) || !Number.isSafeInteger(n)) throw new UsageError(`${flag} wants a whole number, 0 or more, not ${JSON.stringify(text)}`);
+  return n;
+}
+
 async function cmdInspect(args: string[]): Promise<number> {
   const { values, positionals } = parseArgs({ args, allowPositionals: true, options: { slabs: { type: 'string' }, json: { type: 'boolean' } } });
   if (positionals.length !== 1) throw new UsageError('inspect needs exactly one FILE');
-  const r = await inspect(positionals[0], { slabsMax: values.slabs === undefined ? 20 : Number(values.slabs) });
+  const r = await inspect(positionals[0], { slabsMax: values.slabs === undefined ? 20 : parseCount('--slabs', values.slabs) });
   if (values.json === true) {
     process.stdout.write(`${JSON.stringify(r, null, 2)}\n`);
     return r.check.ok ? 0 : 1;
@@ -60,13 +67,25 @@ async function cmdInspect(args: string[]): Promise<number> {
 async function cmdCompact(args: string[]): Promise<number> {
   const { positionals, values } = parseArgs({ args, allowPositionals: true, options: { online: { type: 'boolean' } } });
   if (positionals.length !== 1) throw new UsageError('compact needs exactly one FILE');
-  const file = path.resolve(positionals[0]);
-  if (values.online === true) return compactOnline(file);
+  if (values.online === true) return compactOnline(path.resolve(positionals[0]));
+  // Swap the real file, not a symlink naming it: renaming over the link would replace the link
+  // with a copy and leave the store it points to as it was. The temporary file sits beside the
+  // real file, so the rename stays on one file system and atomic.
+  const file = fs.realpathSync(path.resolve(positionals[0]));
   const tmp = `${file}.compact-${process.pid}`;
   const db = await open(file, { create: false });
   const before = db.fileInfo().fileBytes;
   try {
-    const r = await db.compactTo(tmp);
+    const original = fs.statSync(file);
+    // Until it gets the original's mode, the copy is readable by its owner only.
+    const umask = process.umask(0o077);
+    let r: { keys: number; bytes: number };
+    try {
+      r = await db.compactTo(tmp);
+    } finally {
+      process.umask(umask);
+    }
+    keepOwnerAndMode(tmp, original);
     // Swap while we still hold the lock on the old file, so no writer slips in between.
     fs.renameSync(tmp, file);
     syncDirectory(path.dirname(file));
@@ -76,6 +95,24 @@ async function cmdCompact(args: string[]): Promise<number> {
     fs.rmSync(tmp, { force: true });
   }
   return 0;
+}
+
+/** Gives the compacted copy the original's mode, and its owner and group when root (best effort). */
+function keepOwnerAndMode(file: string, original: fs.Stats): void {
+  const fd = fs.openSync(file, 'r');
+  try {
+    if (process.getuid?.() === 0) {
+      try {
+        fs.fchownSync(fd, original.uid, original.gid);
+      } catch {
+        // Best effort: some file systems refuse; the mode below still holds.
+      }
+    }
+    fs.fchmodSync(fd, original.mode & 0o7777); // after chown, which may clear set-id bits
+    fs.fsyncSync(fd);
+  } finally {
+    fs.closeSync(fd);
+  }
 }
 
 /** Renders compaction progress: a bar on a terminal, a plain line per phase (and per second) otherwise. */
@@ -164,7 +201,25 @@ async function compactHere(file: string, progress: { update(p: CompactProgress):
 
 class UsageError extends Error {}
 
+let pipesGuarded = false;
+
+/**
+ * A reader that goes away early (`solifuge inspect FILE | head -1`) is no failure: the rest of
+ * the output is dropped (the stream is destroyed, later writes are discarded) and the command
+ * ends with the status it would have had. Any other error on the stream stays fatal.
+ */
+function quietOnEpipe(): void {
+  if (pipesGuarded) return;
+  pipesGuarded = true;
+  for (const stream of [process.stdout, process.stderr]) {
+    stream.on('error', (err: NodeJS.ErrnoException) => {
+      if (err.code !== 'EPIPE') throw err;
+    });
+  }
+}
+
 export async function main(argv: string[]): Promise<number> {
+  quietOnEpipe();
   const [cmd, ...rest] = argv;
   try {
     switch (cmd) {

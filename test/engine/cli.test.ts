@@ -108,4 +108,63 @@ describe('solifuge CLI', () => {
     expect(run('bogus').status).toBe(2);
     expect(run('inspect').status).toBe(2);
   });
+
+  it('inspect --slabs refuses anything but a whole number of 0 or more as a usage error', async () => {
+    const file = tmp.file('slabs.db');
+    const db = await open(file);
+    await db.set('k', 'v');
+    await db.close();
+    for (const bad of ['abc', '-1', '2.5', '']) {
+      const out = run('inspect', file, `--slabs=${bad}`);
+      expect(out.status, bad).toBe(2);
+      expect(out.stderr).toMatch(/--slabs/);
+    }
+    expect(run('inspect', file, '--slabs', '0').status).toBe(0);
+  });
+
+  it('offline compact through a symlink compacts the real file, keeps the link, the mode and the owner', async () => {
+    fs.mkdirSync(tmp.file('real'));
+    const real = tmp.file('real/data.db');
+    const link = tmp.file('link.db');
+    const db = await open(real);
+    for (let r = 0; r < 4; r++) await db.transaction((tx) => { for (let i = 0; i < 300; i++) tx.set(`k${i}`, `value ${r} ${i}`); });
+    await db.close();
+    fs.chmodSync(real, 0o600);
+    const asRoot = process.getuid?.() === 0;
+    if (asRoot) fs.chownSync(real, 4321, 4321);
+    fs.symlinkSync('real/data.db', link);
+    const before = fs.statSync(real).size;
+
+    const c = run('compact', link);
+    expect(c.stderr).toBe('');
+    expect(c.status).toBe(0);
+    expect(fs.lstatSync(link).isSymbolicLink()).toBe(true);
+    expect(fs.readlinkSync(link)).toBe('real/data.db');
+    const after = fs.statSync(real);
+    expect(after.size).toBeLessThan(before / 2);
+    expect(after.mode & 0o7777).toBe(0o600);
+    if (asRoot) expect([after.uid, after.gid]).toEqual([4321, 4321]);
+    expect(fs.readdirSync(tmp.file('real'))).toEqual(['data.db']); // no temporary file left
+    fs.chmodSync(real, 0o640); // neither the default 0644 nor what a 077 umask gives
+    expect(run('compact', link).status).toBe(0);
+    expect(fs.statSync(real).mode & 0o7777).toBe(0o640);
+    const again = await open(link);
+    expect(again.count()).toBe(300);
+    expect(again.get('k7')?.toString()).toBe('value 3 7');
+    await again.close();
+  });
+
+  it('inspect piped into a reader that stops early ends quietly, with its usual status', async () => {
+    const file = tmp.file('many-slabs.db');
+    const db = await open(file, { durable: false });
+    for (let i = 0; i < 2000; i++) await db.set(`k${i}`, `v${i}`); // a slab each: well over a pipe's 64 KiB of listing
+    await db.close();
+    // A real pipe, as a shell builds it; `head -1` exits after the first line. The subshell
+    // reports the CLI's own status on stderr.
+    const quote = (s: string) => `'${s.replace(/'/g, `'\\''`)}'`;
+    const cmd = `(${[process.execPath, '--import', 'tsx', cli, 'inspect', file, '--slabs', '100000'].map(quote).join(' ')}; echo "exit $?" >&2) | head -1`;
+    const out = spawnSync('sh', ['-c', cmd], { encoding: 'utf8' });
+    expect(out.stdout).toMatch(/^file\s+\S+many-slabs\.db/);
+    expect(out.stderr).toBe('exit 0\n');
+  });
 });
