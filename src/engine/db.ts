@@ -298,6 +298,8 @@ export class Db implements Reader {
    * reader ever sees a change before it is durable and published.
    */
   private sharedFromGen = 0;
+  /** getWith calls (sendValue's among them) whose handlers have not settled: close() waits for them. */
+  private readonly handlersRunning = new Set<Promise<unknown>>();
   private captured = false;
   private inPlaceWriter: TreeWriter | null = null;
   private sb: Superblock;
@@ -568,8 +570,19 @@ export class Db implements Reader {
    * Hands the value of `key` to `handler` as NotFound, Value or Location (see get-with.ts); the
    * read's commit stays pinned and the Location's fd open until the handler's promise settles.
    */
-  async getWith<R>(key: KeyInput, handler: (src: ValueSource) => R | Promise<R>): Promise<R> {
+  getWith<R>(key: KeyInput, handler: (src: ValueSource) => R | Promise<R>): Promise<R> {
     this.assertOpen();
+    // close() waits for these: a handler's transfer reads the file through its own descriptor
+    // after the store let go of its pin, and online compaction in the next process to open the
+    // file could punch out the bytes it is still sending (the peer got zeros, the send resolved).
+    const p = this.getWithPinned(key, handler);
+    this.handlersRunning.add(p);
+    const forget = () => this.handlersRunning.delete(p);
+    p.then(forget, forget);
+    return p;
+  }
+
+  private async getWithPinned<R>(key: KeyInput, handler: (src: ValueSource) => R | Promise<R>): Promise<R> {
     const snap = this.snapshot();
     let fd = -1;
     try {
@@ -1317,6 +1330,8 @@ export class Db implements Reader {
       await closeControl(this.path, server);
     }
     if (this.compactionRun !== null) await this.compactionRun;
+    // Handlers may still read (a transfer streaming a Location) and write; new ones may start.
+    while (this.handlersRunning.size > 0) await Promise.allSettled([...this.handlersRunning]);
     while (this.running !== null || this.queue.length > 0) {
       if (this.running !== null) await this.running;
       else this.startBatch();

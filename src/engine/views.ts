@@ -46,9 +46,38 @@ export function toBounds(o: RangeOptions): Bounds {
  * reading through a file descriptor that may since belong to another file. `onEnd` runs when the
  * iteration finishes, breaks (return()) or throws.
  */
-export function* entryIterator(
+export function entryIterator(
   db: Db, c: Cursor, limit: number | undefined, assertLive: () => void, onEnd?: () => void,
 ): IterableIterator<[Buffer, Buffer]> {
+  return endsWhenClosed(entries(db, c, limit, assertLive, onEnd), onEnd);
+}
+
+export function keyIterator(c: Cursor, limit: number | undefined, assertLive: () => void, onEnd?: () => void): IterableIterator<Buffer> {
+  return endsWhenClosed(keys(c, limit, assertLive, onEnd), onEnd);
+}
+
+/**
+ * A generator closed (return()) before its first next() never runs its `finally`: `onEnd` (a
+ * snapshot's release) is run by return() itself then. Without it the pin stayed until the
+ * iterator was garbage-collected, and online compaction waited for it. `onEnd` is idempotent.
+ * Only return() is wrapped: next() stays the generator's own.
+ */
+function endsWhenClosed<T>(g: Generator<T, void, undefined>, onEnd: (() => void) | undefined): Generator<T, void, undefined> {
+  if (onEnd === undefined) return g;
+  const close = g.return.bind(g);
+  g.return = (v: void) => {
+    try {
+      return close(v);
+    } finally {
+      onEnd();
+    }
+  };
+  return g;
+}
+
+function* entries(
+  db: Db, c: Cursor, limit: number | undefined, assertLive: () => void, onEnd?: () => void,
+): Generator<[Buffer, Buffer], void, undefined> {
   const materialize = (v: LeafValue): Buffer => db.materialize(v);
   try {
     let left = limit === undefined || limit < 0 ? Infinity : limit;
@@ -62,7 +91,7 @@ export function* entryIterator(
   }
 }
 
-export function* keyIterator(c: Cursor, limit: number | undefined, assertLive: () => void, onEnd?: () => void): IterableIterator<Buffer> {
+function* keys(c: Cursor, limit: number | undefined, assertLive: () => void, onEnd?: () => void): Generator<Buffer, void, undefined> {
   try {
     let left = limit === undefined || limit < 0 ? Infinity : limit;
     while (left-- > 0) {
