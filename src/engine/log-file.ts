@@ -54,6 +54,11 @@ export class FileLog {
   }
   /** Physical size: bytes in [end, allocatedEnd) are zeros written ahead of the log. */
   private allocatedEnd: number;
+
+  /** Bytes of zeros written ahead of the log's end (dropped on close). */
+  get zerosAheadBytes(): number {
+    return Math.max(0, this.allocatedEnd - this.end);
+  }
   /**
    * The CPU the addon's sync thread serves this file's polled syncs on, with its keeper
    * (native/polled-sync.cc, "Placement"; OpenOptions.syncCpu); -1: anywhere.
