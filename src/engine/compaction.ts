@@ -61,7 +61,7 @@ export interface CompactResult {
   bytesReclaimed: number;
   /** Why nothing was punched, when nothing was. */
   punchSkipped?: string;
-  /** Allocated bytes (st_blocks × 512) before and after. */
+  /** Allocated bytes (st_blocks × 512) before and after, less the zeros written ahead of the log. */
   allocatedBytesBefore: number;
   allocatedBytesAfter: number;
 }
