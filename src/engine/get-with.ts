@@ -23,7 +23,7 @@ import { Buffer } from 'node:buffer';
 import fs from 'node:fs';
 import type net from 'node:net';
 import { addon } from '../native/addon.js';
-import { sendFileRegion, type SendMode } from '../native/send-file.js';
+import { sendBytes, sendFileRegion, type SendMode } from '../native/send-file.js';
 import { crc32cUpdate } from '../wasm/crc32c.js';
 import { CorruptionError } from './errors.js';
 import { ENTRY_HEADER_BYTES, Kind, kindName, readU32 } from './format.js';
@@ -109,13 +109,6 @@ export function duplicateFd(log: FileLog): number {
   return fd;
 }
 
-/** Writes `prefix + value` to the socket and resolves once the socket has taken the bytes. */
-function writeAll(socket: net.Socket, bytes: Uint8Array): Promise<void> {
-  return new Promise((resolve, reject) => {
-    socket.write(bytes, (err) => (err ? reject(err) : resolve()));
-  });
-}
-
 export async function sendSource(socket: net.Socket, src: ValueSource, opts: SendValueOptions): Promise<SendValueResult> {
   const prefixed = (opts.lengthPrefix ?? 'u32le') === 'u32le';
   switch (src.kind) {
@@ -125,7 +118,9 @@ export async function sendSource(socket: net.Socket, src: ValueSource, opts: Sen
       const out = Buffer.allocUnsafe((prefixed ? 4 : 0) + src.value.length);
       if (prefixed) out.writeUInt32LE(src.value.length, 0);
       src.value.copy(out, prefixed ? 4 : 0);
-      await writeAll(socket, out);
+      // Through send-file.ts, not a bare write: an inline value must be refused while a Location
+      // streams on this socket, and fail like one when the socket is destroyed under it.
+      await sendBytes(socket, out);
       return { found: true, bytes: src.value.length };
     }
     case 'location': {

@@ -6,20 +6,25 @@
 //!    we wait for its write callback (socket.writableLength === 0 afterwards), so bytes the
 //!    socket already queued and the prefix reach the kernel before any zero-copy byte.
 //!  - During the transfer, nobody else may write to, end or pause-write the socket. We enforce
-//!    "one transfer per socket at a time" with an assertion; writes from elsewhere are the
-//!    caller's bug. Bytes sent natively bypass Node's stream, so socket.bytesWritten does not
-//!    count them and socket.setTimeout may see the socket as idle.
+//!    "one transfer per socket at a time" with an assertion, for regions and for inline values
+//!    (sendBytes) alike; writes from elsewhere are the caller's bug. Bytes sent natively bypass
+//!    Node's stream, so socket.bytesWritten does not count them and socket.setTimeout may see
+//!    the socket as idle.
 //!  - The socket fd is read from `socket._handle.fd` right before use (toolchain.md §4.1):
 //!    after a reset Node nulls `_handle`, and TLS sockets have no fd usable for plaintext.
 //!  - Destroying the socket mid-transfer cancels the native transfer (the addon holds a
 //!    duplicate of the socket fd, which would otherwise keep the connection open for as long as
-//!    the peer stalls); the promise rejects.
+//!    the peer stalls); the promise rejects. Every mode rejects the same way (ECANCELED, or the
+//!    socket's own error): Node calls back a write still pending at the destroy with no error,
+//!    so the copy paths count a chunk only when its callback finds the socket alive.
 //!  - The file fd must stay open until the promise settles in fallback mode (getWith guarantees
 //!    it); native mode duplicates it, so closing it early there is harmless.
 //!
 //! Result contract, identical in every mode: resolves with `bytes` = length (the prefix is not
-//! counted) once every byte was handed to the kernel; rejects with ZeroCopyError carrying the
-//! errno, its name, and the region bytes already handed to the kernel. A file shorter than
+//! counted) once every byte was handed to the kernel (or, on TLS, to the TLS layer); rejects
+//! with ZeroCopyError carrying the errno, its name, and the region bytes already handed over.
+//! That count never includes a chunk whose write did not complete on a live socket, so it may
+//! fall short of what the peer got, never exceed what it could have got. A file shorter than
 //! offset + length rejects with ENODATA after sending what exists.
 //!
 //! Never: toggles O_NONBLOCK, writes to an fd number it did not just read from a live handle,
@@ -86,6 +91,7 @@ const emptyPrefix = new Uint8Array(0);
 
 // One transfer per socket at a time (see header). A WeakSet so sockets are never kept alive.
 const busySockets = new WeakSet<net.Socket>();
+const busyMessage = 'one send per socket at a time';
 
 /** The addon, if it was built with the zero-copy calls (an older build only has flock). */
 function zeroCopyAddon(): NativeAddon | null {
@@ -110,7 +116,7 @@ export async function sendFileRegion(
   assert(Number.isSafeInteger(offset) && offset >= 0, 'offset is a non-negative safe integer');
   assert(Number.isSafeInteger(length) && length >= 0, 'length is a non-negative safe integer');
   assert(Number.isSafeInteger(offset + length), 'offset + length is a safe integer');
-  assert(!busySockets.has(socket), 'one sendFileRegion per socket at a time');
+  assert(!busySockets.has(socket), busyMessage);
 
   const requested = opts.mode ?? 'sendfile';
   const native = requested === 'fallback' ? null : zeroCopyAddon();
@@ -136,6 +142,28 @@ export async function sendFileRegion(
   }
 }
 
+/**
+ * Writes `bytes` (an inline value, prefix included) as one socket.write and resolves once the
+ * socket took them, under sendFileRegion's contract: refused while a transfer streams on the
+ * socket, else it would land inside that transfer's region; ZeroCopyError (mode 'fallback',
+ * bytesSent 0) when the socket is gone or is destroyed before the write completed.
+ */
+export async function sendBytes(socket: net.Socket, bytes: Uint8Array): Promise<void> {
+  // Only checked, not claimed: one socket.write cannot interleave with other writes in Node's
+  // queue, and a region sent after it waits for it (writeAndFlush), so back-to-back sends of
+  // small values need not wait for each other.
+  assert(!busySockets.has(socket), busyMessage);
+  if (socket.destroyed || !socket.writable) throw new ZeroCopyError(EPIPE, 0, 'fallback');
+  await new Promise<void>((resolve, reject) => {
+    socket.write(bytes, (error?: Error | null) => {
+      // A destroy calls back the pending write with no error (see sendByCopy).
+      if (error) reject(new ZeroCopyError(errnoOf(error), 0, 'fallback', error));
+      else if (socket.destroyed) reject(new ZeroCopyError(lostErrno(socket), 0, 'fallback', socket.errored ?? undefined));
+      else resolve();
+    });
+  });
+}
+
 /** The OS fd behind a connected plain TCP/IPC socket, or null (TLS, destroyed, no handle). */
 function readSocketFd(socket: net.Socket): number | null {
   if (socket instanceof tls.TLSSocket) return null;
@@ -158,7 +186,9 @@ async function writeAndFlush(socket: net.Socket, prefix: Uint8Array, mode: SendM
       );
     });
   }
-  if (socket.destroyed || !socket.writable) throw new ZeroCopyError(EPIPE, 0, mode);
+  // The prefix's callback runs without an error when a destroy cancelled it (see sendByCopy).
+  if (socket.destroyed) throw new ZeroCopyError(lostErrno(socket), 0, mode, socket.errored ?? undefined);
+  if (!socket.writable) throw new ZeroCopyError(EPIPE, 0, mode);
   assert(socket.writableLength === 0, 'nothing else writes to the socket during sendFileRegion');
 }
 
@@ -212,16 +242,22 @@ async function sendByCopy(socket: net.Socket, fd: number, offset: number, length
   let readBytes = 0;
   let failure: ZeroCopyError | null = null;
 
-  const fail = (error: unknown): ZeroCopyError => {
-    if (failure === null) failure = new ZeroCopyError(errnoOf(error), sentBytes, 'fallback', error);
+  const fail = (errno: number, cause?: unknown): ZeroCopyError => {
+    if (failure === null) failure = new ZeroCopyError(errno, sentBytes, 'fallback', cause);
     return failure;
   };
   const write = (chunk: Buffer): Promise<Error | null> =>
     new Promise((resolve) => {
       socket.write(chunk, (error?: Error | null) => {
         if (error) {
-          fail(error);
-          resolve(error);
+          resolve(fail(errnoOf(error), error));
+          return;
+        }
+        // No error yet a destroyed socket: Node calls back the write it had in flight when the
+        // socket was destroyed with no error (stream_base_commons onWriteComplete), whether or
+        // not libuv wrote it. Counting it would overstate bytesSent and resolve a cut transfer.
+        if (socket.destroyed) {
+          resolve(fail(lostErrno(socket), socket.errored ?? undefined));
           return;
         }
         sentBytes += chunk.byteLength;
@@ -233,7 +269,7 @@ async function sendByCopy(socket: net.Socket, fd: number, offset: number, length
     const slot = i % 2;
     if ((await writes[slot]) !== null || failure !== null) break;
     if (socket.destroyed) {
-      fail(new ZeroCopyError(ECANCELED, sentBytes, 'fallback'));
+      fail(lostErrno(socket), socket.errored ?? undefined);
       break;
     }
     const buffer = (buffers[slot] ??= Buffer.allocUnsafeSlow(chunkBytes));
@@ -243,12 +279,12 @@ async function sendByCopy(socket: net.Socket, fd: number, offset: number, length
       gotBytes = await pread(fd, buffer, wantBytes, offset + readBytes);
     } catch (error) {
       if (systemErrno(error) === null) throw error; // not a system error: a bug, let it surface
-      fail(error);
+      fail(errnoOf(error), error);
       break;
     }
     if (gotBytes === 0) {
       await Promise.all(writes); // what was read before end of file still counts as sent
-      fail(new ZeroCopyError(ENODATA, sentBytes, 'fallback'));
+      fail(ENODATA);
       break;
     }
     readBytes += gotBytes;
@@ -273,6 +309,14 @@ function systemErrno(error: unknown): number | null {
   if (typeof e?.errno === 'number' && Number.isInteger(e.errno) && e.errno !== 0) return Math.abs(e.errno);
   if (typeof e?.code === 'string') return (os.constants.errno as Record<string, number | undefined>)[e.code] ?? null;
   return null;
+}
+
+/**
+ * errno for a socket destroyed under a transfer: its own error's (a reset seen on the read side,
+ * say), else ECANCELED, as the native path reports a transfer cancelled by a local destroy.
+ */
+function lostErrno(socket: net.Socket): number {
+  return socket.errored === null ? ECANCELED : errnoOf(socket.errored);
 }
 
 /**
