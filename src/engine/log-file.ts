@@ -88,6 +88,7 @@ export class FileLog {
       // addon (SOLIFUGE_NATIVE=0, a failed build) can only see this one, and the two schemes
       // apart let one writer of each kind in, the later one's acknowledged writes then lost.
       if (!opts.readOnly) lockFile = takePidLock(path, fd);
+      else refuseIfPidLocked(path, fd); // a writer without the addon holds no flock to see
       return new FileLog(path, fd, fs.fstatSync(fd).size, opts.readOnly, lockFile);
     } catch (err) {
       fs.closeSync(fd);
@@ -440,6 +441,22 @@ function takePidLock(path: string, fd: number): string {
     }
   }
   throw new LockedError(path, `(could not take ${lockFile})`);
+}
+
+/** A reader's check: a live writer named in the pid file (one without the addon) refuses it. */
+function refuseIfPidLocked(path: string, fd: number): void {
+  const lockFile = `${path}.lock`;
+  let text: string;
+  try {
+    text = fs.readFileSync(lockFile, 'utf8');
+  } catch {
+    return; // none (or unreadable: nothing to learn from it)
+  }
+  const owner = Number(text);
+  const { dev, ino } = fs.fstatSync(fd);
+  if (Number.isInteger(owner) && owner > 0 && ownerHolds(owner, lockFile, dev, ino)) {
+    throw new LockedError(path, `by process ${owner} (${lockFile})`);
+  }
 }
 
 /**

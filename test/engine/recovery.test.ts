@@ -326,6 +326,8 @@ describe('lock', () => {
     const holder = start(file, false);
     expect(await holder.line).toEqual({ addon: false, opened: true });
     await expect(open(file)).rejects.toBeInstanceOf(LockedError);
+    // A reader too: it could meet bytes that writer's online compaction punched out.
+    await expect(open(file, { readOnly: true })).rejects.toBeInstanceOf(LockedError);
     await holder.stop();
     const after = await open(file);
     expect(after.get('child')).toBeDefined();
