@@ -3,6 +3,7 @@
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import net from 'node:net';
+import tls from 'node:tls';
 
 export interface ReceiverOptions {
   /** Pause reading for this long once the first byte arrived (a stalled reader). */
@@ -13,6 +14,8 @@ export interface ReceiverOptions {
   resetAfterBytes?: number;
   /** Return the client while it is still connecting (default: wait for 'connect'). */
   returnWhileConnecting?: boolean;
+  /** Serve and connect over TLS with this key and certificate (the client trusts it as localhost). */
+  tls?: { key: Buffer; cert: Buffer };
 }
 
 export interface Received {
@@ -36,7 +39,7 @@ export async function connectReceiver(options: ReceiverOptions = {}): Promise<Co
   let resolveReceived!: (r: Received) => void;
   let serverSocket: net.Socket | null = null;
   const received = new Promise<Received>((resolve) => (resolveReceived = resolve));
-  const server = net.createServer((socket) => {
+  const serve = (socket: net.Socket) => {
     serverSocket = socket;
     const hash = crypto.createHash('sha256');
     let bytes = 0;
@@ -62,15 +65,19 @@ export async function connectReceiver(options: ReceiverOptions = {}): Promise<Co
       }
     });
     socket.on('close', (hadError) => resolveReceived({ bytes, sha256: hash.digest('hex'), aborted: aborted || hadError }));
-  });
+  };
+  const secure = options.tls;
+  const server = secure === undefined ? net.createServer(serve) : tls.createServer({ key: secure.key, cert: secure.cert }, serve);
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   const port = (server.address() as net.AddressInfo).port;
-  const client = net.connect(port, '127.0.0.1');
+  const client = secure === undefined
+    ? net.connect(port, '127.0.0.1')
+    : tls.connect({ port, host: '127.0.0.1', ca: secure.cert, servername: 'localhost' });
   client.setNoDelay(true);
   client.on('error', () => {}); // tests observe errors through sendFileRegion's promise
   if (options.returnWhileConnecting !== true) {
     await new Promise<void>((resolve, reject) => {
-      client.once('connect', resolve);
+      client.once(secure === undefined ? 'connect' : 'secureConnect', resolve);
       client.once('error', reject);
     });
   }

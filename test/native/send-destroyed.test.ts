@@ -9,8 +9,6 @@
 // flight. For every region, the outcome must agree with what the peer got.
 import crypto from 'node:crypto';
 import fs from 'node:fs';
-import type net from 'node:net';
-import tls from 'node:tls';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { open, type Db } from '../../src/index.js';
 import { nativeZeroCopyAvailable, sendFileRegion, ZeroCopyError } from '../../src/native/send-file.js';
@@ -38,44 +36,10 @@ afterAll(() => {
   tmp.cleanup();
 });
 
-/** A TLS loopback connection whose server side stops reading after the first bytes. */
-async function connectTlsReceiver(): Promise<Connection> {
-  let serverSocket: tls.TLSSocket | null = null;
-  let resolveReceived!: (r: { bytes: number; sha256: string; aborted: boolean }) => void;
-  const received = new Promise<{ bytes: number; sha256: string; aborted: boolean }>((r) => (resolveReceived = r));
-  const server = tls.createServer({ key: tlsKey, cert: tlsCert }, (socket) => {
-    serverSocket = socket;
-    const hash = crypto.createHash('sha256');
-    let bytes = 0;
-    let aborted = false;
-    socket.on('error', () => (aborted = true));
-    socket.on('data', (chunk: Buffer) => {
-      if (bytes === 0) socket.pause(); // stalls until resumeNow()
-      bytes += chunk.byteLength;
-      hash.update(chunk);
-    });
-    socket.on('close', (hadError) => resolveReceived({ bytes, sha256: hash.digest('hex'), aborted: aborted || hadError }));
-  });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const port = (server.address() as net.AddressInfo).port;
-  const client = await new Promise<tls.TLSSocket>((resolve, reject) => {
-    const c = tls.connect({ port, host: '127.0.0.1', ca: tlsCert, servername: 'localhost' }, () => resolve(c));
-    c.once('error', reject);
-  });
-  client.on('error', () => {}); // outcomes are observed through the send's promise
-  return {
-    client,
-    received,
-    resumeNow: () => serverSocket?.resume(),
-    close: async () => {
-      client.destroy();
-      await new Promise<void>((resolve) => server.close(() => resolve()));
-    },
-  };
-}
-
 type Connect = () => Promise<Connection>;
 const tcpReceiver: Connect = () => connectReceiver({ stallAfterFirstByteMs: 60_000 });
+/** A TLS loopback connection whose server side stops reading after the first bytes. */
+const connectTlsReceiver: Connect = () => connectReceiver({ stallAfterFirstByteMs: 60_000, tls: { key: tlsKey, cert: tlsCert } });
 
 /** Bytes a stalled peer ends up with when the sender writes without limit, then is destroyed. */
 async function stalledCapacityBytes(connect: Connect): Promise<number> {
