@@ -14,6 +14,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { open } from '../../src/index.js';
 import { crc32c, crc32cUpdate } from '../../src/wasm/crc32c.js';
 import { tempDir } from '../support/tmp.js';
+import { varintBytesOf } from '../support/reference-codec.js';
 
 const tmp = tempDir('hostile-tree');
 afterAll(() => tmp.cleanup());
@@ -35,16 +36,6 @@ function readVarint(b: Buffer, at: number): [value: number, next: number] {
   }
 }
 
-function encodeVarint(v: number): number[] {
-  const out: number[] = [];
-  do {
-    let x = v % 128;
-    v = Math.floor(v / 128);
-    if (v > 0) x |= 0x80;
-    out.push(x);
-  } while (v > 0);
-  return out;
-}
 
 /** Recomputes the CRC of the entry at `pos`; returns where the next entry starts. */
 function fixEntryCrc(b: Buffer, pos: number): number {
@@ -90,7 +81,7 @@ beforeAll(async () => {
   let child0Pos: number;
   [child0Pos, o] = readVarint(b, o);
   expect(child0Pos).toBeLessThan(rootPos);
-  const patch = encodeVarint(rootPos);
+  const patch = varintBytesOf(rootPos);
   expect(patch.length).toBe(o - child0At);
   Buffer.from(patch).copy(b, child0At);
   fixEntryCrc(b, rootPos);

@@ -13,6 +13,7 @@ import type { FileLog } from '../../src/engine/log-file.js';
 import { crc32c } from '../../src/wasm/crc32c.js';
 import { addon } from '../../src/native/addon.js';
 import { tempDir } from '../support/tmp.js';
+import { varintBytesOf as varint } from '../support/reference-codec.js';
 
 type Internals = { cache: { fast: WasmNodeCache | null }; published: { root: unknown } };
 const internals = (db: Db) => db as unknown as Internals;
@@ -359,12 +360,3 @@ describe('WASM node cache, unit', () => {
   });
 });
 
-function varint(n: number): number[] {
-  const out: number[] = [];
-  while (n >= 0x80) {
-    out.push((n % 128) | 0x80);
-    n = Math.floor(n / 128);
-  }
-  out.push(n);
-  return out;
-}

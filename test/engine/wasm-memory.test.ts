@@ -11,6 +11,7 @@ import { ValueRef } from '../../src/engine/node.js';
 import { PLAN_VALUE_BYTES_MAX, PlanWriter, outputBytesWanted, planCapacity } from '../../src/engine/plan.js';
 import { SlabBuilder } from '../../src/engine/slab.js';
 import { crc32c } from '../../src/wasm/crc32c.js';
+import { varintBytesOf } from '../support/reference-codec.js';
 import { ALLOC_BYTES_MAX, WasmAllocationError, core, growCapacity, scratch } from '../../src/wasm/module.js';
 
 const MiB = 2 ** 20;
@@ -18,16 +19,7 @@ const CRC_123456789 = 0xe3069283; // CRC32C check value (RFC 3720 B.4)
 const digits = Buffer.from('123456789');
 
 /** A LEB128 varint. */
-function varint(n: number): Buffer {
-  const out: number[] = [];
-  do {
-    let b = n % 128;
-    n = Math.floor(n / 128);
-    if (n > 0) b |= 0x80;
-    out.push(b);
-  } while (n > 0);
-  return Buffer.from(out);
-}
+const varint = (n: number): Buffer => Buffer.from(varintBytesOf(n));
 
 afterEach(() => {
   vi.restoreAllMocks();

@@ -41,6 +41,17 @@ export class ByteWriter {
   }
 }
 
+/** A LEB128 varint's bytes, for tests that build bodies and entries by hand. */
+export function varintBytesOf(v: number): number[] {
+  const out: number[] = [];
+  while (v >= 0x80) {
+    out.push((v % 128) | 0x80);
+    v = Math.floor(v / 128);
+  }
+  out.push(v);
+  return out;
+}
+
 /** Writes `s.slice(start)` as bytes (a JS loop for short keys: cheaper than a call into C++). */
 function writeSuffix(w: ByteWriter, s: string, start: number): void {
   const n = s.length - start;
