@@ -13,7 +13,7 @@ import { parseArgs } from 'node:util';
 import cliProgress from 'cli-progress';
 import { open } from '../engine/db.js';
 import { syncDirectory } from '../engine/log-file.js';
-import { inspect } from '../engine/inspect.js';
+import { inspect, type InspectReport } from '../engine/inspect.js';
 import { controlSocketPath, requestControl } from '../engine/control.js';
 import type { CompactProgress, CompactResult } from '../engine/compaction.js';
 import { runDemo } from './demo.js';
@@ -34,13 +34,18 @@ function parseCount(flag: string, text: string): number {
   return n;
 }
 
+function slabLine(s: InspectReport['slabs'][number]): string {
+  return `  seq ${String(s.seq).padStart(6)} at ${String(s.start).padStart(10)}  ${fmtBytes(s.bytes).padStart(10)}  keys ${s.keyCount}  tag ${s.tag ?? '-'}`;
+}
+
 async function cmdInspect(args: string[]): Promise<number> {
   const { values, positionals } = parseArgs({ args, allowPositionals: true, options: { slabs: { type: 'string' }, json: { type: 'boolean' } } });
   if (positionals.length !== 1) throw new UsageError('inspect needs exactly one FILE');
   const r = await inspect(positionals[0], { slabsMax: values.slabs === undefined ? 20 : parseCount('--slabs', values.slabs) });
+  const status = r.check?.ok === true ? 0 : 1;
   if (values.json === true) {
     process.stdout.write(`${JSON.stringify(r, null, 2)}\n`);
-    return r.check.ok ? 0 : 1;
+    return status;
   }
   const out: string[] = [];
   out.push(`file            ${r.file} (${fmtBytes(r.fileBytes)})`);
@@ -50,6 +55,13 @@ async function cmdInspect(args: string[]): Promise<number> {
       : s.read.kind;
     out.push(`superblock@${s.pos}`.padEnd(16) + d);
   }
+  if (r.failure !== null || r.check === null) {
+    // Recovery (or the open) refused the file: what was read before that, and why.
+    out.push(`refused         ${r.failure?.message ?? 'no check'} (a writable open refuses it too)`);
+    out.push(...r.slabs.map(slabLine));
+    process.stdout.write(`${out.join('\n')}\n`);
+    return status;
+  }
   const c = r.lastCommit;
   out.push(`last commit     ${c === null ? 'none (empty store)' : `seq ${c.seq} at ${c.pos}, ${c.keyCount} keys, tag ${c.tag ?? '-'}`}`);
   out.push(`tree            depth ${r.check.depth}, ${r.check.leaves} leaves, ${r.check.indexes} index nodes, ${r.check.valueEntries} value entries`);
@@ -57,11 +69,11 @@ async function cmdInspect(args: string[]): Promise<number> {
   if (r.liveStart > 8192) out.push(`reclaimed       ${fmtBytes(r.liveStart - 8192)} before offset ${r.liveStart} (online compaction, holes)`);
   if (r.tornTailBytes > 0) out.push(`torn tail       ${r.tornTailBytes} bytes after the last valid commit (cut on the next writable open)`);
   out.push(`slabs           ${r.check.slabs}${r.slabsOmitted > 0 ? ` (first ${r.slabs.length} listed)` : ''}`);
-  for (const s of r.slabs) out.push(`  seq ${String(s.seq).padStart(6)} at ${String(s.start).padStart(10)}  ${fmtBytes(s.bytes).padStart(10)}  keys ${s.keyCount}  tag ${s.tag ?? '-'}`);
+  out.push(...r.slabs.map(slabLine));
   out.push(`check           ${r.check.ok ? 'ok' : `${r.check.problems.length} problem(s)`}`);
   for (const p of r.check.problems) out.push(`  ${p}`);
   process.stdout.write(`${out.join('\n')}\n`);
-  return r.check.ok ? 0 : 1;
+  return status;
 }
 
 async function cmdCompact(args: string[]): Promise<number> {

@@ -173,11 +173,13 @@ export function findCommitAfter(log: FileLog, from: number, last: CommitRecord |
 
 export function recover(log: FileLog, opts: { repair: boolean }): Recovered {
   const { sb, sbPos } = readSuperblocks(log);
-  let last: CommitRecord | null = null;
-  if (sb.lastCommitPos !== 0) last = loadCommit(log, sb.lastCommitPos, sb.lastCommitLen);
+  // First, as it names the cause: a file cut short of its durable end (its last commit, which
+  // lies before that end, is then often cut off too).
   if (sb.dataEnd > log.end) {
     throw new CorruptionError(log.end, `file ends at ${log.end}, before the durable end ${sb.dataEnd} the superblock records`);
   }
+  let last: CommitRecord | null = null;
+  if (sb.lastCommitPos !== 0) last = loadCommit(log, sb.lastCommitPos, sb.lastCommitLen);
   let pos = sb.dataEnd;
   let slabs = 0;
   while (pos < log.end) {

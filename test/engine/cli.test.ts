@@ -122,6 +122,46 @@ describe('solifuge CLI', () => {
     expect(run('inspect', file, '--slabs', '0').status).toBe(0);
   });
 
+  it('inspect reports a file recovery refuses: superblocks, the refusal and its offset, status 1', async () => {
+    const file = tmp.file('short.db');
+    const db = await open(file);
+    for (let r = 0; r < 3; r++) await db.transaction((tx) => { for (let i = 0; i < 200; i++) tx.set(`k${i}`, `value ${r} ${i}`); });
+    await db.close();
+    const whole = JSON.parse(run('inspect', file, '--json').stdout) as { superblocks: Array<{ read: { kind: string; sb?: { dataEnd: number } } }> };
+    const dataEnd = Math.max(...whole.superblocks.map((s) => s.read.sb?.dataEnd ?? 0));
+    expect(dataEnd).toBeGreaterThan(8192);
+    // Cut short of the durable end the superblock records: acknowledged commits are gone.
+    fs.truncateSync(file, dataEnd - 100);
+    const text = run('inspect', file);
+    expect(text.status).toBe(1);
+    expect(text.stdout).toMatch(/superblock@0\s+counter \d+/);
+    expect(text.stdout).toMatch(new RegExp(`refused\\s+corruption at offset ${dataEnd - 100}: file ends at ${dataEnd - 100}, before the durable end ${dataEnd}`));
+    expect(text.stderr).toBe('');
+    const json = run('inspect', file, '--json');
+    expect(json.status).toBe(1);
+    const r = JSON.parse(json.stdout) as { fileBytes: number; check: unknown; lastCommit: unknown; failure: { code: string; offset: number } };
+    expect(r.failure).toMatchObject({ code: 'CORRUPTION', offset: dataEnd - 100 });
+    expect(r.check).toBeNull();
+    expect(r.lastCommit).toBeNull();
+    expect(r.fileBytes).toBe(dataEnd - 100);
+    // Inspect changed nothing: the file is as short as it was, and a writable open refuses it.
+    expect(fs.statSync(file).size).toBe(dataEnd - 100);
+    await expect(open(file)).rejects.toThrow(/before the durable end/);
+
+    // Not a store at all: reported the same way, with the superblocks' verdicts.
+    const foreign = tmp.file('foreign.db');
+    fs.writeFileSync(foreign, Buffer.alloc(3 * 8192, 0x41));
+    const f = run('inspect', foreign);
+    expect(f.status).toBe(1);
+    expect(f.stdout).toMatch(/superblock@0\s+foreign/);
+    expect(f.stdout).toMatch(/refused\s+.*no superblock magic/);
+    // A missing file is an error, not a report.
+    const missing = run('inspect', tmp.file('missing.db'));
+    expect(missing.status).toBe(1);
+    expect(missing.stdout).toBe('');
+    expect(missing.stderr).toMatch(/ENOENT|no such file/i);
+  });
+
   it('offline compact through a symlink compacts the real file, keeps the link, the mode and the owner', async () => {
     fs.mkdirSync(tmp.file('real'));
     const real = tmp.file('real/data.db');
