@@ -1,6 +1,8 @@
 //! The `solifuge` command line.
 //!
-//!     solifuge inspect FILE [--slabs N] [--json]   superblocks, slabs, tree depth, key count, check
+//!     solifuge inspect FILE [--slabs N] [--json]   superblocks, slabs, tree depth, key count, check;
+//!                                                  a store a running process holds: its figures over
+//!                                                  its control socket
 //!     solifuge compact FILE                        offline compaction with an atomic swap
 //!     solifuge compact --online FILE               online compaction in place (holes punched)
 //!     solifuge demo [DIR]                          the embedded demo (see demo.ts)
@@ -12,6 +14,7 @@ import { pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
 import cliProgress from 'cli-progress';
 import { open } from '../engine/db.js';
+import { LockedError } from '../engine/errors.js';
 import { syncDirectory } from '../engine/log-file.js';
 import { inspect, type InspectReport } from '../engine/inspect.js';
 import { controlSocketPath, requestControl } from '../engine/control.js';
@@ -41,7 +44,14 @@ function slabLine(s: InspectReport['slabs'][number]): string {
 async function cmdInspect(args: string[]): Promise<number> {
   const { values, positionals } = parseArgs({ args, allowPositionals: true, options: { slabs: { type: 'string' }, json: { type: 'boolean' } } });
   if (positionals.length !== 1) throw new UsageError('inspect needs exactly one FILE');
-  const r = await inspect(positionals[0], { slabsMax: values.slabs === undefined ? 20 : parseCount('--slabs', values.slabs) });
+  const slabsMax = values.slabs === undefined ? 20 : parseCount('--slabs', values.slabs);
+  let r: InspectReport;
+  try {
+    r = await inspect(positionals[0], { slabsMax });
+  } catch (err) {
+    if (!(err instanceof LockedError)) throw err;
+    return inspectLive(positionals[0], err, values.json === true);
+  }
   const status = r.check?.ok === true ? 0 : 1;
   if (values.json === true) {
     process.stdout.write(`${JSON.stringify(r, null, 2)}\n`);
@@ -74,6 +84,39 @@ async function cmdInspect(args: string[]): Promise<number> {
   for (const p of r.check.problems) out.push(`  ${p}`);
   process.stdout.write(`${out.join('\n')}\n`);
   return status;
+}
+
+/**
+ * A store a running process holds: inspect must not read it (the writer appends, and its online
+ * compaction punches out bytes, under any reader without the lock), so the owner reports its own
+ * figures over its control socket when it listens on one (`controlSocket: true`).
+ */
+async function inspectLive(file: string, locked: LockedError, json: boolean): Promise<number> {
+  let stats: Record<string, unknown> | null = null;
+  let refused: string | null = null;
+  try {
+    await requestControl(file, 'stats', (o) => {
+      if (typeof o.result === 'object' && o.result !== null) stats = o.result as Record<string, unknown>;
+      if (o.error !== undefined) refused = String(o.error);
+    });
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code !== 'ECONNREFUSED' && code !== 'ENOENT') throw err;
+  }
+  if (stats === null) {
+    const why = refused !== null ? `it answered ${JSON.stringify(refused)}` : 'it does not listen on a control socket (open it with controlSocket: true)';
+    throw new Error(`${locked.message}: inspect reads a store no process holds, and ${why} on ${controlSocketPath(file)}`);
+  }
+  const live: Record<string, unknown> = stats;
+  if (json) {
+    process.stdout.write(`${JSON.stringify({ file, live: true, stats: live }, null, 2)}\n`);
+    return 0;
+  }
+  const out = [`file            ${file}: open in a running process, which reports (${controlSocketPath(file)}):`];
+  for (const [k, v] of Object.entries(live)) out.push(`  ${k.padEnd(16)}${String(v)}`);
+  out.push('(superblocks, slabs and the check need the store closed)');
+  process.stdout.write(`${out.join('\n')}\n`);
+  return 0;
 }
 
 async function cmdCompact(args: string[]): Promise<number> {

@@ -1,5 +1,5 @@
 // The `solifuge` command line as a real process: inspect and offline compact.
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -10,6 +10,18 @@ const tmp = tempDir('cli');
 afterAll(() => tmp.cleanup());
 const cli = fileURLToPath(new URL('../../src/cli/solifuge.ts', import.meta.url));
 const run = (...args: string[]) => spawnSync(process.execPath, ['--import', 'tsx', cli, ...args], { encoding: 'utf8' });
+/** As run, without blocking this process's event loop (which may be serving the CLI). */
+function runAsync(...args: string[]): Promise<{ status: number | null; stdout: string; stderr: string }> {
+  return new Promise((resolve, reject) => {
+    const p = spawn(process.execPath, ['--import', 'tsx', cli, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    p.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+    p.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    p.on('error', reject);
+    p.on('close', (status) => resolve({ status, stdout, stderr }));
+  });
+}
 
 describe('solifuge CLI', () => {
   it('inspect reports superblocks, slabs, depth, key count and a clean check; compact shrinks the file', async () => {
@@ -120,6 +132,35 @@ describe('solifuge CLI', () => {
       expect(out.stderr).toMatch(/--slabs/);
     }
     expect(run('inspect', file, '--slabs', '0').status).toBe(0);
+  });
+
+  it('inspect on a store a running process holds: its figures over the control socket, or a clear refusal without one', async () => {
+    const file = tmp.file('live.db');
+    const db = await open(file, { controlSocket: true });
+    for (let i = 0; i < 300; i++) await db.set(`k${i}`, `v${i}`);
+    const before = fs.readFileSync(file);
+    const text = await runAsync('inspect', file);
+    expect(text.stderr).toBe('');
+    expect(text.status).toBe(0);
+    expect(text.stdout).toMatch(/open in a running process/);
+    expect(text.stdout).toMatch(/keys\s+300\b/);
+    const json = await runAsync('inspect', file, '--json');
+    expect(json.status).toBe(0);
+    expect(JSON.parse(json.stdout)).toMatchObject({ live: true, stats: { keys: 300 } });
+    // It only asked: the file and the store are as they were.
+    expect(fs.readFileSync(file).equals(before)).toBe(true);
+    await db.set('after', 'x');
+    expect(db.count()).toBe(301);
+    await db.close();
+
+    // Held without a control socket: an error that says why, status 1, nothing on stdout.
+    const quiet = await open(file);
+    const refused = await runAsync('inspect', file);
+    expect(refused.status).toBe(1);
+    expect(refused.stdout).toBe('');
+    expect(refused.stderr).toMatch(/already open .*does not listen on a control socket/);
+    await quiet.close();
+    expect((await runAsync('inspect', file)).status).toBe(0);
   });
 
   it('inspect reports a file recovery refuses: superblocks, the refusal and its offset, status 1', async () => {
