@@ -136,7 +136,8 @@ describe('solifuge CLI', () => {
 
   it('inspect on a store a running process holds: its figures over the control socket, or a clear refusal without one', async () => {
     const file = tmp.file('live.db');
-    const db = await open(file, { controlSocket: true });
+    // No idle checkpoint: the store itself writes nothing while the CLI runs.
+    const db = await open(file, { controlSocket: true, checkpointIdleMs: 0 });
     for (let i = 0; i < 300; i++) await db.set(`k${i}`, `v${i}`);
     const before = fs.readFileSync(file);
     const text = await runAsync('inspect', file);
