@@ -325,9 +325,10 @@ export class Db implements Reader {
    * "In-place batches"); `inPlaceSeals`: batches whose changes in place had to be sealed off
    * for a reader of the published tree or for a checkpoint; `slicedCheckpoints`: checkpoints
    * that ran in slices (slicedCheckpointBytesMin); `directSyncs`: syncs that were a direct write
-   * (syncDirect).
+   * (syncDirect); `zerosPrepared`: times zeros were written and synced ahead of the log for the
+   * next big durable commits (FileLog.prepareAhead).
    */
-  readonly stats = { commits: 0, syncs: 0, directSyncs: 0, checkpoints: 0, slicedCheckpoints: 0, bytesAppended: 0, autoCompactions: 0, inPlaceChanges: 0, inPlaceSeals: 0 };
+  readonly stats = { commits: 0, syncs: 0, directSyncs: 0, checkpoints: 0, slicedCheckpoints: 0, bytesAppended: 0, autoCompactions: 0, inPlaceChanges: 0, inPlaceSeals: 0, zerosPrepared: 0 };
 
   private constructor(
     readonly path: string,
@@ -978,6 +979,8 @@ export class Db implements Reader {
       } else {
         const outcome = await syncing;
         if (!outcome.ok) throw outcome.error;
+        // Zeros ahead for the next big append, now that this one is durable (see prepareAhead).
+        if (this.log.prepareAhead(slab.len)) this.stats.zerosPrepared++;
       }
       this.stats.syncs++;
       if (superblockDue) this.writeSuperblock(slab.commit);
@@ -1370,6 +1373,7 @@ export class Db implements Reader {
       // The slab builder's buffers live in the process-wide WebAssembly memory, which never
       // shrinks: kept, every store opened and closed left them behind.
       this.slabs.dispose();
+      await this.log.settlePrepare();
       this.log.close();
     }
   }

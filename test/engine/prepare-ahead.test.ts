@@ -1,0 +1,96 @@
+// Zeros written and synced ahead of big durable commits (FileLog.prepareAhead): the next commits
+// overwrite them instead of growing the file, close() drops what is left, and a file holding them
+// when its writer stops recovers every commit with the zeros cut.
+import fs from 'node:fs';
+import { afterAll, describe, expect, it } from 'vitest';
+import { open, type Db } from '../../src/index.js';
+import { tempDir } from '../support/tmp.js';
+
+const tmp = tempDir('prepare');
+afterAll(() => tmp.cleanup());
+
+const key = (i: number) => `k${String(i).padStart(8, '0')}`;
+const value = (i: number) => Buffer.alloc(300, i & 0xff);
+/** One durable transaction of keys [from, from + n): 300 keys make a slab of ~100 KB. */
+const batch = (db: Db, from: number, n = 300) =>
+  db.transaction((tx) => {
+    for (let i = from; i < from + n; i++) tx.set(key(i), value(i));
+  });
+const sizeOf = (file: string) => fs.statSync(file).size;
+
+function expectKeys(db: Db, n: number): void {
+  expect(db.count()).toBe(n);
+  const wrong: number[] = [];
+  for (let i = 0; i < n; i++) if (db.get(key(i))?.equals(value(i)) !== true) wrong.push(i);
+  expect(wrong.slice(0, 5)).toEqual([]);
+}
+
+describe('zeros prepared ahead of big durable commits', () => {
+  it('the commits after the first overwrite them instead of growing the file; close drops the rest', async () => {
+    const file = tmp.file('grow.db');
+    const db = await open(file, { checkpointIdleMs: 0 });
+    await batch(db, 0);
+    const first = db.fileInfo().fileBytes - 8192;
+    expect(first).toBeGreaterThan(64 * 1024); // a big commit: below that, append's own zero fill applies
+    expect(db.stats.zerosPrepared).toBe(1);
+    // Four commits' worth of zeros follow the first one's end.
+    expect(sizeOf(file) - db.fileInfo().fileBytes).toBeGreaterThanOrEqual(3 * first);
+    // Each of the next commits lands on them, inside the file as it was: none makes it grow, and
+    // once fewer than two more would fit, more zeros follow.
+    for (let b = 1; b <= 6; b++) {
+      const before = sizeOf(file);
+      await batch(db, b * 300);
+      expect(db.fileInfo().fileBytes, `commit ${b + 1}`).toBeLessThanOrEqual(before);
+      expect(sizeOf(file) - db.fileInfo().fileBytes, `commit ${b + 1}`).toBeGreaterThanOrEqual(first);
+    }
+    expect(db.stats.zerosPrepared).toBeGreaterThanOrEqual(2); // ~96 KB commits, four at a time
+    const end = db.fileInfo().fileBytes;
+    await db.close();
+    expect(sizeOf(file)).toBe(end); // no zeros kept past the log
+    const again = await open(file);
+    try {
+      expectKeys(again, 2100);
+      expect(again.check().problems).toEqual([]);
+      expect(again.tornBytesCut).toBe(0);
+    } finally {
+      await again.close();
+    }
+  });
+
+  it('a file left with them (a writer that stopped) recovers every commit, the zeros cut', async () => {
+    const file = tmp.file('left.db');
+    const db = await open(file, { checkpointIdleMs: 0 });
+    for (let b = 0; b < 5; b++) await batch(db, b * 300);
+    const end = db.fileInfo().fileBytes;
+    // The file as the writer leaves it when it dies: the page cache survives a process's death.
+    const copy = tmp.file('left-copy.db');
+    fs.copyFileSync(file, copy);
+    await db.close();
+    const left = sizeOf(copy);
+    expect(left).toBeGreaterThan(end);
+    const reopened = await open(copy);
+    try {
+      expect(reopened.tornBytesCut).toBe(left - end);
+      expect(sizeOf(copy)).toBe(end);
+      expectKeys(reopened, 1500);
+      expect(reopened.check().problems).toEqual([]);
+      // And it writes on over them.
+      await batch(reopened, 1500);
+      expectKeys(reopened, 1800);
+    } finally {
+      await reopened.close();
+    }
+  });
+
+  it('small commits and commits that do not sync prepare nothing', async () => {
+    const file = tmp.file('small.db');
+    const db = await open(file, { checkpointIdleMs: 0 });
+    for (let b = 0; b < 20; b++) await batch(db, b * 10, 10); // ~3 KB each
+    expect(db.stats.zerosPrepared).toBe(0);
+    await db.close();
+    const lazy = await open(tmp.file('lazy.db'), { durable: false, checkpointIdleMs: 0 });
+    for (let b = 0; b < 3; b++) await batch(lazy, b * 300);
+    expect(lazy.stats.zerosPrepared).toBe(0);
+    await lazy.close();
+  });
+});
