@@ -2,6 +2,7 @@
 //
 //   npm run bench:setup            once: installs the anchors into bench/node_modules
 //   npm run bench -- [--keys N] [--rounds R] [--engines a,b] [--only get,scan] [--out FILE]
+//                                  (--out also writes FILE.rounds.json: every engine's figures per round)
 //   npm run bench:quick            100k keys, 3 rounds
 //
 // Every round runs each engine in its own process (engine-worker.ts), in rotated order, and the
@@ -134,4 +135,9 @@ if (present.includes('solifuge')) {
 }
 const report = lines.join('\n');
 process.stdout.write(`${report}\n`);
-if (values.out !== undefined) fs.writeFileSync(values.out, `${report}\n`);
+if (values.out !== undefined) {
+  fs.writeFileSync(values.out, `${report}\n`);
+  // The per-round figures behind the medians, for ratios a report does not show (round r of each
+  // engine ran in the same rotation).
+  fs.writeFileSync(`${values.out}.rounds.json`, `${JSON.stringify({ keys, rounds, results: Object.fromEntries(results) }, null, 1)}\n`);
+}
