@@ -979,8 +979,9 @@ export class Db implements Reader {
       } else {
         const outcome = await syncing;
         if (!outcome.ok) throw outcome.error;
-        // Zeros ahead for the next big append, now that this one is durable (see prepareAhead).
-        if (this.log.prepareAhead(slab.len)) this.stats.zerosPrepared++;
+        // Zeros ahead for the next big append, now that this one is durable (see prepareAhead);
+        // not for close()'s last checkpoint, after which they would only be cut off again.
+        if (!this.closed && this.log.prepareAhead(slab.len)) this.stats.zerosPrepared++;
       }
       this.stats.syncs++;
       if (superblockDue) this.writeSuperblock(slab.commit);

@@ -56,6 +56,7 @@ const PREPARE_APPEND_BYTES_MAX = 512 * 1024;
 const PREPARE_LOW_APPENDS = 2;
 const PREPARE_HIGH_APPENDS = 6;
 let zeros: Buffer | null = null;
+const noop = (): void => {};
 
 export class FileLog {
   private closed = false;
@@ -208,15 +209,19 @@ export class FileLog {
    * the next ones and starts their fdatasync in the background. Those appends then overwrite
    * blocks already allocated, written and inside the file's size, and their fdatasync needs no
    * journal commit on ext4 (a 122 KB pwrite + fdatasync p50 ~213 µs against ~375 µs appended;
-   * bench/RESULTS.md round 21). Returns whether it wrote zeros.
+   * bench/RESULTS.md round 21). Returns whether it wrote zeros; never throws (the commit before
+   * it is durable, and must not fail for this).
    *
    * The zeros are written here, on the caller's thread, so no append can race them; only their
    * sync runs on the pool, and it only has to be done before the next append's sync to save that
-   * one its journal commit (the JS work of a 1000-key batch, ~1 ms, is time enough). It syncs
-   * through a descriptor of its own: Linux reports a writeback error once per open file
-   * description (errseq_t), so an error it meets on a commit's pages is still reported to the
-   * next fdatasync of the log's descriptor, and can never hide a failed commit. A failure of its
-   * own costs nothing: an append's fdatasync makes durable whatever that append needs.
+   * one its journal commit (the JS work of a 1000-key batch, ~1 ms, is time enough). They count
+   * as buffered writes: a direct write (appendSynced) waits for an fdatasync of the log's own to
+   * cover them. The background fdatasync goes through a descriptor of its own, and its outcome
+   * is not looked at: since Linux 4.13 (errseq_t) a writeback error is reported once to *each*
+   * open file description, so an error it meets, on the zeros or on a later commit's pages it
+   * wrote back, is still reported to the next fdatasync of the log's descriptor. That commit then
+   * fails and the store stops writing, as after any failed sync; no error is swallowed here.
+   * (Node 20 needs Linux 4.18 or later.)
    */
   prepareAhead(len: number): boolean {
     if (this.closed || this.readOnly || this.prepareOff || this.preparing !== null) return false;
@@ -229,17 +234,20 @@ export class FileLog {
     const fd = this.openPrepare();
     if (fd === null) return false;
     zeros ??= Buffer.alloc(ZERO_FILL_BYTES);
+    this.bufferedWrites++;
     let done = 0;
     try {
       while (done < bytes) done += fs.writeSync(this.fd, zeros, done, bytes - done, from + done);
     } catch {
       // Out of space, say: the appends go on as without zeros ahead, and the file keeps none of
-      // these (bytes past the end are a torn tail to recovery either way).
+      // these if it can (bytes past the end are a torn tail to recovery either way).
       this.prepareOff = true;
+      this.allocatedEnd = from + done; // what trimAhead must drop if the truncate fails
       try {
         fs.ftruncateSync(this.fd, from);
+        this.allocatedEnd = from;
       } catch {
-        // Left for close() or recovery to cut.
+        // Left for close() (trimAhead) or recovery to cut.
       }
       return false;
     }
@@ -247,6 +255,7 @@ export class FileLog {
     this.preparing = new Promise((resolve) =>
       fs.fdatasync(fd, () => {
         this.preparing = null;
+        if (this.closed) fs.close(fd, noop);
         resolve();
       }),
     );
@@ -258,24 +267,34 @@ export class FileLog {
     while (this.preparing !== null) await this.preparing;
   }
 
-  /** prepareAhead's descriptor, opened on first use as openDirect's is (never by path). */
+  /**
+   * prepareAhead's descriptor, opened on first use through /proc/self/fd as openDirect's is (the
+   * path may name another file by now); null where it cannot be. Never throws.
+   */
   private openPrepare(): number | null {
     if (this.prepareFd !== undefined) return this.prepareFd;
-    this.prepareFd = null;
     let fd: number;
     try {
       fd = fs.openSync(`/proc/self/fd/${this.fd}`, fs.constants.O_RDONLY);
-    } catch {
-      return null; // no /proc: appends go on without zeros ahead
-    }
-    const a = fs.fstatSync(fd);
-    const b = fs.fstatSync(this.fd);
-    if (a.dev !== b.dev || a.ino !== b.ino) {
-      fs.closeSync(fd);
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code;
+      // Out of descriptors for now: try again after a later commit. Anything else (no /proc): never.
+      if (code !== 'EMFILE' && code !== 'ENFILE') this.prepareFd = null;
       return null;
     }
-    this.prepareFd = fd;
-    return fd;
+    try {
+      const a = fs.fstatSync(fd);
+      const b = fs.fstatSync(this.fd);
+      if (a.dev === b.dev && a.ino === b.ino) {
+        this.prepareFd = fd;
+        return fd;
+      }
+    } catch {
+      // Treated as another file.
+    }
+    fs.closeSync(fd);
+    this.prepareFd = null;
+    return null;
   }
 
   /** Drops zeros written ahead of the end (on close, so files do not keep them). */
@@ -498,8 +517,9 @@ export class FileLog {
     }
     this.closed = true;
     if (typeof this.directFd === 'number') fs.closeSync(this.directFd);
-    // (After settlePrepare: a sync still running on that descriptor would meet another file's.)
-    if (typeof this.prepareFd === 'number') fs.closeSync(this.prepareFd);
+    // A prepareAhead sync still running (Db.close waits for it; a caller that did not) closes its
+    // descriptor when done: closed now, it might sync whichever file got the number next.
+    if (typeof this.prepareFd === 'number' && this.preparing === null) fs.closeSync(this.prepareFd);
     if (addon !== null) addon.funlock(this.fd);
     fs.closeSync(this.fd);
     if (this.lockFile !== null) {

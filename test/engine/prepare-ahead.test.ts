@@ -5,9 +5,11 @@ import fs from 'node:fs';
 import { afterAll, describe, expect, it } from 'vitest';
 import { open, type Db } from '../../src/index.js';
 import { tempDir } from '../support/tmp.js';
+import { directIoWorks } from '../support/direct-io.js';
 
 const tmp = tempDir('prepare');
 afterAll(() => tmp.cleanup());
+const itDirect = directIoWorks(tmp.dir) ? it : it.skip;
 
 const key = (i: number) => `k${String(i).padStart(8, '0')}`;
 const value = (i: number) => Buffer.alloc(300, i & 0xff);
@@ -92,5 +94,21 @@ describe('zeros prepared ahead of big durable commits', () => {
     for (let b = 0; b < 3; b++) await batch(lazy, b * 300);
     expect(lazy.stats.zerosPrepared).toBe(0);
     await lazy.close();
+  });
+
+  itDirect('a direct write after them waits for an fdatasync of the log to cover them', async () => {
+    // A direct write (syncDirect) makes only its own blocks durable, so it may only follow a log
+    // with no buffered write unsynced: the zeros count as one until a sync of the log's own.
+    const db = await open(tmp.file('direct.db'), { syncDirect: true, checkpointIdleMs: 0 });
+    try {
+      await batch(db, 0);
+      expect(db.stats.zerosPrepared).toBe(1);
+      await db.set('small-1', 'x');
+      expect(db.stats.directSyncs).toBe(0); // an append and an fdatasync, covering the zeros too
+      await db.set('small-2', 'y');
+      expect(db.stats.directSyncs).toBe(1);
+    } finally {
+      await db.close();
+    }
   });
 });
