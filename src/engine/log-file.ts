@@ -234,15 +234,14 @@ export class FileLog {
     const fd = this.openPrepare();
     if (fd === null) return false;
     zeros ??= Buffer.alloc(ZERO_FILL_BYTES);
-    this.bufferedWrites++;
-    let done = 0;
     try {
-      while (done < bytes) done += fs.writeSync(this.fd, zeros, done, bytes - done, from + done);
+      this.writeAt(zeros, bytes, from); // a buffered write like any other (see above)
     } catch {
       // Out of space, say: the appends go on as without zeros ahead, and the file keeps none of
-      // these if it can (bytes past the end are a torn tail to recovery either way).
+      // these if it can (bytes past the end are a torn tail to recovery either way). Should the
+      // truncate fail too, trimAhead drops whatever was written.
       this.prepareOff = true;
-      this.allocatedEnd = from + done; // what trimAhead must drop if the truncate fails
+      this.allocatedEnd = from + bytes;
       try {
         fs.ftruncateSync(this.fd, from);
         this.allocatedEnd = from;
@@ -267,34 +266,12 @@ export class FileLog {
     while (this.preparing !== null) await this.preparing;
   }
 
-  /**
-   * prepareAhead's descriptor, opened on first use through /proc/self/fd as openDirect's is (the
-   * path may name another file by now); null where it cannot be. Never throws.
-   */
+  /** prepareAhead's descriptor, opened on first use (see reopen); null where it cannot be. */
   private openPrepare(): number | null {
     if (this.prepareFd !== undefined) return this.prepareFd;
-    let fd: number;
-    try {
-      fd = fs.openSync(`/proc/self/fd/${this.fd}`, fs.constants.O_RDONLY);
-    } catch (err) {
-      const code = (err as NodeJS.ErrnoException).code;
-      // Out of descriptors for now: try again after a later commit. Anything else (no /proc): never.
-      if (code !== 'EMFILE' && code !== 'ENFILE') this.prepareFd = null;
-      return null;
-    }
-    try {
-      const a = fs.fstatSync(fd);
-      const b = fs.fstatSync(this.fd);
-      if (a.dev === b.dev && a.ino === b.ino) {
-        this.prepareFd = fd;
-        return fd;
-      }
-    } catch {
-      // Treated as another file.
-    }
-    fs.closeSync(fd);
-    this.prepareFd = null;
-    return null;
+    const fd = this.reopen(fs.constants.O_RDONLY);
+    if (fd !== 'later') this.prepareFd = fd;
+    return fd === 'later' ? null : fd;
   }
 
   /** Drops zeros written ahead of the end (on close, so files do not keep them). */
@@ -459,32 +436,38 @@ export class FileLog {
     throw errnoError(-rc, 'write', this.path);
   }
 
-  /**
-   * The O_DIRECT | O_DSYNC descriptor, opened on first use; null where it cannot be. Opened
-   * through /proc/self/fd, never by path: the path may name another file by now (a chdir after
-   * a relative open, a rename), and direct writes must go to the file this log has locked. The
-   * inode is checked all the same.
-   */
+  /** The O_DIRECT | O_DSYNC descriptor, opened on first use (see reopen); null where it cannot be. */
   private openDirect(): number | null {
     if (this.directFd !== undefined) return this.directFd;
+    const fd = this.reopen(fs.constants.O_WRONLY | fs.constants.O_DIRECT | fs.constants.O_DSYNC);
+    if (fd !== 'later') this.directFd = fd;
+    return fd === 'later' ? null : fd;
+  }
+
+  /**
+   * A second descriptor of this log's file, opened with `flags` through /proc/self/fd, never by
+   * path: the path may name another file by now (a chdir after a relative open, a rename), and
+   * what goes through it must reach the file this log has locked. The inode is checked all the
+   * same. null: never here (no /proc, another file, flags the file system refuses); 'later': out
+   * of descriptors for now. Never throws.
+   */
+  private reopen(flags: number): number | null | 'later' {
     let fd: number;
     try {
-      fd = fs.openSync(`/proc/self/fd/${this.fd}`, fs.constants.O_WRONLY | fs.constants.O_DIRECT | fs.constants.O_DSYNC);
+      fd = fs.openSync(`/proc/self/fd/${this.fd}`, flags);
     } catch (err) {
       const code = (err as NodeJS.ErrnoException).code;
-      // Out of descriptors for now: try again at a later commit. Anything else: never.
-      if (code !== 'EMFILE' && code !== 'ENFILE') this.directFd = null;
-      return null;
+      return code === 'EMFILE' || code === 'ENFILE' ? 'later' : null;
     }
-    const a = fs.fstatSync(fd);
-    const b = fs.fstatSync(this.fd);
-    if (a.dev !== b.dev || a.ino !== b.ino) {
-      fs.closeSync(fd);
-      this.directFd = null;
-      return null;
+    try {
+      const a = fs.fstatSync(fd);
+      const b = fs.fstatSync(this.fd);
+      if (a.dev === b.dev && a.ino === b.ino) return fd;
+    } catch {
+      // Treated as another file.
     }
-    this.directFd = fd;
-    return fd;
+    fs.closeSync(fd);
+    return null;
   }
 
   /**

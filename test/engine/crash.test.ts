@@ -12,8 +12,35 @@ import { crashKey, crashValue } from './crash-keys.js';
 const tmp = tempDir('crash');
 afterAll(() => tmp.cleanup());
 const child = fileURLToPath(new URL('./crash-child.ts', import.meta.url));
-const slicedChild = fileURLToPath(new URL('./crash-sliced-child.ts', import.meta.url));
-const bigChild = fileURLToPath(new URL('./crash-big-child.ts', import.meta.url));
+const batchChild = fileURLToPath(new URL('./crash-batch-child.ts', import.meta.url));
+
+/**
+ * Six runs of crash-batch-child.ts in `mode`, each killed `killMs(rnd)` after its first ack; after
+ * each, the store reopens clean with every acknowledged batch, and the one in flight whole or not
+ * at all. Returns how many "event" lines the runs printed (the case under test happening).
+ */
+async function killBatches(file: string, mode: 'sliced' | 'prepared', batchKeys: number, seed: number, killMs: (rnd: () => number) => number): Promise<number> {
+  const rnd = () => (seed = (seed * 1103515245 + 12345) >>> 0) / 2 ** 32;
+  let next = 0;
+  let events = 0;
+  for (let round = 0; round < 6; round++) {
+    const run = await runUntilKilled(batchChild, [file, String(next), mode], next, killMs(rnd), /^event$/);
+    events += run.counted;
+    const db = await open(file);
+    try {
+      expect(db.check().problems).toEqual([]);
+      const missing: number[] = [];
+      for (let i = 0; i < run.acked; i++) if (db.get(crashKey(i))?.equals(crashValue(i)) !== true) missing.push(i);
+      expect(missing.slice(0, 5), `after round ${round}`).toEqual([]);
+      // The batch in flight at the kill may have landed (whole: it is one transaction).
+      next = db.exists(crashKey(run.acked)) ? run.acked + batchKeys : run.acked;
+      expect(db.count()).toBe(next);
+    } finally {
+      await db.close();
+    }
+  }
+  return events;
+}
 
 const value = (i: number) => Buffer.alloc(i % 3 === 0 ? 700 : 20 + (i % 50), i & 0xff);
 
@@ -53,54 +80,14 @@ describe('crash: SIGKILL during durable writes', () => {
   }, 120_000);
 
   it('keeps every acknowledged write when kills land inside sliced checkpoints', async () => {
-    const file = tmp.file('crash-sliced.db');
-    let seed = 777;
-    const rnd = () => (seed = (seed * 1103515245 + 12345) >>> 0) / 2 ** 32;
-    let next = 0;
-    let sliced = 0;
-    for (let round = 0; round < 6; round++) {
-      const run = await runUntilKilled(slicedChild, [file, String(next)], next, 300 + Math.floor(rnd() * 700), /^sliced$/);
-      sliced += run.counted;
-      const db = await open(file);
-      try {
-        expect(db.check().problems).toEqual([]);
-        const missing: number[] = [];
-        for (let i = 0; i < run.acked; i++) if (db.get(crashKey(i))?.equals(crashValue(i)) !== true) missing.push(i);
-        expect(missing.slice(0, 5), `after round ${round}`).toEqual([]);
-        // The batch in flight at the kill may have landed (whole: it is one transaction).
-        next = db.exists(crashKey(run.acked)) ? run.acked + 2_000 : run.acked;
-        expect(db.count()).toBe(next);
-      } finally {
-        await db.close();
-      }
-    }
+    const sliced = await killBatches(tmp.file('crash-sliced.db'), 'sliced', 2_000, 777, (rnd) => 300 + Math.floor(rnd() * 700));
     // The case under test did happen (seed 777: 13 sliced checkpoints over the 6 runs, and one kill
     // cut a 2.8 MB torn tail, halfway through a sliced append).
     expect(sliced).toBeGreaterThan(0);
   }, 180_000);
 
   it('keeps every acknowledged write when kills land among big commits over zeros prepared ahead', async () => {
-    const file = tmp.file('crash-big.db');
-    let seed = 4242;
-    const rnd = () => (seed = (seed * 1103515245 + 12345) >>> 0) / 2 ** 32;
-    let next = 0;
-    let prepared = 0;
-    for (let round = 0; round < 6; round++) {
-      const run = await runUntilKilled(bigChild, [file, String(next)], next, 100 + Math.floor(rnd() * 500), /^prepared$/);
-      prepared += run.counted;
-      const db = await open(file);
-      try {
-        expect(db.check().problems).toEqual([]);
-        const missing: number[] = [];
-        for (let i = 0; i < run.acked; i++) if (db.get(crashKey(i))?.equals(crashValue(i)) !== true) missing.push(i);
-        expect(missing.slice(0, 5), `after round ${round}`).toEqual([]);
-        // The batch in flight at the kill may have landed (whole: it is one transaction).
-        next = db.exists(crashKey(run.acked)) ? run.acked + 1_000 : run.acked;
-        expect(db.count()).toBe(next);
-      } finally {
-        await db.close();
-      }
-    }
+    const prepared = await killBatches(tmp.file('crash-big.db'), 'prepared', 1_000, 4242, (rnd) => 100 + Math.floor(rnd() * 500));
     // The case under test did happen: commits wrote zeros ahead, and later ones landed on them.
     expect(prepared).toBeGreaterThan(0);
   }, 120_000);

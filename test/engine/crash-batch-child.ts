@@ -1,0 +1,33 @@
+// Child process for crash.test.ts's batch cases: durable transactions of keys in random key order
+// (crash-keys.ts), printing "ack <n>" once keys 0..n-1 are acknowledged and "event" after each
+// batch whose commit did what the case is about, until it is killed.
+//   sliced    2,000-key batches, a small checkpoint interval: most of the time goes into
+//             checkpoints big enough to be sliced, and kills land between their slices and
+//             halfway through their appends; "event" after each that finished one.
+//   prepared  1,000-key batches (~120 KB commits): kills land while zeros are written and synced
+//             ahead of the log (FileLog.prepareAhead) and while commits overwrite them; "event"
+//             after each commit that prepared zeros.
+import { open } from '../../src/index.js';
+import { crashKey, crashValue } from './crash-keys.js';
+
+const [file, startArg, mode] = process.argv.slice(2);
+const sliced = mode === 'sliced';
+const batchKeys = sliced ? 2_000 : 1_000;
+const db = await open(file, sliced
+  ? { checkpointIntervalBytes: 2 * 1024 * 1024, checkpointTreeOverLogMax: 0, checkpointIdleMs: 0 }
+  : { checkpointIdleMs: 0 });
+const events = () => (sliced ? db.stats.slicedCheckpoints : db.stats.zerosPrepared);
+let n = Number(startArg);
+let seen = events();
+for (;;) {
+  const base = n;
+  await db.transaction((tx) => {
+    for (let i = base; i < base + batchKeys; i++) tx.set(crashKey(i), crashValue(i));
+  });
+  n = base + batchKeys;
+  process.stdout.write(`ack ${n}\n`);
+  if (events() !== seen) {
+    seen = events();
+    process.stdout.write('event\n');
+  }
+}
