@@ -38,7 +38,7 @@ function parseCount(flag: string, text: string): number {
 }
 
 function slabLine(s: InspectReport['slabs'][number]): string {
-  return `  seq ${String(s.seq).padStart(6)} at ${String(s.start).padStart(10)}  ${fmtBytes(s.bytes).padStart(10)}  keys ${s.keyCount}  tag ${s.tag ?? '-'}`;
+  return `  seq ${String(s.seq).padStart(6)} at ${String(s.start).padStart(10)}  ${fmtBytes(s.bytes).padStart(10)}  keys ${s.keyCount ?? '-'}  tag ${s.tag ?? '-'}`;
 }
 
 async function cmdInspect(args: string[]): Promise<number> {
@@ -73,7 +73,7 @@ async function cmdInspect(args: string[]): Promise<number> {
     return status;
   }
   const c = r.lastCommit;
-  out.push(`last commit     ${c === null ? 'none (empty store)' : `seq ${c.seq} at ${c.pos}, ${c.keyCount} keys, tag ${c.tag ?? '-'}`}`);
+  out.push(`last commit     ${c === null ? 'none (empty store)' : `seq ${c.seq} at ${c.pos}, ${c.keyCount ?? r.check.keys} keys, tag ${c.tag ?? '-'}`}`);
   out.push(`tree            depth ${r.check.depth}, ${r.check.leaves} leaves, ${r.check.indexes} index nodes, ${r.check.valueEntries} value entries`);
   out.push(`live bytes      ${fmtBytes(r.check.liveBytes)} of ${fmtBytes(r.check.fileBytes)} (${((100 * r.check.liveBytes) / Math.max(1, r.check.fileBytes)).toFixed(1)}%), ${fmtBytes(r.allocatedBytes)} allocated`);
   if (r.liveStart > 8192) out.push(`reclaimed       ${fmtBytes(r.liveStart - 8192)} before offset ${r.liveStart} (online compaction, holes)`);

@@ -26,13 +26,16 @@
 //!
 //! Commit body (fixed 83 bytes):
 //!
-//!     0  commitVersion u8 = 1
+//!     0  commitVersion u8                   1; 2: the same, but keyCount is not recorded (0)
 //!     1  treeRootKind u8                    root of the last checkpointed tree: 0 empty, 2 leaf, 3 index
 //!     2  treeRootPos u64, 10 treeRootLen u32
 //!     14 prevCommitPos u64                  0 for the first commit
 //!     22 seq u64                            1, 2, 3, … one per commit
 //!     30 hasTag u8, 31 tag u64              the caller's opaque number (Baardskeerder's "time")
-//!     39 keyCount u64                       live keys after this commit, so count() is O(1)
+//!     39 keyCount u64                       live keys after this commit (version 1), checked by
+//!                                           replay; a version-2 commit's sets changed the tree
+//!                                           after the record was written (Db.commit), and replay
+//!                                           alone counts its keys
 //!     47 slabStart u64                      first byte of this slab
 //!     55 slabCrc u32                        CRC32C over the 4-byte CRCs of the slab's other entries,
 //!                                           in order: each covers its entry, so this covers the slab
@@ -173,7 +176,8 @@ export interface CommitRecord {
   rootLen: number;
   prevCommitPos: number;
   tag: number | undefined;
-  keyCount: number;
+  /** Live keys after this commit; null where the record does not say (commit version 2). */
+  keyCount: number | null;
   slabStart: number;
   slabCrc: number;
   treeSeq: number;
@@ -183,7 +187,7 @@ export interface CommitRecord {
 
 /** Writes a commit body (COMMIT_BODY_BYTES) into `b` at `o`. */
 export function encodeCommitBody(b: Buffer, o: number, c: Omit<CommitRecord, 'pos' | 'len'>): void {
-  b[o] = 1;
+  b[o] = c.keyCount === null ? 2 : 1;
   b[o + 1] = c.rootKind;
   writeU64(b, o + 2, c.rootPos);
   b.writeUInt32LE(c.rootLen, o + 10);
@@ -191,7 +195,7 @@ export function encodeCommitBody(b: Buffer, o: number, c: Omit<CommitRecord, 'po
   writeU64(b, o + 22, c.seq);
   b[o + 30] = c.tag === undefined ? 0 : 1;
   writeU64(b, o + 31, c.tag ?? 0);
-  writeU64(b, o + 39, c.keyCount);
+  writeU64(b, o + 39, c.keyCount ?? 0);
   writeU64(b, o + 47, c.slabStart);
   b.writeUInt32LE(c.slabCrc >>> 0, o + 55);
   writeU64(b, o + 59, c.treeSeq);
@@ -201,7 +205,8 @@ export function encodeCommitBody(b: Buffer, o: number, c: Omit<CommitRecord, 'po
 
 export function decodeCommitBody(b: Uint8Array, start: number, end: number, pos: number, len: number): CommitRecord {
   if (end - start !== COMMIT_BODY_BYTES) throw new CorruptionError(pos, `commit body of ${end - start} bytes`);
-  if (b[start] !== 1) throw new CorruptionError(pos, `unknown commit version ${b[start]}`);
+  const version = b[start];
+  if (version !== 1 && version !== 2) throw new CorruptionError(pos, `unknown commit version ${version}`);
   const rootKind = b[start + 1];
   if (rootKind !== 0 && rootKind !== Kind.Leaf && rootKind !== Kind.Index) {
     throw new CorruptionError(pos, `commit root kind ${rootKind}`);
@@ -215,7 +220,7 @@ export function decodeCommitBody(b: Uint8Array, start: number, end: number, pos:
     prevCommitPos: readU64(b, start + 14),
     seq: readU64(b, start + 22),
     tag: b[start + 30] === 1 ? readU64(b, start + 31) : undefined,
-    keyCount: readU64(b, start + 39),
+    keyCount: version === 1 ? readU64(b, start + 39) : null,
     slabStart: readU64(b, start + 47),
     slabCrc: readU32(b, start + 55),
     treeSeq: readU64(b, start + 59),
@@ -223,8 +228,11 @@ export function decodeCommitBody(b: Uint8Array, start: number, end: number, pos:
     treeKeyCount: readU64(b, start + 75),
   };
   for (const k of ['rootPos', 'prevCommitPos', 'seq', 'keyCount', 'slabStart', 'treeSeq', 'treeCommitPos', 'treeKeyCount'] as const) {
-    if (!Number.isFinite(c[k])) throw new CorruptionError(pos, `commit field ${k} out of range`);
+    const v = c[k];
+    if (v !== null && !Number.isFinite(v)) throw new CorruptionError(pos, `commit field ${k} out of range`);
   }
+  if (version === 2 && readU64(b, start + 39) !== 0) throw new CorruptionError(pos, 'a version-2 commit records a key count');
+  if (version === 2 && c.treeSeq === c.seq) throw new CorruptionError(pos, 'a version-2 commit holds a checkpoint');
   if (c.tag !== undefined && !Number.isFinite(c.tag)) throw new CorruptionError(pos, 'commit tag out of range');
   if (c.treeSeq > c.seq || (c.treeSeq === 0) !== (c.treeCommitPos === 0)) throw new CorruptionError(pos, 'commit names an impossible checkpoint');
   return c;

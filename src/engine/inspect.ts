@@ -30,7 +30,8 @@ export interface InspectReport {
   /** The file's size on disk. */
   fileBytes: number;
   superblocks: Array<{ pos: number; read: SuperblockRead }>;
-  slabs: Array<{ start: number; bytes: number; seq: number; keyCount: number; tag: number | undefined }>;
+  /** keyCount: live keys after the slab's commit; null where the commit does not record it (version 2). */
+  slabs: Array<{ start: number; bytes: number; seq: number; keyCount: number | null; tag: number | undefined }>;
   slabsOmitted: number;
   tornTailBytes: number;
   /** Online compaction reclaimed [8192, liveStart) (holes); 8192 when it never ran. */

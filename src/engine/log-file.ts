@@ -436,6 +436,25 @@ export class FileLog {
     throw errnoError(-rc, 'write', this.path);
   }
 
+  /**
+   * Erases what was appended from `start` on (a commit that failed before its publish; its sync,
+   * if any, has finished): zeros over those bytes, an fdatasync, and the end back at `start`.
+   * Recovery reads zeros as a torn tail, so no reopen replays the erased record; the zeros stay
+   * as zeros ahead of the end (appends overwrite them). Throws if the write or the sync fails.
+   */
+  eraseFrom(start: number): void {
+    assert(start >= 0 && start <= this.end, 'erasing outside the log');
+    const len = this.end - start;
+    zeros ??= Buffer.alloc(ZERO_FILL_BYTES);
+    // writeAt drops the recent window where it overlaps (a direct write's bytes); the block the
+    // new end lies in is then read back into the page cache by the partial write.
+    for (let done = 0; done < len; done += ZERO_FILL_BYTES) this.writeAt(zeros, Math.min(ZERO_FILL_BYTES, len - done), start + done);
+    this.tailUncached = false;
+    this.syncNow();
+    this.syncedWrites = this.bufferedWrites;
+    this.end = start;
+  }
+
   /** The O_DIRECT | O_DSYNC descriptor, opened on first use (see reopen); null where it cannot be. */
   private openDirect(): number | null {
     if (this.directFd !== undefined) return this.directFd;

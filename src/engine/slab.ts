@@ -28,8 +28,8 @@ const ENCODE_SLICE_BYTES = 4 * 1024 * 1024;
 export interface SlabInput {
   /** This commit's changes (at most one per key). */
   actions: readonly Action[];
-  /** Live keys after this commit. */
-  keyCount: number;
+  /** Live keys after this commit; null: not known yet (the sets change the tree after the append). */
+  keyCount: number | null;
   tag: number | undefined;
   prev: CommitRecord | null;
   /** File position the slab will be appended at. */

@@ -130,6 +130,15 @@ function shortestSeparator(left: string, right: string): BinKey {
   return right.slice(0, i + 1) as BinKey;
 }
 
+/**
+ * Most sets a writer holds back for later (setLater). A batch of up to this many sets is logged
+ * before its tree changes (Db.commit: those run while its sync does). A bigger one changes the
+ * tree first, since whether its commit also writes the tree depends on what the change dirtied:
+ * a sorted load's 1,000-key batches write their leaves at once instead of logging them
+ * (checkpointTreeOverLogMax). Groups of 100 sets hold back; 1,000-key loads do not.
+ */
+export const SET_LATER_MAX = 128;
+
 export interface TreeState {
   root: Child | null;
   count: number;
@@ -205,6 +214,14 @@ export class TreeWriter {
 
   private shared: SharedGens | null;
   private readonly journal: JournalEntry[] = [];
+  /**
+   * Sets taken with setLater and not yet made (keys and values side by side, in order). Every
+   * other call that reads or changes the tree makes them first, so nothing but their timing
+   * changes; `root` and `count` leave them out until then (callers reading those call
+   * applyLater() first).
+   */
+  private readonly laterKeys: BinKey[] = [];
+  private readonly laterVals: LeafValue[] = [];
 
   constructor(
     private readonly src: NodeSource,
@@ -226,6 +243,7 @@ export class TreeWriter {
    * over the writer's tree. Seals first, so the frozen tree holds no node changed in place.
    */
   freeze(): TreeState {
+    this.applyLater();
     this.seal();
     this.gen++;
     return { root: this.root, count: this.count };
@@ -236,6 +254,7 @@ export class TreeWriter {
    * before it are sealed first, so an abort undoes only the transaction's own.
    */
   savepoint(): TreeState {
+    this.applyLater(); // the sets before it are not the transaction's: restore() keeps them
     // A seal inside the transaction (for a reader or a cursor) undoes every change in place,
     // which would take those made before the savepoint with it: so there are none, and every
     // change in the journal from here on is the transaction's.
@@ -246,6 +265,7 @@ export class TreeWriter {
 
   /** Back to a savepoint: the transaction's changes in place are undone, its copies dropped. */
   restore(s: TreeState): void {
+    this.dropLater(); // taken after the savepoint (which made those before it)
     this.undo();
     this.root = s.root;
     this.count = s.count;
@@ -273,6 +293,7 @@ export class TreeWriter {
 
   /** The batch failed or was dropped: shared nodes get their published contents back. */
   abortInPlace(): void {
+    this.dropLater();
     this.undo();
     this.shared = null;
   }
@@ -325,11 +346,55 @@ export class TreeWriter {
   }
 
   get(key: BinKey): LeafValue | Buffer | undefined {
+    if (this.laterKeys.length !== 0) this.applyLater();
     return lookup(this.src, this.root, key);
+  }
+
+  /**
+   * A set made later, by the next call that reads or changes the tree, or by applyLater(): a
+   * small batch of sets is logged and its sync started before the tree changes, which then run
+   * while the disk works (Db.commit). Past SET_LATER_MAX sets they are made at once (a big batch
+   * must change the tree first: whether its commit writes the tree depends on what it changed).
+   */
+  setLater(key: BinKey, val: LeafValue): void {
+    if (this.laterKeys.length >= SET_LATER_MAX) {
+      this.set(key, val);
+      return;
+    }
+    this.laterKeys.push(key);
+    this.laterVals.push(val);
+  }
+
+  /** Sets taken by setLater and not made yet. */
+  get setsLater(): number {
+    return this.laterKeys.length;
+  }
+
+  /** Makes the sets taken by setLater, in order. */
+  applyLater(): void {
+    const keys = this.laterKeys;
+    const vals = this.laterVals;
+    const n = keys.length;
+    if (n === 0) return;
+    // Emptied first: set() below makes waiting sets first, and a throw must not leave any to be
+    // made twice (the batch fails as a whole either way).
+    const ks = keys.splice(0, n);
+    const vs = vals.splice(0, n);
+    for (let i = 0; i < n; i++) this.put1(ks[i], vs[i]);
+  }
+
+  private dropLater(): void {
+    this.laterKeys.length = 0;
+    this.laterVals.length = 0;
   }
 
   /** Inserts or replaces; returns true when the key is new. */
   set(key: BinKey, val: LeafValue): boolean {
+    if (this.laterKeys.length !== 0) this.applyLater();
+    return this.put1(key, val);
+  }
+
+  private put1(key: BinKey, val: LeafValue): boolean {
     this.inserted = false;
     if (this.root === null) {
       this.root = new LeafNode(this.gen, [key], [val], leafBytes([key], [val]));
@@ -353,6 +418,7 @@ export class TreeWriter {
 
   /** Removes a key; returns false (and changes nothing) when it is absent. */
   delete(key: BinKey): boolean {
+    if (this.laterKeys.length !== 0) this.applyLater();
     if (this.root === null) return false;
     const node = this.del(this.root, key);
     if (node === null) return false;

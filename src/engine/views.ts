@@ -177,13 +177,16 @@ export class Transaction implements Reader {
     return this.live().get(toBinKey(key)) !== undefined;
   }
   count(): number {
-    return this.live().count;
+    const w = this.live();
+    w.applyLater();
+    return w.count;
   }
   set(key: KeyInput, value: ValueInput): void {
     const w = this.live();
     const k = this.db.checkKey(key);
     const v = this.db.makeValue(value);
-    w.set(k, v);
+    // Made by the next read or change of the tree (TreeWriter.setLater), or while the commit syncs.
+    w.setLater(k, v);
     this.actions.push({ key: k, val: v });
   }
   delete(key: KeyInput): boolean {
