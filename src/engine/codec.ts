@@ -32,10 +32,10 @@
 //!     14 prevCommitPos u64                  0 for the first commit
 //!     22 seq u64                            1, 2, 3, … one per commit
 //!     30 hasTag u8, 31 tag u64              the caller's opaque number (Baardskeerder's "time")
-//!     39 keyCount u64                       live keys after this commit (version 1), checked by
-//!                                           replay; a version-2 commit's sets changed the tree
-//!                                           after the record was written (Db.commit), and replay
-//!                                           alone counts its keys
+//!     39 keyCount u64                       live keys after this commit (version 1; replay
+//!                                           checks the last commit's); a version-2 commit's sets
+//!                                           changed the tree after the record was written
+//!                                           (Db.commit), and replay alone counts its keys
 //!     47 slabStart u64                      first byte of this slab
 //!     55 slabCrc u32                        CRC32C over the 4-byte CRCs of the slab's other entries,
 //!                                           in order: each covers its entry, so this covers the slab

@@ -23,7 +23,7 @@ import {
   BadArgumentError, ClosedError, CommitTooLargeError, CorruptionError, IoFailedError, KeyTooLargeError, SolifugeError, ValueTooLargeError, assert,
 } from './errors.js';
 import {
-  DATA_START_POS, ENTRY_HEADER_BYTES, Kind, SUPERBLOCK_A_POS, SUPERBLOCK_B_POS, encodeSuperblock, type Superblock,
+  DATA_START_POS, ENTRY_HEADER_BYTES, FORMAT_VERSION, Kind, SUPERBLOCK_A_POS, SUPERBLOCK_B_POS, encodeSuperblock, type Superblock,
 } from './format.js';
 import { copyOf, inlineValueAt, inlineValueBytes, toBinKey, toValueBuffer, type BinKey, type KeyInput, type ValueInput } from './keys.js';
 import { FileLog, syncDirectory } from './log-file.js';
@@ -432,6 +432,16 @@ export class Db implements Reader {
       }
       log.end = r.end;
       const db = new Db(file, log, opts, new NodeCache(log, opts.cacheBytes, opts.decodedCacheBytes, opts.hugePages), r, opts.readOnly ? 0 : r.tornBytes);
+      if (!opts.readOnly && db.sb.version < FORMAT_VERSION) {
+        // Before this build writes a commit an older one cannot read (format.ts FORMAT_VERSION):
+        // the same superblock again as this version, synced.
+        try {
+          db.rewriteSuperblock();
+        } catch (err) {
+          await db.close();
+          throw err;
+        }
+      }
       if (opts.controlSocket && !opts.readOnly) {
         try {
           db.control = await listenControl(file, db);
@@ -777,7 +787,8 @@ export class Db implements Reader {
       // its checksum (CorruptionError) or could not be read. The batch publishes nothing, every
       // job in it fails with that error (settled ones stay as they are), and the store goes on:
       // the file is as it was, and other keys may still be read and written. Failures from the
-      // append on were handled in applyAndCommit (the store stops writing).
+      // append on were handled in applyAndCommit: the store stops writing, unless the commit
+      // erased what it appended (NothingWrittenError: a held-back set that could not be made).
       for (const j of jobs) j.reject(err);
     } finally {
       if (this.inPlaceWriter === w) {
@@ -819,6 +830,12 @@ export class Db implements Reader {
           const tx = new Transaction(this, w, actions);
           try {
             results[i] = await job.fn(tx);
+            // Its sets are held back (TreeWriter.setLater) until the commit only when it is the
+            // batch's one job: a set that cannot be made (its path fails a checksum) then fails
+            // the batch, which is this transaction alone. Beside other jobs they are made here,
+            // where a failure aborts this transaction only, as a throw inside it does.
+            if (jobs.length > 1) w.applyLater();
+            w.throwLaterFailure();
             if (job.opts.tag !== undefined) tag = job.opts.tag;
             sync ||= job.opts.durable ?? this.options.durable;
           } catch (err) {
@@ -979,7 +996,9 @@ export class Db implements Reader {
       } catch (err) {
         // A node on a set's path failed its checksum or could not be read. Before the tree
         // changed first, such a batch wrote nothing and the store went on; so it does here: the
-        // record just appended is erased (zeros, synced) before the batch fails.
+        // record just appended is erased (zeros, synced) before the batch fails. (A crash after
+        // the record's sync and before the zeros' replays it on open, and meets that node again:
+        // the open then reports the corruption, as the file holds it.)
         await this.eraseAppended(start, syncInlineStarted, syncing);
         throw new NothingWrittenError(err);
       }
@@ -1044,7 +1063,9 @@ export class Db implements Reader {
    * a checkpoint slab (staged and encoded in linear memory) and the JS heap holding those nodes
    * must stay bounded. With sets held back in `later`, the nodes they will dirty are not counted
    * yet: if the estimate without them calls for a checkpoint, they are made now and it is decided
-   * again (a checkpoint needs the whole tree anyway).
+   * again (a checkpoint needs the whole tree anyway). Otherwise their nodes count from the next
+   * commit on, so the DIRTY_OVER_INTERVAL_MAX bound may be passed by one batch of at most
+   * SET_LATER_MAX sets.
    */
   private checkpointDue(actions: Action[], forceCheckpoint: boolean, later: TreeWriter | null): boolean {
     const due = () => {
@@ -1137,8 +1158,23 @@ export class Db implements Reader {
   }
 
   /** Writes the other superblock copy; it becomes durable with the next fdatasync. */
+  /**
+   * Writes the current superblock again, as this build's format version, into the other copy,
+   * and syncs it. It names what the current one names, which is durable.
+   */
+  private rewriteSuperblock(): void {
+    const sb: Superblock = { ...this.sb, version: FORMAT_VERSION, counter: this.sb.counter + 1 };
+    const pos = this.sbPos === SUPERBLOCK_A_POS ? SUPERBLOCK_B_POS : SUPERBLOCK_A_POS;
+    const block = encodeSuperblock(sb, (b, s, e) => crc32c(b, s, e));
+    this.log.writeAt(block, block.length, pos);
+    this.log.syncNow();
+    this.sb = sb;
+    this.sbPos = pos;
+  }
+
   private writeSuperblock(c: CommitRecord | null, liveStart = this.sb.liveStart): void {
     const sb: Superblock = {
+      version: FORMAT_VERSION,
       counter: this.sb.counter + 1,
       lastCommitPos: c?.pos ?? 0,
       lastCommitLen: c?.len ?? 0,
@@ -1528,8 +1564,8 @@ function assertNothingBelowAfterCheckpoint(src: NodeSource, root: Child | null, 
 function initFile(file: string): void {
   const tmp = `${file}.init-${process.pid}-${threadId}-${crypto.randomBytes(4).toString('hex')}`;
   const crc = (b: Uint8Array, s: number, e: number) => crc32c(b, s, e);
-  const a = encodeSuperblock({ counter: 0, lastCommitPos: 0, lastCommitLen: 0, dataEnd: DATA_START_POS, liveStart: DATA_START_POS }, crc);
-  const b = encodeSuperblock({ counter: 1, lastCommitPos: 0, lastCommitLen: 0, dataEnd: DATA_START_POS, liveStart: DATA_START_POS }, crc);
+  const a = encodeSuperblock({ version: FORMAT_VERSION, counter: 0, lastCommitPos: 0, lastCommitLen: 0, dataEnd: DATA_START_POS, liveStart: DATA_START_POS }, crc);
+  const b = encodeSuperblock({ version: FORMAT_VERSION, counter: 1, lastCommitPos: 0, lastCommitLen: 0, dataEnd: DATA_START_POS, liveStart: DATA_START_POS }, crc);
   const fd = fs.openSync(tmp, 'wx');
   try {
     fs.writeSync(fd, a, 0, a.length, SUPERBLOCK_A_POS);

@@ -61,7 +61,7 @@ export class NotASolifugeFileError extends SolifugeError {
 
 export class UnsupportedVersionError extends SolifugeError {
   constructor(readonly path: string, readonly version: number, readonly supported: number) {
-    super('UNSUPPORTED_VERSION', `${path} has format version ${version}; this build reads version ${supported}`);
+    super('UNSUPPORTED_VERSION', `${path} has format version ${version}; this build reads versions up to ${supported}`);
   }
 }
 

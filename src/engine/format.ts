@@ -1,4 +1,4 @@
-//! The on-disk format, version 1: constants, integer codecs, superblocks and entry framing.
+//! The on-disk format, version 2 (reads 1): constants, integer codecs, superblocks and entry framing.
 //!
 //! Follows Baardskeerder's Flog design (spec/baardskeerder-and-arakoon.md §A.4–A.5, A.9) with
 //! its known gaps closed: every entry and every slab is covered by a CRC32C, the superblock has a
@@ -46,7 +46,16 @@
 //! disk hold only Outer positions and reads never relocate anything.
 import { Buffer } from 'node:buffer';
 
-export const FORMAT_VERSION = 1;
+/**
+ * The format this build writes. Version 2 adds Commits that record no key count (codec.ts,
+ * commit version 2). Version-1 files are read as they are; a writable open rewrites a superblock
+ * as version 2 before writing anything else (Db.open), so that a build that reads only version 1
+ * refuses the file (UnsupportedVersionError) instead of cutting version-2 commits beyond its
+ * superblock's durable mark as a torn tail.
+ */
+export const FORMAT_VERSION = 2;
+/** The oldest format this build reads. */
+export const FORMAT_VERSION_MIN = 1;
 export const BLOCK_BYTES = 4096;
 export const SUPERBLOCK_A_POS = 0;
 export const SUPERBLOCK_B_POS = BLOCK_BYTES;
@@ -113,6 +122,8 @@ export function varintBytes(v: number): number {
 // --- superblock -----------------------------------------------------------------------------
 
 export interface Superblock {
+  /** The format version it was written with (FORMAT_VERSION_MIN .. FORMAT_VERSION). */
+  version: number;
   counter: number;
   lastCommitPos: number;
   lastCommitLen: number;
@@ -123,7 +134,7 @@ export interface Superblock {
 export function encodeSuperblock(sb: Superblock, crc32c: (b: Uint8Array, s: number, e: number) => number): Buffer {
   const b = Buffer.alloc(BLOCK_BYTES);
   MAGIC.copy(b, 0);
-  b.writeUInt32LE(FORMAT_VERSION, 8);
+  b.writeUInt32LE(sb.version, 8);
   b.writeUInt32LE(BLOCK_BYTES, 12);
   writeU64(b, 16, sb.counter);
   writeU64(b, 24, sb.lastCommitPos);
@@ -145,8 +156,9 @@ export function decodeSuperblock(b: Uint8Array, crc32c: (b: Uint8Array, s: numbe
   for (let i = 0; i < MAGIC.length; i++) if (b[i] !== MAGIC[i]) return { kind: 'foreign' };
   if (readU32(b, 52) !== crc32c(b, 0, 52)) return { kind: 'corrupt', detail: 'superblock checksum mismatch' };
   const version = readU32(b, 8);
-  if (version !== FORMAT_VERSION) return { kind: 'badVersion', version };
+  if (version < FORMAT_VERSION_MIN || version > FORMAT_VERSION) return { kind: 'badVersion', version };
   const sb: Superblock = {
+    version,
     counter: readU64(b, 16),
     lastCommitPos: readU64(b, 24),
     lastCommitLen: readU32(b, 32),

@@ -23,7 +23,7 @@ import { COMMIT_BODY_BYTES, decodeActionsBody, decodeCommitBody, type Action, ty
 import { readEntry, verifyEntry } from './entry.js';
 import { CorruptionError, NotASolifugeFileError, UnsupportedVersionError } from './errors.js';
 import {
-  BLOCK_BYTES, DATA_START_POS, ENTRY_BODY_BYTES_MAX, ENTRY_HEADER_BYTES, Kind, SUPERBLOCK_A_POS, SUPERBLOCK_B_POS,
+  BLOCK_BYTES, DATA_START_POS, FORMAT_VERSION, ENTRY_BODY_BYTES_MAX, ENTRY_HEADER_BYTES, Kind, SUPERBLOCK_A_POS, SUPERBLOCK_B_POS,
   decodeSuperblock, isKind, readU32, type Superblock,
 } from './format.js';
 import type { FileLog } from './log-file.js';
@@ -50,7 +50,7 @@ export function readSuperblocks(log: FileLog): { sb: Superblock; sbPos: number }
   const a = decodeSuperblock(log.read(SUPERBLOCK_A_POS, BLOCK_BYTES), crc);
   const b = decodeSuperblock(log.read(SUPERBLOCK_B_POS, BLOCK_BYTES), crc);
   if (a.kind === 'foreign' && b.kind === 'foreign') throw new NotASolifugeFileError(log.path, 'no superblock magic');
-  for (const x of [a, b]) if (x.kind === 'badVersion') throw new UnsupportedVersionError(log.path, x.version, 1);
+  for (const x of [a, b]) if (x.kind === 'badVersion') throw new UnsupportedVersionError(log.path, x.version, FORMAT_VERSION);
   const valid: Array<{ sb: Superblock; sbPos: number }> = [];
   if (a.kind === 'valid') valid.push({ sb: a.sb, sbPos: SUPERBLOCK_A_POS });
   if (b.kind === 'valid') valid.push({ sb: b.sb, sbPos: SUPERBLOCK_B_POS });

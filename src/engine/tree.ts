@@ -222,6 +222,10 @@ export class TreeWriter {
    */
   private readonly laterKeys: BinKey[] = [];
   private readonly laterVals: LeafValue[] = [];
+  /** Set once the writer took SET_LATER_MAX sets: from then on every set is made at once. */
+  private laterOff = false;
+  /** The first error making held sets threw (see laterFailure). */
+  private laterError: { error: unknown } | null = null;
 
   constructor(
     private readonly src: NodeSource,
@@ -357,7 +361,8 @@ export class TreeWriter {
    * must change the tree first: whether its commit writes the tree depends on what it changed).
    */
   setLater(key: BinKey, val: LeafValue): void {
-    if (this.laterKeys.length >= SET_LATER_MAX) {
+    if (this.laterOff || this.laterKeys.length >= SET_LATER_MAX) {
+      this.laterOff = true;
       this.set(key, val);
       return;
     }
@@ -380,12 +385,27 @@ export class TreeWriter {
     // made twice (the batch fails as a whole either way).
     const ks = keys.splice(0, n);
     const vs = vals.splice(0, n);
-    for (let i = 0; i < n; i++) this.put1(ks[i], vs[i]);
+    try {
+      for (let i = 0; i < n; i++) this.put1(ks[i], vs[i]);
+    } catch (error) {
+      this.laterError ??= { error };
+      throw error;
+    }
+  }
+
+  /**
+   * Throws what making held sets threw, if it did since the last restore(): a transaction whose
+   * sets could not all be made must not commit, even if its callback caught the error (a read
+   * inside it makes the held sets first, and its error may come from one of them).
+   */
+  throwLaterFailure(): void {
+    if (this.laterError !== null) throw this.laterError.error;
   }
 
   private dropLater(): void {
     this.laterKeys.length = 0;
     this.laterVals.length = 0;
+    this.laterError = null;
   }
 
   /** Inserts or replaces; returns true when the key is new. */

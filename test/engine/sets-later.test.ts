@@ -13,6 +13,7 @@ import { SET_LATER_MAX } from '../../src/engine/tree.js';
 import { open } from '../../src/index.js';
 import { crashCopy } from '../support/crash-copy.js';
 import { tempDir } from '../support/tmp.js';
+import { crc32c } from '../../src/wasm/crc32c.js';
 
 const tmp = tempDir('later');
 afterAll(() => tmp.cleanup());
@@ -53,20 +54,62 @@ describe('commit records without a key count', () => {
   });
 });
 
+describe('format version 2', () => {
+  /** Rewrites both superblocks of a closed store as format version 1 (what older builds wrote). */
+  function asVersion1(file: string): void {
+    const b = fs.readFileSync(file);
+    for (const base of [0, 4096]) {
+      b.writeUInt32LE(1, base + 8);
+      b.writeUInt32LE(crc32c(b, base, base + 52), base + 52);
+    }
+    fs.writeFileSync(file, b);
+  }
+  const versions = (file: string) => {
+    const b = fs.readFileSync(file);
+    return [0, 4096].map((base) => ({ version: b.readUInt32LE(base + 8), counter: Number(b.readBigUInt64LE(base + 16)) }));
+  };
+
+  it('a version-1 file is read; a writable open rewrites its newest superblock as version 2 first, a read-only one changes nothing', async () => {
+    const file = tmp.file(`v${n++}.db`);
+    const db0 = await open(file);
+    for (let i = 0; i < 50; i++) await db0.set(key(i), `v${i}`);
+    await db0.close();
+    asVersion1(file);
+    const bytes = fs.readFileSync(file);
+    const ro = await open(file, { readOnly: true });
+    expect(ro.fileInfo().superblock.version).toBe(1);
+    expect(ro.count()).toBe(50);
+    await ro.close();
+    expect(fs.readFileSync(file).equals(bytes)).toBe(true);
+    const db = await open(file);
+    const newest = versions(file).sort((x, y) => y.counter - x.counter)[0];
+    expect(newest.version).toBe(2); // before any commit: an older build refuses the file from here on
+    expect(db.fileInfo().superblock.version).toBe(2);
+    expect(str(db.get(key(7)))).toBe('v7');
+    await db.set('after', 'upgrade');
+    await db.close();
+    const again = await open(file);
+    expect(again.count()).toBe(51);
+    expect(again.check().ok).toBe(true);
+    await again.close();
+  });
+});
+
 describe('sets made while the commit syncs', () => {
   it('small batches are logged before their tree changes; reads, check() and replay see every key', async () => {
     const file = tmp.file(`s${n++}.db`);
     const db = await open(file);
     await db.set('a', 'first'); // an empty store: the first commit writes its tree
-    const groups: Array<Promise<unknown>> = [];
     for (let g = 0; g < 20; g++) {
-      // New keys and overwrites, single sets and groups, several jobs in one batch.
-      groups.push(db.set(key(g), `v${g}`));
-      groups.push(db.transaction((tx) => {
+      // New keys and overwrites, single sets and groups, alone in their batch and (every fifth)
+      // side by side in one.
+      const set = db.set(key(g), `v${g}`);
+      if (g % 5 !== 0) await set;
+      await db.transaction((tx) => {
         for (let i = 0; i < 50; i++) tx.set(key((g * 37 + i * 11) % 400), `g${g}-${i}`);
-      }));
+      });
+      await set;
     }
-    await Promise.all(groups);
     const want = new Map<string, string>([['a', 'first']]);
     for (let g = 0; g < 20; g++) {
       want.set(key(g), `v${g}`);
@@ -93,6 +136,14 @@ describe('sets made while the commit syncs', () => {
     });
     expect(db.stats.checkpoints).toBe(1);
     expect(db.fileInfo().lastCommit?.keyCount).toBe(SET_LATER_MAX + 1);
+    // Scattered, and past SET_LATER_MAX by more than one: every set is made before the append.
+    for (const size of [SET_LATER_MAX + 2, 2 * SET_LATER_MAX + 7, 1000]) {
+      await db.transaction((tx) => {
+        for (let i = 0; i < size; i++) tx.set(key((i * 7919) % 5000), `w${size}-${i}`);
+      });
+      expect(db.fileInfo().lastCommit?.keyCount).toBe(db.count());
+    }
+    expect(db.check().ok).toBe(true);
     await db.close();
   });
 
@@ -128,7 +179,8 @@ describe('sets made while the commit syncs', () => {
     await db.close();
   });
 
-  it('a set that meets a corrupt node after its record was appended: the record is erased, the batch fails, the store goes on', async () => {
+  /** 400 keys (key0000 …) in 512-byte nodes, all on disk, with the leaf holding key0200 corrupt. */
+  async function corruptStore(): Promise<string> {
     const file = tmp.file(`s${n++}.db`);
     const db0 = await open(file, { nodeBytesMax: 512 });
     await db0.transaction((tx) => {
@@ -140,6 +192,49 @@ describe('sets made while the commit syncs', () => {
     expect(at).toBeGreaterThan(0);
     bad[at + 3] ^= 0x10;
     fs.writeFileSync(file, bad);
+    return file;
+  }
+
+  it('a transaction whose held set fails fails, even when it caught the error; beside other jobs, it fails alone', async () => {
+    const db = await open(await corruptStore());
+    await db.set('key0001', 'one'); // the first commit after the open writes its tree
+    const caught: unknown[] = [];
+    const tx = db.transaction((t) => {
+      t.set('key0002', 'two');
+      t.set('key0200', 'x'); // held: its path is read when the next read makes it
+      try {
+        t.get('key0300');
+      } catch (err) {
+        caught.push(err);
+      }
+      return 'done';
+    });
+    await expect(tx).rejects.toBeInstanceOf(CorruptionError);
+    expect(caught[0]).toBeInstanceOf(CorruptionError);
+    expect(str(db.get('key0002'))).toBe('value-2-'.repeat(4));
+    // Several jobs in one batch: the transaction on the corrupt path fails, the others commit.
+    const jobs = [
+      db.set('key0003', 'three'),
+      db.transaction((t) => {
+        t.set('key0004', 'four');
+        t.set('key0200', 'x');
+      }),
+      db.transaction((t) => t.set('key0005', 'five')),
+    ];
+    await jobs[0];
+    await expect(jobs[1]).rejects.toBeInstanceOf(CorruptionError);
+    await jobs[2];
+    expect([db.get('key0003'), db.get('key0004'), db.get('key0005')].map(str)).toEqual(['three', 'value-4-'.repeat(4), 'five']);
+    expect(db.count()).toBe(400);
+    await db.close();
+    const again = await open(db.path);
+    expect([again.get('key0001'), again.get('key0003'), again.get('key0004'), again.get('key0005')].map(str))
+      .toEqual(['one', 'three', 'value-4-'.repeat(4), 'five']);
+    await again.close();
+  });
+
+  it('a set that meets a corrupt node after its record was appended: the record is erased, the batch fails, the store goes on', async () => {
+    const file = await corruptStore();
     const erase = vi.spyOn(FileLog.prototype, 'eraseFrom');
     try {
       for (const durable of [true, false]) {
