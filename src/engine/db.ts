@@ -992,7 +992,7 @@ export class Db implements Reader {
     const syncing = syncDue && !syncInline ? settled(this.log.sync()) : null;
     if (held) {
       try {
-        later.applyLater();
+        this.makeHeldSets(later);
       } catch (err) {
         // A node on a set's path failed its checksum or could not be read. Before the tree
         // changed first, such a batch wrote nothing and the store went on; so it does here: the
@@ -1002,8 +1002,6 @@ export class Db implements Reader {
         await this.eraseAppended(start, syncInlineStarted, syncing);
         throw new NothingWrittenError(err);
       }
-      this.dirtyBytesSinceCheckpoint += later.dirtyBytes - this.dirtyCounted;
-      this.dirtyCounted = later.dirtyBytes;
     }
     try {
       const written = sliced ? await slab.applySliced(this.options.checkpointSliceMs, nextTurn) : slab.apply();
@@ -1076,10 +1074,15 @@ export class Db implements Reader {
     };
     if (!due()) return false;
     if (later === null) return true;
-    later.applyLater();
-    this.dirtyBytesSinceCheckpoint += later.dirtyBytes - this.dirtyCounted;
-    this.dirtyCounted = later.dirtyBytes;
+    this.makeHeldSets(later);
     return due();
+  }
+
+  /** Makes the sets `w` held back, and counts the nodes they dirtied. */
+  private makeHeldSets(w: TreeWriter): void {
+    w.applyLater();
+    this.dirtyBytesSinceCheckpoint += w.dirtyBytes - this.dirtyCounted;
+    this.dirtyCounted = w.dirtyBytes;
   }
 
   /**
@@ -1163,24 +1166,23 @@ export class Db implements Reader {
    * and syncs it. It names what the current one names, which is durable.
    */
   private rewriteSuperblock(): void {
-    const sb: Superblock = { ...this.sb, version: FORMAT_VERSION, counter: this.sb.counter + 1 };
-    const pos = this.sbPos === SUPERBLOCK_A_POS ? SUPERBLOCK_B_POS : SUPERBLOCK_A_POS;
-    const block = encodeSuperblock(sb, (b, s, e) => crc32c(b, s, e));
-    this.log.writeAt(block, block.length, pos);
+    this.putSuperblock({ ...this.sb, version: FORMAT_VERSION, counter: this.sb.counter + 1 });
     this.log.syncNow();
-    this.sb = sb;
-    this.sbPos = pos;
   }
 
   private writeSuperblock(c: CommitRecord | null, liveStart = this.sb.liveStart): void {
-    const sb: Superblock = {
+    this.putSuperblock({
       version: FORMAT_VERSION,
       counter: this.sb.counter + 1,
       lastCommitPos: c?.pos ?? 0,
       lastCommitLen: c?.len ?? 0,
       dataEnd: c === null ? DATA_START_POS : c.pos + c.len,
       liveStart,
-    };
+    });
+  }
+
+  /** Writes `sb` into the superblock copy not in use (unsynced) and makes it the current one. */
+  private putSuperblock(sb: Superblock): void {
     const pos = this.sbPos === SUPERBLOCK_A_POS ? SUPERBLOCK_B_POS : SUPERBLOCK_A_POS;
     const block = encodeSuperblock(sb, (b, s, e) => crc32c(b, s, e));
     this.log.writeAt(block, block.length, pos);
