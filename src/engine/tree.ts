@@ -381,8 +381,8 @@ export class TreeWriter {
     const vals = this.laterVals;
     const n = keys.length;
     if (n === 0) return;
-    // Emptied first: set() below makes waiting sets first, and a throw must not leave any to be
-    // made twice (the batch fails as a whole either way).
+    // Emptied first: after a throw none is left for a later call to make again. The failure is
+    // kept (throwLaterFailure), and the transaction or batch that held them fails.
     const ks = keys.splice(0, n);
     const vs = vals.splice(0, n);
     try {

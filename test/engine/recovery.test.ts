@@ -9,6 +9,7 @@ import {
 import { crc32c } from '../../src/wasm/crc32c.js';
 import { tempDir } from '../support/tmp.js';
 import { addon } from '../../src/native/addon.js';
+import { writeCorruptStore } from '../support/corrupt-store.js';
 
 const tmp = tempDir('recovery');
 afterAll(() => tmp.cleanup());
@@ -171,17 +172,7 @@ describe('corruption in committed data', () => {
   it('a write whose path meets a corrupt node fails with CorruptionError, writes nothing, and the store goes on', async () => {
     // Before: the error escaped the batch as an unhandled rejection (the process ended) and the
     // write's promise never settled. vitest fails a test on an unhandled rejection.
-    const file = tmp.file(`wc${n++}.db`);
-    const db0 = await open(file, { nodeBytesMax: 512 });
-    await db0.transaction((tx) => {
-      for (let i = 0; i < 400; i++) tx.set(`key${String(i).padStart(4, '0')}`, `value-${i}-`.repeat(4));
-    });
-    await db0.close(); // a checkpoint: every leaf is on disk
-    const bad = fs.readFileSync(file);
-    const at = bad.indexOf('value-200-value-200-');
-    expect(at).toBeGreaterThan(0);
-    bad[at + 3] ^= 0x10;
-    fs.writeFileSync(file, bad);
+    const file = await writeCorruptStore(tmp.file(`wc${n++}.db`));
     for (const durable of [true, false]) {
       const db = await open(file, { durable });
       const before = db.fileInfo().fileBytes;

@@ -12,6 +12,7 @@ import { FileLog } from '../../src/engine/log-file.js';
 import { SET_LATER_MAX } from '../../src/engine/tree.js';
 import { open, type OpenOptions } from '../../src/index.js';
 import { directIoWorks } from '../support/direct-io.js';
+import { writeCorruptStore } from '../support/corrupt-store.js';
 import { crashCopy } from '../support/crash-copy.js';
 import { tempDir } from '../support/tmp.js';
 import { crc32c } from '../../src/wasm/crc32c.js';
@@ -181,20 +182,7 @@ describe('sets made while the commit syncs', () => {
   });
 
   /** 400 keys (key0000 …) in 512-byte nodes, all on disk, with the leaf holding key0200 corrupt. */
-  async function corruptStore(): Promise<string> {
-    const file = tmp.file(`s${n++}.db`);
-    const db0 = await open(file, { nodeBytesMax: 512 });
-    await db0.transaction((tx) => {
-      for (let i = 0; i < 400; i++) tx.set(`key${String(i).padStart(4, '0')}`, `value-${i}-`.repeat(4));
-    });
-    await db0.close(); // a checkpoint: every leaf is on disk
-    const bad = fs.readFileSync(file);
-    const at = bad.indexOf('value-200-value-200-');
-    expect(at).toBeGreaterThan(0);
-    bad[at + 3] ^= 0x10;
-    fs.writeFileSync(file, bad);
-    return file;
-  }
+  const corruptStore = () => writeCorruptStore(tmp.file(`s${n++}.db`));
 
   it('a transaction whose held set fails fails, even when it caught the error; beside other jobs, it fails alone', async () => {
     const db = await open(await corruptStore());
