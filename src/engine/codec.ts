@@ -39,7 +39,10 @@
 //!     47 slabStart u64                      first byte of this slab
 //!     55 slabCrc u32                        CRC32C over the 4-byte CRCs of the slab's other entries,
 //!                                           in order: each covers its entry, so this covers the slab
-//!     59 treeSeq u64                        seq of the commit whose slab holds the tree (0: none yet)
+//!     59 treeSeq u64                        seq of the commit whose tree is checkpointed (0: none yet):
+//!                                           its own slab holds the tree, or a later one does (a
+//!                                           background checkpoint, db.ts: the commits between are
+//!                                           replayed onto it; root* then point into that slab)
 //!     67 treeCommitPos u64                  that commit's position (0: none); replay starts after it
 //!     75 treeKeyCount u64                   keys in the checkpointed tree
 //!

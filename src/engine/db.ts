@@ -164,6 +164,13 @@ export interface OpenOptions {
   /** How long one slice of a sliced checkpoint runs before it yields (ms; 0: after every node). Default 10. */
   checkpointSliceMs?: number;
   /**
+   * Checkpoints the store chooses itself that would run in slices (`slicedCheckpointBytesMin`)
+   * are built in the background while later batches commit; only their encoding and append hold
+   * writes back (README, "Big checkpoints run beside the writes"). Default true; false: the
+   * writes wait for the whole checkpoint, as before.
+   */
+  backgroundCheckpoints?: boolean;
+  /**
    * Online compaction by policy (off by default): after a checkpoint, compact when the in-use part
    * of the file is estimated to be `garbageRatio` garbage (compaction.ts) and is at least
    * `minFileBytes`. Errors are kept in `db.lastAutoCompactError`.
@@ -212,6 +219,7 @@ export const DEFAULTS = {
   syncCpu: 'auto',
   slicedCheckpointBytesMin: 4 * 1024 * 1024,
   checkpointSliceMs: 10,
+  backgroundCheckpoints: true,
 } as const;
 
 /** Changed-node bytes (estimated) that force a checkpoint, in checkpointIntervalBytes. */
@@ -226,6 +234,14 @@ const DIRTY_OVER_INTERVAL_MAX = 4;
  * stay in one piece. The append goes in parts of this many bytes.
  */
 const APPEND_SLICE_BYTES = 4 * 1024 * 1024;
+/**
+ * A background checkpoint stages and caches in slices of at most this many ms, and a waiting
+ * batch runs between two. With groups of 100 at 1M keys (~0.4 ms a commit), 10 ms slices let ~30
+ * commits through a checkpoint's ~0.55 s of staging and caching, 1 ms slices ~230 through its
+ * ~0.95 s; the longest commit, set by the encode and append that hold the writer (~0.45 s), was
+ * the same either way (bench/RESULTS.md round 23).
+ */
+const BACKGROUND_SLICE_MS_MAX = 1;
 
 /**
  * A promise's outcome as data: started early and awaited later, a rejection must not count as
@@ -259,6 +275,34 @@ interface Published {
   count: number;
   tag: number | undefined;
   commit: CommitRecord | null;
+}
+
+/**
+ * A checkpoint of an earlier commit's tree (`base`), written while later batches commit (Db,
+ * startBackgroundCheckpoint). Its phases: 'staging' (slices, between batches), 'writing' (it holds
+ * the writer while it encodes and appends: the encoding fixes its position), 'caching' (positions
+ * and caches, between batches again).
+ */
+interface BackgroundCheckpoint {
+  readonly base: Published & { commit: CommitRecord };
+  phase: 'staging' | 'writing' | 'caching';
+  /** Set by a forced checkpoint or close() while it stages: it stops and writes nothing. */
+  cancelled: boolean;
+  /** Set once its append starts: from then on a failure leaves the file's state unknown. */
+  appending: boolean;
+  /** bytesSinceCheckpoint and dirtyBytesSinceCheckpoint when it started, given back if it writes nothing. */
+  readonly bytesBefore: number;
+  readonly dirtyBefore: number;
+  /** Generations below this one are its tree's (TreeWriter.dirtyBelowGen). */
+  readonly gen: number;
+  /**
+   * Set when the changed nodes since it started pass DIRTY_OVER_INTERVAL_MAX intervals: no batch
+   * starts from then until it is done (startBatch), bounding the heap as a checkpoint in a commit
+   * does; the event loop still turns between its slices.
+   */
+  hurry: boolean;
+  /** Settles once it is done, written or not (it never rejects). */
+  done: Promise<void>;
 }
 
 type Job =
@@ -317,6 +361,15 @@ export class Db implements Reader {
   private sb: Superblock;
   private sbPos: number;
   private readonly slabs = new SlabBuilder();
+  /** The background checkpoint running, if any (startBackgroundCheckpoint). */
+  private background: BackgroundCheckpoint | null = null;
+  /**
+   * The slab plan batches build their slabs in while a background checkpoint holds `slabs`. That
+   * one keeps the checkpoints (its buffers in linear memory, which never shrinks, grow to a whole
+   * tree's size, and are warm: fresh pages cost a checkpoint of 119 MB ~0.3 s of page faults);
+   * this one stays the size of the commits.
+   */
+  private sideSlabs: SlabBuilder | null = null;
   private readonly pins = new Map<number, number>(); // commit seq -> pinned snapshots
   private bytesSinceCheckpoint = 0;
   /** Estimated bytes of tree nodes made dirty since the last checkpoint (TreeWriter.dirtyBytes). */
@@ -340,9 +393,15 @@ export class Db implements Reader {
    * for a reader of the published tree or for a checkpoint; `slicedCheckpoints`: checkpoints
    * that ran in slices (slicedCheckpointBytesMin); `directSyncs`: syncs that were a direct write
    * (syncDirect); `zerosPrepared`: times zeros were written and synced ahead of the log for the
-   * next big durable commits (FileLog.prepareAhead).
+   * next big durable commits (FileLog.prepareAhead); `backgroundCheckpoints`: checkpoints written
+   * beside the writes (backgroundCheckpoints; also counted in `checkpoints`), `backgroundCommits`:
+   * commits published while one was running, `backgroundDropped`: ones that wrote nothing (a
+   * forced checkpoint or close() came first, or building failed).
    */
-  readonly stats = { commits: 0, syncs: 0, directSyncs: 0, checkpoints: 0, slicedCheckpoints: 0, bytesAppended: 0, autoCompactions: 0, inPlaceChanges: 0, inPlaceSeals: 0, zerosPrepared: 0 };
+  readonly stats = {
+    commits: 0, syncs: 0, directSyncs: 0, checkpoints: 0, slicedCheckpoints: 0, bytesAppended: 0, autoCompactions: 0, inPlaceChanges: 0,
+    inPlaceSeals: 0, zerosPrepared: 0, backgroundCheckpoints: 0, backgroundCommits: 0, backgroundDropped: 0,
+  };
 
   private constructor(
     readonly path: string,
@@ -362,13 +421,14 @@ export class Db implements Reader {
     if (c !== null) {
       // The last commit's tree = its checkpoint + the actions of the commits after it.
       const w = new TreeWriter(cache, { root: c.rootKind === 0 ? null : new DiskRef(c.rootPos, c.rootLen), count: c.treeKeyCount }, ++this.gen, options.nodeBytesMax);
-      this.replayedSlabs = replayAfterCheckpoint(log, c, (actions) => applyActions(w, actions));
+      const replayed = replayAfterCheckpoint(log, c, (actions) => applyActions(w, actions));
+      this.replayedSlabs = replayed.slabs;
       // (A version-2 commit records no count: its sets changed the tree after it was written.)
       if (c.keyCount !== null && w.count !== c.keyCount) throw new CorruptionError(c.pos, `replay gives ${w.count} keys, the commit records ${c.keyCount}`);
       this.gen = w.gen + 1;
       root = w.root;
       count = w.count;
-      this.bytesSinceCheckpoint = c.pos + c.len - (c.treeCommitPos === 0 ? DATA_START_POS : c.treeCommitPos);
+      this.bytesSinceCheckpoint = replayed.logBytes;
       this.dirtyBytesSinceCheckpoint = w.dirtyBytes;
     }
     this.published = { root, count, tag: c?.tag, commit: c };
@@ -397,6 +457,7 @@ export class Db implements Reader {
       syncCpu: options.syncCpu ?? DEFAULTS.syncCpu,
       slicedCheckpointBytesMin: options.slicedCheckpointBytesMin ?? DEFAULTS.slicedCheckpointBytesMin,
       checkpointSliceMs: options.checkpointSliceMs ?? DEFAULTS.checkpointSliceMs,
+      backgroundCheckpoints: options.backgroundCheckpoints ?? DEFAULTS.backgroundCheckpoints,
       autoCompact: options.autoCompact ?? false,
       controlSocket: options.controlSocket ?? false,
     };
@@ -719,11 +780,15 @@ export class Db implements Reader {
       job.reject = reject;
     });
     this.queue.push(job);
-    if (!this.scheduled && this.running === null) {
-      this.scheduled = true;
-      setImmediate(() => this.startBatch());
-    }
+    this.scheduleBatch();
     return p;
+  }
+
+  /** Starts the queue's next batch on a later turn, unless one runs or is already due to start. */
+  private scheduleBatch(): void {
+    if (this.scheduled || this.running !== null || this.queue.length === 0) return;
+    this.scheduled = true;
+    setImmediate(() => this.startBatch());
   }
 
   private startBatch(): void {
@@ -733,12 +798,15 @@ export class Db implements Reader {
     // on the same published tree, and one of the two would be lost). The running batch's end
     // schedules the next.
     if (this.running !== null || this.queue.length === 0) return;
+    // A background checkpoint that hurries (checkpointDue) lets no batch in until it is done.
+    const bg = this.background;
+    if (bg !== null && bg.hurry) {
+      void bg.done.then(() => this.scheduleBatch());
+      return;
+    }
     this.running = this.runBatch().finally(() => {
       this.running = null;
-      if (this.queue.length > 0 && !this.scheduled) {
-        this.scheduled = true;
-        setImmediate(() => this.startBatch());
-      }
+      this.scheduleBatch();
     });
   }
 
@@ -767,6 +835,16 @@ export class Db implements Reader {
       for (const j of jobs) j.reject(err);
       return;
     }
+    // A batch that writes the tree itself (a forced checkpoint, compaction) waits for a background
+    // checkpoint past its append, or stops one still staging: two must not give nodes positions.
+    if (this.background !== null && jobs.some((j) => j.k === 'checkpoint' || j.k === 'compactCopy' || j.k === 'compactSeal')) {
+      await this.settleBackground();
+      if (this.failed !== null || this.closed) {
+        const err = this.failed ?? new ClosedError();
+        for (const j of jobs) j.reject(err);
+        return;
+      }
+    }
     const base = this.published;
     const batchGen = ++this.gen;
     if (this.captured) {
@@ -777,6 +855,7 @@ export class Db implements Reader {
     const inPlace = jobs.every((j) => j.k === 'set' || j.k === 'del' || j.k === 'delPrefix' || j.k === 'tx');
     const shared = inPlace ? { fromGen: this.sharedFromGen, belowGen: batchGen } : null;
     const w = new TreeWriter(this.cache, { root: base.root, count: base.count }, batchGen, this.options.nodeBytesMax, shared);
+    if (this.background !== null) w.dirtyBelowGen = this.background.gen;
     if (inPlace) this.inPlaceWriter = w;
     try {
       await this.applyAndCommit(jobs, base, w);
@@ -953,6 +1032,9 @@ export class Db implements Reader {
       // A held-back set met a node it could not read: nothing is written yet.
       throw new NothingWrittenError(err);
     }
+    // A big checkpoint the store chose itself is written in the background, after this commit.
+    const background = checkpoint && !forceCheckpoint && this.backgroundAllowed();
+    if (background) checkpoint = false;
     // A checkpoint writes nodes (and gives them positions) that the published tree may share.
     if (checkpoint) this.sealInPlace();
     const held = later !== null && later.setsLater > 0;
@@ -964,7 +1046,10 @@ export class Db implements Reader {
     const sliced = checkpoint && this.dirtyBytesSinceCheckpoint >= this.options.slicedCheckpointBytesMin;
     let slab: BuiltSlab;
     try {
-      slab = sliced ? await this.slabs.buildSliced(input, this.options.checkpointSliceMs, nextTurn) : this.slabs.build(input);
+      // (A background checkpoint, which waits for no batch, holds `slabs` from staging to caching;
+      // a cancelled one never touches it again.)
+      const slabs = this.background === null || this.background.cancelled ? this.slabs : (this.sideSlabs ??= new SlabBuilder());
+      slab = sliced ? await slabs.buildSliced(input, this.options.checkpointSliceMs, nextTurn) : slabs.build(input);
     } catch (err) {
       // Nothing is written yet: a batch too big to encode is refused, and the store goes on.
       if (err instanceof WasmAllocationError) throw new CommitTooLargeError(err.message, err);
@@ -1053,6 +1138,148 @@ export class Db implements Reader {
       this.stats.inPlaceChanges += this.inPlaceWriter.settleInPlace(); // same turn as the publish: no reader in between
       this.inPlaceWriter = null;
     }
+    if (this.background !== null) this.stats.backgroundCommits++;
+    if (background) this.startBackgroundCheckpoint();
+  }
+
+  /** Whether a checkpoint due now may run in the background (OpenOptions.backgroundCheckpoints). */
+  private backgroundAllowed(): boolean {
+    return this.options.backgroundCheckpoints && this.background === null && !this.compacting && !this.closed &&
+      this.closing === null && this.dirtyBytesSinceCheckpoint >= Math.max(this.options.slicedCheckpointBytesMin, 1);
+  }
+
+  /**
+   * Checkpoints the tree just published while later batches commit. A sliced checkpoint held every
+   * write back for its whole run (~0.8 s for 119 MB at 1M keys, bench/RESULTS.md round 22); this
+   * holds them only while it encodes and appends. The slab it writes (its commit, `C_k`) carries
+   * the tree of the commit published now (`C_s`) and names it as its tree's commit: replay starts
+   * after `C_s` and replays the commits between them onto that tree (codec.ts, commit body), which
+   * is what the tree of `C_k` is. Later batches copy every node of this tree instead of changing
+   * it in place (`captured`, as for a snapshot), so staging may read it between their commits.
+   */
+  private startBackgroundCheckpoint(): void {
+    const base = this.published;
+    assert(base.commit !== null && this.inPlaceWriter === null && this.background === null, 'a background checkpoint without a commit to write');
+    this.captured = true;
+    const bg: BackgroundCheckpoint = {
+      base: base as BackgroundCheckpoint['base'],
+      phase: 'staging',
+      cancelled: false,
+      appending: false,
+      bytesBefore: this.bytesSinceCheckpoint,
+      dirtyBefore: this.dirtyBytesSinceCheckpoint,
+      gen: this.gen + 1,
+      hurry: false,
+      done: Promise.resolve(),
+    };
+    // From here on these count what the next checkpoint replays and writes: what comes after base.
+    this.bytesSinceCheckpoint = 0;
+    this.dirtyBytesSinceCheckpoint = 0;
+    this.background = bg;
+    bg.done = this.runBackgroundCheckpoint(bg).then(
+      (written) => {
+        if (!written) this.dropBackground(bg);
+      },
+      (err: unknown) => {
+        // From its append on, a failure leaves the file's state unknown: the store stops writing,
+        // as after a failed commit. Before that (building it could not allocate, say), nothing
+        // was written and the store goes on; the next checkpoint due tries again.
+        if (bg.appending) this.failed ??= err instanceof SolifugeError ? err : new IoFailedError(String(err), err);
+        else this.dropBackground(bg);
+      },
+    ).finally(() => {
+      this.background = null;
+      // The side plan is given back (a big value built beside a checkpoint grows it for good, and
+      // linear memory never shrinks), unless a batch may still be using what it built.
+      if (this.running === null && this.sideSlabs !== null) {
+        this.sideSlabs.dispose();
+        this.sideSlabs = null;
+      }
+    });
+  }
+
+  /** Whether it was written (false: dropped before its append, nothing written). */
+  private async runBackgroundCheckpoint(bg: BackgroundCheckpoint): Promise<boolean> {
+    // Short slices: a batch runs between two (one per turn), so writes go on at most of their rate.
+    const sliceMs = Math.min(this.options.checkpointSliceMs, BACKGROUND_SLICE_MS_MAX);
+    const stop = () => bg.cancelled || this.failed !== null || this.closed || this.log.isClosed;
+    const pause = nextTurn;
+    await nextTurn(); // the batch that started it settles first
+    if (stop()) return false;
+    const slabs = this.slabs;
+    const input = { actions: [], keyCount: null, tag: undefined, prev: null, start: 0, checkpoint: { root: bg.base.root, keyCount: bg.base.count, of: bg.base.commit } };
+    const staged = await slabs.stageSliced(input, sliceMs, pause, stop);
+    if (staged === null) return false;
+    let start = 0;
+    const slab = await this.holdWriter(async () => {
+      if (stop()) return null;
+      bg.phase = 'writing';
+      const p = this.published;
+      start = this.log.end;
+      const built = await staged.encodeSliced({ keyCount: p.count, tag: p.tag, prev: p.commit, start }, nextTurn);
+      bg.appending = true;
+      await this.appendSliced(built.bytes, built.len);
+      assert(this.published === p, 'a commit while a background checkpoint held the writer');
+      // The tree readers see stays the live one; only the chain of commits moves on.
+      this.published = { ...p, commit: built.commit };
+      this.stats.commits++;
+      this.stats.bytesAppended += built.len;
+      return built;
+    });
+    if (slab === null) return false;
+    bg.phase = 'caching';
+    const written = await slab.applySliced(sliceMs, pause);
+    await this.cacheWrittenSliced(written, slab.bytes, start, sliceMs, pause);
+    slab.release();
+    this.stats.checkpoints++;
+    this.stats.backgroundCheckpoints++;
+    // No batch changed the tree since: readers get its written root (gets then start in the
+    // WebAssembly cache, as after any checkpoint).
+    const p = this.published;
+    if (p.root === bg.base.root && this.inPlaceWriter === null) this.published = { ...p, root: slab.rootRef };
+    if (this.closing === null) {
+      this.armIdleCheckpoint();
+      this.maybeAutoCompact();
+    }
+    return true;
+  }
+
+  /** A background checkpoint that wrote nothing: what it would have covered counts again. */
+  private dropBackground(bg: BackgroundCheckpoint): void {
+    this.stats.backgroundDropped++;
+    if (bg.cancelled) return; // the canceller gave the counts back (settleBackground)
+    this.bytesSinceCheckpoint += bg.bytesBefore;
+    this.dirtyBytesSinceCheckpoint += bg.dirtyBefore;
+  }
+
+  /**
+   * Stops a background checkpoint still staging (giving its counts back), or waits for one past
+   * its append. Called with the writer held (a batch, close()): one staging never waits for it.
+   */
+  private async settleBackground(): Promise<void> {
+    const bg = this.background;
+    if (bg === null) return;
+    if (bg.phase === 'staging' && !bg.cancelled) {
+      bg.cancelled = true;
+      this.bytesSinceCheckpoint += bg.bytesBefore;
+      this.dirtyBytesSinceCheckpoint += bg.dirtyBefore;
+      return; // it ends at its next slice, or when it gets the writer, without writing
+    }
+    if (bg.phase === 'caching') await bg.done;
+  }
+
+  /**
+   * Runs `fn` while no batch runs, as a batch does (startBatch): writes queue behind it, and the
+   * next batch starts when it ends.
+   */
+  private async holdWriter<T>(fn: () => Promise<T>): Promise<T> {
+    while (this.running !== null) await this.running;
+    const p = fn();
+    this.running = p.then(noop, noop).finally(() => {
+      this.running = null;
+      this.scheduleBatch();
+    });
+    return p;
   }
 
   /**
@@ -1066,6 +1293,12 @@ export class Db implements Reader {
    * SET_LATER_MAX sets.
    */
   private checkpointDue(actions: Action[], forceCheckpoint: boolean, later: TreeWriter | null): boolean {
+    // One checkpoint at a time: a background one running is the next checkpoint. Should the nodes
+    // changed since it started pass the bound below, batches wait for it from then on.
+    if (!forceCheckpoint && this.background !== null) {
+      if (this.dirtyBytesSinceCheckpoint >= DIRTY_OVER_INTERVAL_MAX * Math.max(this.options.checkpointIntervalBytes, 1)) this.background.hurry = true;
+      return false;
+    }
     const due = () => {
       const dirty = this.dirtyBytesSinceCheckpoint;
       return forceCheckpoint || this.bytesSinceCheckpoint >= this.options.checkpointIntervalBytes ||
@@ -1113,13 +1346,14 @@ export class Db implements Reader {
     this.log.advance(len);
   }
 
-  private async cacheWrittenSliced(written: readonly TreeNode[], bytes: () => Buffer, start: number): Promise<void> {
+  private async cacheWrittenSliced(
+    written: readonly TreeNode[], bytes: () => Buffer, start: number, sliceMs = this.options.checkpointSliceMs, pause: () => Promise<void> = nextTurn,
+  ): Promise<void> {
     let slab = bytes();
-    const sliceMs = this.options.checkpointSliceMs;
     let until = performance.now() + sliceMs;
     for (let i = 0; i < written.length; i++) {
       if ((i & 255) === 255 && performance.now() >= until) {
-        await nextTurn();
+        await pause();
         slab = bytes();
         until = performance.now() + sliceMs;
       }
@@ -1141,7 +1375,7 @@ export class Db implements Reader {
     this.idleTimer = setTimeout(() => {
       this.idleTimer = null;
       if (this.closed || this.closing !== null || this.failed !== null || this.log.readOnly || this.log.isClosed) return;
-      if (this.bytesSinceCheckpoint === 0 || this.running !== null || this.queue.length > 0) {
+      if (this.bytesSinceCheckpoint === 0 || this.running !== null || this.queue.length > 0 || this.background !== null) {
         if (this.bytesSinceCheckpoint > 0) this.armIdleCheckpoint(); // still busy: look again later
         return;
       }
@@ -1398,6 +1632,7 @@ export class Db implements Reader {
       out = await Db.open(target, {
         durable: false,
         checkpointIntervalBytes: 0, // every batch is a checkpoint: the new file holds the tree only
+        backgroundCheckpoints: false, // (in the background, a batch would also log its keys)
         nodeBytesMax: this.options.nodeBytesMax,
         inlineValueBytesMax: this.options.inlineValueBytesMax,
         maxKeyBytes: this.options.maxKeyBytes,
@@ -1472,8 +1707,13 @@ export class Db implements Reader {
     while (this.handlersRunning.size > 0) await Promise.allSettled([...this.handlersRunning]);
     while (this.running !== null || this.queue.length > 0) {
       if (this.running !== null) await this.running;
+      else if (this.background?.hurry === true) await this.background.done; // (startBatch waits for it)
       else this.startBatch();
     }
+    // A background checkpoint still staging stops (the final checkpoint below writes the tree);
+    // one past its append finishes first.
+    await this.settleBackground();
+    while (this.background !== null) await this.background.done;
     this.closed = true;
     try {
       if (!this.log.readOnly && this.failed === null) {
@@ -1499,6 +1739,7 @@ export class Db implements Reader {
       // The slab builder's buffers live in the process-wide WebAssembly memory, which never
       // shrinks: kept, every store opened and closed left them behind.
       this.slabs.dispose();
+      this.sideSlabs?.dispose();
       await this.log.settlePrepare();
       this.log.close();
     }

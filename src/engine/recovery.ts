@@ -200,9 +200,13 @@ export function recover(log: FileLog, opts: { repair: boolean }): Recovered {
 
 /**
  * Calls `apply` with the actions of every slab after the checkpoint `last` names, up to the end of
- * `last`'s slab, in order. That rebuilds the tree of the last commit from its checkpoint.
+ * `last`'s slab, in order. That rebuilds the tree of the last commit from its checkpoint. The
+ * checkpoint's commit is the one whose tree it is: a background checkpoint's slab, which holds
+ * that tree, comes later, among the replayed slabs (its actions are none; it is read and checked
+ * like the others). Returns how many slabs were replayed, and their bytes less that slab's: the
+ * log a checkpoint would spare the next replay.
  */
-export function replayAfterCheckpoint(log: FileLog, last: CommitRecord, apply: (actions: Action[]) => void): number {
+export function replayAfterCheckpoint(log: FileLog, last: CommitRecord, apply: (actions: Action[]) => void): { slabs: number; logBytes: number } {
   let prev: CommitRecord | null = null;
   let pos = DATA_START_POS;
   if (last.treeCommitPos !== 0) {
@@ -212,14 +216,17 @@ export function replayAfterCheckpoint(log: FileLog, last: CommitRecord, apply: (
   }
   const end = last.pos + last.len;
   let slabs = 0;
+  let logBytes = 0;
   while (pos < end) {
     const s = scanSlab(log, pos, prev, true);
     if (!s.ok) throw new CorruptionError(s.badPos, `replaying commits after the checkpoint: ${s.reason}`);
     apply(s.actions as Action[]);
+    const holdsTree = last.rootKind !== 0 && last.rootPos >= pos && last.rootPos < s.commit.pos;
+    if (!holdsTree) logBytes += s.end - pos;
     prev = s.commit;
     pos = s.end;
     slabs++;
   }
   if (pos !== end || prev?.pos !== last.pos) throw new CorruptionError(pos, 'replay did not end at the last commit');
-  return slabs;
+  return { slabs, logBytes };
 }

@@ -35,7 +35,28 @@ export interface SlabInput {
   /** File position the slab will be appended at. */
   start: number;
   /** When set, the slab also carries the tree's changed nodes and becomes a checkpoint. */
-  checkpoint: { root: Child | null; keyCount: number } | null;
+  checkpoint: SlabCheckpoint | null;
+}
+
+export interface SlabCheckpoint {
+  root: Child | null;
+  /** Keys in that tree. */
+  keyCount: number;
+  /**
+   * The commit whose tree `root` is, when it is an earlier one (a background checkpoint, db.ts):
+   * replay then starts after that commit, and the commits between it and this slab are replayed
+   * onto the tree. Absent: this slab's own commit.
+   */
+  of?: CommitRecord;
+}
+
+/** Where and after what a staged slab goes: known only when it is encoded (StagedSlab). */
+export type SlabPlacement = Pick<SlabInput, 'keyCount' | 'tag' | 'prev' | 'start'>;
+
+/** A slab staged but not yet encoded: its position in the file is not fixed yet. */
+export interface StagedSlab {
+  /** Encodes it for `placement`, in slices of ENCODE_SLICE_BYTES with `pause()` between them. */
+  encodeSliced(placement: SlabPlacement, pause: () => Promise<void>): Promise<BuiltSlab>;
 }
 
 export interface BuiltSlab {
@@ -117,23 +138,44 @@ export class SlabBuilder {
    * the store's writer is held by the commit; readers may run, and change nothing staging reads.
    */
   async buildSliced(input: SlabInput, sliceMs: number, pause: () => Promise<void>): Promise<BuiltSlab> {
+    const staged = await this.stageSliced(input, sliceMs, pause);
+    assert(staged !== null, 'a build stopped without being cancelled');
+    return staged.encodeSliced(input, pause);
+  }
+
+  /**
+   * Stages the slab in slices of about `sliceMs` (as buildSliced), without fixing its position:
+   * the caller encodes it once it knows where it goes. `input`'s placement fields are not read.
+   * Between slices, `cancelled()` is asked; when true, staging stops and this returns null. A
+   * background checkpoint (db.ts) stages while later batches change the tree, which is safe
+   * because they copy every node of the tree it stages instead of changing it.
+   */
+  async stageSliced(input: SlabInput, sliceMs: number, pause: () => Promise<void>, cancelled: () => boolean = () => false): Promise<StagedSlab | null> {
     const steps = this.stage(input);
+    let rootRef: PlanRef | null;
     try {
       for (;;) {
         this.pauseAt = performance.now() + sliceMs;
         const r = steps.next();
-        if (r.done === true) {
-          this.pauseAt = 0;
-          const enc = await this.plan.encodeSliced(input.start, COMMIT_ENTRY_BYTES, ENCODE_SLICE_BYTES, pause);
-          return this.finish(input, r.value, enc);
-        }
         this.pauseAt = 0;
+        if (r.done === true) {
+          rootRef = r.value;
+          break;
+        }
         await pause();
+        if (cancelled()) return null;
         this.plan.refresh(); // views on linear memory may have been detached meanwhile
       }
     } finally {
       this.pauseAt = 0;
     }
+    return {
+      encodeSliced: async (placement, pauseEncode) => {
+        this.plan.refresh();
+        const enc = await this.plan.encodeSliced(placement.start, COMMIT_ENTRY_BYTES, ENCODE_SLICE_BYTES, pauseEncode);
+        return this.finish({ ...input, ...placement }, rootRef, enc);
+      },
+    };
   }
 
   /** Stages the actions (unless a checkpoint) and the changed nodes; returns the root's reference. */
@@ -189,8 +231,9 @@ export class SlabBuilder {
         commit.rootPos = root.pos;
         commit.rootLen = root.len;
       }
-      commit.treeSeq = commit.seq;
-      commit.treeCommitPos = commitPos;
+      const of = input.checkpoint.of;
+      commit.treeSeq = of === undefined ? commit.seq : of.seq;
+      commit.treeCommitPos = of === undefined ? commitPos : of.pos;
       commit.treeKeyCount = input.checkpoint.keyCount;
     } else if (prev !== null) {
       commit.rootKind = prev.rootKind;

@@ -206,6 +206,12 @@ export class TreeWriter {
    */
   dirtyBytes = 0;
   /**
+   * Unwritten nodes of generations below this one count as newly dirty when copied, as on-disk
+   * ones do: a background checkpoint is writing them (db.ts startBackgroundCheckpoint), so their
+   * copies are what the next checkpoint writes. 0: none.
+   */
+  dirtyBelowGen = 0;
+  /**
    * Positions of on-disk nodes this writer copied or dropped: once its tree is published, the
    * decoded-node cache can forget those versions (only older snapshots still reach them, and
    * a miss just loads them again). Kept, every checkpoint's replaced index nodes stayed for good.
@@ -472,7 +478,10 @@ export class TreeWriter {
 
   /** A node about to be copied for writing: an on-disk one is newly dirty, and its version replaced. */
   private copying(n: TreeNode): void {
-    if (n.pos === -1) return;
+    if (n.pos === -1) {
+      if (n.gen < this.dirtyBelowGen) this.dirtyBytes += n.bytes;
+      return;
+    }
     this.dirtyBytes += n.bytes;
     this.retire(n);
   }

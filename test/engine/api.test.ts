@@ -331,7 +331,7 @@ describe('I/O failure', () => {
   for (const sliced of [false, true]) {
     it(`a failed pooled fdatasync of a ${sliced ? 'sliced ' : ''}checkpoint rejects it and loses nothing durable`, async () => {
       const file = fresh();
-      const opts = sliced ? { slicedCheckpointBytesMin: 0, checkpointSliceMs: 0 } : {};
+      const opts = sliced ? { slicedCheckpointBytesMin: 0, checkpointSliceMs: 0, backgroundCheckpoints: false } : {};
       const db = await open(file, opts);
       const keys = Array.from({ length: 20_000 }, (_, i) => `k${String(i).padStart(5, '0')}`);
       await db.transaction((tx) => {

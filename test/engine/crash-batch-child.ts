@@ -4,6 +4,9 @@
 //   sliced    2,000-key batches, a small checkpoint interval: most of the time goes into
 //             checkpoints big enough to be sliced, and kills land between their slices and
 //             halfway through their appends; "event" after each that finished one.
+//   background  as sliced, but those checkpoints run in the background (db.ts
+//             startBackgroundCheckpoint): kills land while they stage beside the batches, while
+//             they append, and while later commits follow them; "event" after each that finished.
 //   prepared  1,000-key batches (~120 KB commits): kills land while zeros are written and synced
 //             ahead of the log (FileLog.prepareAhead) and while commits overwrite them; "event"
 //             after each commit that prepared zeros.
@@ -11,12 +14,12 @@ import { open } from '../../src/index.js';
 import { crashKey, crashValue } from './crash-keys.js';
 
 const [file, startArg, mode] = process.argv.slice(2);
-const sliced = mode === 'sliced';
+const sliced = mode === 'sliced' || mode === 'background';
 const batchKeys = sliced ? 2_000 : 1_000;
 const db = await open(file, sliced
-  ? { checkpointIntervalBytes: 2 * 1024 * 1024, checkpointTreeOverLogMax: 0, checkpointIdleMs: 0 }
+  ? { checkpointIntervalBytes: 2 * 1024 * 1024, checkpointTreeOverLogMax: 0, checkpointIdleMs: 0, backgroundCheckpoints: mode === 'background' }
   : { checkpointIdleMs: 0 });
-const events = () => (sliced ? db.stats.slicedCheckpoints : db.stats.zerosPrepared);
+const events = () => (mode === 'sliced' ? db.stats.slicedCheckpoints : mode === 'background' ? db.stats.backgroundCheckpoints : db.stats.zerosPrepared);
 let n = Number(startArg);
 let seen = events();
 for (;;) {

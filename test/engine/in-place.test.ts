@@ -274,10 +274,10 @@ describe('in-place batches', () => {
     await db.close().catch(() => undefined);
   });
 
-  async function randomBatchesProperty(extra: OpenOptions, runs: number, seed: number): Promise<{ inPlaceChanges: number; inPlaceSeals: number; slicedCheckpoints: number }> {
+  async function randomBatchesProperty(extra: OpenOptions, runs: number, seed: number): Promise<{ inPlaceChanges: number; inPlaceSeals: number; slicedCheckpoints: number; backgroundCheckpoints: number; backgroundCommits: number }> {
     // Each transaction carries its serial as the tag; a read at any moment must match the model
     // of all successful transactions up to db.lastTag, whatever is still in flight.
-    const totals = { inPlaceChanges: 0, inPlaceSeals: 0, slicedCheckpoints: 0 };
+    const totals = { inPlaceChanges: 0, inPlaceSeals: 0, slicedCheckpoints: 0, backgroundCheckpoints: 0, backgroundCommits: 0 };
     await fc.assert(
       fc.asyncProperty(
         fc.array(
@@ -357,7 +357,7 @@ describe('in-place batches', () => {
           await Promise.all(pending);
           readNow('end');
           expect(db.check().ok).toBe(true);
-          for (const k of ['inPlaceChanges', 'inPlaceSeals', 'slicedCheckpoints'] as const) totals[k] += db.stats[k];
+          for (const k of ['inPlaceChanges', 'inPlaceSeals', 'slicedCheckpoints', 'backgroundCheckpoints', 'backgroundCommits'] as const) totals[k] += db.stats[k];
           await db.close();
           expect(problems.slice(0, 5)).toEqual([]);
         },
@@ -374,7 +374,13 @@ describe('in-place batches', () => {
   });
 
   it('the same with every checkpoint sliced, pausing after every node (readers and batches between the slices)', async () => {
-    const totals = await randomBatchesProperty({ checkpointIntervalBytes: 256, slicedCheckpointBytesMin: 0, checkpointSliceMs: 0 }, 25, 20261202);
+    const totals = await randomBatchesProperty({ checkpointIntervalBytes: 256, slicedCheckpointBytesMin: 0, checkpointSliceMs: 0, backgroundCheckpoints: false }, 25, 20261202);
     expect(totals.slicedCheckpoints, JSON.stringify(totals)).toBeGreaterThan(25);
+  });
+
+  it('the same with every checkpoint in the background (batches commit between its steps)', async () => {
+    const totals = await randomBatchesProperty({ checkpointIntervalBytes: 256, slicedCheckpointBytesMin: 0, checkpointSliceMs: 0 }, 25, 20261203);
+    expect(totals.backgroundCheckpoints, JSON.stringify(totals)).toBeGreaterThan(25);
+    expect(totals.backgroundCommits, JSON.stringify(totals)).toBeGreaterThan(0);
   });
 });

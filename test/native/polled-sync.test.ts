@@ -32,7 +32,15 @@ const SCHED_IDLE = 5;
 /** This process's thread named `name` (/proc/self/task): its allowed CPUs, policy and state. */
 function thread(name: string): { tid: string; allowed: number[]; policy: number; state: string } {
   const dir = '/proc/self/task';
-  const tids = fs.readdirSync(dir).filter((tid) => fs.readFileSync(path.join(dir, tid, 'comm'), 'latin1').trim() === name);
+  // (A thread may end between the listing and the read: V8's and libuv's come and go.)
+  const commOf = (tid: string): string | null => {
+    try {
+      return fs.readFileSync(path.join(dir, tid, 'comm'), 'latin1').trim();
+    } catch {
+      return null;
+    }
+  };
+  const tids = fs.readdirSync(dir).filter((tid) => commOf(tid) === name);
   expect(tids).toHaveLength(1);
   const status = fs.readFileSync(path.join(dir, tids[0], 'status'), 'latin1');
   const stat = fs.readFileSync(path.join(dir, tids[0], 'stat'), 'latin1');
