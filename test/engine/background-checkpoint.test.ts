@@ -10,9 +10,10 @@ import { CorruptionError, open, type Db, type OpenOptions } from '../../src/inde
 import { loadCommit, readSuperblocks, replayAfterCheckpoint } from '../../src/engine/recovery.js';
 import { FileLog } from '../../src/engine/log-file.js';
 import { COMMIT_ENTRY_BYTES, type CommitRecord } from '../../src/engine/codec.js';
-import { TreeWriter, type NodeSource } from '../../src/engine/tree.js';
+import { TreeWriter } from '../../src/engine/tree.js';
 import type { BinKey, InlineValue } from '../../src/engine/keys.js';
 import { crashCopy } from '../support/crash-copy.js';
+import { memoryOnly, mismatches as valueMismatches } from '../support/memory-tree.js';
 import { tempDir } from '../support/tmp.js';
 
 const tmp = tempDir('background');
@@ -44,9 +45,9 @@ type Phase = 'staging' | 'writing' | 'caching' | null;
 const phase = (db: Db): Phase => (db as unknown as { background: { phase: Phase } | null }).background?.phase ?? null;
 const backgroundDone = (db: Db): Promise<void> => (db as unknown as { background: { done: Promise<void> } | null }).background?.done ?? Promise.resolve();
 
+/** Keys whose value differs from the model, and the count if it does. */
 function mismatches(db: Pick<Db, 'get' | 'count'>, model: Map<string, Buffer>): string[] {
-  const bad: string[] = [];
-  for (const [k, v] of model) if (db.get(k)?.equals(v) !== true) bad.push(k);
+  const bad = valueMismatches(db, model);
   if (db.count() !== model.size) bad.push(`count ${db.count()} against ${model.size}`);
   return bad;
 }
@@ -390,16 +391,11 @@ describe('background checkpoints of several MiB', () => {
 
 describe('the changed-node estimate beside one', () => {
   it("counts copies of its tree's unwritten nodes as newly changed (TreeWriter.dirtyBelowGen)", () => {
-    const noDisk: NodeSource = {
-      load: () => {
-        throw new Error('an in-memory tree loads nothing');
-      },
-    };
     // A tree of unwritten nodes of generation 1, as one a background checkpoint stages.
-    const w1 = new TreeWriter(noDisk, { root: null, count: 0 }, 1, 1024);
+    const w1 = new TreeWriter(memoryOnly, { root: null, count: 0 }, 1, 1024);
     for (let i = 0; i < 2_000; i++) w1.set(key(i) as BinKey, 'v'.repeat(50) as InlineValue);
     const setOne = (dirtyBelowGen: number) => {
-      const w = new TreeWriter(noDisk, { root: w1.root, count: w1.count }, 3, 1024);
+      const w = new TreeWriter(memoryOnly, { root: w1.root, count: w1.count }, 3, 1024);
       w.dirtyBelowGen = dirtyBelowGen;
       w.set(key(7) as BinKey, 'w'.repeat(50) as InlineValue);
       return w.dirtyBytes;

@@ -5,11 +5,12 @@
 import { afterAll, describe, expect, it } from 'vitest';
 import { BadArgumentError, ClosedError, IoFailedError, open, type Db } from '../../src/index.js';
 import { SlabBuilder, type SlabInput } from '../../src/engine/slab.js';
-import { TreeWriter, type NodeSource } from '../../src/engine/tree.js';
+import { TreeWriter } from '../../src/engine/tree.js';
 import { T } from '../../src/engine/node.js';
 import type { BinKey, InlineValue } from '../../src/engine/keys.js';
 import { core } from '../../src/wasm/module.js';
 import { crashCopy } from '../support/crash-copy.js';
+import { memoryOnly, mismatches } from '../support/memory-tree.js';
 import { tempDir } from '../support/tmp.js';
 
 const tmp = tempDir('sliced');
@@ -35,12 +36,6 @@ async function load(db: Db, model: Map<string, Buffer>, round: number): Promise<
   }
 }
 
-/** Keys whose stored value differs from the model (Buffer#equals: expect's deep equality over 60k Buffers took 30 s). */
-function mismatches(db: Db, model: Map<string, Buffer>): string[] {
-  const bad: string[] = [];
-  for (const [k, v] of model) if (db.get(k)?.equals(v) !== true) bad.push(k);
-  return bad;
-}
 
 const nextTurn = () => new Promise<void>((resolve) => setImmediate(resolve));
 
@@ -222,12 +217,7 @@ describe('sliced checkpoint options', () => {
 
 describe('SlabBuilder.buildSliced', () => {
   it('builds the same bytes as one go, pausing after every leaf while linear memory grows', async () => {
-    const noDisk: NodeSource = {
-      load: () => {
-        throw new Error('an in-memory tree loads nothing');
-      },
-    };
-    const w = new TreeWriter(noDisk, { root: null, count: 0 }, 1, 4096);
+    const w = new TreeWriter(memoryOnly, { root: null, count: 0 }, 1, 4096);
     for (let i = 0; i < 20_000; i++) w.set(key(i) as BinKey, value(i, 3).toString('latin1') as InlineValue);
     const input: SlabInput = { actions: [], keyCount: w.count, tag: 7, prev: null, start: 8192, checkpoint: { root: w.root, keyCount: w.count } };
     const whole = new SlabBuilder().build(input);

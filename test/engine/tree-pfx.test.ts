@@ -6,13 +6,9 @@ import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import type { BinKey, InlineValue } from '../../src/engine/keys.js';
 import { keyPrefixes, T, type Child, type TreeNode } from '../../src/engine/node.js';
-import { lookup, TreeWriter, type NodeSource } from '../../src/engine/tree.js';
+import { lookup, TreeWriter } from '../../src/engine/tree.js';
+import { memoryOnly } from '../support/memory-tree.js';
 
-const memoryOnly: NodeSource = {
-  load: () => {
-    throw new Error('an in-memory tree has no on-disk nodes');
-  },
-};
 
 function checkPfx(root: Child | null, seen: Set<TreeNode>): void {
   if (root === null || root.t === T.Disk || seen.has(root)) return;
