@@ -1293,16 +1293,17 @@ export class Db implements Reader {
    * SET_LATER_MAX sets.
    */
   private checkpointDue(actions: Action[], forceCheckpoint: boolean, later: TreeWriter | null): boolean {
+    const dirtyBytesMax = DIRTY_OVER_INTERVAL_MAX * Math.max(this.options.checkpointIntervalBytes, 1);
     // One checkpoint at a time: a background one running is the next checkpoint. Should the nodes
     // changed since it started pass the bound below, batches wait for it from then on.
     if (!forceCheckpoint && this.background !== null) {
-      if (this.dirtyBytesSinceCheckpoint >= DIRTY_OVER_INTERVAL_MAX * Math.max(this.options.checkpointIntervalBytes, 1)) this.background.hurry = true;
+      if (this.dirtyBytesSinceCheckpoint >= dirtyBytesMax) this.background.hurry = true;
       return false;
     }
     const due = () => {
       const dirty = this.dirtyBytesSinceCheckpoint;
       return forceCheckpoint || this.bytesSinceCheckpoint >= this.options.checkpointIntervalBytes ||
-        dirty >= DIRTY_OVER_INTERVAL_MAX * Math.max(this.options.checkpointIntervalBytes, 1) ||
+        dirty >= dirtyBytesMax ||
         (this.options.checkpointTreeOverLogMax > 0 && dirty <= this.options.checkpointTreeOverLogMax * actionLogBytes(actions));
     };
     if (!due()) return false;
