@@ -236,4 +236,5 @@ if (want('large')) {
   fs.rmSync(path.join(dir, 'large'), { recursive: true, force: true });
 }
 
+out.peakRssMB = process.resourceUsage().maxRSS / 1024;
 process.stdout.write(`${JSON.stringify({ engine: engineName, keys: N, ...out })}\n`);

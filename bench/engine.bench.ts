@@ -2,8 +2,12 @@
 //
 //   npm run bench:setup            once: installs the anchors into bench/node_modules
 //   npm run bench -- [--keys N] [--rounds R] [--engines a,b] [--only get,scan] [--out FILE]
+//                    [--node-flags "..."]
 //                                  (--out also writes FILE.rounds.json: every engine's figures per round)
 //   npm run bench:quick            100k keys, 3 rounds
+//
+// Every worker runs with `--node-flags` (default NODE_FLAGS_DEFAULT, the README's recommendation);
+// an engine named `name@v8defaults` (e.g. `solifuge@v8defaults`) runs without them, for the A/B.
 //
 // Every round runs each engine in its own process (engine-worker.ts), in rotated order, and the
 // report gives the median over rounds with min–max, plus per-round ratios to lmdb (median), as
@@ -25,8 +29,21 @@ const { values } = parseArgs({
     // Workloads after the two loads (engine-worker.ts names: get, scan, commit, overwrite, large).
     only: { type: 'string' },
     quick: { type: 'boolean' },
+    'node-flags': { type: 'string' },
   },
 });
+/**
+ * V8 flags for every engine's worker: the README's recommendation for write-heavy servers
+ * ("Running it"). Solifuge keeps its tree's keys and values on the V8 heap, and with Node's
+ * default young generation (16 MiB semi-spaces) every ~30 ms scavenge promoted the values just
+ * written, ~0.5 µs a write in GC (bench/RESULTS.md round 24). Every engine gets the same flags.
+ */
+const NODE_FLAGS_DEFAULT = '--max-semi-space-size=128';
+const nodeFlags = (values['node-flags'] ?? NODE_FLAGS_DEFAULT).split(' ').filter((f) => f !== '');
+/** An engine spec: the adapter's name, and whether its worker runs without `nodeFlags`. */
+const V8_DEFAULTS_SUFFIX = '@v8defaults';
+const engineOf = (spec: string) => spec.endsWith(V8_DEFAULTS_SUFFIX) ? spec.slice(0, -V8_DEFAULTS_SUFFIX.length) : spec;
+const flagsOf = (spec: string) => spec.endsWith(V8_DEFAULTS_SUFFIX) ? [] : nodeFlags;
 const quick = values.quick === true;
 const keys = Number(values.keys ?? (quick ? 100_000 : 1_000_000));
 const rounds = Number(values.rounds ?? 3);
@@ -42,7 +59,7 @@ for (let r = 0; r < rounds; r++) {
   const order = engines.map((_, i) => engines[(i + r) % engines.length]);
   for (const e of order) {
     const dir = path.join(scratch, `${e}-${r}`);
-    const p = spawnSync(process.execPath, ['--import', 'tsx', '--expose-gc', worker, e, dir, String(keys), ...(values.only === undefined ? [] : [values.only])], {
+    const p = spawnSync(process.execPath, [...flagsOf(e), '--import', 'tsx', '--expose-gc', worker, engineOf(e), dir, String(keys), ...(values.only === undefined ? [] : [values.only])], {
       encoding: 'utf8',
       maxBuffer: 1 << 24,
     });
@@ -99,11 +116,13 @@ const metrics: Array<[string, string, 'higher' | 'lower']> = [
   ['ampOverwrite', '   × logical after overwrite', 'lower'],
   ['ampCompacted', '   × logical after overwrite + offline compaction', 'lower'],
   ['compactSec', '   offline compaction time (s)', 'lower'],
+  ['peakRssMB', 'Peak resident memory of the worker (MB)', 'lower'],
 ];
 const present = engines.filter((e) => results.has(e));
 const lines: string[] = [];
 lines.push(`Keys: ${keys} × 16 B + 100 B values (logical ${((keys * 116) / 1e6).toFixed(1)} MB), ${rounds} round(s), one process per engine per round, rotated order.`);
 lines.push(`Node ${process.version}, ${os.cpus().length} × ${os.cpus()[0]?.model ?? 'cpu'}; load average while engines ran: median ${median(loads).toFixed(1)}, max ${Math.max(...loads).toFixed(1)}. Run time ${((Date.now() - t0) / 60000).toFixed(1)} min.`);
+lines.push(`Workers ran with ${nodeFlags.length === 0 ? 'no node flags' : `\`${nodeFlags.join(' ')}\``}${engines.some((e) => e.endsWith(V8_DEFAULTS_SUFFIX)) ? ` (those named ${V8_DEFAULTS_SUFFIX}: without)` : ''}.`);
 lines.push('');
 lines.push(`| workload | ${present.join(' | ')} |`);
 lines.push(`|---|${present.map(() => '---:').join('|')}|`);
@@ -116,17 +135,19 @@ for (const [m, label] of metrics) {
   if (cells.every((c) => c === '—')) continue;
   lines.push(`| ${label} | ${cells.join(' | ')} |`);
 }
-if (present.includes('solifuge')) {
+// Solifuge against each anchor run the same way (with the node flags, or both @v8defaults).
+for (const ours of ['solifuge', `solifuge${V8_DEFAULTS_SUFFIX}`].filter((x) => present.includes(x))) {
+  const anchors = present.filter((e) => engineOf(e) !== 'solifuge' && e.endsWith(V8_DEFAULTS_SUFFIX) === ours.endsWith(V8_DEFAULTS_SUFFIX));
+  if (anchors.length === 0) continue;
   lines.push('');
-  lines.push(`Ratios, Solifuge ÷ anchor (median of per-round ratios; >1 = Solifuge faster, or bigger for sizes):`);
+  lines.push(`Ratios, ${ours} ÷ anchor (median of per-round ratios; >1 = Solifuge faster, or bigger for sizes):`);
   lines.push('');
-  const anchors = present.filter((e) => e !== 'solifuge');
   lines.push(`| workload | ${anchors.map((a) => `÷ ${a}`).join(' | ')} |`);
   lines.push(`|---|${anchors.map(() => '---:').join('|')}|`);
   for (const [m, label] of metrics) {
-    if (m.endsWith('us') || m.endsWith('TurnMs') || m === 'compactSec' || m === 'ampCompacted') continue;
+    if (m.endsWith('us') || m.endsWith('TurnMs') || m === 'compactSec' || m === 'ampCompacted' || m === 'peakRssMB') continue;
     const cells = anchors.map((a) => {
-      const s = results.get('solifuge') ?? [];
+      const s = results.get(ours) ?? [];
       const o = results.get(a) ?? [];
       const ratios: number[] = [];
       for (let i = 0; i < Math.min(s.length, o.length); i++) if (s[i][m] !== undefined && o[i][m]) ratios.push(s[i][m] / o[i][m]);
