@@ -6,8 +6,9 @@
 //                                  (--out also writes FILE.rounds.json: every engine's figures per round)
 //   npm run bench:quick            100k keys, 3 rounds
 //
-// Every worker runs with `--node-flags` (default NODE_FLAGS_DEFAULT, the README's recommendation);
-// an engine named `name@v8defaults` (e.g. `solifuge@v8defaults`) runs without them, for the A/B.
+// Every worker runs with `--node-flags` (none by default), except an engine named
+// `name@v8defaults` (e.g. `solifuge@v8defaults`), for an A/B of V8 settings in one run (round 24:
+// `--node-flags=--max-semi-space-size=128`, the README's "Running it under heavy writes").
 //
 // Every round runs each engine in its own process (engine-worker.ts), in rotated order, and the
 // report gives the median over rounds with min–max, plus per-round ratios to lmdb (median), as
@@ -32,14 +33,8 @@ const { values } = parseArgs({
     'node-flags': { type: 'string' },
   },
 });
-/**
- * V8 flags for every engine's worker: the README's recommendation for write-heavy servers
- * ("Running it"). Solifuge keeps its tree's keys and values on the V8 heap, and with Node's
- * default young generation (16 MiB semi-spaces) every ~30 ms scavenge promoted the values just
- * written, ~0.5 µs a write in GC (bench/RESULTS.md round 24). Every engine gets the same flags.
- */
-const NODE_FLAGS_DEFAULT = '--max-semi-space-size=128';
-const nodeFlags = (values['node-flags'] ?? NODE_FLAGS_DEFAULT).split(' ').filter((f) => f !== '');
+/** V8 flags for every engine's worker but the @v8defaults ones (the same for every engine). */
+const nodeFlags = (values['node-flags'] ?? '').split(' ').filter((f) => f !== '');
 /** An engine spec: the adapter's name, and whether its worker runs without `nodeFlags`. */
 const V8_DEFAULTS_SUFFIX = '@v8defaults';
 const engineOf = (spec: string) => spec.endsWith(V8_DEFAULTS_SUFFIX) ? spec.slice(0, -V8_DEFAULTS_SUFFIX.length) : spec;
