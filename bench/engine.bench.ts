@@ -37,8 +37,9 @@ const { values } = parseArgs({
 const nodeFlags = (values['node-flags'] ?? '').split(' ').filter((f) => f !== '');
 /** An engine spec: the adapter's name, and whether its worker runs without `nodeFlags`. */
 const V8_DEFAULTS_SUFFIX = '@v8defaults';
-const engineOf = (spec: string) => spec.endsWith(V8_DEFAULTS_SUFFIX) ? spec.slice(0, -V8_DEFAULTS_SUFFIX.length) : spec;
-const flagsOf = (spec: string) => spec.endsWith(V8_DEFAULTS_SUFFIX) ? [] : nodeFlags;
+const onV8Defaults = (spec: string) => spec.endsWith(V8_DEFAULTS_SUFFIX);
+const engineOf = (spec: string) => onV8Defaults(spec) ? spec.slice(0, -V8_DEFAULTS_SUFFIX.length) : spec;
+const flagsOf = (spec: string) => onV8Defaults(spec) ? [] : nodeFlags;
 const quick = values.quick === true;
 const keys = Number(values.keys ?? (quick ? 100_000 : 1_000_000));
 const rounds = Number(values.rounds ?? 3);
@@ -117,7 +118,7 @@ const present = engines.filter((e) => results.has(e));
 const lines: string[] = [];
 lines.push(`Keys: ${keys} × 16 B + 100 B values (logical ${((keys * 116) / 1e6).toFixed(1)} MB), ${rounds} round(s), one process per engine per round, rotated order.`);
 lines.push(`Node ${process.version}, ${os.cpus().length} × ${os.cpus()[0]?.model ?? 'cpu'}; load average while engines ran: median ${median(loads).toFixed(1)}, max ${Math.max(...loads).toFixed(1)}. Run time ${((Date.now() - t0) / 60000).toFixed(1)} min.`);
-lines.push(`Workers ran with ${nodeFlags.length === 0 ? 'no node flags' : `\`${nodeFlags.join(' ')}\``}${engines.some((e) => e.endsWith(V8_DEFAULTS_SUFFIX)) ? ` (those named ${V8_DEFAULTS_SUFFIX}: without)` : ''}.`);
+lines.push(`Workers ran with ${nodeFlags.length === 0 ? 'no node flags' : `\`${nodeFlags.join(' ')}\``}${engines.some(onV8Defaults) ? ` (those named ${V8_DEFAULTS_SUFFIX}: without)` : ''}.`);
 lines.push('');
 lines.push(`| workload | ${present.join(' | ')} |`);
 lines.push(`|---|${present.map(() => '---:').join('|')}|`);
@@ -132,7 +133,7 @@ for (const [m, label] of metrics) {
 }
 // Solifuge against each anchor run the same way (with the node flags, or both @v8defaults).
 for (const ours of ['solifuge', `solifuge${V8_DEFAULTS_SUFFIX}`].filter((x) => present.includes(x))) {
-  const anchors = present.filter((e) => engineOf(e) !== 'solifuge' && e.endsWith(V8_DEFAULTS_SUFFIX) === ours.endsWith(V8_DEFAULTS_SUFFIX));
+  const anchors = present.filter((e) => engineOf(e) !== 'solifuge' && onV8Defaults(e) === onV8Defaults(ours));
   if (anchors.length === 0) continue;
   lines.push('');
   lines.push(`Ratios, ${ours} ÷ anchor (median of per-round ratios; >1 = Solifuge faster, or bigger for sizes):`);
