@@ -1033,7 +1033,7 @@ export class Db implements Reader {
       throw new NothingWrittenError(err);
     }
     // A big checkpoint the store chose itself is written in the background, after this commit.
-    const background = checkpoint && !forceCheckpoint && this.backgroundAllowed();
+    const background = checkpoint && !forceCheckpoint && this.backgroundAllowed(actions);
     if (background) checkpoint = false;
     // A checkpoint writes nodes (and gives them positions) that the published tree may share.
     if (checkpoint) this.sealInPlace();
@@ -1142,10 +1142,26 @@ export class Db implements Reader {
     if (background) this.startBackgroundCheckpoint();
   }
 
-  /** Whether a checkpoint due now may run in the background (OpenOptions.backgroundCheckpoints). */
-  private backgroundAllowed(): boolean {
+  /**
+   * Whether a checkpoint due now may run in the background (OpenOptions.backgroundCheckpoints).
+   * Not when it is due because this commit should write the tree instead of logging its actions
+   * (`treeAboutLog`: a big sorted batch, compactTo's output), nor when every commit is to be a
+   * checkpoint (`checkpointIntervalBytes` 0): in the background the commit would log its actions
+   * and the checkpoint then write the same keys again (compactTo's file measured 2.05× logical).
+   */
+  private backgroundAllowed(actions: Action[]): boolean {
     return this.options.backgroundCheckpoints && this.background === null && !this.compacting && !this.closed &&
-      this.closing === null && this.dirtyBytesSinceCheckpoint >= Math.max(this.options.slicedCheckpointBytesMin, 1);
+      this.closing === null && this.dirtyBytesSinceCheckpoint >= Math.max(this.options.slicedCheckpointBytesMin, 1) &&
+      this.options.checkpointIntervalBytes > 0 && !this.treeAboutLog(actions);
+  }
+
+  /**
+   * Whether the nodes changed since the last checkpoint are at most `checkpointTreeOverLogMax`
+   * times this commit's Actions entry: writing them now costs about what logging does.
+   */
+  private treeAboutLog(actions: Action[]): boolean {
+    const max = this.options.checkpointTreeOverLogMax;
+    return max > 0 && this.dirtyBytesSinceCheckpoint <= max * actionLogBytes(actions);
   }
 
   /**
@@ -1300,12 +1316,9 @@ export class Db implements Reader {
       if (this.dirtyBytesSinceCheckpoint >= dirtyBytesMax) this.background.hurry = true;
       return false;
     }
-    const due = () => {
-      const dirty = this.dirtyBytesSinceCheckpoint;
-      return forceCheckpoint || this.bytesSinceCheckpoint >= this.options.checkpointIntervalBytes ||
-        dirty >= dirtyBytesMax ||
-        (this.options.checkpointTreeOverLogMax > 0 && dirty <= this.options.checkpointTreeOverLogMax * actionLogBytes(actions));
-    };
+    const due = () =>
+      forceCheckpoint || this.bytesSinceCheckpoint >= this.options.checkpointIntervalBytes ||
+      this.dirtyBytesSinceCheckpoint >= dirtyBytesMax || this.treeAboutLog(actions);
     if (!due()) return false;
     if (later === null) return true;
     this.makeHeldSets(later);
@@ -1632,8 +1645,7 @@ export class Db implements Reader {
     try {
       out = await Db.open(target, {
         durable: false,
-        checkpointIntervalBytes: 0, // every batch is a checkpoint: the new file holds the tree only
-        backgroundCheckpoints: false, // (in the background, a batch would also log its keys)
+        checkpointIntervalBytes: 0, // every batch is a checkpoint, in its commit: the new file holds the tree only
         nodeBytesMax: this.options.nodeBytesMax,
         inlineValueBytesMax: this.options.inlineValueBytesMax,
         maxKeyBytes: this.options.maxKeyBytes,

@@ -432,6 +432,26 @@ describe('bounds', () => {
     await db.close();
   });
 
+  it('a big sorted batch, whose tree costs about what its log does, is written once, in its commit', async () => {
+    const db = await open(tmp.file(`j${n++}.db`), { checkpointIdleMs: 0, slicedCheckpointBytesMin: 64 * 1024 });
+    let logical = 0;
+    await db.transaction((tx) => {
+      for (let i = 0; i < 20_000; i++) {
+        const k = `sorted:${String(i).padStart(6, '0')}`;
+        tx.set(k, Buffer.alloc(100, i & 0xff));
+        logical += k.length + 100;
+      }
+    });
+    await backgroundDone(db);
+    expect(db.stats.backgroundCheckpoints).toBe(0);
+    expect(db.stats.checkpoints).toBe(1);
+    // The tree alone, not also a log of the same keys and values.
+    expect(db.fileInfo().fileBytes).toBeLessThan(1.4 * logical);
+    expect(db.count()).toBe(20_000);
+    expect(db.check().problems).toEqual([]);
+    await db.close();
+  });
+
   it('compactTo writes the tree once: its batches checkpoint in their own commits, never in the background', async () => {
     const db = await open(tmp.file(`j${n++}.db`), { checkpointIdleMs: 0 });
     let logical = 0;
