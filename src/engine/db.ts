@@ -1219,12 +1219,11 @@ export class Db implements Reader {
     // Short slices: a batch runs between two (one per turn), so writes go on at most of their rate.
     const sliceMs = Math.min(this.options.checkpointSliceMs, BACKGROUND_SLICE_MS_MAX);
     const stop = () => bg.cancelled || this.failed !== null || this.closed || this.log.isClosed;
-    const pause = nextTurn;
     await nextTurn(); // the batch that started it settles first
     if (stop()) return false;
     const slabs = this.slabs;
     const input = { actions: [], keyCount: null, tag: undefined, prev: null, start: 0, checkpoint: { root: bg.base.root, keyCount: bg.base.count, of: bg.base.commit } };
-    const staged = await slabs.stageSliced(input, sliceMs, pause, stop);
+    const staged = await slabs.stageSliced(input, sliceMs, nextTurn, stop);
     if (staged === null) return false;
     let start = 0;
     const slab = await this.holdWriter(async () => {
@@ -1244,8 +1243,8 @@ export class Db implements Reader {
     });
     if (slab === null) return false;
     bg.phase = 'caching';
-    const written = await slab.applySliced(sliceMs, pause);
-    await this.cacheWrittenSliced(written, slab.bytes, start, sliceMs, pause);
+    const written = await slab.applySliced(sliceMs, nextTurn);
+    await this.cacheWrittenSliced(written, slab.bytes, start, sliceMs);
     slab.release();
     this.stats.checkpoints++;
     this.stats.backgroundCheckpoints++;
@@ -1360,14 +1359,12 @@ export class Db implements Reader {
     this.log.advance(len);
   }
 
-  private async cacheWrittenSliced(
-    written: readonly TreeNode[], bytes: () => Buffer, start: number, sliceMs = this.options.checkpointSliceMs, pause: () => Promise<void> = nextTurn,
-  ): Promise<void> {
+  private async cacheWrittenSliced(written: readonly TreeNode[], bytes: () => Buffer, start: number, sliceMs = this.options.checkpointSliceMs): Promise<void> {
     let slab = bytes();
     let until = performance.now() + sliceMs;
     for (let i = 0; i < written.length; i++) {
       if ((i & 255) === 255 && performance.now() >= until) {
-        await pause();
+        await nextTurn();
         slab = bytes();
         until = performance.now() + sliceMs;
       }
