@@ -23,6 +23,8 @@
 //   TABLE   slots × 8    open addressing, linear probing: u32 low bits of the position, u32 node
 //                        ptr (0 = empty); a hit is confirmed against the node's own header
 //   ARENA   arenaBytes   nodes, ring-allocated
+//   DIRTY   dirtyBytes   (256-aligned) the writer's nodes, asm/dirty.ts and asm/wleaf.ts: the same
+//                        node layout, never evicted
 //
 // Node layout (little-endian; all offsets relative to the node, which is 8-aligned):
 //   0  u32 allocated bytes      4  u32 kind (2 leaf, 3 index: format.ts Kind)
@@ -49,18 +51,19 @@
 // record (bench/RESULTS.md, round 10; the previous layout kept the directory, keys and values in
 // three separate arrays: six or more lines per leaf).
 import { compareKeys } from './node';
+import { dirtyInit } from './dirty';
 
 const PROBE_BYTES: u32 = 65536 + 8;
 const RESULT_BYTES: u32 = 32;
-const HEADER_BYTES: u32 = 32;
-const SLOT_BYTES: u32 = 8;
+export const HEADER_BYTES: u32 = 32;
+export const SLOT_BYTES: u32 = 8;
 /** Where a record's key starts (layout above); the largest is also the largest record header. */
-const LEAF_INLINE_KEY_AT: usize = 8;
-const LEAF_REF_KEY_AT: usize = 16;
+export const LEAF_INLINE_KEY_AT: usize = 8;
+export const LEAF_REF_KEY_AT: usize = 16;
 const INDEX_KEY_AT: usize = 24;
 const RECORD_HEADER_MAX: u32 = <u32>INDEX_KEY_AT;
-const REF_FLAG: u32 = 0x8000_0000;
-const KIND_LEAF: u32 = 2;
+export const REF_FLAG: u32 = 0x8000_0000;
+export const KIND_LEAF: u32 = 2;
 const KIND_INDEX: u32 = 3;
 
 /** find() results. */
@@ -110,14 +113,14 @@ let evictedSerial: u32 = 1;
  * Reserves the region by growing memory (no allocator involved, so the runtime's heap never
  * overlaps it). Returns the region start, or 0 if memory could not grow.
  */
-export function cacheInit(arenaBytes: u32, inputBytesWanted: u32): usize {
+export function cacheInit(arenaBytes: u32, inputBytesWanted: u32, dirtyBytes: u32): usize {
   // Let the runtime's allocator claim its memory first: it takes everything up to memory.size()
   // on first use, so it must not first run after the region exists.
   heap.free(heap.alloc(16));
   let slots: u32 = 1024;
   while (slots < arenaBytes / 1024) slots <<= 1;
   const tableBytes = <usize>slots * 8;
-  const total = <usize>PROBE_BYTES + RESULT_BYTES + inputBytesWanted + tableBytes + arenaBytes + 16;
+  const total = <usize>PROBE_BYTES + RESULT_BYTES + inputBytesWanted + tableBytes + arenaBytes + 16 + 256 + <usize>dirtyBytes;
   const start = (<usize>memory.size()) << 16;
   const pages = <i32>((total + 0xffff) >>> 16);
   if (memory.grow(pages) < 0) return 0;
@@ -132,6 +135,7 @@ export function cacheInit(arenaBytes: u32, inputBytesWanted: u32): usize {
   maxLiveNodes = (slots >>> 2) * 3;
   arenaStart = (tablePtr + tableBytes + 7) & ~7;
   arenaEnd = arenaStart + arenaBytes;
+  dirtyInit((arenaEnd + 255) & ~255, dirtyBytes);
   // Freshly grown memory is zero: the table is already empty. (Filling it here would touch every
   // page, ~4 MiB of resident memory per open store at the default size, for nothing.)
   resetRing();
@@ -333,7 +337,7 @@ function take(n: u64): usize {
 
 /** Bytes p[at..at+3] of a `len`-byte key as a big-endian u32, zero-padded. */
 // @ts-ignore: decorator
-@inline function wordAt(p: usize, len: u32, at: u32): u32 {
+@inline export function wordAt(p: usize, len: u32, at: u32): u32 {
   if (len >= at + 4) return bswap<u32>(load<u32>(p + at));
   let v: u32 = 0;
   for (let i: u32 = 0; i < 4; i++) v = (v << 8) | (at + i < len ? <u32>load<u8>(p + at + i) : 0);
@@ -341,7 +345,7 @@ function take(n: u64): usize {
 }
 
 // @ts-ignore: decorator
-@inline function slotsOf(node: usize, prefixLen: u32): usize {
+@inline export function slotsOf(node: usize, prefixLen: u32): usize {
   return node + HEADER_BYTES + ((<usize>prefixLen + 7) & ~7);
 }
 

@@ -103,7 +103,7 @@ export class WasmNodeCache {
     hugePages = false,
   ) {
     this.ex = instantiateCore();
-    const start = this.ex.cacheInit(arenaBytes, INPUT_BYTES);
+    const start = this.ex.cacheInit(arenaBytes, INPUT_BYTES, 0);
     if (start === 0) throw new Error(`solifuge: could not reserve ${arenaBytes} bytes of WebAssembly memory for the node cache`);
     // Before the ring or the table are touched, so their pages are faulted in huge from the start.
     const buf = this.ex.memory.buffer;

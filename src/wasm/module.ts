@@ -32,7 +32,8 @@ const wasmUrl = new URL('../../asm/build/solifuge.wasm', import.meta.url);
 
 /** The exports of the node cache (asm/cache.ts), present on every instance. */
 export type CacheExports = CoreExports & {
-  cacheInit(arenaBytes: number, inputBytes: number): number;
+  /** `dirtyBytes`: the writer's node region (asm/dirty.ts); 0 for none. */
+  cacheInit(arenaBytes: number, inputBytes: number, dirtyBytes: number): number;
   cacheClear(): void;
   cachedNodes(): number;
   ringHead(): number;
@@ -43,6 +44,18 @@ export type CacheExports = CoreExports & {
   cacheIngest(pos: number, entryLen: number, kind: number, bodyLen: number): number;
   cacheFind(rootPos: number, rootLen: number, probeLen: number): number;
   cachedNode(pos: number): number;
+  /** asm/dirty.ts: bytes in the writer's node blocks in use. */
+  dirtyBytesInUse(): number;
+  /** asm/wleaf.ts: the writer's leaves in linear memory (its header comment has the layout and results). */
+  wleafEmpty(bytes: number): number;
+  wleafFree(node: number): number;
+  wleafSearch(node: number, probeLen: number): number;
+  wleafSet(node: number, probeLen: number, valPtr: number, valLen: number, ref: number, refPos: number, keepOld: number): number;
+  wleafUndoReplace(node: number, slot: number, oldOffset: number): void;
+  wleafRemove(node: number, slot: number): void;
+  wleafRebuild(src: number, withProbe: number, probeLen: number, extraBytes: number): number;
+  wleafSplit(node: number, at: number, extraBytes: number): number;
+  wleafEncode(node: number, out: number, outCap: number): number;
 };
 
 let compiled: WebAssembly.Module | undefined;

@@ -1,0 +1,421 @@
+// The writer's leaves in linear memory: search, set, remove, split, rebuild and encode, on nodes
+// in the node cache's own layout (asm/cache.ts), held in the dirty region (asm/dirty.ts).
+//
+// Owns: the dirty leaf's pre-header and free space (below), and keeping its slots, prefix and
+// size estimate true through every change. Keys are bytes compared like every key here
+// (node.ts compareKeys); the key a call works on is at the cache's PROBE area, as for find().
+// Must never: write outside a node's block, leave a slot whose word disagrees with its key, or
+// trap on a full node (a change that does not fit returns NEEDS_REBUILD and changes nothing).
+//
+// Why (bench/RESULTS.md round 25): a random overwrite at 1M keys measured 1.26 µs as a descent and
+// an in-place write in this layout, against 3.02 µs through the JS writer, whose key and value
+// strings made most of the difference. A leaf here is also what lookups and range cursors read
+// already, and what a checkpoint would otherwise stage from heap strings and parse back in.
+//
+// A dirty leaf is a cache leaf node (cache.ts "Node layout": header, prefix, slots, 8-aligned
+// records) with position -1, entry length 0 and serial 0, and these differences:
+//   - The records sit at the top of the block and grow down; the slots grow up after the prefix;
+//     the space between is free (a slotted page). An insert shifts slots, never records.
+//   - A record that is replaced or removed stays where it is, as garbage, until a rebuild.
+//   - The prefix (header 24, bytes at 32) is *a* common prefix of every key, not necessarily the
+//     longest: a split or a remove leaves it as it was. A key that does not share it needs a
+//     rebuild, which recomputes it.
+//   - Before the node, a 16-byte pre-header (node - 16; the block starts there):
+//       0 u32 low       offset from the node of its lowest record (= capacity when empty)
+//       4 u32 garbage   bytes of records no slot points at
+//       8 u32 estimate  the JS writer's size estimate (node.ts leafBytes): 16 plus, per item, key
+//                       length + 2 + (value length + 3 inline, 12 by reference); splits use it
+//       12 u32 size class (dirty.ts)
+//   Header 0 (allocated bytes) is the capacity: from the node to the end of its block.
+// A value by reference (a Value entry) has REF_FLAG on its key length and an f64 position; a
+// negative position is the caller's (a value not written yet): encode() refuses it.
+import { compareKeys } from './node';
+import { HEADER_BYTES, KIND_LEAF, LEAF_INLINE_KEY_AT, LEAF_REF_KEY_AT, REF_FLAG, SLOT_BYTES, probeAddress, resultAddress, slotsOf, wordAt } from './cache';
+import { DIRTY_BLOCK_MAX, dirtyAlloc, dirtyBlockBytes, dirtyFree } from './dirty';
+
+const PRE: usize = 16;
+/** node.ts NODE_OVERHEAD_BYTES. */
+const NODE_OVERHEAD_BYTES: u32 = 16;
+
+/** set() results. */
+const SET_OVERWRITTEN: i32 = 0;
+const SET_REPLACED: i32 = 1;
+const SET_INSERTED: i32 = 2;
+const NEEDS_REBUILD: i32 = -1;
+/** encode() results besides a length. */
+const ENCODE_NO_ROOM: i32 = -1;
+const ENCODE_UNWRITTEN_VALUE: i32 = -2;
+
+// @ts-ignore: decorator
+@inline function low(n: usize): u32 {
+  return load<u32>(n - PRE);
+}
+// @ts-ignore: decorator
+@inline function setLow(n: usize, v: u32): void {
+  store<u32>(n - PRE, v);
+}
+// @ts-ignore: decorator
+@inline function addGarbage(n: usize, d: i32): void {
+  store<u32>(n - PRE, <u32>(<i32>load<u32>(n - PRE, 4) + d), 4);
+}
+// @ts-ignore: decorator
+@inline function addEstimate(n: usize, d: i32): void {
+  store<u32>(n - PRE, <u32>(<i32>load<u32>(n - PRE, 8) + d), 8);
+}
+
+// @ts-ignore: decorator
+@inline function recKeyLen(rec: usize): u32 {
+  return load<u32>(rec) & ~REF_FLAG;
+}
+// @ts-ignore: decorator
+@inline function isRef(rec: usize): bool {
+  return (load<u32>(rec) & REF_FLAG) != 0;
+}
+// @ts-ignore: decorator
+@inline function recKey(rec: usize): usize {
+  return rec + (isRef(rec) ? LEAF_REF_KEY_AT : LEAF_INLINE_KEY_AT);
+}
+/** A record's bytes, 8-aligned. */
+// @ts-ignore: decorator
+@inline function recBytes(rec: usize): u32 {
+  const k = recKeyLen(rec);
+  return isRef(rec) ? (<u32>LEAF_REF_KEY_AT + k + 7) & ~7 : (<u32>LEAF_INLINE_KEY_AT + k + load<u32>(rec, 4) + 7) & ~7;
+}
+/** The record a key with this value would take. */
+// @ts-ignore: decorator
+@inline function newRecBytes(keyLen: u32, valLen: u32, ref: bool): u32 {
+  return ref ? (<u32>LEAF_REF_KEY_AT + keyLen + 7) & ~7 : (<u32>LEAF_INLINE_KEY_AT + keyLen + valLen + 7) & ~7;
+}
+/** node.ts leafItemBytes. */
+// @ts-ignore: decorator
+@inline function itemEstimate(keyLen: u32, valLen: u32, ref: bool): u32 {
+  return keyLen + 2 + (ref ? 12 : valLen + 3);
+}
+// @ts-ignore: decorator
+@inline function recEstimate(rec: usize): u32 {
+  return itemEstimate(recKeyLen(rec), load<u32>(rec, 4), isRef(rec));
+}
+// @ts-ignore: decorator
+@inline function slotAt(n: usize, i: u32): usize {
+  return slotsOf(n, load<u32>(n, 24)) + (<usize>i << 3);
+}
+// @ts-ignore: decorator
+@inline function recAt(n: usize, i: u32): usize {
+  return n + <usize>load<u32>(slotAt(n, i), 4);
+}
+
+function commonPrefix(a: usize, aLen: u32, b: usize, bLen: u32): u32 {
+  const m = aLen < bLen ? aLen : bLen;
+  let i: u32 = 0;
+  while (i + 8 <= m && load<u64>(a + i) == load<u64>(b + i)) i += 8;
+  while (i < m && load<u8>(a + i) == load<u8>(b + i)) i++;
+  return i;
+}
+
+/** The node in a block of the dirty region, or 0 if none has `bytes` bytes for it. */
+function allocNode(bytes: u32): usize {
+  if (bytes > DIRTY_BLOCK_MAX - <u32>PRE) return 0;
+  const block = dirtyAlloc(bytes + <u32>PRE);
+  if (block == 0) return 0;
+  const n = block + PRE;
+  const capacity = dirtyBlockBytes(block) - <u32>PRE;
+  store<u32>(n, capacity);
+  store<u32>(n, KIND_LEAF, 4);
+  store<f64>(n, -1, 8);
+  store<u32>(n, 0, 16);
+  store<u32>(n, 0, 20);
+  store<u32>(n, 0, 24);
+  store<u32>(n, 0, 28);
+  setLow(n, capacity);
+  store<u32>(n - PRE, 0, 4);
+  store<u32>(n - PRE, NODE_OVERHEAD_BYTES, 8);
+  return n;
+}
+
+/** An empty dirty leaf with at least `bytes` bytes of room for items, or 0 if the region is full. */
+export function wleafEmpty(bytes: u32): usize {
+  return allocNode(HEADER_BYTES + bytes);
+}
+
+/** Gives a dirty leaf's block back; false if `n` is not one. */
+export function wleafFree(n: usize): bool {
+  return dirtyFree(n - PRE);
+}
+
+/**
+ * The first slot whose key is >= the key at PROBE (`probeLen` bytes): (index << 1) | 1 if that
+ * key equals it, (index << 1) otherwise. Works on cached (clean) leaves too.
+ */
+export function wleafSearch(n: usize, probeLen: u32): i32 {
+  const probe = probeAddress();
+  const count = load<u32>(n, 16);
+  const p = load<u32>(n, 24);
+  const slots = slotsOf(n, p);
+  let lo: u32 = 0;
+  let hi = count;
+  // Against the shared prefix first: a probe that does not share it is below or above every key.
+  const m = p < probeLen ? p : probeLen;
+  const c0 = m == 0 ? 0 : compareKeys(probe, m, n + HEADER_BYTES, m);
+  if (c0 < 0 || (c0 == 0 && probeLen < p)) hi = 0;
+  else if (c0 > 0) lo = count;
+  else {
+    const pw = wordAt(probe, probeLen, p);
+    while (lo < hi) {
+      const mid = (lo + hi) >>> 1;
+      const slot = slots + (<usize>mid << 3);
+      const w = load<u32>(slot);
+      let less: bool;
+      if (w != pw) less = w < pw;
+      else {
+        const rec = n + <usize>load<u32>(slot, 4);
+        less = compareKeys(recKey(rec) + p, recKeyLen(rec) - p, probe + p, probeLen - p) < 0;
+      }
+      if (less) lo = mid + 1;
+      else hi = mid;
+    }
+  }
+  if (lo < count) {
+    const rec = n + <usize>load<u32>(slots + (<usize>lo << 3), 4);
+    if (compareKeys(recKey(rec), recKeyLen(rec), probe, probeLen) == 0) return <i32>((lo << 1) | 1);
+  }
+  return <i32>(lo << 1);
+}
+
+/** Writes a record for the key at PROBE at the low end of the free space; returns its offset. */
+function putRecord(n: usize, probeLen: u32, valPtr: usize, valLen: u32, ref: bool, refPos: f64, size: u32): u32 {
+  const off = low(n) - size;
+  setLow(n, off);
+  const rec = n + <usize>off;
+  if (ref) {
+    store<u32>(rec, probeLen | REF_FLAG);
+    store<u32>(rec, valLen, 4);
+    store<f64>(rec, refPos, 8);
+    memory.copy(rec + LEAF_REF_KEY_AT, probeAddress(), probeLen);
+  } else {
+    store<u32>(rec, probeLen);
+    store<u32>(rec, valLen, 4);
+    memory.copy(rec + LEAF_INLINE_KEY_AT, probeAddress(), probeLen);
+    memory.copy(rec + LEAF_INLINE_KEY_AT + probeLen, valPtr, valLen);
+  }
+  return off;
+}
+
+/**
+ * Sets the key at PROBE (`probeLen` bytes) to a value: inline (`ref` 0: `valLen` bytes at
+ * `valPtr`) or by reference (`ref` 1: a Value entry at `refPos` of `valLen` bytes). Returns
+ * SET_OVERWRITTEN (the old inline value of the same length overwritten in place; never when
+ * `keepOld`), SET_REPLACED (a new record; RESULT u32 at 0 the old record's offset, for undo()),
+ * SET_INSERTED (RESULT u32 at 4 the slot), or NEEDS_REBUILD: no room, or the key does not share
+ * the node's prefix; nothing changed (rebuild() with the key at PROBE, then set again).
+ */
+export function wleafSet(n: usize, probeLen: u32, valPtr: usize, valLen: u32, ref: u32, refPos: f64, keepOld: u32): i32 {
+  const r = wleafSearch(n, probeLen);
+  const i = <u32>r >>> 1;
+  const isRefValue = ref != 0;
+  const result = resultAddress();
+  const count = load<u32>(n, 16);
+  const p = load<u32>(n, 24);
+  const slot = slotsOf(n, p) + (<usize>i << 3);
+  const slotsEnd = <u32>(slotsOf(n, p) + (<usize>count << 3) - n);
+  const size = newRecBytes(probeLen, valLen, isRefValue);
+  store<u32>(result, i, 4);
+  if ((r & 1) != 0) {
+    const old = n + <usize>load<u32>(slot, 4);
+    if (keepOld == 0 && !isRefValue && !isRef(old) && load<u32>(old, 4) == valLen) {
+      memory.copy(old + LEAF_INLINE_KEY_AT + probeLen, valPtr, valLen);
+      return SET_OVERWRITTEN;
+    }
+    if (low(n) - slotsEnd < size) return NEEDS_REBUILD;
+    const oldOff = load<u32>(slot, 4);
+    addEstimate(n, <i32>itemEstimate(probeLen, valLen, isRefValue) - <i32>recEstimate(old));
+    addGarbage(n, <i32>recBytes(old));
+    store<u32>(slot, putRecord(n, probeLen, valPtr, valLen, isRefValue, refPos, size), 4);
+    store<u32>(result, oldOff);
+    return SET_REPLACED;
+  }
+  // A new key: it must share the prefix, and its slot and record must fit.
+  if (probeLen < p || (p > 0 && compareKeys(probeAddress(), p, n + HEADER_BYTES, p) != 0)) return NEEDS_REBUILD;
+  if (low(n) - slotsEnd < size + <u32>SLOT_BYTES) return NEEDS_REBUILD;
+  memory.copy(slot + SLOT_BYTES, slot, <usize>(count - i) << 3);
+  store<u32>(slot, wordAt(probeAddress(), probeLen, p));
+  store<u32>(slot, putRecord(n, probeLen, valPtr, valLen, isRefValue, refPos, size), 4);
+  store<u32>(n, count + 1, 16);
+  addEstimate(n, <i32>itemEstimate(probeLen, valLen, isRefValue));
+  return SET_INSERTED;
+}
+
+/** Undoes a SET_REPLACED: slot `i` points at its old record (`oldOff`) again. */
+export function wleafUndoReplace(n: usize, i: u32, oldOff: u32): void {
+  const slot = slotAt(n, i);
+  const cur = n + <usize>load<u32>(slot, 4);
+  const old = n + <usize>oldOff;
+  addEstimate(n, <i32>recEstimate(old) - <i32>recEstimate(cur));
+  addGarbage(n, <i32>recBytes(cur) - <i32>recBytes(old));
+  store<u32>(slot, oldOff, 4);
+}
+
+/** Removes slot `i` (a delete, or the undo of a SET_INSERTED); its record becomes garbage. */
+export function wleafRemove(n: usize, i: u32): void {
+  const count = load<u32>(n, 16);
+  const slot = slotAt(n, i);
+  const rec = n + <usize>load<u32>(slot, 4);
+  addEstimate(n, -<i32>recEstimate(rec));
+  addGarbage(n, <i32>recBytes(rec));
+  memory.copy(slot, slot + SLOT_BYTES, <usize>(count - 1 - i) << 3);
+  store<u32>(n, count - 1, 16);
+}
+
+/**
+ * A new dirty leaf holding slots [from, to) of `src` (a dirty leaf or a cached one), records
+ * packed, the prefix recomputed over those keys and, if `withProbe`, the key at PROBE too, with
+ * at least `extraBytes` bytes free besides. 0 if the region has no block for it.
+ */
+function build(src: usize, from: u32, to: u32, withProbe: bool, probeLen: u32, extraBytes: u32): usize {
+  const count = to - from;
+  let recordBytes: u32 = 0;
+  for (let i = from; i < to; i++) recordBytes += recBytes(recAt(src, i));
+  // The prefix: that of the first and last key (keys ascend, so it is every key's). With the
+  // probe, the smaller of that and the probe's with the last key: whether the probe goes before,
+  // between or after them, that is the prefix of the smallest and the largest of the three.
+  let p: u32 = 0;
+  if (count > 1 || (count == 1 && withProbe)) {
+    const a = recAt(src, from);
+    const b = recAt(src, to - 1);
+    p = commonPrefix(recKey(a), recKeyLen(a), recKey(b), recKeyLen(b));
+    if (withProbe) {
+      const pb = commonPrefix(probeAddress(), probeLen, recKey(b), recKeyLen(b));
+      if (pb < p) p = pb;
+    }
+  }
+  const bytes = <u64>HEADER_BYTES + ((<u64>p + 7) & ~7) + <u64>count * SLOT_BYTES + <u64>recordBytes + <u64>extraBytes;
+  if (bytes > <u64>DIRTY_BLOCK_MAX) return 0;
+  const n = allocNode(<u32>bytes);
+  if (n == 0) return 0;
+  if (count > 0) memory.copy(n + HEADER_BYTES, recKey(recAt(src, from)), p);
+  else if (withProbe) memory.copy(n + HEADER_BYTES, probeAddress(), p);
+  store<u32>(n, p, 24);
+  store<u32>(n, count, 16);
+  const slots = slotsOf(n, p);
+  let off = low(n);
+  let estimate = NODE_OVERHEAD_BYTES;
+  for (let i = from; i < to; i++) {
+    const rec = recAt(src, i);
+    const size = recBytes(rec);
+    off -= size;
+    memory.copy(n + <usize>off, rec, size);
+    const slot = slots + (<usize>(i - from) << 3);
+    store<u32>(slot, wordAt(recKey(rec), recKeyLen(rec), p));
+    store<u32>(slot, off, 4);
+    estimate += recEstimate(rec);
+  }
+  setLow(n, off);
+  store<u32>(n - PRE, estimate, 8);
+  return n;
+}
+
+/**
+ * A rebuilt copy of `src` (dirty or cached): records packed, the prefix recomputed (with the key
+ * at PROBE if `withProbe`, so that it can be set next), at least `extraBytes` bytes free. 0 if
+ * the region has no block for it. `src` is left as it was: the caller frees it if nothing else
+ * holds it.
+ */
+export function wleafRebuild(src: usize, withProbe: u32, probeLen: u32, extraBytes: u32): usize {
+  return build(src, 0, load<u32>(src, 16), withProbe != 0, probeLen, extraBytes);
+}
+
+/**
+ * Splits a dirty leaf: returns a new leaf with slots [at, count) (at least `extraBytes` free), and
+ * `n` keeps [0, at). 0 if the region has no block for it (then `n` is unchanged).
+ */
+export function wleafSplit(n: usize, at: u32, extraBytes: u32): usize {
+  const count = load<u32>(n, 16);
+  const right = build(n, at, count, false, 0, extraBytes);
+  if (right == 0) return 0;
+  let moved: i32 = 0;
+  let movedBytes: i32 = 0;
+  for (let i = at; i < count; i++) {
+    const rec = recAt(n, i);
+    moved += <i32>recEstimate(rec);
+    movedBytes += <i32>recBytes(rec);
+  }
+  store<u32>(n, at, 16);
+  addEstimate(n, -moved);
+  addGarbage(n, movedBytes);
+  return right;
+}
+
+// --- encoding ---------------------------------------------------------------------------------
+
+let wr: usize = 0;
+let wrEnd: usize = 0;
+let full = false;
+
+function wVarint(v: u64): void {
+  if (wr + 10 > wrEnd) {
+    full = true;
+    return;
+  }
+  while (v >= 0x80) {
+    store<u8>(wr++, <u8>(v & 0x7f) | 0x80);
+    v >>= 7;
+  }
+  store<u8>(wr++, <u8>v);
+}
+
+function wBytes(src: usize, len: u32): void {
+  if (<usize>len > wrEnd - wr) {
+    full = true;
+    return;
+  }
+  memory.copy(wr, src, len);
+  wr += len;
+}
+
+/**
+ * Encodes the leaf as a Leaf entry body (src/engine/codec.ts documents it) at `out` (`outCap`
+ * bytes), with the prefix the slab encoder gives a leaf (asm/slab.ts wNodeHead: that of the first
+ * and last key, none for one key), so the bytes are those a staged JS leaf encodes to. Returns
+ * the length, ENCODE_NO_ROOM or ENCODE_UNWRITTEN_VALUE (a reference with a negative position).
+ */
+export function wleafEncode(n: usize, out: usize, outCap: u32): i32 {
+  wr = out;
+  wrEnd = out + outCap;
+  full = false;
+  const count = load<u32>(n, 16);
+  let p: u32 = 0;
+  if (count > 1) {
+    const a = recAt(n, 0);
+    const b = recAt(n, count - 1);
+    p = commonPrefix(recKey(a), recKeyLen(a), recKey(b), recKeyLen(b));
+  }
+  wVarint(<u64>count);
+  wVarint(<u64>p);
+  if (count > 0) wBytes(recKey(recAt(n, 0)), p);
+  for (let i: u32 = 0; i < count && !full; i++) {
+    const rec = recAt(n, i);
+    const k = recKeyLen(rec);
+    wVarint(<u64>(k - p));
+    wBytes(recKey(rec) + p, k - p);
+    if (isRef(rec)) {
+      const pos = load<f64>(rec, 8);
+      if (!(pos >= 0)) return ENCODE_UNWRITTEN_VALUE;
+      if (wr >= wrEnd) {
+        full = true;
+        break;
+      }
+      store<u8>(wr++, 1);
+      wVarint(<u64>pos);
+      wVarint(<u64>load<u32>(rec, 4));
+    } else {
+      if (wr >= wrEnd) {
+        full = true;
+        break;
+      }
+      store<u8>(wr++, 0);
+      const v = load<u32>(rec, 4);
+      wVarint(<u64>v);
+      wBytes(rec + LEAF_INLINE_KEY_AT + k, v);
+    }
+  }
+  return full ? ENCODE_NO_ROOM : <i32>(wr - out);
+}
