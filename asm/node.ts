@@ -22,6 +22,15 @@ export function compareKeys(a: usize, aLen: u32, b: usize, bLen: u32): i32 {
   return <i32>aLen - <i32>bLen;
 }
 
+/** The length of the longest common prefix of two keys. */
+export function commonPrefix(a: usize, aLen: u32, b: usize, bLen: u32): u32 {
+  const n = aLen < bLen ? aLen : bLen;
+  let i: u32 = 0;
+  while (i + 8 <= n && load<u64>(a + i) == load<u64>(b + i)) i += 8;
+  while (i < n && load<u8>(a + i) == load<u8>(b + i)) i++;
+  return i;
+}
+
 /**
  * Index of the first key > probe (upper bound) in the directory: the child slot an index node
  * descends into, or one past the match in a leaf (the caller checks slot - 1 for equality).

@@ -28,7 +28,8 @@
 // for entry i at `table + 12 i`: u32 offset, u32 entry length, u32 CRC. The slab CRC (CRC32C over
 // the entries' CRCs, in order) is kept for `slabCrc()`.
 import { crc32c, crc32cUpdate } from './crc32c';
-import { compareKeys } from './node';
+import { commonPrefix, compareKeys } from './node';
+import { full, wBytes, wr, wrEnd, wU8, wVarint } from './body-writer';
 
 const KIND_VALUE: u32 = 1;
 const KIND_LEAF: u32 = 2;
@@ -43,9 +44,6 @@ export const ERR_TOO_MANY_ENTRIES: i32 = -3;
 let rd: usize = 0;
 let rdEnd: usize = 0;
 let bad = false;
-let wr: usize = 0;
-let wrEnd: usize = 0;
-let full = false;
 let lastSlabCrc: u32 = 0;
 let slabStart: f64 = 0;
 let tableAt: usize = 0;
@@ -93,35 +91,6 @@ function rTake(n: u32): usize {
   return p;
 }
 
-function wU8(v: u32): void {
-  if (wr >= wrEnd) {
-    full = true;
-    return;
-  }
-  store<u8>(wr++, <u8>v);
-}
-
-function wVarint(v: u64): void {
-  if (wr + 10 > wrEnd) {
-    full = true;
-    return;
-  }
-  while (v >= 0x80) {
-    store<u8>(wr++, <u8>(v & 0x7f) | 0x80);
-    v >>= 7;
-  }
-  store<u8>(wr++, <u8>v);
-}
-
-function wBytes(src: usize, n: usize): void {
-  if (n > wrEnd - wr) {
-    full = true;
-    return;
-  }
-  memory.copy(wr, src, n);
-  wr += n;
-}
-
 /** A file position from an f64: a whole number within 2^53, else the plan is bad. */
 function position(at: f64): u64 {
   if (!(at >= 0 && at <= 9007199254740991.0) || at != Math.floor(at)) {
@@ -153,14 +122,6 @@ function wRef(entryLen: bool): void {
 
 function skipRef(): void {
   rTake(13);
-}
-
-function commonPrefix(a: usize, aLen: u32, b: usize, bLen: u32): u32 {
-  const n = aLen < bLen ? aLen : bLen;
-  let i: u32 = 0;
-  while (i + 8 <= n && load<u64>(a + i) == load<u64>(b + i)) i += 8;
-  while (i < n && load<u8>(a + i) == load<u8>(b + i)) i++;
-  return i;
 }
 
 // A node's keys, read twice: pass 1 notes the first and last (their common prefix is every key's,

@@ -29,7 +29,8 @@
 //   Header 0 (allocated bytes) is the capacity: from the node to the end of its block.
 // A value by reference (a Value entry) has REF_FLAG on its key length and an f64 position; a
 // negative position is the caller's (a value not written yet): encode() refuses it.
-import { compareKeys } from './node';
+import { commonPrefix, compareKeys } from './node';
+import { full, wBytes, wr, wrEnd, wU8, wVarint } from './body-writer';
 import { HEADER_BYTES, KIND_LEAF, LEAF_INLINE_KEY_AT, LEAF_REF_KEY_AT, REF_FLAG, SLOT_BYTES, probeAddress, resultAddress, slotsOf, wordAt } from './cache';
 import { DIRTY_BLOCK_MAX, dirtyAlloc, dirtyBlockBytes, dirtyFree } from './dirty';
 
@@ -102,14 +103,6 @@ const ENCODE_UNWRITTEN_VALUE: i32 = -2;
 // @ts-ignore: decorator
 @inline function recAt(n: usize, i: u32): usize {
   return n + <usize>load<u32>(slotAt(n, i), 4);
-}
-
-function commonPrefix(a: usize, aLen: u32, b: usize, bLen: u32): u32 {
-  const m = aLen < bLen ? aLen : bLen;
-  let i: u32 = 0;
-  while (i + 8 <= m && load<u64>(a + i) == load<u64>(b + i)) i += 8;
-  while (i < m && load<u8>(a + i) == load<u8>(b + i)) i++;
-  return i;
 }
 
 /** The node in a block of the dirty region, or 0 if none has `bytes` bytes for it. */
@@ -346,31 +339,6 @@ export function wleafSplit(n: usize, at: u32, extraBytes: u32): usize {
 
 // --- encoding ---------------------------------------------------------------------------------
 
-let wr: usize = 0;
-let wrEnd: usize = 0;
-let full = false;
-
-function wVarint(v: u64): void {
-  if (wr + 10 > wrEnd) {
-    full = true;
-    return;
-  }
-  while (v >= 0x80) {
-    store<u8>(wr++, <u8>(v & 0x7f) | 0x80);
-    v >>= 7;
-  }
-  store<u8>(wr++, <u8>v);
-}
-
-function wBytes(src: usize, len: u32): void {
-  if (<usize>len > wrEnd - wr) {
-    full = true;
-    return;
-  }
-  memory.copy(wr, src, len);
-  wr += len;
-}
-
 /**
  * Encodes the leaf as a Leaf entry body (src/engine/codec.ts documents it) at `out` (`outCap`
  * bytes), with the prefix the slab encoder gives a leaf (asm/slab.ts wNodeHead: that of the first
@@ -399,19 +367,11 @@ export function wleafEncode(n: usize, out: usize, outCap: u32): i32 {
     if (isRef(rec)) {
       const pos = load<f64>(rec, 8);
       if (!(pos >= 0)) return ENCODE_UNWRITTEN_VALUE;
-      if (wr >= wrEnd) {
-        full = true;
-        break;
-      }
-      store<u8>(wr++, 1);
+      wU8(1);
       wVarint(<u64>pos);
       wVarint(<u64>load<u32>(rec, 4));
     } else {
-      if (wr >= wrEnd) {
-        full = true;
-        break;
-      }
-      store<u8>(wr++, 0);
+      wU8(0);
       const v = load<u32>(rec, 4);
       wVarint(<u64>v);
       wBytes(rec + LEAF_INLINE_KEY_AT + k, v);
