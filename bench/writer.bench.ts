@@ -19,6 +19,14 @@
 //                  cache's own node layout. A lower bound for a writer keeping leaves there: no
 //                  copy-on-write (one leaf copy per ~35 writes at 1M keys and the default
 //                  checkpoint interval), journal or dirty tracking. It changes the cache only.
+//   wasm-writer    what a writer with its leaves in linear memory (asm/wleaf.ts) would run: JS
+//                  index nodes (their keys' prefix numbers searched with the key's bytes, no key
+//                  string), whose children are leaf handles; then the leaf: copied out of the cache
+//                  into the dirty region on its first touch, set there with every change kept
+//                  undoable as an in-place batch keeps it (a new record each time, and a journal
+//                  of slot and old record emptied every 100 writes), rebuilt when full. Runs on a
+//                  second instance holding the store's nodes, with a dirty region.
+//   wasm-writer-unjournaled   the same, a value of the same length overwritten in place.
 //
 // Reports ns per write, median over windows of 250k writes from the fifth on (the first ones
 // include the writer's first touch of every leaf), then the median over rounds. GC is inside.
@@ -30,16 +38,17 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { open, type Db } from '../dist/index.js';
-import { TreeWriter } from '../dist/engine/tree.js';
+import { TreeWriter, upperBoundP } from '../dist/engine/tree.js';
 import { inlineValueAt, toBinKey } from '../dist/engine/keys.js';
-import type { DiskRef, LeafValue } from '../dist/engine/node.js';
+import { keyPrefixAt, keyPrefixes, type DiskRef, type IndexNode, type LeafValue } from '../dist/engine/node.js';
+import { instantiateCore } from '../dist/wasm/module.js';
 import type { BinKey } from '../dist/engine/keys.js';
 import { makeKey } from './keys.js';
 
 const N = 1_000_000;
 const VALUE_BYTES = 100;
 const WINDOW = 250_000;
-const MODES = ['get', 'js', 'js-prebuilt', 'wasm-inplace'] as const;
+const MODES = ['get', 'js', 'js-prebuilt', 'wasm-inplace', 'wasm-writer', 'wasm-writer-unjournaled'] as const;
 type Mode = (typeof MODES)[number];
 
 function arg(name: string, fallback: string): string {
@@ -66,6 +75,7 @@ interface Internals {
   gen: number;
   cache: {
     load(ref: DiskRef): unknown;
+    log: { read(pos: number, len: number): Buffer };
     fast: { ex: { cacheFind(pos: number, len: number, probeLen: number): number }; u8: Uint8Array; mem: Buffer; probe: number; result: number };
   };
 }
@@ -90,8 +100,13 @@ async function measure(file: string, mode: Mode, writes: number): Promise<number
   const writer = new TreeWriter(inner.cache as never, { root, count: db.count() }, inner.gen + 1, 4096);
   const binKeys: BinKey[] = mode === 'js-prebuilt' ? keys.map((k) => toBinKey(k)) : [];
   const sharedVals: LeafValue[] = Array.from({ length: 1000 }, (_, i) => inlineValueAt(valueFor(i), 0, VALUE_BYTES));
+  const ww = mode === 'wasm-writer' || mode === 'wasm-writer-unjournaled' ? wasmWriter(inner, root, mode === 'wasm-writer') : null;
   const one = (i: number): void => {
     switch (mode) {
+      case 'wasm-writer':
+      case 'wasm-writer-unjournaled':
+        ww!(keys[keyFor(i)], valueFor(i));
+        return;
       case 'get':
         if (db.get(keys[keyFor(i)]) === undefined) throw new Error('missing');
         return;
@@ -135,6 +150,94 @@ async function measure(file: string, mode: Mode, writes: number): Promise<number
   return nsPerWrite;
 }
 
+/**
+ * The wasm-writer mode's put (see the header): a second instance with the store's nodes and a
+ * dirty region; JS index nodes as the store decodes them; dirty leaves by their on-disk position.
+ */
+function wasmWriter(inner: Internals, root: DiskRef, undoable: boolean): (key: Buffer, value: Buffer) => void {
+  const keepOld = undoable ? 1 : 0;
+  const ex = instantiateCore();
+  if (ex.cacheInit(512 << 20, 1 << 20, 1 << 30) === 0) throw new Error('no memory for the second instance');
+  const mem = Buffer.from(ex.memory.buffer);
+  const probe = ex.probeAddress() >>> 0;
+  const input = ex.inputAddress() >>> 0;
+  const result = ex.resultAddress() >>> 0;
+  const leaves: DiskRef[] = [];
+  const walk = (ref: DiskRef): void => {
+    const node = inner.cache.load(ref) as { t: number; kids?: DiskRef[] };
+    if (node.t === 2) for (const k of node.kids!) walk(k);
+    else leaves.push(ref);
+  };
+  walk(root);
+  for (const ref of leaves) {
+    const entry = inner.cache.log.read(ref.pos, ref.len);
+    mem.set(entry.subarray(9), input);
+    if (ex.cacheIngest(ref.pos, ref.len, 2, ref.len - 9) !== 0) throw new Error('ingest failed');
+  }
+  // The writer's tree as step 2 would hold it: JS index nodes whose children are index nodes or
+  // leaf handles (the leaf's address in the dirty region once it has one).
+  class LeafHandle {
+    addr = 0;
+    constructor(readonly pos: number) {}
+  }
+  class Index {
+    constructor(readonly keys: string[], readonly pfx: Float64Array, readonly kids: Array<Index | LeafHandle>) {}
+  }
+  const shadow = (ref: DiskRef): Index | LeafHandle => {
+    const node = inner.cache.load(ref) as IndexNode & { t: number };
+    if (node.t !== 2) return new LeafHandle(ref.pos);
+    return new Index(node.keys, keyPrefixes(node.keys), node.kids.map((k) => shadow(k as DiskRef)));
+  };
+  const top = shadow(root) as Index;
+  const journal = new Int32Array(200);
+  let journaled = 0;
+  let writes = 0;
+  return (key: Buffer, value: Buffer): void => {
+    const kl = key.length;
+    const pp = keyPrefixAt(key, 0, kl);
+    let c: Index | LeafHandle = top;
+    while (c instanceof Index) c = c.kids[upperBoundBuf(c.keys, c.pfx, key, pp)];
+    let leaf = c.addr;
+    if (leaf === 0) leaf = c.addr = ex.wleafRebuild(ex.cachedNode(c.pos), 0, 0, 1024) >>> 0;
+    mem.set(key, probe);
+    mem.set(value, input);
+    let r = ex.wleafSet(leaf, kl, input, value.length, 0, 0, keepOld);
+    if (r < 0) {
+      // Full of records the journal no longer needs (it was emptied): compacted, with room.
+      const next = ex.wleafRebuild(leaf, 1, kl, 1024) >>> 0;
+      ex.wleafFree(leaf);
+      leaf = c.addr = next;
+      r = ex.wleafSet(leaf, kl, input, value.length, 0, 0, keepOld);
+      if (r < 0) throw new Error('no room after a rebuild');
+    }
+    journal[journaled++] = mem.readUInt32LE(result + 4);
+    journal[journaled++] = r === 1 ? mem.readUInt32LE(result) : -1;
+    if (++writes % 100 === 0) journaled = 0; // the batch settles
+  };
+}
+
+/** upperBoundP for a key given as bytes: prefix numbers first, a byte comparison on ties. */
+function upperBoundBuf(keys: readonly string[], pfx: Float64Array, key: Buffer, pp: number): number {
+  let lo = 0;
+  let hi = pfx.length;
+  while (lo < hi) {
+    const mid = (lo + hi) >>> 1;
+    const x = pfx[mid];
+    if (x < pp || (x === pp && cmpStrBuf(keys[mid], key) <= 0)) lo = mid + 1;
+    else hi = mid;
+  }
+  return lo;
+}
+
+function cmpStrBuf(k: string, p: Buffer): number {
+  const n = k.length < p.length ? k.length : p.length;
+  for (let i = 0; i < n; i++) {
+    const d = k.charCodeAt(i) - p[i];
+    if (d !== 0) return d;
+  }
+  return k.length - p.length;
+}
+
 function upper(ks: string[], k: string): number {
   let i = 0;
   while (i < ks.length && ks[i] <= k) i++;
@@ -156,7 +259,7 @@ const file = join(dir, 'store.db');
 try {
   await build(file);
   const self = fileURLToPath(import.meta.url);
-  const steady: Record<Mode, number[]> = { get: [], js: [], 'js-prebuilt': [], 'wasm-inplace': [] };
+  const steady = Object.fromEntries(MODES.map((m) => [m, [] as number[]])) as Record<Mode, number[]>;
   for (let r = 0; r < rounds; r++) {
     for (const mode of MODES) {
       const out = execFileSync(process.execPath, [...process.execArgv, self, '--child', file, mode, String(writes)], { encoding: 'utf8', maxBuffer: 1 << 20 });
