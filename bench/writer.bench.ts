@@ -38,7 +38,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { open, type Db } from '../dist/index.js';
-import { TreeWriter, upperBoundP } from '../dist/engine/tree.js';
+import { TreeWriter } from '../dist/engine/tree.js';
 import { inlineValueAt, toBinKey } from '../dist/engine/keys.js';
 import { keyPrefixAt, keyPrefixes, type DiskRef, type IndexNode, type LeafValue } from '../dist/engine/node.js';
 import { instantiateCore } from '../dist/wasm/module.js';

@@ -85,7 +85,7 @@ function lowerBoundP(keys: readonly string[], pfx: Float64Array, probe: string, 
 }
 
 /** upperBound over a node's keys, deciding by the prefix numbers and comparing strings on ties. */
-export function upperBoundP(keys: readonly string[], pfx: Float64Array, probe: string, pp: number): number {
+function upperBoundP(keys: readonly string[], pfx: Float64Array, probe: string, pp: number): number {
   let lo = 0;
   let hi = pfx.length;
   while (lo < hi) {
