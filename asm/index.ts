@@ -16,4 +16,4 @@ export function free(ptr: usize): void {
 export { cacheInit, cacheClear, cachedNodes, ringHead, arenaEndAddress, probeAddress, resultAddress, inputAddress, ingest as cacheIngest, find as cacheFind, cachedNode } from './cache';
 export { slabEncode, slabEncodePart, slabCrc, parseBody } from './slab';
 export { dirtyBytesInUse } from './dirty';
-export { wleafEmpty, wleafFree, wleafSearch, wleafSet, wleafUndoReplace, wleafRemove, wleafRebuild, wleafSplit, wleafEncode } from './wleaf';
+export { wleafEmpty, wleafFree, wleafSearch, wleafSet, wleafUndoReset, wleafUndoOverwrite, wleafUndoReplace, wleafRemove, wleafRebuild, wleafSplit, wleafEncode } from './wleaf';

@@ -42,6 +42,7 @@ const NODE_OVERHEAD_BYTES: u32 = 16;
 const SET_OVERWRITTEN: i32 = 0;
 const SET_REPLACED: i32 = 1;
 const SET_INSERTED: i32 = 2;
+const SET_OVERWRITTEN_UNDOABLE: i32 = 3;
 const NEEDS_REBUILD: i32 = -1;
 /** encode() results besides a length. */
 const ENCODE_NO_ROOM: i32 = -1;
@@ -193,13 +194,48 @@ function putRecord(n: usize, probeLen: u32, valPtr: usize, valLen: u32, ref: boo
   return off;
 }
 
+// The undo area: an undoable overwrite of an inline value by one of the same length saves the old
+// bytes here and writes in place, instead of adding a record. Measured (bench/RESULTS.md round 25,
+// wasm-writer modes) a new record per change cost ~0.5 µs a write: the dead records filled a
+// leaf and forced a rebuild every few writes to it. One dirty block, taken on first use; the
+// caller empties it (wleafUndoReset) whenever its journal is emptied. When it is full, or the
+// region had no block for it, undoable sets add records as before.
+let undoStart: usize = 0;
+let undoEnd: usize = 0;
+let undoAt: usize = 0;
+let undoTried = false;
+
+/** Room for `n` more bytes in the undo area (taking its block on first use). */
+function undoRoom(n: u32): bool {
+  if (!undoTried) {
+    undoTried = true;
+    const block = dirtyAlloc(DIRTY_BLOCK_MAX);
+    if (block != 0) {
+      undoStart = block + PRE;
+      undoEnd = block + <usize>DIRTY_BLOCK_MAX;
+      undoAt = undoStart;
+    }
+  }
+  return <usize>n <= undoEnd - undoAt;
+}
+
+/** Forgets every saved value: the caller's journal holds no SET_OVERWRITTEN_UNDOABLE any more. */
+export function wleafUndoReset(): void {
+  undoAt = undoStart;
+}
+
 /**
  * Sets the key at PROBE (`probeLen` bytes) to a value: inline (`ref` 0: `valLen` bytes at
- * `valPtr`) or by reference (`ref` 1: a Value entry at `refPos` of `valLen` bytes). Returns
- * SET_OVERWRITTEN (the old inline value of the same length overwritten in place; never when
- * `keepOld`), SET_REPLACED (a new record; RESULT u32 at 0 the old record's offset, for undo()),
- * SET_INSERTED (RESULT u32 at 4 the slot), or NEEDS_REBUILD: no room, or the key does not share
- * the node's prefix; nothing changed (rebuild() with the key at PROBE, then set again).
+ * `valPtr`) or by reference (`ref` 1: a Value entry at `refPos` of `valLen` bytes). With
+ * `keepOld`, the change can be undone. Returns, with RESULT u32 at 4 the slot:
+ * - SET_OVERWRITTEN: the old inline value, of the same length, overwritten in place (not with
+ *   `keepOld`);
+ * - SET_OVERWRITTEN_UNDOABLE: the same with `keepOld`, the old bytes saved in the undo area
+ *   (RESULT u32 at 0 where, for wleafUndoOverwrite);
+ * - SET_REPLACED: a new record (RESULT u32 at 0 the old record's offset, for wleafUndoReplace);
+ * - SET_INSERTED (undone by wleafRemove);
+ * - NEEDS_REBUILD: no room, or the key does not share the node's prefix. Nothing changed:
+ *   wleafRebuild with the key at PROBE, then set again.
  */
 export function wleafSet(n: usize, probeLen: u32, valPtr: usize, valLen: u32, ref: u32, refPos: f64, keepOld: u32): i32 {
   const r = wleafSearch(n, probeLen);
@@ -214,9 +250,19 @@ export function wleafSet(n: usize, probeLen: u32, valPtr: usize, valLen: u32, re
   store<u32>(result, i, 4);
   if ((r & 1) != 0) {
     const old = n + <usize>load<u32>(slot, 4);
-    if (keepOld == 0 && !isRefValue && !isRef(old) && load<u32>(old, 4) == valLen) {
-      memory.copy(old + LEAF_INLINE_KEY_AT + probeLen, valPtr, valLen);
-      return SET_OVERWRITTEN;
+    if (!isRefValue && !isRef(old) && load<u32>(old, 4) == valLen) {
+      const at = old + LEAF_INLINE_KEY_AT + probeLen;
+      if (keepOld == 0) {
+        memory.copy(at, valPtr, valLen);
+        return SET_OVERWRITTEN;
+      }
+      if (undoRoom(valLen)) {
+        memory.copy(undoAt, at, valLen);
+        store<u32>(result, <u32>(undoAt - undoStart));
+        undoAt += valLen;
+        memory.copy(at, valPtr, valLen);
+        return SET_OVERWRITTEN_UNDOABLE;
+      }
     }
     if (low(n) - slotsEnd < size) return NEEDS_REBUILD;
     const oldOff = load<u32>(slot, 4);
@@ -235,6 +281,12 @@ export function wleafSet(n: usize, probeLen: u32, valPtr: usize, valLen: u32, re
   store<u32>(n, count + 1, 16);
   addEstimate(n, <i32>itemEstimate(probeLen, valLen, isRefValue));
   return SET_INSERTED;
+}
+
+/** Undoes a SET_OVERWRITTEN_UNDOABLE of slot `i`: the bytes saved at `undoOff` go back. */
+export function wleafUndoOverwrite(n: usize, i: u32, undoOff: u32): void {
+  const rec = recAt(n, i);
+  memory.copy(rec + LEAF_INLINE_KEY_AT + recKeyLen(rec), undoStart + undoOff, load<u32>(rec, 4));
 }
 
 /** Undoes a SET_REPLACED: slot `i` points at its old record (`oldOff`) again. */

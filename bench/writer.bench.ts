@@ -23,9 +23,10 @@
 //                  index nodes (their keys' prefix numbers searched with the key's bytes, no key
 //                  string), whose children are leaf handles; then the leaf: copied out of the cache
 //                  into the dirty region on its first touch, set there with every change kept
-//                  undoable as an in-place batch keeps it (a new record each time, and a journal
-//                  of slot and old record emptied every 100 writes), rebuilt when full. Runs on a
-//                  second instance holding the store's nodes, with a dirty region.
+//                  undoable as an in-place batch keeps it (an overwrite of the same length saves
+//                  the old bytes in the undo area, other changes add a record; a journal of slot
+//                  and where the old value is, emptied every 100 writes), rebuilt when full. Runs
+//                  on a second instance holding the store's nodes, with a dirty region.
 //   wasm-writer-unjournaled   the same, a value of the same length overwritten in place.
 //
 // Reports ns per write, median over windows of 250k writes from the fifth on (the first ones
@@ -211,8 +212,11 @@ function wasmWriter(inner: Internals, root: DiskRef, undoable: boolean): (key: B
       if (r < 0) throw new Error('no room after a rebuild');
     }
     journal[journaled++] = mem.readUInt32LE(result + 4);
-    journal[journaled++] = r === 1 ? mem.readUInt32LE(result) : -1;
-    if (++writes % 100 === 0) journaled = 0; // the batch settles
+    journal[journaled++] = r === 1 || r === 3 ? mem.readUInt32LE(result) : -1;
+    if (++writes % 100 === 0) {
+      journaled = 0; // the batch settles
+      ex.wleafUndoReset();
+    }
   };
 }
 

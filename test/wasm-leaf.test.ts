@@ -12,6 +12,7 @@ import { ByteWriter, encodeLeafBody } from './support/reference-codec.js';
 const SET_OVERWRITTEN = 0;
 const SET_REPLACED = 1;
 const SET_INSERTED = 2;
+const SET_OVERWRITTEN_UNDOABLE = 3;
 const NEEDS_REBUILD = -1;
 const REF_FLAG = 0x8000_0000;
 
@@ -182,6 +183,11 @@ const opArb: fc.Arbitrary<Op> = fc.oneof(
 describe('the writer\'s leaves in linear memory (asm/wleaf.ts)', () => {
   it('hold exactly what a model holds through random sets, deletes, splits, rebuilds and undone journals', () => {
     const t = instance(64 << 20);
+    // The undo area takes its block on first use: take it before counting the blocks in use.
+    const first = setRebuilding(t, t.ex.wleafEmpty(64), Buffer.from('k'), { ref: false, bytes: Buffer.from('v') });
+    expect(set(t, first, Buffer.from('k'), { ref: false, bytes: Buffer.from('w') }, true)).toBe(SET_OVERWRITTEN_UNDOABLE);
+    t.ex.wleafUndoReset();
+    expect(t.ex.wleafFree(first)).toBe(1);
     const base = t.ex.dirtyBytesInUse();
     fc.assert(
       fc.property(fc.array(opArb, { maxLength: 60 }), (ops) => {
@@ -224,25 +230,26 @@ describe('the writer\'s leaves in linear memory (asm/wleaf.ts)', () => {
             // Changes kept undoable (keepOld), as the in-place writer journals them; then either
             // kept or undone newest first, which must give back exactly the leaf before.
             const before = new Map(model);
-            const undo: Array<{ slot: number; old: number | null }> = [];
+            const undo: Array<{ slot: number; code: number; at: number }> = [];
             for (const s of op.sets) {
               const r = set(t, n, s.key, s.val, true);
               if (r === NEEDS_REBUILD) continue; // the writer would copy the leaf instead
               const res = t.mem();
-              const slot = res.readUInt32LE(t.ex.resultAddress() + 4);
-              expect([SET_REPLACED, SET_INSERTED]).toContain(r);
-              undo.push({ slot, old: r === SET_REPLACED ? res.readUInt32LE(t.ex.resultAddress()) : null });
+              expect([SET_REPLACED, SET_INSERTED, SET_OVERWRITTEN_UNDOABLE]).toContain(r);
+              undo.push({ slot: res.readUInt32LE(t.ex.resultAddress() + 4), code: r, at: res.readUInt32LE(t.ex.resultAddress()) });
               model.set(hex(s.key), s.val);
             }
             expectModel(t, n, model);
             if (op.undo) {
               for (let k = undo.length - 1; k >= 0; k--) {
                 const u = undo[k];
-                if (u.old === null) t.ex.wleafRemove(n, u.slot);
-                else t.ex.wleafUndoReplace(n, u.slot, u.old);
+                if (u.code === SET_INSERTED) t.ex.wleafRemove(n, u.slot);
+                else if (u.code === SET_REPLACED) t.ex.wleafUndoReplace(n, u.slot, u.at);
+                else t.ex.wleafUndoOverwrite(n, u.slot, u.at);
               }
               model = before;
             }
+            t.ex.wleafUndoReset(); // the journal is empty again
           }
           expectModel(t, n, model);
         }
@@ -267,9 +274,37 @@ describe('the writer\'s leaves in linear memory (asm/wleaf.ts)', () => {
     const low = t.mem().readUInt32LE(n - 16);
     expect(set(t, n, k, { ref: false, bytes: Buffer.from('two') }, false)).toBe(SET_OVERWRITTEN);
     expect(t.mem().readUInt32LE(n - 16)).toBe(low); // no new record
-    expect(set(t, n, k, { ref: false, bytes: Buffer.from('six') }, true)).toBe(SET_REPLACED);
+    // Undoable: the old bytes go to the undo area, the record stays where it is.
+    expect(set(t, n, k, { ref: false, bytes: Buffer.from('six') }, true)).toBe(SET_OVERWRITTEN_UNDOABLE);
+    expect(t.mem().readUInt32LE(n - 16)).toBe(low);
+    // Undoable with another length: a new record.
+    expect(set(t, n, k, { ref: false, bytes: Buffer.from('seven') }, true)).toBe(SET_REPLACED);
     expect(t.mem().readUInt32LE(n - 16)).toBeLessThan(low);
-    expectModel(t, n, new Map([[hex(k), { ref: false, bytes: Buffer.from('six') }]]));
+    expectModel(t, n, new Map([[hex(k), { ref: false, bytes: Buffer.from('seven') }]]));
+  });
+
+  it('saves overwritten values until the undo area is full, then adds records; undone newest first, the first value is back', () => {
+    const t = instance(16 << 20);
+    const k = Buffer.from('key');
+    let n = t.ex.wleafEmpty(200_000);
+    expect(n).toBeGreaterThan(0);
+    n = setRebuilding(t, n, k, { ref: false, bytes: Buffer.alloc(100, 0xee) });
+    const undo: Array<{ code: number; at: number }> = [];
+    for (let i = 0; i < 3000; i++) {
+      const r = set(t, n, k, { ref: false, bytes: Buffer.alloc(100, i & 0xff) }, true);
+      if (r === NEEDS_REBUILD) break;
+      undo.push({ code: r, at: t.mem().readUInt32LE(t.ex.resultAddress()) });
+    }
+    const saved = undo.filter((u) => u.code === SET_OVERWRITTEN_UNDOABLE).length;
+    expect(saved).toBe(Math.floor(((1 << 18) - 16) / 100)); // one 256 KiB block less its pre-header
+    expect(undo.slice(saved).every((u) => u.code === SET_REPLACED)).toBe(true);
+    expect(undo.length).toBeGreaterThan(saved + 100);
+    for (let i = undo.length - 1; i >= 0; i--) {
+      if (undo[i].code === SET_REPLACED) t.ex.wleafUndoReplace(n, 0, undo[i].at);
+      else t.ex.wleafUndoOverwrite(n, 0, undo[i].at);
+    }
+    t.ex.wleafUndoReset();
+    expectModel(t, n, new Map([[hex(k), { ref: false, bytes: Buffer.alloc(100, 0xee) }]]));
   });
 
   it('grows by rebuilding to a thousand keys and more, then splits by the estimate', () => {

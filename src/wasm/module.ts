@@ -51,6 +51,8 @@ export type CacheExports = CoreExports & {
   wleafFree(node: number): number;
   wleafSearch(node: number, probeLen: number): number;
   wleafSet(node: number, probeLen: number, valPtr: number, valLen: number, ref: number, refPos: number, keepOld: number): number;
+  wleafUndoReset(): void;
+  wleafUndoOverwrite(node: number, slot: number, undoOffset: number): void;
   wleafUndoReplace(node: number, slot: number, oldOffset: number): void;
   wleafRemove(node: number, slot: number): void;
   wleafRebuild(src: number, withProbe: number, probeLen: number, extraBytes: number): number;
