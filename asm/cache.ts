@@ -60,11 +60,11 @@ export const SLOT_BYTES: u32 = 8;
 /** Where a record's key starts (layout above); the largest is also the largest record header. */
 export const LEAF_INLINE_KEY_AT: usize = 8;
 export const LEAF_REF_KEY_AT: usize = 16;
-const INDEX_KEY_AT: usize = 24;
+export const INDEX_KEY_AT: usize = 24;
 const RECORD_HEADER_MAX: u32 = <u32>INDEX_KEY_AT;
 export const REF_FLAG: u32 = 0x8000_0000;
 export const KIND_LEAF: u32 = 2;
-const KIND_INDEX: u32 = 3;
+export const KIND_INDEX: u32 = 3;
 
 /** find() results. */
 const NOT_FOUND: i32 = 0;

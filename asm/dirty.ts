@@ -15,8 +15,9 @@
 // 12 holds the size class while the block is in use. A free block's u32 at 0 links the next free
 // block of its class (0 ends the list).
 //
-// Region layout: CLASSES × u32 free-list heads, padded to 256 bytes, then the blocks (each
-// 256-aligned: the region starts 256-aligned and every block size is a multiple of 256).
+// Region layout: CLASSES × u32 free-list heads, then CLASSES × u32 free-list lengths, padded to
+// 256 bytes, then the blocks (each 256-aligned: the region starts 256-aligned and every block
+// size is a multiple of 256).
 
 export const MIN_CLASS: u32 = 8;
 export const MAX_CLASS: u32 = 18;
@@ -58,6 +59,7 @@ export function dirtyAlloc(bytes: u32): usize {
   let block = <usize>load<u32>(head);
   if (block != 0) {
     store<u32>(head, load<u32>(block));
+    store<u32>(head, load<u32>(head, CLASSES << 2) - 1, CLASSES << 2);
   } else {
     const size = <usize>1 << k;
     if (size > regionEnd - bump) return 0;
@@ -81,8 +83,22 @@ export function dirtyFree(block: usize): bool {
   store<u32>(block, load<u32>(head));
   store<u32>(block, 0, 12);
   store<u32>(head, <u32>block);
+  store<u32>(head, load<u32>(head, CLASSES << 2) + 1, CLASSES << 2);
   inUseBytes -= <usize>1 << k;
   return true;
+}
+
+/**
+ * Whether `count` blocks of up to `bytes` bytes each can be had now: from the free list of that
+ * size's class or the space not yet carved. A smaller block taken meanwhile uses less of that
+ * space than counted, so a caller that checks first cannot fail an allocation in between.
+ */
+export function dirtyCanAlloc(bytes: u32, count: u32): bool {
+  const k = classFor(bytes);
+  if (k == 0) return false;
+  const free = load<u32>(regionStart + (<usize>(k - MIN_CLASS) << 2), CLASSES << 2);
+  if (free >= count) return true;
+  return <u64>((regionEnd - bump) >>> k) >= <u64>(count - free);
 }
 
 /** The size in bytes of a block in use. */

@@ -20,21 +20,31 @@
 //   - The prefix (header 24, bytes at 32) is *a* common prefix of every key, not necessarily the
 //     longest: a split or a remove leaves it as it was. A key that does not share it needs a
 //     rebuild, which recomputes it.
-//   - Before the node, a 16-byte pre-header (node - 16; the block starts there):
+//   - Before the node, a 32-byte pre-header (node - 32; the block starts at node - 32 - color):
 //       0 u32 low       offset from the node of its lowest record (= capacity when empty)
 //       4 u32 garbage   bytes of records no slot points at
-//       8 u32 estimate  the JS writer's size estimate (node.ts leafBytes): 16 plus, per item, key
-//                       length + 2 + (value length + 3 inline, 12 by reference); splits use it
+//       8 u32 estimate  the JS writer's size estimate (node.ts leafBytes, indexBytes): 16 plus,
+//                       per item, key length + 2 + (value length + 3 inline, 12 by reference);
+//                       for an index node 12 for child 0, key length + 14 for each other child
 //       12 u32 size class (dirty.ts)
+//       16 u32 references: parents and roots held that point at it (asm/wtree.ts), 1 when made
+//       20 u32 color: how far past the block's first 32 bytes the node starts (allocNode)
+//       24..31 unused
 //   Header 0 (allocated bytes) is the capacity: from the node to the end of its block.
 // A value by reference (a Value entry) has REF_FLAG on its key length and an f64 position; a
 // negative position is the caller's (a value not written yet): encode() refuses it.
+// Dirty index nodes (asm/windex.ts) share the pre-header, allocation, rebuild and split here; their
+// records are the cache's index records, with a dirty child at position -1 and its address.
 import { commonPrefix, compareKeys } from './node';
 import { full, wBytes, wr, wrEnd, wU8, wVarint } from './body-writer';
-import { HEADER_BYTES, KIND_LEAF, LEAF_INLINE_KEY_AT, LEAF_REF_KEY_AT, REF_FLAG, SLOT_BYTES, probeAddress, resultAddress, slotsOf, wordAt } from './cache';
+import { HEADER_BYTES, INDEX_KEY_AT, KIND_INDEX, KIND_LEAF, LEAF_INLINE_KEY_AT, LEAF_REF_KEY_AT, REF_FLAG, SLOT_BYTES, probeAddress, resultAddress, slotsOf, wordAt } from './cache';
 import { DIRTY_BLOCK_MAX, dirtyAlloc, dirtyBlockBytes, dirtyFree } from './dirty';
 
-const PRE: usize = 16;
+export const PRE: usize = 32;
+/** Node starts within their blocks cycle through this many 64-byte steps (allocNode). */
+const COLOR_STEPS: u32 = 16;
+const COLOR_MAX: usize = (<usize>COLOR_STEPS - 1) << 6;
+let colorNext: u32 = 0;
 /** node.ts NODE_OVERHEAD_BYTES. */
 const NODE_OVERHEAD_BYTES: u32 = 16;
 
@@ -49,24 +59,24 @@ const ENCODE_NO_ROOM: i32 = -1;
 const ENCODE_UNWRITTEN_VALUE: i32 = -2;
 
 // @ts-ignore: decorator
-@inline function low(n: usize): u32 {
+@inline export function low(n: usize): u32 {
   return load<u32>(n - PRE);
 }
 // @ts-ignore: decorator
-@inline function setLow(n: usize, v: u32): void {
+@inline export function setLow(n: usize, v: u32): void {
   store<u32>(n - PRE, v);
 }
 // @ts-ignore: decorator
-@inline function addGarbage(n: usize, d: i32): void {
+@inline export function addGarbage(n: usize, d: i32): void {
   store<u32>(n - PRE, <u32>(<i32>load<u32>(n - PRE, 4) + d), 4);
 }
 // @ts-ignore: decorator
-@inline function addEstimate(n: usize, d: i32): void {
+@inline export function addEstimate(n: usize, d: i32): void {
   store<u32>(n - PRE, <u32>(<i32>load<u32>(n - PRE, 8) + d), 8);
 }
 
 // @ts-ignore: decorator
-@inline function recKeyLen(rec: usize): u32 {
+@inline export function recKeyLen(rec: usize): u32 {
   return load<u32>(rec) & ~REF_FLAG;
 }
 // @ts-ignore: decorator
@@ -74,13 +84,14 @@ const ENCODE_UNWRITTEN_VALUE: i32 = -2;
   return (load<u32>(rec) & REF_FLAG) != 0;
 }
 // @ts-ignore: decorator
-@inline function recKey(rec: usize): usize {
-  return rec + (isRef(rec) ? LEAF_REF_KEY_AT : LEAF_INLINE_KEY_AT);
+@inline export function recKey(rec: usize, kind: u32): usize {
+  return rec + (kind == KIND_INDEX ? INDEX_KEY_AT : isRef(rec) ? LEAF_REF_KEY_AT : LEAF_INLINE_KEY_AT);
 }
 /** A record's bytes, 8-aligned. */
 // @ts-ignore: decorator
-@inline function recBytes(rec: usize): u32 {
+@inline export function recBytes(rec: usize, kind: u32): u32 {
   const k = recKeyLen(rec);
+  if (kind == KIND_INDEX) return (<u32>INDEX_KEY_AT + k + 7) & ~7;
   return isRef(rec) ? (<u32>LEAF_REF_KEY_AT + k + 7) & ~7 : (<u32>LEAF_INLINE_KEY_AT + k + load<u32>(rec, 4) + 7) & ~7;
 }
 /** The record a key with this value would take. */
@@ -93,28 +104,36 @@ const ENCODE_UNWRITTEN_VALUE: i32 = -2;
 @inline function itemEstimate(keyLen: u32, valLen: u32, ref: bool): u32 {
   return keyLen + 2 + (ref ? 12 : valLen + 3);
 }
+/** node.ts leafItemBytes, or for an index entry INDEX_CHILD0_BYTES (entry 0) or indexItemBytes. */
 // @ts-ignore: decorator
-@inline function recEstimate(rec: usize): u32 {
+@inline export function recEstimate(rec: usize, kind: u32): u32 {
+  if (kind == KIND_INDEX) {
+    const k = recKeyLen(rec);
+    return k == 0 ? 12 : k + 14;
+  }
   return itemEstimate(recKeyLen(rec), load<u32>(rec, 4), isRef(rec));
 }
 // @ts-ignore: decorator
-@inline function slotAt(n: usize, i: u32): usize {
+@inline export function slotAt(n: usize, i: u32): usize {
   return slotsOf(n, load<u32>(n, 24)) + (<usize>i << 3);
 }
 // @ts-ignore: decorator
-@inline function recAt(n: usize, i: u32): usize {
+@inline export function recAt(n: usize, i: u32): usize {
   return n + <usize>load<u32>(slotAt(n, i), 4);
 }
 
-/** The node in a block of the dirty region, or 0 if none has `bytes` bytes for it. */
-function allocNode(bytes: u32): usize {
-  if (bytes > DIRTY_BLOCK_MAX - <u32>PRE) return 0;
-  const block = dirtyAlloc(bytes + <u32>PRE);
+/** A `kind` node (empty, one reference) in a block of the dirty region, or 0 if none has `bytes` bytes for it. */
+export function allocNode(kind: u32, bytes: u32): usize {
+  if (bytes > DIRTY_BLOCK_MAX - <u32>(PRE + COLOR_MAX)) return 0;
+  const block = dirtyAlloc(bytes + <u32>(PRE + COLOR_MAX));
   if (block == 0) return 0;
-  const n = block + PRE;
-  const capacity = dirtyBlockBytes(block) - <u32>PRE;
+  // The node starts a varying multiple of 64 bytes into its block: blocks are aligned to their
+  // size, and nodes at the same offset in each would crowd the same cache sets.
+  const color = <usize>(colorNext++ & (COLOR_STEPS - 1)) << 6;
+  const n = block + PRE + color;
+  const capacity = dirtyBlockBytes(block) - <u32>(PRE + color);
   store<u32>(n, capacity);
-  store<u32>(n, KIND_LEAF, 4);
+  store<u32>(n, kind, 4);
   store<f64>(n, -1, 8);
   store<u32>(n, 0, 16);
   store<u32>(n, 0, 20);
@@ -123,17 +142,21 @@ function allocNode(bytes: u32): usize {
   setLow(n, capacity);
   store<u32>(n - PRE, 0, 4);
   store<u32>(n - PRE, NODE_OVERHEAD_BYTES, 8);
+  store<u32>(n - PRE, 1, 16);
+  store<u32>(n - PRE, <u32>color, 20);
   return n;
 }
 
 /** An empty dirty leaf with at least `bytes` bytes of room for items, or 0 if the region is full. */
 export function wleafEmpty(bytes: u32): usize {
-  return allocNode(HEADER_BYTES + bytes);
+  return allocNode(KIND_LEAF, HEADER_BYTES + bytes);
 }
 
-/** Gives a dirty leaf's block back; false if `n` is not one. */
+/** Gives a dirty node's block back; false if `n` is not one. */
 export function wleafFree(n: usize): bool {
-  return dirtyFree(n - PRE);
+  if (n < PRE) return false;
+  const color = <usize>load<u32>(n - PRE, 20);
+  return color <= COLOR_MAX && n >= PRE + color && dirtyFree(n - PRE - color);
 }
 
 /**
@@ -162,7 +185,7 @@ export function wleafSearch(n: usize, probeLen: u32): i32 {
       if (w != pw) less = w < pw;
       else {
         const rec = n + <usize>load<u32>(slot, 4);
-        less = compareKeys(recKey(rec) + p, recKeyLen(rec) - p, probe + p, probeLen - p) < 0;
+        less = compareKeys(recKey(rec, KIND_LEAF) + p, recKeyLen(rec) - p, probe + p, probeLen - p) < 0;
       }
       if (less) lo = mid + 1;
       else hi = mid;
@@ -170,7 +193,7 @@ export function wleafSearch(n: usize, probeLen: u32): i32 {
   }
   if (lo < count) {
     const rec = n + <usize>load<u32>(slots + (<usize>lo << 3), 4);
-    if (compareKeys(recKey(rec), recKeyLen(rec), probe, probeLen) == 0) return <i32>((lo << 1) | 1);
+    if (compareKeys(recKey(rec, KIND_LEAF), recKeyLen(rec), probe, probeLen) == 0) return <i32>((lo << 1) | 1);
   }
   return <i32>(lo << 1);
 }
@@ -266,8 +289,8 @@ export function wleafSet(n: usize, probeLen: u32, valPtr: usize, valLen: u32, re
     }
     if (low(n) - slotsEnd < size) return NEEDS_REBUILD;
     const oldOff = load<u32>(slot, 4);
-    addEstimate(n, <i32>itemEstimate(probeLen, valLen, isRefValue) - <i32>recEstimate(old));
-    addGarbage(n, <i32>recBytes(old));
+    addEstimate(n, <i32>itemEstimate(probeLen, valLen, isRefValue) - <i32>recEstimate(old, KIND_LEAF));
+    addGarbage(n, <i32>recBytes(old, KIND_LEAF));
     store<u32>(slot, putRecord(n, probeLen, valPtr, valLen, isRefValue, refPos, size), 4);
     store<u32>(result, oldOff);
     return SET_REPLACED;
@@ -294,8 +317,8 @@ export function wleafUndoReplace(n: usize, i: u32, oldOff: u32): void {
   const slot = slotAt(n, i);
   const cur = n + <usize>load<u32>(slot, 4);
   const old = n + <usize>oldOff;
-  addEstimate(n, <i32>recEstimate(old) - <i32>recEstimate(cur));
-  addGarbage(n, <i32>recBytes(cur) - <i32>recBytes(old));
+  addEstimate(n, <i32>recEstimate(old, KIND_LEAF) - <i32>recEstimate(cur, KIND_LEAF));
+  addGarbage(n, <i32>recBytes(cur, KIND_LEAF) - <i32>recBytes(old, KIND_LEAF));
   store<u32>(slot, oldOff, 4);
 }
 
@@ -304,40 +327,45 @@ export function wleafRemove(n: usize, i: u32): void {
   const count = load<u32>(n, 16);
   const slot = slotAt(n, i);
   const rec = n + <usize>load<u32>(slot, 4);
-  addEstimate(n, -<i32>recEstimate(rec));
-  addGarbage(n, <i32>recBytes(rec));
+  addEstimate(n, -<i32>recEstimate(rec, KIND_LEAF));
+  addGarbage(n, <i32>recBytes(rec, KIND_LEAF));
   memory.copy(slot, slot + SLOT_BYTES, <usize>(count - 1 - i) << 3);
   store<u32>(n, count - 1, 16);
 }
 
 /**
- * A new dirty leaf holding slots [from, to) of `src` (a dirty leaf or a cached one), records
- * packed, the prefix recomputed over those keys and, if `withProbe`, the key at PROBE too, with
- * at least `extraBytes` bytes free besides. 0 if the region has no block for it.
+ * A new dirty node of `src`'s kind holding slots [from, to) of `src` (a dirty node or a cached
+ * one), records packed, at least `extraBytes` bytes free besides. Its prefix is recomputed over
+ * its keys and, if `withKey`, the `keyLen`-byte key at `keyPtr` too (to be added next). An index
+ * node's first entry has no key: slot `from` loses its key when it becomes entry 0 (the separator
+ * an index split moves up). 0 if the region has no block for it.
  */
-function build(src: usize, from: u32, to: u32, withProbe: bool, probeLen: u32, extraBytes: u32): usize {
+export function build(src: usize, from: u32, to: u32, withKey: bool, keyPtr: usize, keyLen: u32, extraBytes: u32): usize {
+  const kind = load<u32>(src, 4);
+  const index = kind == KIND_INDEX;
   const count = to - from;
+  const keyed = index ? from + 1 : from; // the first entry with a key in the new node
   let recordBytes: u32 = 0;
-  for (let i = from; i < to; i++) recordBytes += recBytes(recAt(src, i));
-  // The prefix: that of the first and last key (keys ascend, so it is every key's). With the
-  // probe, the smaller of that and the probe's with the last key: whether the probe goes before,
-  // between or after them, that is the prefix of the smallest and the largest of the three.
+  for (let i = from; i < to; i++) recordBytes += index && i == from ? <u32>INDEX_KEY_AT : recBytes(recAt(src, i), kind);
+  // The prefix: that of the first and last key (keys ascend, so it is every key's). With another
+  // key, the smaller of that and the other key's with the last: whether it goes before, between
+  // or after them, that is the prefix of the smallest and the largest of them.
   let p: u32 = 0;
-  if (count > 1 || (count == 1 && withProbe)) {
-    const a = recAt(src, from);
+  const keys = to - keyed + (withKey ? 1 : 0);
+  if (keys > 1) {
+    const a = recAt(src, keyed);
     const b = recAt(src, to - 1);
-    p = commonPrefix(recKey(a), recKeyLen(a), recKey(b), recKeyLen(b));
-    if (withProbe) {
-      const pb = commonPrefix(probeAddress(), probeLen, recKey(b), recKeyLen(b));
+    p = commonPrefix(recKey(a, kind), recKeyLen(a), recKey(b, kind), recKeyLen(b));
+    if (withKey) {
+      const pb = commonPrefix(keyPtr, keyLen, recKey(b, kind), recKeyLen(b));
       if (pb < p) p = pb;
     }
   }
   const bytes = <u64>HEADER_BYTES + ((<u64>p + 7) & ~7) + <u64>count * SLOT_BYTES + <u64>recordBytes + <u64>extraBytes;
   if (bytes > <u64>DIRTY_BLOCK_MAX) return 0;
-  const n = allocNode(<u32>bytes);
+  const n = allocNode(kind, <u32>bytes);
   if (n == 0) return 0;
-  if (count > 0) memory.copy(n + HEADER_BYTES, recKey(recAt(src, from)), p);
-  else if (withProbe) memory.copy(n + HEADER_BYTES, probeAddress(), p);
+  if (p > 0) memory.copy(n + HEADER_BYTES, recKey(recAt(src, keyed), kind), p);
   store<u32>(n, p, 24);
   store<u32>(n, count, 16);
   const slots = slotsOf(n, p);
@@ -345,13 +373,24 @@ function build(src: usize, from: u32, to: u32, withProbe: bool, probeLen: u32, e
   let estimate = NODE_OVERHEAD_BYTES;
   for (let i = from; i < to; i++) {
     const rec = recAt(src, i);
-    const size = recBytes(rec);
+    const slot = slots + (<usize>(i - from) << 3);
+    if (index && i == from) {
+      // Entry 0: the child reference alone (key length 0).
+      off -= <u32>INDEX_KEY_AT;
+      const out = n + <usize>off;
+      memory.copy(out, rec, INDEX_KEY_AT);
+      store<u32>(out, 0);
+      store<u32>(slot, 0);
+      store<u32>(slot, off, 4);
+      estimate += 12;
+      continue;
+    }
+    const size = recBytes(rec, kind);
     off -= size;
     memory.copy(n + <usize>off, rec, size);
-    const slot = slots + (<usize>(i - from) << 3);
-    store<u32>(slot, wordAt(recKey(rec), recKeyLen(rec), p));
+    store<u32>(slot, wordAt(recKey(rec, kind), recKeyLen(rec), p));
     store<u32>(slot, off, 4);
-    estimate += recEstimate(rec);
+    estimate += recEstimate(rec, kind);
   }
   setLow(n, off);
   store<u32>(n - PRE, estimate, 8);
@@ -365,7 +404,7 @@ function build(src: usize, from: u32, to: u32, withProbe: bool, probeLen: u32, e
  * holds it.
  */
 export function wleafRebuild(src: usize, withProbe: u32, probeLen: u32, extraBytes: u32): usize {
-  return build(src, 0, load<u32>(src, 16), withProbe != 0, probeLen, extraBytes);
+  return build(src, 0, load<u32>(src, 16), withProbe != 0, probeAddress(), probeLen, extraBytes);
 }
 
 /**
@@ -374,14 +413,14 @@ export function wleafRebuild(src: usize, withProbe: u32, probeLen: u32, extraByt
  */
 export function wleafSplit(n: usize, at: u32, extraBytes: u32): usize {
   const count = load<u32>(n, 16);
-  const right = build(n, at, count, false, 0, extraBytes);
+  const right = build(n, at, count, false, 0, 0, extraBytes);
   if (right == 0) return 0;
   let moved: i32 = 0;
   let movedBytes: i32 = 0;
   for (let i = at; i < count; i++) {
     const rec = recAt(n, i);
-    moved += <i32>recEstimate(rec);
-    movedBytes += <i32>recBytes(rec);
+    moved += <i32>recEstimate(rec, KIND_LEAF);
+    movedBytes += <i32>recBytes(rec, KIND_LEAF);
   }
   store<u32>(n, at, 16);
   addEstimate(n, -moved);
@@ -406,16 +445,16 @@ export function wleafEncode(n: usize, out: usize, outCap: u32): i32 {
   if (count > 1) {
     const a = recAt(n, 0);
     const b = recAt(n, count - 1);
-    p = commonPrefix(recKey(a), recKeyLen(a), recKey(b), recKeyLen(b));
+    p = commonPrefix(recKey(a, KIND_LEAF), recKeyLen(a), recKey(b, KIND_LEAF), recKeyLen(b));
   }
   wVarint(<u64>count);
   wVarint(<u64>p);
-  if (count > 0) wBytes(recKey(recAt(n, 0)), p);
+  if (count > 0) wBytes(recKey(recAt(n, 0), KIND_LEAF), p);
   for (let i: u32 = 0; i < count && !full; i++) {
     const rec = recAt(n, i);
     const k = recKeyLen(rec);
     wVarint(<u64>(k - p));
-    wBytes(recKey(rec) + p, k - p);
+    wBytes(recKey(rec, KIND_LEAF) + p, k - p);
     if (isRef(rec)) {
       const pos = load<f64>(rec, 8);
       if (!(pos >= 0)) return ENCODE_UNWRITTEN_VALUE;

@@ -28,6 +28,9 @@
 //                  and where the old value is, emptied every 100 writes), rebuilt when full. Runs
 //                  on a second instance holding the store's nodes, with a dirty region.
 //   wasm-writer-unjournaled   the same, a value of the same length overwritten in place.
+//   wasm-tree      the writer's whole tree in linear memory (asm/wtree.ts): one call per put,
+//                  copying each clean node on its first touch, then changing it in place (nothing
+//                  kept undoable: the tree has no journal yet). Same second instance.
 //
 // Reports ns per write, median over windows of 250k writes from the fifth on (the first ones
 // include the writer's first touch of every leaf), then the median over rounds. GC is inside.
@@ -43,13 +46,14 @@ import { TreeWriter } from '../dist/engine/tree.js';
 import { inlineValueAt, toBinKey } from '../dist/engine/keys.js';
 import { keyPrefixAt, keyPrefixes, type DiskRef, type IndexNode, type LeafValue } from '../dist/engine/node.js';
 import { instantiateCore } from '../dist/wasm/module.js';
+import { addon } from '../dist/native/addon.js';
 import type { BinKey } from '../dist/engine/keys.js';
 import { makeKey } from './keys.js';
 
 const N = 1_000_000;
 const VALUE_BYTES = 100;
 const WINDOW = 250_000;
-const MODES = ['get', 'js', 'js-prebuilt', 'wasm-inplace', 'wasm-writer', 'wasm-writer-unjournaled'] as const;
+const MODES = ['get', 'js', 'js-prebuilt', 'wasm-inplace', 'wasm-writer', 'wasm-writer-unjournaled', 'wasm-tree'] as const;
 type Mode = (typeof MODES)[number];
 
 function arg(name: string, fallback: string): string {
@@ -101,11 +105,13 @@ async function measure(file: string, mode: Mode, writes: number): Promise<number
   const writer = new TreeWriter(inner.cache as never, { root, count: db.count() }, inner.gen + 1, 4096);
   const binKeys: BinKey[] = mode === 'js-prebuilt' ? keys.map((k) => toBinKey(k)) : [];
   const sharedVals: LeafValue[] = Array.from({ length: 1000 }, (_, i) => inlineValueAt(valueFor(i), 0, VALUE_BYTES));
-  const ww = mode === 'wasm-writer' || mode === 'wasm-writer-unjournaled' ? wasmWriter(inner, root, mode === 'wasm-writer') : null;
+  const ww = mode === 'wasm-writer' || mode === 'wasm-writer-unjournaled' ? wasmWriter(inner, root, mode === 'wasm-writer')
+    : mode === 'wasm-tree' ? wasmTree(inner, root) : null;
   const one = (i: number): void => {
     switch (mode) {
       case 'wasm-writer':
       case 'wasm-writer-unjournaled':
+      case 'wasm-tree':
         ww!(keys[keyFor(i)], valueFor(i));
         return;
       case 'get':
@@ -158,7 +164,10 @@ async function measure(file: string, mode: Mode, writes: number): Promise<number
 function wasmWriter(inner: Internals, root: DiskRef, undoable: boolean): (key: Buffer, value: Buffer) => void {
   const keepOld = undoable ? 1 : 0;
   const ex = instantiateCore();
-  if (ex.cacheInit(512 << 20, 1 << 20, 1 << 30) === 0) throw new Error('no memory for the second instance');
+  const start = ex.cacheInit(512 << 20, 1 << 20, 1 << 30) >>> 0;
+  if (start === 0) throw new Error('no memory for the second instance');
+  // Huge pages over both regions, as the store advises its own cache (OpenOptions.hugePages).
+  addon?.adviseHugePages?.(ex.memory.buffer, start, ex.memory.buffer.byteLength - start);
   const mem = Buffer.from(ex.memory.buffer);
   const probe = ex.probeAddress() >>> 0;
   const input = ex.inputAddress() >>> 0;
@@ -217,6 +226,35 @@ function wasmWriter(inner: Internals, root: DiskRef, undoable: boolean): (key: B
       journaled = 0; // the batch settles
       ex.wleafUndoReset();
     }
+  };
+}
+
+/** The wasm-tree mode's put: every node of the store in a second instance's cache, puts by wtreePut. */
+function wasmTree(inner: Internals, root: DiskRef): (key: Buffer, value: Buffer) => void {
+  const ex = instantiateCore();
+  const start = ex.cacheInit(512 << 20, 1 << 20, 1 << 30) >>> 0;
+  if (start === 0) throw new Error('no memory for the second instance');
+  // Huge pages over both regions, as the store advises its own cache (OpenOptions.hugePages).
+  addon?.adviseHugePages?.(ex.memory.buffer, start, ex.memory.buffer.byteLength - start);
+  const mem = Buffer.from(ex.memory.buffer);
+  const probe = ex.probeAddress() >>> 0;
+  const input = ex.inputAddress() >>> 0;
+  const result = ex.resultAddress() >>> 0;
+  const ingest = (ref: DiskRef): void => {
+    const node = inner.cache.load(ref) as { t: number; kids?: DiskRef[] };
+    if (node.t === 2) for (const k of node.kids!) ingest(k);
+    const entry = inner.cache.log.read(ref.pos, ref.len);
+    mem.set(entry.subarray(9), input);
+    if (ex.cacheIngest(ref.pos, ref.len, entry[8], ref.len - 9) !== 0) throw new Error('ingest failed');
+  };
+  ingest(root);
+  let addr = 0;
+  return (key: Buffer, value: Buffer): void => {
+    mem.set(key, probe);
+    mem.set(value, input);
+    const r = ex.wtreePut(addr, root.pos, root.len, key.length, input, value.length, 0, 0, 4096);
+    if (r !== 0) throw new Error(`wtreePut returned ${r}`);
+    addr = mem.readUInt32LE(result);
   };
 }
 

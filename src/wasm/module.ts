@@ -58,6 +58,12 @@ export type CacheExports = CoreExports & {
   wleafRebuild(src: number, withProbe: number, probeLen: number, extraBytes: number): number;
   wleafSplit(node: number, at: number, extraBytes: number): number;
   wleafEncode(node: number, out: number, outCap: number): number;
+  /** asm/windex.ts, asm/wtree.ts: the writer's tree in linear memory (not used by the store yet). */
+  widxChildSlot(node: number, keyPtr: number, keyLen: number): number;
+  widxRecord(node: number, slot: number): number;
+  wtreePut(rootAddr: number, rootPos: number, rootLen: number, probeLen: number, valPtr: number, valLen: number, ref: number, refPos: number, maxNodeBytes: number): number;
+  wtreeRetain(node: number): void;
+  wtreeRelease(node: number): void;
 };
 
 let compiled: WebAssembly.Module | undefined;

@@ -1,0 +1,120 @@
+// The writer's index nodes in linear memory: child search, inserting a separator and a child,
+// re-pointing a child, splitting. Allocation, pre-header, rebuild and the record helpers are
+// shared with the leaves (asm/wleaf.ts).
+//
+// Owns: dirty index nodes' contents. The layout is the cache's index node (asm/cache.ts): entry 0
+// has no key and holds child 0; entry i (i >= 1) holds separator i, which bounds child i from
+// below (keys under child i are >= separator i, keys under child i - 1 are below it). Records:
+//   0 u32 key length   4 u32 child entry length   8 f64 child position   16 u32 child address
+//   20 u32 child serial   24 key
+// A clean child has its file position (and, once a descent found it in the cache, its cached
+// address and serial, as in the cache). A dirty child (asm/wtree.ts) has position -1, entry length
+// 0 and its address; each such record is one of the references the child counts.
+// Must never: leave separators out of order or a slot whose word disagrees with its key; a change
+// that does not fit returns NEEDS_REBUILD and changes nothing.
+import { compareKeys } from './node';
+import { HEADER_BYTES, INDEX_KEY_AT, SLOT_BYTES, resultAddress, slotsOf, wordAt } from './cache';
+import { addEstimate, addGarbage, build, low, recAt, recBytes, recEstimate, recKey, recKeyLen, setLow, slotAt } from './wleaf';
+import { KIND_INDEX } from './cache';
+
+const NEEDS_REBUILD: i32 = -1;
+
+/** The child slot under which the `keyLen`-byte key at `keyPtr` belongs. */
+export function widxChildSlot(n: usize, keyPtr: usize, keyLen: u32): u32 {
+  const count = load<u32>(n, 16);
+  const p = load<u32>(n, 24);
+  const slots = slotsOf(n, p);
+  // Upper bound over entries 1..count-1: the first separator > the key; its left neighbour.
+  let lo: u32 = 1;
+  let hi = count;
+  const m = p < keyLen ? p : keyLen;
+  const c0 = m == 0 ? 0 : compareKeys(keyPtr, m, n + HEADER_BYTES, m);
+  if (c0 < 0 || (c0 == 0 && keyLen < p)) hi = 1;
+  else if (c0 > 0) lo = count;
+  else {
+    const pw = wordAt(keyPtr, keyLen, p);
+    while (lo < hi) {
+      const mid = (lo + hi) >>> 1;
+      const slot = slots + (<usize>mid << 3);
+      const w = load<u32>(slot);
+      let le: bool;
+      if (w != pw) le = w < pw;
+      else {
+        const rec = n + <usize>load<u32>(slot, 4);
+        le = compareKeys(rec + INDEX_KEY_AT + p, recKeyLen(rec) - p, keyPtr + p, keyLen - p) <= 0;
+      }
+      if (le) lo = mid + 1;
+      else hi = mid;
+    }
+  }
+  return lo - 1;
+}
+
+/** Points child `i` at a clean node (`pos` >= 0, entry length `len`) or a dirty one (`pos` -1, `addr`). */
+export function widxSetChild(n: usize, i: u32, pos: f64, len: u32, addr: u32): void {
+  const rec = recAt(n, i);
+  store<u32>(rec, len, 4);
+  store<f64>(rec, pos, 8);
+  store<u32>(rec, addr, 16);
+  store<u32>(rec, 0, 20);
+}
+
+/**
+ * Inserts entry `at` (>= 1): separator `keyLen` bytes at `keyPtr`, then child (`pos`, `len`,
+ * `addr` as widxSetChild). Returns 0, or NEEDS_REBUILD (no room, or the key does not share the
+ * node's prefix: build() with it, then insert again).
+ */
+export function widxInsert(n: usize, at: u32, keyPtr: usize, keyLen: u32, pos: f64, len: u32, addr: u32): i32 {
+  const count = load<u32>(n, 16);
+  const p = load<u32>(n, 24);
+  if (keyLen < p || (p > 0 && compareKeys(keyPtr, p, n + HEADER_BYTES, p) != 0)) return NEEDS_REBUILD;
+  const size = (<u32>INDEX_KEY_AT + keyLen + 7) & ~7;
+  const slots = slotsOf(n, p);
+  const slotsEnd = <u32>(slots + (<usize>count << 3) - n);
+  if (low(n) - slotsEnd < size + <u32>SLOT_BYTES) return NEEDS_REBUILD;
+  const off = low(n) - size;
+  setLow(n, off);
+  const rec = n + <usize>off;
+  store<u32>(rec, keyLen);
+  memory.copy(rec + INDEX_KEY_AT, keyPtr, keyLen);
+  const slot = slots + (<usize>at << 3);
+  memory.copy(slot + SLOT_BYTES, slot, <usize>(count - at) << 3);
+  store<u32>(slot, wordAt(keyPtr, keyLen, p));
+  store<u32>(slot, off, 4);
+  store<u32>(n, count + 1, 16);
+  widxSetChild(n, at, pos, len, addr);
+  addEstimate(n, <i32>keyLen + 14);
+  return 0;
+}
+
+/**
+ * Splits a dirty index node at entry `at` (1 <= at < count): returns a new node holding entries
+ * [at, count), the first without its key, and `n` keeps [0, at). The separator of entry `at`
+ * moves up: RESULT u32 at 0 its address, at 4 its length. It stays in `n`'s memory as garbage, so
+ * it is valid until `n` is rebuilt or freed. 0 if the region has no block (then `n` is unchanged).
+ */
+export function widxSplit(n: usize, at: u32, extraBytes: u32): usize {
+  const count = load<u32>(n, 16);
+  const right = build(n, at, count, false, 0, 0, extraBytes);
+  if (right == 0) return 0;
+  const up = recAt(n, at);
+  const result = resultAddress();
+  store<u32>(result, <u32>recKey(up, KIND_INDEX));
+  store<u32>(result, recKeyLen(up), 4);
+  let moved: i32 = 0;
+  let movedBytes: i32 = 0;
+  for (let i = at; i < count; i++) {
+    const rec = recAt(n, i);
+    moved += <i32>recEstimate(rec, KIND_INDEX);
+    movedBytes += <i32>recBytes(rec, KIND_INDEX);
+  }
+  store<u32>(n, at, 16);
+  addEstimate(n, -moved);
+  addGarbage(n, movedBytes);
+  return right;
+}
+
+/** Slot `i`'s record address (for JS walkers and tests). */
+export function widxRecord(n: usize, i: u32): usize {
+  return n + <usize>load<u32>(slotAt(n, i), 4);
+}

@@ -1,0 +1,290 @@
+// The writer's tree in linear memory: one call puts a key, copying on write and splitting on the
+// way; references held on dirty nodes decide what may change in place and what is freed.
+//
+// Owns: the put over a tree whose nodes are clean (in the cache, asm/cache.ts, by file position)
+// or dirty (the dirty region: leaves asm/wleaf.ts, index nodes asm/windex.ts), and the reference
+// counts of dirty nodes (pre-header 16, wleaf.ts).
+// Must never: change a node another tree can reach, free a node a tree can still reach, or leave a
+// put half made: everything that can fail (a node missing from the cache, a full region) is found
+// before the first change.
+//
+// References: every record of a dirty index node that points at a dirty child, and every root the
+// caller holds (wtreeRetain), is one reference. A put changes a node in place only if it is dirty
+// and has one reference: then, since its parent was also changed in place or is a fresh copy, no
+// other tree reaches it. Otherwise it copies the node, the copy's dirty children gain a reference
+// (two parents now point at each), and the original loses the one that moved to the copy. This is
+// what the JS writer's generations do (src/engine/tree.ts): a snapshot, cursor or savepoint holds
+// a reference on its root, so the next put copies the path it takes. wtreeRelease drops a
+// reference, freeing a node (and dropping its children's) when none is left.
+//
+// Splits follow the JS writer's choices (tree.ts splitLeaf, splitIndex) so both build the same
+// shapes: a leaf past `maxNodeBytes` (estimate, wleaf.ts) with more than one key splits, at the
+// end after an append, after the first key after an insert at the front, else by bytes; the
+// separator is the shortest key between the halves. An index node past it with more than three
+// children splits by the same rule over its separators, which one moves up.
+import { HEADER_BYTES, KIND_INDEX, KIND_LEAF, probeAddress, resultAddress } from './cache';
+import { commonPrefix } from './node';
+import { dirtyCanAlloc } from './dirty';
+import { PRE, allocNode, build, recAt, recKey, recKeyLen, recEstimate, wleafFree, wleafSearch, wleafSet, wleafSplit } from './wleaf';
+import { widxChildSlot, widxInsert, widxSetChild, widxSplit } from './windex';
+import { cachedNode } from './cache';
+
+const MAX_DEPTH: i32 = 32;
+/** Per level of the put's path: u32 node, u32 1 if dirty, u32 slot (leaf: insertion point). */
+const PATH = memory.data(MAX_DEPTH * 12);
+
+/** wtreePut results. */
+const PUT_DONE: i32 = 0;
+const PUT_MISS: i32 = 3;
+const PUT_CHILD_NOT_OLDER: i32 = 4;
+const PUT_NO_MEMORY: i32 = -2;
+const PUT_TOO_DEEP: i32 = -3;
+const NEEDS_REBUILD: i32 = -1;
+const SET_INSERTED: i32 = 2;
+/** Room a rebuilt node gets beyond what it holds, so the next few changes fit in place. */
+const SLACK_BYTES: u32 = 1024;
+
+// @ts-ignore: decorator
+@inline function refs(n: usize): u32 {
+  return load<u32>(n - PRE, 16);
+}
+// @ts-ignore: decorator
+@inline function setRefs(n: usize, v: u32): void {
+  store<u32>(n - PRE, v, 16);
+}
+// @ts-ignore: decorator
+@inline function estimate(n: usize): u32 {
+  return load<u32>(n - PRE, 8);
+}
+
+/** Holds one more reference on a dirty node (a root kept: a snapshot, a cursor, a savepoint). */
+export function wtreeRetain(n: usize): void {
+  setRefs(n, refs(n) + 1);
+}
+
+/** Drops a reference; a node left with none is freed, and drops one on each dirty child. */
+export function wtreeRelease(n: usize): void {
+  const r = refs(n);
+  if (r > 1) {
+    setRefs(n, r - 1);
+    return;
+  }
+  if (load<u32>(n, 4) == KIND_INDEX) {
+    const count = load<u32>(n, 16);
+    for (let i: u32 = 0; i < count; i++) {
+      const rec = recAt(n, i);
+      if (load<f64>(rec, 8) < 0) wtreeRelease(<usize>load<u32>(rec, 16));
+    }
+  }
+  wleafFree(n);
+}
+
+/** A writable copy of `n` (dirty or cached): one reference, its dirty children one more each. */
+function copyOf(n: usize, extra: u32): usize {
+  const c = build(n, 0, load<u32>(n, 16), false, 0, 0, extra);
+  if (c == 0) return 0;
+  if (load<u32>(c, 4) == KIND_INDEX) {
+    const count = load<u32>(c, 16);
+    for (let i: u32 = 0; i < count; i++) {
+      const rec = recAt(c, i);
+      if (load<f64>(rec, 8) < 0) wtreeRetain(<usize>load<u32>(rec, 16));
+    }
+  }
+  return c;
+}
+
+/** Points level `k`'s referrer (its parent's record, or the root) at `n`. */
+function repoint(k: i32, n: usize): void {
+  store<u32>(PATH + <usize>k * 12, <u32>n);
+  if (k > 0) {
+    const parent = <usize>load<u32>(PATH + <usize>(k - 1) * 12);
+    widxSetChild(parent, load<u32>(PATH + <usize>(k - 1) * 12, 8), -1, 0, <u32>n);
+  }
+}
+
+/** JS tree.ts splitLeaf's split point for a leaf of `count` keys, `at` the key just set. */
+function leafSplitAt(n: usize, count: u32, at: u32): u32 {
+  if (at == count - 1) return count - 1;
+  if (at == 0) return 1;
+  // By bytes (tree.ts splitPointByBytes): the first key past half the estimate.
+  const half = (estimate(n) - 16) >>> 1;
+  let sum: u32 = 0;
+  for (let i: u32 = 0; i < count; i++) {
+    sum += recEstimate(recAt(n, i), KIND_LEAF);
+    if (sum > half) return i == 0 ? 1 : i;
+  }
+  return count - 1;
+}
+
+/**
+ * Inserts separator (`keyPtr`, `keyLen`) and dirty child `right` after slot `slot` of level
+ * `k`'s node (writable), rebuilding it if it must. Returns false if the region had no room.
+ */
+function insertUp(k: i32, slot: u32, keyPtr: usize, keyLen: u32, right: usize): bool {
+  let n = <usize>load<u32>(PATH + <usize>k * 12);
+  if (widxInsert(n, slot + 1, keyPtr, keyLen, -1, 0, <u32>right) == NEEDS_REBUILD) {
+    const m = build(n, 0, load<u32>(n, 16), true, keyPtr, keyLen, keyLen + 32 + SLACK_BYTES);
+    if (m == 0) return false;
+    wleafFree(n); // writable: this path held its only reference, which moves to the rebuild
+    repoint(k, m);
+    n = m;
+    widxInsert(n, slot + 1, keyPtr, keyLen, -1, 0, <u32>right);
+  }
+  return true;
+}
+
+/**
+ * Sets the key at PROBE (`probeLen` bytes) to a value (as wleafSet: inline `valLen` bytes at
+ * `valPtr`, or `ref` 1, a Value entry at `refPos`) in the tree whose root is the dirty node
+ * `rootAddr`, or else the clean node at `rootPos` (entry length `rootLen`), or else (`rootPos` 0)
+ * empty. The caller's reference on the root moves to the root the put returns. Results:
+ * - PUT_DONE: RESULT u32 at 0 the new root (dirty), u32 at 4 1 if the key is new;
+ * - PUT_MISS: a clean node on the path is not in the cache (RESULT f64 at 0 its position, u32 at
+ *   8 its entry length, as find()): load it, then put again;
+ * - PUT_CHILD_NOT_OLDER: a clean index node's child is not before it (RESULT f64 at 0 the
+ *   parent, at 8 the child), as find();
+ * - PUT_NO_MEMORY, PUT_TOO_DEEP.
+ * Nothing changes unless the result is PUT_DONE.
+ */
+export function wtreePut(rootAddr: u32, rootPos: f64, rootLen: u32, probeLen: u32, valPtr: usize, valLen: u32, ref: u32, refPos: f64, maxNodeBytes: u32): i32 {
+  const result = resultAddress();
+  const probe = probeAddress();
+  const valBytes: u32 = ref != 0 ? 0 : valLen; // what the value takes in its leaf
+  // Pass 1: the path, changing nothing.
+  let depth: i32 = 0;
+  let dirty = rootAddr != 0;
+  let addr = <usize>rootAddr;
+  let pos = rootPos;
+  let len = rootLen;
+  if (!dirty && !(pos > 0)) {
+    // An empty tree: a new leaf holding the key.
+    const leaf = allocNode(KIND_LEAF, HEADER_BYTES + SLACK_BYTES + probeLen + valBytes + 64);
+    if (leaf == 0) return PUT_NO_MEMORY;
+    wleafSet(leaf, probeLen, valPtr, valLen, ref, refPos, 0);
+    store<u32>(result, <u32>leaf);
+    store<u32>(result, 1, 4);
+    return PUT_DONE;
+  }
+  for (;;) {
+    if (depth == MAX_DEPTH) return PUT_TOO_DEEP;
+    let node = addr;
+    if (!dirty) {
+      node = cachedNode(pos);
+      if (node == 0) {
+        store<f64>(result, pos);
+        store<u32>(result, len, 8);
+        return PUT_MISS;
+      }
+    }
+    const at = PATH + <usize>depth * 12;
+    store<u32>(at, <u32>node);
+    store<u32>(at, dirty ? 1 : 0, 4);
+    if (load<u32>(node, 4) == KIND_LEAF) {
+      store<u32>(at, <u32>wleafSearch(node, probeLen) >>> 1, 8);
+      break;
+    }
+    const slot = widxChildSlot(node, probe, probeLen);
+    store<u32>(at, slot, 8);
+    const rec = recAt(node, slot);
+    const childPos = load<f64>(rec, 8);
+    if (childPos < 0) {
+      dirty = true;
+      addr = <usize>load<u32>(rec, 16);
+    } else {
+      if (!dirty && childPos >= pos) {
+        store<f64>(result, pos);
+        store<f64>(result, childPos, 8);
+        return PUT_CHILD_NOT_OLDER;
+      }
+      dirty = false;
+      pos = childPos;
+      len = load<u32>(rec, 4);
+    }
+    depth++;
+  }
+  // Room for the worst case before the first change: on every level a copy, a rebuild and a
+  // split's right half, and a new root, each within a node's most (a split leaves both halves
+  // at most maxNodeBytes plus one item; records take up to twice their estimate, plus slack).
+  const nodeBytesMost = <u64>4 * (<u64>maxNodeBytes + probeLen + valBytes + 64) + 2 * <u64>SLACK_BYTES + 4096;
+  if (nodeBytesMost > 0xffff_ffff || !dirtyCanAlloc(<u32>nodeBytesMost, 3 * <u32>(depth + 1) + 1)) return PUT_NO_MEMORY;
+
+  // Pass 2: every node on the path writable, from the root down.
+  for (let k: i32 = 0; k <= depth; k++) {
+    const at = PATH + <usize>k * 12;
+    const node = <usize>load<u32>(at);
+    const isDirty = load<u32>(at, 4) != 0;
+    if (isDirty && refs(node) == 1) continue;
+    const c = copyOf(node, SLACK_BYTES);
+    if (isDirty) setRefs(node, refs(node) - 1); // its referrer now points at the copy (it had two or more)
+    repoint(k, c);
+  }
+
+  // Pass 3: the leaf.
+  const leafAt = PATH + <usize>depth * 12;
+  let leaf = <usize>load<u32>(leafAt);
+  let r = wleafSet(leaf, probeLen, valPtr, valLen, ref, refPos, 0);
+  if (r == NEEDS_REBUILD) {
+    const m = build(leaf, 0, load<u32>(leaf, 16), true, probe, probeLen, probeLen + valBytes + 32 + SLACK_BYTES);
+    wleafFree(leaf);
+    repoint(depth, m);
+    leaf = m;
+    r = wleafSet(leaf, probeLen, valPtr, valLen, ref, refPos, 0);
+  }
+  const inserted: u32 = r == SET_INSERTED ? 1 : 0;
+  let setAt = load<u32>(result, 4);
+
+  // Pass 4: splits, from the leaf up.
+  let k = depth;
+  let n = leaf;
+  for (;;) {
+    const count = load<u32>(n, 16);
+    const isLeaf = load<u32>(n, 4) == KIND_LEAF;
+    if (estimate(n) <= maxNodeBytes || count <= (isLeaf ? <u32>1 : <u32>3)) break;
+    let right: usize;
+    let sepPtr: usize;
+    let sepLen: u32;
+    if (isLeaf) {
+      right = wleafSplit(n, leafSplitAt(n, count, setAt), SLACK_BYTES);
+      // The shortest separator: the right half's first key, cut after its first byte that
+      // differs from the left half's last key (tree.ts shortestSeparator).
+      const a = recAt(n, load<u32>(n, 16) - 1);
+      const b = recAt(right, 0);
+      sepPtr = recKey(b, KIND_LEAF);
+      sepLen = commonPrefix(recKey(a, KIND_LEAF), recKeyLen(a), sepPtr, recKeyLen(b)) + 1;
+    } else {
+      // tree.ts splitIndex over separators 0..nk-1 (entries 1..count-1): m, then entry m + 1 moves up.
+      const nk = count - 1;
+      const i = setAt; // the separator inserted below: entry setAt + 1, separator index setAt
+      const m = i >= nk - 1 ? nk - 1 : i == 0 ? 1 : nk >>> 1;
+      right = widxSplit(n, m + 1, SLACK_BYTES);
+      sepPtr = <usize>load<u32>(result);
+      sepLen = load<u32>(result, 4);
+    }
+    if (k == 0) {
+      // A new root: child 0 the old root, separator and child 1 the right half.
+      const root = allocNode(KIND_INDEX, HEADER_BYTES + 64 + sepLen + SLACK_BYTES);
+      store<u32>(root, 1, 16);
+      const off = load<u32>(root - PRE) - 24;
+      store<u32>(root - PRE, off);
+      const rec = root + <usize>off;
+      store<u32>(rec, 0);
+      memory.fill(rec + 4, 0, 20);
+      store<u32>(root + HEADER_BYTES, 0);
+      store<u32>(root + HEADER_BYTES, off, 4);
+      store<u32>(root - PRE, 16 + 12, 8);
+      widxSetChild(root, 0, -1, 0, <u32>n);
+      widxInsert(root, 1, sepPtr, sepLen, -1, 0, <u32>right);
+      store<u32>(PATH, <u32>root);
+      break;
+    }
+    const parentAt = PATH + <usize>(k - 1) * 12;
+    const slot = load<u32>(parentAt, 8);
+    insertUp(k - 1, slot, sepPtr, sepLen, right);
+    setAt = slot;
+    k--;
+    n = <usize>load<u32>(parentAt);
+  }
+  store<u32>(result, load<u32>(PATH));
+  store<u32>(result, inserted, 4);
+  return PUT_DONE;
+}

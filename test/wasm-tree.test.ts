@@ -1,0 +1,268 @@
+// The writer's tree in linear memory (asm/wtree.ts over asm/wleaf.ts and asm/windex.ts) against a
+// model: random puts, with roots held and released as snapshots hold them. After every step the
+// tree and every held root read back exactly their model, the structure is sound (keys in order,
+// separators bounding their children, leaves at one depth), and every dirty node's reference
+// count equals the references to it; once every root is released the region is empty again.
+import fc from 'fast-check';
+import { Buffer } from 'node:buffer';
+import { describe, expect, it } from 'vitest';
+import { instantiateCore, type CacheExports } from '../src/wasm/module.js';
+import { IndexNode, LeafNode, ValueRef, indexBytes, leafBytes, type Child, type LeafValue } from '../src/engine/node.js';
+import type { BinKey, InlineValue } from '../src/engine/keys.js';
+import { ByteWriter, encodeIndexBody, encodeLeafBody } from './support/reference-codec.js';
+import { DiskRef } from '../src/engine/node.js';
+
+const PUT_DONE = 0;
+const PUT_MISS = 3;
+const REF_FLAG = 0x8000_0000;
+const KIND_LEAF = 2;
+const KIND_INDEX = 3;
+
+type Val = { ref: false; bytes: Buffer } | { ref: true; pos: number; len: number };
+interface Root {
+  addr: number;
+  pos: number;
+  len: number;
+}
+
+interface Instance {
+  ex: CacheExports;
+  probe: number;
+  input: number;
+  result: number;
+  mem(): Buffer;
+}
+
+function instance(dirtyBytes: number): Instance {
+  const ex = instantiateCore();
+  expect(ex.cacheInit(8 << 20, 1 << 20, dirtyBytes)).toBeGreaterThan(0);
+  return { ex, probe: ex.probeAddress(), input: ex.inputAddress(), result: ex.resultAddress(), mem: () => Buffer.from(ex.memory.buffer) };
+}
+
+/** Puts through wtreePut, loading missing clean nodes from `disk` as the store would; returns the new root. */
+function put(t: Instance, root: Root, key: Buffer, v: Val, maxNodeBytes: number, disk?: Map<number, { body: Buffer; kind: number }>): { root: Root; inserted: boolean } {
+  for (;;) {
+    const m = t.mem();
+    m.set(key, t.probe);
+    if (!v.ref) m.set(v.bytes, t.input);
+    const r = t.ex.wtreePut(root.addr, root.pos, root.len, key.length, t.input, v.ref ? v.len : v.bytes.length, v.ref ? 1 : 0, v.ref ? v.pos : 0, maxNodeBytes);
+    if (r === PUT_MISS) {
+      const pos = m.readDoubleLE(t.result);
+      const e = disk!.get(pos)!;
+      t.mem().set(e.body, t.input);
+      expect(t.ex.cacheIngest(pos, e.body.length + 9, e.kind, e.body.length)).toBe(0);
+      continue;
+    }
+    expect(r).toBe(PUT_DONE);
+    return { root: { addr: t.mem().readUInt32LE(t.result), pos: 0, len: 0 }, inserted: t.mem().readUInt32LE(t.result + 4) === 1 };
+  }
+}
+
+/** A node's records: [key, value] for a leaf, [key, child] for an index (entry 0's key empty). */
+function records(t: Instance, n: number): Array<{ key: Buffer; val?: Val; child?: Root }> {
+  const m = t.mem();
+  const kind = m.readUInt32LE(n + 4);
+  const count = m.readUInt32LE(n + 16);
+  const p = m.readUInt32LE(n + 24);
+  const prefix = m.subarray(n + 32, n + 32 + p);
+  const slots = n + 32 + ((p + 7) & ~7);
+  const out: Array<{ key: Buffer; val?: Val; child?: Root }> = [];
+  for (let i = 0; i < count; i++) {
+    const word = m.readUInt32LE(slots + i * 8);
+    const rec = n + m.readUInt32LE(slots + i * 8 + 4);
+    const kw = m.readUInt32LE(rec);
+    const kl = (kw & ~REF_FLAG) >>> 0;
+    const ref = (kw & REF_FLAG) !== 0;
+    const keyAt = kind === KIND_INDEX ? rec + 24 : rec + (ref ? 16 : 8);
+    const key = Buffer.from(m.subarray(keyAt, keyAt + kl));
+    if (!(kind === KIND_INDEX && i === 0)) {
+      expect(key.subarray(0, p).equals(prefix)).toBe(true);
+      const w = Buffer.alloc(4);
+      key.copy(w, 0, p, Math.min(key.length, p + 4));
+      expect(word).toBe(w.readUInt32BE(0));
+    }
+    if (kind === KIND_INDEX) {
+      const pos = m.readDoubleLE(rec + 8);
+      out.push({ key, child: pos < 0 ? { addr: m.readUInt32LE(rec + 16), pos: 0, len: 0 } : { addr: 0, pos, len: m.readUInt32LE(rec + 4) } });
+    } else {
+      const vl = m.readUInt32LE(rec + 4);
+      out.push({ key, val: ref ? { ref: true, pos: m.readDoubleLE(rec + 8), len: vl } : { ref: false, bytes: Buffer.from(m.subarray(rec + 8 + kl, rec + 8 + kl + vl)) } });
+    }
+  }
+  return out;
+}
+
+/**
+ * Reads a tree, checking its structure, and counts the references it holds on dirty nodes into
+ * `refs` (each dirty index node's records once, however many roots reach it: `seen`).
+ */
+function readTree(t: Instance, root: Root, refs: Map<number, number>, seen: Set<number>): Array<[Buffer, Val]> {
+  const out: Array<[Buffer, Val]> = [];
+  let leafDepth = -1;
+  const visit = (c: Root, depth: number, lo: Buffer | null, hi: Buffer | null, countRefs: boolean): void => {
+    const n = c.addr !== 0 ? c.addr : t.ex.cachedNode(c.pos) >>> 0;
+    expect(n).toBeGreaterThan(0);
+    const kind = t.mem().readUInt32LE(n + 4);
+    const recs = records(t, n);
+    if (kind === KIND_LEAF) {
+      if (leafDepth === -1) leafDepth = depth;
+      expect(depth).toBe(leafDepth);
+      for (const r of recs) {
+        if (lo !== null) expect(Buffer.compare(r.key, lo)).toBeGreaterThanOrEqual(0);
+        if (hi !== null) expect(Buffer.compare(r.key, hi)).toBe(-1);
+        out.push([r.key, r.val!]);
+      }
+      return;
+    }
+    expect(kind).toBe(KIND_INDEX);
+    const first = c.addr !== 0 && !seen.has(c.addr);
+    if (c.addr !== 0) seen.add(c.addr);
+    for (let i = 0; i < recs.length; i++) {
+      const child = recs[i].child!;
+      if (child.addr !== 0 && first && countRefs) refs.set(child.addr, (refs.get(child.addr) ?? 0) + 1);
+      const clo = i === 0 ? lo : recs[i].key;
+      const chi = i + 1 < recs.length ? recs[i + 1].key : hi;
+      if (i > 0 && i + 1 < recs.length) expect(Buffer.compare(recs[i].key, recs[i + 1].key)).toBe(-1);
+      visit(child, depth + 1, clo, chi, first && countRefs);
+    }
+  };
+  if (root.addr !== 0) refs.set(root.addr, (refs.get(root.addr) ?? 0) + 1);
+  if (root.addr !== 0 || root.pos > 0) visit(root, 0, null, null, true);
+  for (let i = 1; i < out.length; i++) expect(Buffer.compare(out[i - 1][0], out[i][0])).toBe(-1);
+  return out;
+}
+
+function expectContents(got: Array<[Buffer, Val]>, model: Map<string, Val>): void {
+  const want = [...model.entries()].sort((a, b) => Buffer.compare(Buffer.from(a[0], 'hex'), Buffer.from(b[0], 'hex')));
+  expect(got.map(([k]) => k.toString('hex'))).toEqual(want.map(([k]) => k));
+  for (let i = 0; i < got.length; i++) {
+    const [, v] = got[i];
+    const w = want[i][1];
+    if (w.ref) expect(v).toEqual(w);
+    else expect(!v.ref && v.bytes.equals(w.bytes)).toBe(true);
+  }
+}
+
+/** Every dirty node's count equals the references counted (pre-header 16: node - 16). */
+function expectRefs(t: Instance, refs: Map<number, number>): void {
+  const m = t.mem();
+  for (const [addr, n] of refs) expect([addr, m.readUInt32LE(addr - 16)]).toEqual([addr, n]);
+}
+
+const keyArb = fc
+  .tuple(fc.constantFrom('', 'a', 'ab', 'abcdef', 'z'), fc.array(fc.constantFrom(0, 1, 0x61, 0x62, 0xff), { maxLength: 8 }))
+  .map(([s, tail]) => Buffer.concat([Buffer.from(s, 'latin1'), Buffer.from(tail)]));
+const valArb: fc.Arbitrary<Val> = fc.oneof(
+  { weight: 5, arbitrary: fc.uint8Array({ maxLength: 120 }).map((b) => ({ ref: false as const, bytes: Buffer.from(b) })) },
+  { weight: 1, arbitrary: fc.record({ ref: fc.constant(true as const), pos: fc.integer({ min: 1, max: 2 ** 40 }), len: fc.integer({ min: 129, max: 1 << 20 }) }) },
+);
+type Op = { t: 'put'; key: Buffer; val: Val } | { t: 'hold' } | { t: 'drop'; pick: number } | { t: 'many'; from: number; n: number; ascending: boolean };
+const opArb: fc.Arbitrary<Op> = fc.oneof(
+  { weight: 10, arbitrary: fc.record({ t: fc.constant('put' as const), key: keyArb, val: valArb }) },
+  { weight: 2, arbitrary: fc.record({ t: fc.constant('hold' as const) }) },
+  { weight: 2, arbitrary: fc.record({ t: fc.constant('drop' as const), pick: fc.nat() }) },
+  { weight: 1, arbitrary: fc.record({ t: fc.constant('many' as const), from: fc.nat({ max: 5000 }), n: fc.integer({ min: 1, max: 300 }), ascending: fc.boolean() }) },
+);
+
+function checkAll(t: Instance, writer: { root: Root; model: Map<string, Val> }, held: Array<{ root: Root; model: Map<string, Val> }>): void {
+  const refs = new Map<number, number>();
+  const seen = new Set<number>();
+  expectContents(readTree(t, writer.root, refs, seen), writer.model);
+  for (const h of held) expectContents(readTree(t, h.root, refs, seen), h.model);
+  expectRefs(t, refs);
+}
+
+describe('the writer\'s tree in linear memory (asm/wtree.ts)', () => {
+  it('puts like a model, copies what a held root reaches, and frees everything once released', () => {
+    const t = instance(256 << 20);
+    // The undo area's block (wleaf.ts) is not the tree's: count from after it.
+    const base = t.ex.dirtyBytesInUse();
+    fc.assert(
+      fc.property(fc.array(opArb, { maxLength: 40 }), fc.constantFrom(256, 512, 4096), (ops, maxNodeBytes) => {
+        const writer = { root: { addr: 0, pos: 0, len: 0 } as Root, model: new Map<string, Val>() };
+        const held: Array<{ root: Root; model: Map<string, Val> }> = [];
+        const doPut = (key: Buffer, val: Val): void => {
+          const had = writer.model.has(key.toString('hex'));
+          const r = put(t, writer.root, key, val, maxNodeBytes);
+          expect(r.inserted).toBe(!had);
+          writer.root = r.root;
+          writer.model.set(key.toString('hex'), val);
+        };
+        for (const op of ops) {
+          if (op.t === 'put') doPut(op.key, op.val);
+          else if (op.t === 'many') {
+            for (let i = 0; i < op.n; i++) {
+              const k = op.ascending ? op.from + i : (op.from + i * 7919) % 10_007;
+              doPut(Buffer.from(`k${String(k).padStart(6, '0')}`), { ref: false, bytes: Buffer.alloc(20 + (k % 50), k & 0xff) });
+            }
+          } else if (op.t === 'hold') {
+            if (writer.root.addr === 0) continue;
+            t.ex.wtreeRetain(writer.root.addr);
+            held.push({ root: { ...writer.root }, model: new Map(writer.model) });
+          } else {
+            if (held.length === 0) continue;
+            const [h] = held.splice(op.pick % held.length, 1);
+            t.ex.wtreeRelease(h.root.addr);
+          }
+          checkAll(t, writer, held);
+        }
+        for (const h of held) t.ex.wtreeRelease(h.root.addr);
+        if (writer.root.addr !== 0) t.ex.wtreeRelease(writer.root.addr);
+        expect(t.ex.dirtyBytesInUse()).toBe(base);
+      }),
+      { numRuns: 150 },
+    );
+  });
+
+  it('puts into a clean tree through the cache: a missing node is asked for, clean nodes stay as they were', () => {
+    const t = instance(64 << 20);
+    // 2,000 keys in leaves of 50, under one index node, encoded by the reference codec at made-up
+    // positions (children before their parent, as copy-on-write appends them).
+    const disk = new Map<number, { body: Buffer; kind: number }>();
+    const model = new Map<string, Val>();
+    const kids: Child[] = [];
+    const seps: BinKey[] = [];
+    let pos = 4096;
+    for (let l = 0; l < 40; l++) {
+      const keys: BinKey[] = [];
+      const vals: LeafValue[] = [];
+      for (let i = 0; i < 50; i++) {
+        const k = `key${String(l * 50 + i).padStart(5, '0')}`;
+        keys.push(k as BinKey);
+        vals.push(`v${k}` as InlineValue);
+        model.set(Buffer.from(k).toString('hex'), { ref: false, bytes: Buffer.from(`v${k}`) });
+      }
+      const w = new ByteWriter();
+      encodeLeafBody(w, new LeafNode(0, keys, vals, leafBytes(keys, vals)));
+      const body = Buffer.from(w.buf.subarray(0, w.off));
+      disk.set(pos, { body, kind: KIND_LEAF });
+      kids.push(new DiskRef(pos, body.length + 9));
+      if (l > 0) seps.push(keys[0]);
+      pos += body.length + 9;
+    }
+    const w = new ByteWriter();
+    encodeIndexBody(w, new IndexNode(0, seps, kids, indexBytes(seps)), (c) => c as DiskRef);
+    const rootBody = Buffer.from(w.buf.subarray(0, w.off));
+    disk.set(pos, { body: rootBody, kind: KIND_INDEX });
+    const clean: Root = { addr: 0, pos, len: rootBody.length + 9 };
+    // Only the root is cached: each put's leaf is asked for once.
+    t.mem().set(rootBody, t.input);
+    expect(t.ex.cacheIngest(pos, rootBody.length + 9, KIND_INDEX, rootBody.length)).toBe(0);
+    let root = clean;
+    const before = new Map(model);
+    for (let i = 0; i < 500; i++) {
+      const k = Buffer.from(`key${String((i * 37) % 2600).padStart(5, '0')}`);
+      const v: Val = { ref: false, bytes: Buffer.from(`new ${i}`) };
+      root = put(t, root, k, v, 4096, disk).root;
+      model.set(k.toString('hex'), v);
+    }
+    const refs = new Map<number, number>();
+    expectContents(readTree(t, root, refs, new Set()), model);
+    expectRefs(t, refs);
+    // The clean tree reads as it was.
+    expectContents(readTree(t, clean, new Map(), new Set()), before);
+    const base = t.ex.dirtyBytesInUse();
+    t.ex.wtreeRelease(root.addr);
+    expect(t.ex.dirtyBytesInUse()).toBeLessThan(base);
+  });
+});
