@@ -118,3 +118,14 @@ export function widxSplit(n: usize, at: u32, extraBytes: u32): usize {
 export function widxRecord(n: usize, i: u32): usize {
   return n + <usize>load<u32>(slotAt(n, i), 4);
 }
+
+/** Removes entry `i` (>= 1): its separator and child. Its record becomes garbage. */
+export function widxRemove(n: usize, i: u32): void {
+  const count = load<u32>(n, 16);
+  const slot = slotAt(n, i);
+  const rec = n + <usize>load<u32>(slot, 4);
+  addEstimate(n, -<i32>recEstimate(rec, KIND_INDEX));
+  addGarbage(n, <i32>recBytes(rec, KIND_INDEX));
+  memory.copy(slot, slot + SLOT_BYTES, <usize>(count - 1 - i) << 3);
+  store<u32>(n, count - 1, 16);
+}

@@ -398,6 +398,95 @@ export function build(src: usize, from: u32, to: u32, withKey: bool, keyPtr: usi
 }
 
 /**
+ * A new dirty node holding every entry of `left`, then every entry of `right` (siblings of one
+ * kind, dirty or cached), with at least `extraBytes` bytes free: a merge. For index nodes,
+ * `right`'s first entry takes the separator (`sepLen` bytes at `sepPtr`) that stood between them
+ * in their parent. 0 if the region has no block for it.
+ */
+export function buildConcat(left: usize, right: usize, sepPtr: usize, sepLen: u32, extraBytes: u32): usize {
+  const kind = load<u32>(left, 4);
+  const index = kind == KIND_INDEX;
+  const c1 = load<u32>(left, 16);
+  const c2 = load<u32>(right, 16);
+  let recordBytes: u32 = 0;
+  for (let i: u32 = 0; i < c1; i++) recordBytes += recBytes(recAt(left, i), kind);
+  for (let i: u32 = 0; i < c2; i++) recordBytes += index && i == 0 ? (<u32>INDEX_KEY_AT + sepLen + 7) & ~7 : recBytes(recAt(right, i), kind);
+  // The first and the last key of the merged node, for its prefix.
+  let first: usize = 0;
+  let firstLen: u32 = 0;
+  let last: usize = 0;
+  let lastLen: u32 = 0;
+  let keys: u32;
+  if (index) {
+    keys = c1 - 1 + 1 + c2 - 1;
+    if (c1 > 1) {
+      first = recKey(recAt(left, 1), kind);
+      firstLen = recKeyLen(recAt(left, 1));
+    } else {
+      first = sepPtr;
+      firstLen = sepLen;
+    }
+    if (c2 > 1) {
+      last = recKey(recAt(right, c2 - 1), kind);
+      lastLen = recKeyLen(recAt(right, c2 - 1));
+    } else {
+      last = sepPtr;
+      lastLen = sepLen;
+    }
+  } else {
+    keys = c1 + c2;
+    if (keys > 0) {
+      const a = c1 > 0 ? recAt(left, 0) : recAt(right, 0);
+      const b = c2 > 0 ? recAt(right, c2 - 1) : recAt(left, c1 - 1);
+      first = recKey(a, kind);
+      firstLen = recKeyLen(a);
+      last = recKey(b, kind);
+      lastLen = recKeyLen(b);
+    }
+  }
+  const p: u32 = keys > 1 ? commonPrefix(first, firstLen, last, lastLen) : 0;
+  const count = c1 + c2;
+  const bytes = <u64>HEADER_BYTES + ((<u64>p + 7) & ~7) + <u64>count * SLOT_BYTES + <u64>recordBytes + <u64>extraBytes;
+  if (bytes > <u64>DIRTY_BLOCK_MAX) return 0;
+  const n = allocNode(kind, <u32>bytes);
+  if (n == 0) return 0;
+  if (p > 0) memory.copy(n + HEADER_BYTES, first, p);
+  store<u32>(n, p, 24);
+  store<u32>(n, count, 16);
+  const slots = slotsOf(n, p);
+  let off = low(n);
+  let estimate = NODE_OVERHEAD_BYTES;
+  for (let j: u32 = 0; j < count; j++) {
+    const fromLeft = j < c1;
+    const rec = fromLeft ? recAt(left, j) : recAt(right, j - c1);
+    const slot = slots + (<usize>j << 3);
+    if (index && j == c1) {
+      // Right's entry 0 takes the separator.
+      const size = (<u32>INDEX_KEY_AT + sepLen + 7) & ~7;
+      off -= size;
+      const out = n + <usize>off;
+      memory.copy(out, rec, INDEX_KEY_AT);
+      store<u32>(out, sepLen);
+      memory.copy(out + INDEX_KEY_AT, sepPtr, sepLen);
+      store<u32>(slot, wordAt(sepPtr, sepLen, p));
+      store<u32>(slot, off, 4);
+      estimate += sepLen + 14;
+      continue;
+    }
+    const size = recBytes(rec, kind);
+    off -= size;
+    memory.copy(n + <usize>off, rec, size);
+    const kl = recKeyLen(rec);
+    store<u32>(slot, index && j == 0 ? 0 : wordAt(recKey(rec, kind), kl, p));
+    store<u32>(slot, off, 4);
+    estimate += recEstimate(rec, kind);
+  }
+  setLow(n, off);
+  store<u32>(n - PRE, estimate, 8);
+  return n;
+}
+
+/**
  * A rebuilt copy of `src` (dirty or cached): records packed, the prefix recomputed (with the key
  * at PROBE if `withProbe`, so that it can be set next), at least `extraBytes` bytes free. 0 if
  * the region has no block for it. `src` is left as it was: the caller frees it if nothing else

@@ -25,8 +25,8 @@
 import { HEADER_BYTES, KIND_INDEX, KIND_LEAF, probeAddress, resultAddress } from './cache';
 import { commonPrefix } from './node';
 import { dirtyCanAlloc } from './dirty';
-import { PRE, allocNode, build, recAt, recKey, recKeyLen, recEstimate, wleafFree, wleafSearch, wleafSet, wleafSplit } from './wleaf';
-import { widxChildSlot, widxInsert, widxSetChild, widxSplit } from './windex';
+import { PRE, allocNode, build, buildConcat, recAt, recKey, recKeyLen, recEstimate, wleafFree, wleafRemove, wleafSearch, wleafSet, wleafSplit } from './wleaf';
+import { widxChildSlot, widxInsert, widxRemove, widxSetChild, widxSplit } from './windex';
 import { cachedNode } from './cache';
 
 const MAX_DEPTH: i32 = 32;
@@ -38,6 +38,9 @@ const PUT_DONE: i32 = 0;
 const PUT_MISS: i32 = 3;
 const PUT_CHILD_NOT_OLDER: i32 = 4;
 const PUT_NO_MEMORY: i32 = -2;
+const DEL_NOT_FOUND: i32 = 1;
+/** A separator copied out of a node about to change (a merge's). */
+const SEP = memory.data(65536 + 8);
 const PUT_TOO_DEEP: i32 = -3;
 const NEEDS_REBUILD: i32 = -1;
 const SET_INSERTED: i32 = 2;
@@ -65,6 +68,7 @@ export function wtreeRetain(n: usize): void {
 /** Drops a reference; a node left with none is freed, and drops one on each dirty child. */
 export function wtreeRelease(n: usize): void {
   const r = refs(n);
+  if (r == 0) unreachable(); // released more often than held
   if (r > 1) {
     setRefs(n, r - 1);
     return;
@@ -76,7 +80,11 @@ export function wtreeRelease(n: usize): void {
       if (load<f64>(rec, 8) < 0) wtreeRelease(<usize>load<u32>(rec, 16));
     }
   }
-  wleafFree(n);
+  // Marked dead first: a node still reached after this reads as neither kind, and a second
+  // release of it traps (an assertion that stays on: release builds drop assert()).
+  setRefs(n, 0);
+  store<u32>(n, 0, 4);
+  if (!wleafFree(n)) unreachable();
 }
 
 /** A writable copy of `n` (dirty or cached): one reference, its dirty children one more each. */
@@ -99,6 +107,19 @@ function repoint(k: i32, n: usize): void {
   if (k > 0) {
     const parent = <usize>load<u32>(PATH + <usize>(k - 1) * 12);
     widxSetChild(parent, load<u32>(PATH + <usize>(k - 1) * 12, 8), -1, 0, <u32>n);
+  }
+}
+
+/** Makes every node on PATH[0..depth] writable, from the root down (room checked by the caller). */
+function makeWritable(depth: i32): void {
+  for (let k: i32 = 0; k <= depth; k++) {
+    const at = PATH + <usize>k * 12;
+    const node = <usize>load<u32>(at);
+    const isDirty = load<u32>(at, 4) != 0;
+    if (isDirty && refs(node) == 1) continue;
+    const c = copyOf(node, SLACK_BYTES);
+    if (isDirty) setRefs(node, refs(node) - 1); // its referrer now points at the copy (it had two or more)
+    repoint(k, c);
   }
 }
 
@@ -165,6 +186,8 @@ export function wtreePut(rootAddr: u32, rootPos: f64, rootLen: u32, probeLen: u3
     store<u32>(result, 1, 4);
     return PUT_DONE;
   }
+  // The most a node on the path takes (header 0 is a node's allocated bytes, clean or dirty).
+  let most: u64 = 0;
   for (;;) {
     if (depth == MAX_DEPTH) return PUT_TOO_DEEP;
     let node = addr;
@@ -179,6 +202,7 @@ export function wtreePut(rootAddr: u32, rootPos: f64, rootLen: u32, probeLen: u3
     const at = PATH + <usize>depth * 12;
     store<u32>(at, <u32>node);
     store<u32>(at, dirty ? 1 : 0, 4);
+    if (<u64>load<u32>(node) > most) most = <u64>load<u32>(node);
     if (load<u32>(node, 4) == KIND_LEAF) {
       store<u32>(at, <u32>wleafSearch(node, probeLen) >>> 1, 8);
       break;
@@ -203,21 +227,14 @@ export function wtreePut(rootAddr: u32, rootPos: f64, rootLen: u32, probeLen: u3
     depth++;
   }
   // Room for the worst case before the first change: on every level a copy, a rebuild and a
-  // split's right half, and a new root, each within a node's most (a split leaves both halves
-  // at most maxNodeBytes plus one item; records take up to twice their estimate, plus slack).
-  const nodeBytesMost = <u64>4 * (<u64>maxNodeBytes + probeLen + valBytes + 64) + 2 * <u64>SLACK_BYTES + 4096;
+  // split's right half, and a new root. Each is at most a path node's size plus the new item and
+  // slack (records take up to twice their estimate, so a node past the limit is bounded too).
+  const grown = <u64>4 * (<u64>maxNodeBytes + probeLen + valBytes + 64);
+  const nodeBytesMost = (most > grown ? most : grown) + <u64>probeLen + valBytes + 2 * <u64>SLACK_BYTES + 4096;
   if (nodeBytesMost > 0xffff_ffff || !dirtyCanAlloc(<u32>nodeBytesMost, 3 * <u32>(depth + 1) + 1)) return PUT_NO_MEMORY;
 
   // Pass 2: every node on the path writable, from the root down.
-  for (let k: i32 = 0; k <= depth; k++) {
-    const at = PATH + <usize>k * 12;
-    const node = <usize>load<u32>(at);
-    const isDirty = load<u32>(at, 4) != 0;
-    if (isDirty && refs(node) == 1) continue;
-    const c = copyOf(node, SLACK_BYTES);
-    if (isDirty) setRefs(node, refs(node) - 1); // its referrer now points at the copy (it had two or more)
-    repoint(k, c);
-  }
+  makeWritable(depth);
 
   // Pass 3: the leaf.
   const leafAt = PATH + <usize>depth * 12;
@@ -286,5 +303,199 @@ export function wtreePut(rootAddr: u32, rootPos: f64, rootLen: u32, probeLen: u3
   }
   store<u32>(result, load<u32>(PATH));
   store<u32>(result, inserted, 4);
+  return PUT_DONE;
+}
+
+/** tree.ts underfull: a node to merge with a sibling. */
+function underfull(n: usize, maxNodeBytes: u32): bool {
+  const count = load<u32>(n, 16);
+  if (load<u32>(n, 4) == KIND_LEAF) return count == 0 || estimate(n) < maxNodeBytes >>> 2;
+  return count < 2 || estimate(n) < maxNodeBytes >>> 2;
+}
+
+/** tree.ts splitPointByBytes over a leaf's items. */
+function splitPointByBytes(n: usize): u32 {
+  const count = load<u32>(n, 16);
+  const total = estimate(n) - 16;
+  let acc: u32 = 0;
+  for (let i: u32 = 0; i + 1 < count; i++) {
+    acc += recEstimate(recAt(n, i), KIND_LEAF);
+    if (acc * 2 >= total) return i + 1;
+  }
+  return count - 1;
+}
+
+/** The node a child record points at: dirty by address, clean through the cache (0 if not there). */
+function childNode(rec: usize): usize {
+  const pos = load<f64>(rec, 8);
+  return pos < 0 ? <usize>load<u32>(rec, 16) : cachedNode(pos);
+}
+
+/** Drops the reference a record held, if its child is dirty. */
+function releaseChild(rec: usize): void {
+  if (load<f64>(rec, 8) < 0) wtreeRelease(<usize>load<u32>(rec, 16));
+}
+
+/**
+ * tree.ts rebalance: child `i` of the writable node at level `k` (itself writable, one level
+ * down) merges with a sibling when it became underfull, and the merge splits again if too big.
+ */
+function rebalance(k: i32, maxNodeBytes: u32): void {
+  let parent = <usize>load<u32>(PATH + <usize>k * 12);
+  const i = load<u32>(PATH + <usize>k * 12, 8);
+  const child = <usize>load<u32>(PATH + <usize>(k + 1) * 12);
+  if (!underfull(child, maxNodeBytes) || load<u32>(parent, 16) < 2) return;
+  const a: u32 = i > 0 ? i - 1 : i;
+  const leftRec = recAt(parent, a);
+  const rightRec = recAt(parent, a + 1);
+  const left = a == i ? child : childNode(leftRec);
+  const right = a == i ? childNode(rightRec) : child;
+  const sepLen = recKeyLen(rightRec);
+  memory.copy(SEP, recKey(rightRec, KIND_INDEX), sepLen);
+  const merged = buildConcat(left, right, SEP, sepLen, SLACK_BYTES);
+  const index = load<u32>(merged, 4) == KIND_INDEX;
+  if (index) {
+    const count = load<u32>(merged, 16);
+    for (let j: u32 = 0; j < count; j++) {
+      const rec = recAt(merged, j);
+      if (load<f64>(rec, 8) < 0) wtreeRetain(<usize>load<u32>(rec, 16));
+    }
+  }
+  // The old pair loses the parent's two references (a dirty sibling may live on elsewhere).
+  releaseChild(leftRec);
+  releaseChild(rightRec);
+  const count = load<u32>(merged, 16);
+  widxSetChild(parent, a, -1, 0, <u32>merged);
+  widxRemove(parent, a + 1);
+  const fewest: u32 = index ? 4 : 2; // tree.ts: fewer and it stays one node however big
+  if (estimate(merged) <= maxNodeBytes || count < fewest) return;
+  // Too big merged: split again and put the new separator back between the halves.
+  let right2: usize;
+  let sepPtr: usize;
+  let sep2: u32;
+  if (!index) {
+    right2 = wleafSplit(merged, splitPointByBytes(merged), SLACK_BYTES);
+    const l = recAt(merged, load<u32>(merged, 16) - 1);
+    const r = recAt(right2, 0);
+    sepPtr = recKey(r, KIND_LEAF);
+    sep2 = commonPrefix(recKey(l, KIND_LEAF), recKeyLen(l), sepPtr, recKeyLen(r)) + 1;
+  } else {
+    const m = (count - 1) >>> 1;
+    right2 = widxSplit(merged, m + 1, SLACK_BYTES);
+    sepPtr = <usize>load<u32>(resultAddress());
+    sep2 = load<u32>(resultAddress(), 4);
+  }
+  insertUp(k, a, sepPtr, sep2, right2);
+}
+
+/**
+ * Deletes the key at PROBE (`probeLen` bytes) from the tree (root as wtreePut). The caller's
+ * reference on the root moves to the root returned. Results:
+ * - PUT_DONE: RESULT u32 at 0 the new root if dirty (0 otherwise), f64 at 8 its position if it
+ *   is clean (0: the tree is empty), u32 at 4 that position's entry length;
+ * - DEL_NOT_FOUND: the key is not there, nothing changed;
+ * - PUT_MISS, PUT_CHILD_NOT_OLDER, PUT_NO_MEMORY, PUT_TOO_DEEP as wtreePut. Nothing changes
+ *   unless the result is PUT_DONE.
+ */
+export function wtreeDelete(rootAddr: u32, rootPos: f64, rootLen: u32, probeLen: u32, maxNodeBytes: u32): i32 {
+  const result = resultAddress();
+  const probe = probeAddress();
+  if (rootAddr == 0 && !(rootPos > 0)) return DEL_NOT_FOUND;
+  // Pass 1: the path, and each level's sibling a merge would take, changing nothing.
+  let depth: i32 = 0;
+  let dirty = rootAddr != 0;
+  let addr = <usize>rootAddr;
+  let pos = rootPos;
+  let len = rootLen;
+  // The most any new node can take: a copy, or a merge of a node and its sibling (header 0 is a
+  // node's allocated bytes, clean or dirty: at least what it holds).
+  let most: u64 = 0;
+  for (;;) {
+    if (depth == MAX_DEPTH) return PUT_TOO_DEEP;
+    let node = addr;
+    if (!dirty) {
+      node = cachedNode(pos);
+      if (node == 0) {
+        store<f64>(result, pos);
+        store<u32>(result, len, 8);
+        return PUT_MISS;
+      }
+    }
+    const at = PATH + <usize>depth * 12;
+    store<u32>(at, <u32>node);
+    store<u32>(at, dirty ? 1 : 0, 4);
+    if (<u64>load<u32>(node) > most) most = <u64>load<u32>(node);
+    if (load<u32>(node, 4) == KIND_LEAF) {
+      const r = wleafSearch(node, probeLen);
+      if ((r & 1) == 0) return DEL_NOT_FOUND;
+      store<u32>(at, <u32>r >>> 1, 8);
+      break;
+    }
+    const slot = widxChildSlot(node, probe, probeLen);
+    store<u32>(at, slot, 8);
+    const count = load<u32>(node, 16);
+    if (count > 1) {
+      const sib = recAt(node, slot > 0 ? slot - 1 : slot + 1);
+      const sibling = childNode(sib);
+      if (sibling == 0) {
+        store<f64>(result, load<f64>(sib, 8));
+        store<u32>(result, load<u32>(sib, 4), 8);
+        return PUT_MISS;
+      }
+      if (<u64>load<u32>(sibling) * 2 > most) most = <u64>load<u32>(sibling) * 2;
+    }
+    const rec = recAt(node, slot);
+    const childPos = load<f64>(rec, 8);
+    if (childPos < 0) {
+      dirty = true;
+      addr = <usize>load<u32>(rec, 16);
+    } else {
+      if (!dirty && childPos >= pos) {
+        store<f64>(result, pos);
+        store<f64>(result, childPos, 8);
+        return PUT_CHILD_NOT_OLDER;
+      }
+      dirty = false;
+      pos = childPos;
+      len = load<u32>(rec, 4);
+    }
+    depth++;
+  }
+  const nodeBytesMost = 2 * most + 2 * <u64>SLACK_BYTES + 4096;
+  if (nodeBytesMost > 0xffff_ffff || !dirtyCanAlloc(<u32>nodeBytesMost, 3 * <u32>(depth + 1) + 1)) return PUT_NO_MEMORY;
+
+  makeWritable(depth);
+  wleafRemove(<usize>load<u32>(PATH + <usize>depth * 12), load<u32>(PATH + <usize>depth * 12, 8));
+  for (let k = depth - 1; k >= 0; k--) rebalance(k, maxNodeBytes);
+
+  // The root: an index node left with one child gives way to it; an empty leaf leaves no tree.
+  let root = <usize>load<u32>(PATH);
+  store<u32>(result, 0);
+  store<u32>(result, 0, 4);
+  store<f64>(result, 0, 8);
+  for (;;) {
+    if (load<u32>(root, 4) == KIND_LEAF) {
+      if (load<u32>(root, 16) == 0) {
+        wtreeRelease(root);
+        return PUT_DONE;
+      }
+      break;
+    }
+    if (load<u32>(root, 16) != 1) break;
+    const rec = recAt(root, 0);
+    const childPos = load<f64>(rec, 8);
+    if (childPos >= 0) {
+      // A clean child: the tree's root is on disk again.
+      store<f64>(result, childPos, 8);
+      store<u32>(result, load<u32>(rec, 4), 4);
+      wtreeRelease(root);
+      return PUT_DONE;
+    }
+    const child = <usize>load<u32>(rec, 16);
+    wtreeRetain(child); // the caller's reference, taken before the root's goes
+    wtreeRelease(root);
+    root = child;
+  }
+  store<u32>(result, <u32>root);
   return PUT_DONE;
 }

@@ -62,6 +62,7 @@ export type CacheExports = CoreExports & {
   widxChildSlot(node: number, keyPtr: number, keyLen: number): number;
   widxRecord(node: number, slot: number): number;
   wtreePut(rootAddr: number, rootPos: number, rootLen: number, probeLen: number, valPtr: number, valLen: number, ref: number, refPos: number, maxNodeBytes: number): number;
+  wtreeDelete(rootAddr: number, rootPos: number, rootLen: number, probeLen: number, maxNodeBytes: number): number;
   wtreeRetain(node: number): void;
   wtreeRelease(node: number): void;
 };
