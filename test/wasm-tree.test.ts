@@ -183,7 +183,9 @@ type Op =
   | { t: 'drop'; pick: number }
   | { t: 'many'; from: number; n: number; ascending: boolean }
   | { t: 'del'; key: Buffer; pick: number; present: boolean }
-  | { t: 'delMany'; pick: number; n: number };
+  | { t: 'delMany'; pick: number; n: number }
+  | { t: 'savepoint' }
+  | { t: 'restore' };
 const opArb: fc.Arbitrary<Op> = fc.oneof(
   { weight: 10, arbitrary: fc.record({ t: fc.constant('put' as const), key: keyArb, val: valArb }) },
   { weight: 2, arbitrary: fc.record({ t: fc.constant('hold' as const) }) },
@@ -191,6 +193,8 @@ const opArb: fc.Arbitrary<Op> = fc.oneof(
   { weight: 1, arbitrary: fc.record({ t: fc.constant('many' as const), from: fc.nat({ max: 5000 }), n: fc.integer({ min: 1, max: 300 }), ascending: fc.boolean() }) },
   { weight: 4, arbitrary: fc.record({ t: fc.constant('del' as const), key: keyArb, pick: fc.nat(), present: fc.boolean() }) },
   { weight: 1, arbitrary: fc.record({ t: fc.constant('delMany' as const), pick: fc.nat(), n: fc.integer({ min: 1, max: 400 }) }) },
+  { weight: 1, arbitrary: fc.record({ t: fc.constant('savepoint' as const) }) },
+  { weight: 1, arbitrary: fc.record({ t: fc.constant('restore' as const) }) },
 );
 
 function checkAll(t: Instance, writer: { root: Root; model: Map<string, Val> }, held: Array<{ root: Root; model: Map<string, Val> }>): void {
@@ -210,6 +214,8 @@ describe('the writer\'s tree in linear memory (asm/wtree.ts)', () => {
         const base = t.ex.dirtyBytesInUse();
         const writer = { root: { addr: 0, pos: 0, len: 0 } as Root, model: new Map<string, Val>() };
         const held: Array<{ root: Root; model: Map<string, Val> }> = [];
+        // A transaction's savepoint: a held root; a restore releases the newer tree and goes back.
+        let savepoint: { root: Root; model: Map<string, Val> } | null = null;
         const doPut = (key: Buffer, val: Val): void => {
           const had = writer.model.has(key.toString('hex'));
           const r = put(t, writer.root, key, val, maxNodeBytes);
@@ -240,6 +246,16 @@ describe('the writer\'s tree in linear memory (asm/wtree.ts)', () => {
               const k = op.ascending ? op.from + i : (op.from + i * 7919) % 10_007;
               doPut(Buffer.from(`k${String(k).padStart(6, '0')}`), { ref: false, bytes: Buffer.alloc(20 + (k % 50), k & 0xff) });
             }
+          } else if (op.t === 'savepoint') {
+            if (savepoint !== null && savepoint.root.addr !== 0) t.ex.wtreeRelease(savepoint.root.addr);
+            if (writer.root.addr !== 0) t.ex.wtreeRetain(writer.root.addr);
+            savepoint = { root: { ...writer.root }, model: new Map(writer.model) };
+          } else if (op.t === 'restore') {
+            if (savepoint === null) continue;
+            if (writer.root.addr !== 0) t.ex.wtreeRelease(writer.root.addr);
+            writer.root = savepoint.root; // the savepoint's reference becomes the writer's
+            writer.model = savepoint.model;
+            savepoint = null;
           } else if (op.t === 'hold') {
             if (writer.root.addr === 0) continue;
             t.ex.wtreeRetain(writer.root.addr);
@@ -249,9 +265,10 @@ describe('the writer\'s tree in linear memory (asm/wtree.ts)', () => {
             const [h] = held.splice(op.pick % held.length, 1);
             t.ex.wtreeRelease(h.root.addr);
           }
-          checkAll(t, writer, held);
+          checkAll(t, writer, savepoint === null ? held : [...held, savepoint]);
         }
         for (const h of held) t.ex.wtreeRelease(h.root.addr);
+        if (savepoint !== null && savepoint.root.addr !== 0) t.ex.wtreeRelease(savepoint.root.addr);
         if (writer.root.addr !== 0) t.ex.wtreeRelease(writer.root.addr);
         expect(t.ex.dirtyBytesInUse()).toBe(base);
       }),
