@@ -164,7 +164,11 @@ export function wleafFree(n: usize): bool {
  * key equals it, (index << 1) otherwise. Works on cached (clean) leaves too.
  */
 export function wleafSearch(n: usize, probeLen: u32): i32 {
-  const probe = probeAddress();
+  return wleafSearchAt(n, probeAddress(), probeLen);
+}
+
+/** wleafSearch for the `probeLen`-byte key at `probe`. */
+export function wleafSearchAt(n: usize, probe: usize, probeLen: u32): i32 {
   const count = load<u32>(n, 16);
   const p = load<u32>(n, 24);
   const slots = slotsOf(n, p);

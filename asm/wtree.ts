@@ -25,7 +25,7 @@
 import { HEADER_BYTES, KIND_INDEX, KIND_LEAF, probeAddress, resultAddress } from './cache';
 import { commonPrefix } from './node';
 import { dirtyCanAlloc } from './dirty';
-import { PRE, allocNode, build, buildConcat, recAt, recKey, recKeyLen, recEstimate, wleafFree, wleafRemove, wleafSearch, wleafSet, wleafSplit } from './wleaf';
+import { PRE, allocNode, build, buildConcat, recAt, recKey, recKeyLen, recEstimate, wleafFree, wleafRemove, wleafSearchAt, wleafSet, wleafSplit } from './wleaf';
 import { widxChildSlot, widxInsert, widxRemove, widxSetChild, widxSplit } from './windex';
 import { cachedNode } from './cache';
 
@@ -110,6 +110,83 @@ function repoint(k: i32, n: usize): void {
   }
 }
 
+/** Why descend() stopped (its result -1): PUT_MISS, PUT_CHILD_NOT_OLDER or PUT_TOO_DEEP. */
+let descentError: i32 = 0;
+/** The most a node on the last descent's path (and, with siblings, a merge of two) takes. */
+let pathMost: u64 = 0;
+
+/**
+ * Pass 1 of every change: fills PATH from the root (the dirty node `rootAddr`, else the clean one
+ * at `rootPos`) down to the leaf for the key at `keyPtr`, changing nothing. A leaf's slot is its
+ * search result ((index << 1) | found). With `siblings`, the sibling a merge would take at each
+ * level must be at hand too. Returns the leaf's depth, or -1 with `descentError` and RESULT set
+ * as wtreePut documents (a node to load first, a hostile file, a path too deep).
+ */
+function descend(rootAddr: u32, rootPos: f64, rootLen: u32, keyPtr: usize, keyLen: u32, siblings: bool): i32 {
+  const result = resultAddress();
+  let depth: i32 = 0;
+  let dirty = rootAddr != 0;
+  let addr = <usize>rootAddr;
+  let pos = rootPos;
+  let len = rootLen;
+  pathMost = 0;
+  for (;;) {
+    if (depth == MAX_DEPTH) {
+      descentError = PUT_TOO_DEEP;
+      return -1;
+    }
+    let node = addr;
+    if (!dirty) {
+      node = cachedNode(pos);
+      if (node == 0) {
+        store<f64>(result, pos);
+        store<u32>(result, len, 8);
+        descentError = PUT_MISS;
+        return -1;
+      }
+    }
+    const at = PATH + <usize>depth * 12;
+    store<u32>(at, <u32>node);
+    store<u32>(at, dirty ? 1 : 0, 4);
+    if (<u64>load<u32>(node) > pathMost) pathMost = <u64>load<u32>(node);
+    if (load<u32>(node, 4) == KIND_LEAF) {
+      store<u32>(at, <u32>wleafSearchAt(node, keyPtr, keyLen), 8);
+      return depth;
+    }
+    const slot = widxChildSlot(node, keyPtr, keyLen);
+    store<u32>(at, slot, 8);
+    if (siblings && load<u32>(node, 16) > 1) {
+      const sib = recAt(node, slot > 0 ? slot - 1 : slot + 1);
+      const sibling = childNode(sib);
+      if (sibling == 0) {
+        store<f64>(result, load<f64>(sib, 8));
+        store<u32>(result, load<u32>(sib, 4), 8);
+        descentError = PUT_MISS;
+        return -1;
+      }
+      if (<u64>load<u32>(sibling) * 2 > pathMost) pathMost = <u64>load<u32>(sibling) * 2;
+    }
+    const rec = recAt(node, slot);
+    const childPos = load<f64>(rec, 8);
+    if (childPos < 0) {
+      dirty = true;
+      addr = <usize>load<u32>(rec, 16);
+    } else {
+      if (!dirty && childPos >= pos) {
+        store<f64>(result, pos);
+        store<f64>(result, childPos, 8);
+        descentError = PUT_CHILD_NOT_OLDER;
+        return -1;
+      }
+      dirty = false;
+      pos = childPos;
+      len = load<u32>(rec, 4);
+    }
+    depth++;
+  }
+  return unreachable();
+}
+
 /** Makes every node on PATH[0..depth] writable, from the root down (room checked by the caller). */
 function makeWritable(depth: i32): void {
   for (let k: i32 = 0; k <= depth; k++) {
@@ -171,13 +248,7 @@ export function wtreePut(rootAddr: u32, rootPos: f64, rootLen: u32, probeLen: u3
   const result = resultAddress();
   const probe = probeAddress();
   const valBytes: u32 = ref != 0 ? 0 : valLen; // what the value takes in its leaf
-  // Pass 1: the path, changing nothing.
-  let depth: i32 = 0;
-  let dirty = rootAddr != 0;
-  let addr = <usize>rootAddr;
-  let pos = rootPos;
-  let len = rootLen;
-  if (!dirty && !(pos > 0)) {
+  if (rootAddr == 0 && !(rootPos > 0)) {
     // An empty tree: a new leaf holding the key.
     const leaf = allocNode(KIND_LEAF, HEADER_BYTES + SLACK_BYTES + probeLen + valBytes + 64);
     if (leaf == 0) return PUT_NO_MEMORY;
@@ -186,46 +257,11 @@ export function wtreePut(rootAddr: u32, rootPos: f64, rootLen: u32, probeLen: u3
     store<u32>(result, 1, 4);
     return PUT_DONE;
   }
-  // The most a node on the path takes (header 0 is a node's allocated bytes, clean or dirty).
-  let most: u64 = 0;
-  for (;;) {
-    if (depth == MAX_DEPTH) return PUT_TOO_DEEP;
-    let node = addr;
-    if (!dirty) {
-      node = cachedNode(pos);
-      if (node == 0) {
-        store<f64>(result, pos);
-        store<u32>(result, len, 8);
-        return PUT_MISS;
-      }
-    }
-    const at = PATH + <usize>depth * 12;
-    store<u32>(at, <u32>node);
-    store<u32>(at, dirty ? 1 : 0, 4);
-    if (<u64>load<u32>(node) > most) most = <u64>load<u32>(node);
-    if (load<u32>(node, 4) == KIND_LEAF) {
-      store<u32>(at, <u32>wleafSearch(node, probeLen) >>> 1, 8);
-      break;
-    }
-    const slot = widxChildSlot(node, probe, probeLen);
-    store<u32>(at, slot, 8);
-    const rec = recAt(node, slot);
-    const childPos = load<f64>(rec, 8);
-    if (childPos < 0) {
-      dirty = true;
-      addr = <usize>load<u32>(rec, 16);
-    } else {
-      if (!dirty && childPos >= pos) {
-        store<f64>(result, pos);
-        store<f64>(result, childPos, 8);
-        return PUT_CHILD_NOT_OLDER;
-      }
-      dirty = false;
-      pos = childPos;
-      len = load<u32>(rec, 4);
-    }
-    depth++;
-  }
+  const depth = descend(rootAddr, rootPos, rootLen, probe, probeLen, false);
+  if (depth < 0) return descentError;
+  const leafSlotAt = PATH + <usize>depth * 12 + 8;
+  store<u32>(leafSlotAt, load<u32>(leafSlotAt) >>> 1);
+  const most = pathMost;
   // Room for the worst case before the first change: on every level a copy, a rebuild and a
   // split's right half, and a new root. Each is at most a path node's size plus the new item and
   // slack (records take up to twice their estimate, so a node past the limit is bounded too).
@@ -402,65 +438,13 @@ export function wtreeDelete(rootAddr: u32, rootPos: f64, rootLen: u32, probeLen:
   const probe = probeAddress();
   if (rootAddr == 0 && !(rootPos > 0)) return DEL_NOT_FOUND;
   // Pass 1: the path, and each level's sibling a merge would take, changing nothing.
-  let depth: i32 = 0;
-  let dirty = rootAddr != 0;
-  let addr = <usize>rootAddr;
-  let pos = rootPos;
-  let len = rootLen;
-  // The most any new node can take: a copy, or a merge of a node and its sibling (header 0 is a
-  // node's allocated bytes, clean or dirty: at least what it holds).
-  let most: u64 = 0;
-  for (;;) {
-    if (depth == MAX_DEPTH) return PUT_TOO_DEEP;
-    let node = addr;
-    if (!dirty) {
-      node = cachedNode(pos);
-      if (node == 0) {
-        store<f64>(result, pos);
-        store<u32>(result, len, 8);
-        return PUT_MISS;
-      }
-    }
-    const at = PATH + <usize>depth * 12;
-    store<u32>(at, <u32>node);
-    store<u32>(at, dirty ? 1 : 0, 4);
-    if (<u64>load<u32>(node) > most) most = <u64>load<u32>(node);
-    if (load<u32>(node, 4) == KIND_LEAF) {
-      const r = wleafSearch(node, probeLen);
-      if ((r & 1) == 0) return DEL_NOT_FOUND;
-      store<u32>(at, <u32>r >>> 1, 8);
-      break;
-    }
-    const slot = widxChildSlot(node, probe, probeLen);
-    store<u32>(at, slot, 8);
-    const count = load<u32>(node, 16);
-    if (count > 1) {
-      const sib = recAt(node, slot > 0 ? slot - 1 : slot + 1);
-      const sibling = childNode(sib);
-      if (sibling == 0) {
-        store<f64>(result, load<f64>(sib, 8));
-        store<u32>(result, load<u32>(sib, 4), 8);
-        return PUT_MISS;
-      }
-      if (<u64>load<u32>(sibling) * 2 > most) most = <u64>load<u32>(sibling) * 2;
-    }
-    const rec = recAt(node, slot);
-    const childPos = load<f64>(rec, 8);
-    if (childPos < 0) {
-      dirty = true;
-      addr = <usize>load<u32>(rec, 16);
-    } else {
-      if (!dirty && childPos >= pos) {
-        store<f64>(result, pos);
-        store<f64>(result, childPos, 8);
-        return PUT_CHILD_NOT_OLDER;
-      }
-      dirty = false;
-      pos = childPos;
-      len = load<u32>(rec, 4);
-    }
-    depth++;
-  }
+  const depth = descend(rootAddr, rootPos, rootLen, probe, probeLen, true);
+  if (depth < 0) return descentError;
+  const leafSlotAt = PATH + <usize>depth * 12 + 8;
+  const found = load<u32>(leafSlotAt);
+  if ((found & 1) == 0) return DEL_NOT_FOUND;
+  store<u32>(leafSlotAt, found >>> 1);
+  const most = pathMost;
   const nodeBytesMost = 2 * most + 2 * <u64>SLACK_BYTES + 4096;
   if (nodeBytesMost > 0xffff_ffff || !dirtyCanAlloc(<u32>nodeBytesMost, 3 * <u32>(depth + 1) + 1)) return PUT_NO_MEMORY;
 
