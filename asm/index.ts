@@ -18,4 +18,4 @@ export { slabEncode, slabEncodePart, slabCrc, parseBody } from './slab';
 export { dirtyBytesInUse } from './dirty';
 export { wleafEmpty, wleafFree, wleafSearch, wleafSet, wleafUndoReset, wleafUndoOverwrite, wleafUndoReplace, wleafRemove, wleafRebuild, wleafSplit, wleafEncode } from './wleaf';
 export { widxChildSlot, widxRecord } from './windex';
-export { wtreePut, wtreeDelete, wtreeRetain, wtreeRelease } from './wtree';
+export { wtreePut, wtreeDelete, wtreeRetain, wtreeRelease, wtreePutInPlace, wtreeUndo, wtreeSettle, wtreeSeal, wtreeJournaled } from './wtree';

@@ -25,7 +25,7 @@
 import { HEADER_BYTES, KIND_INDEX, KIND_LEAF, probeAddress, resultAddress } from './cache';
 import { commonPrefix } from './node';
 import { dirtyCanAlloc } from './dirty';
-import { PRE, allocNode, build, buildConcat, recAt, recKey, recKeyLen, recEstimate, wleafFree, wleafRemove, wleafSearchAt, wleafSet, wleafSplit } from './wleaf';
+import { PRE, allocNode, build, buildConcat, recAt, recKey, recKeyLen, recEstimate, wleafFree, wleafRemove, wleafSearchAt, wleafSet, wleafSplit, wleafUndoOverwrite, wleafUndoReplace, wleafUndoReset } from './wleaf';
 import { widxChildSlot, widxInsert, widxRemove, widxSetChild, widxSplit } from './windex';
 import { cachedNode } from './cache';
 
@@ -44,6 +44,9 @@ const SEP = memory.data(65536 + 8);
 const PUT_TOO_DEEP: i32 = -3;
 const NEEDS_REBUILD: i32 = -1;
 const SET_INSERTED: i32 = 2;
+const SET_REPLACED: i32 = 1;
+const SET_OVERWRITTEN_UNDOABLE: i32 = 3;
+const PUT_NEEDS_SEAL: i32 = 5;
 /** Room a rebuilt node gets beyond what it holds, so the next few changes fit in place. */
 const SLACK_BYTES: u32 = 1024;
 
@@ -195,6 +198,9 @@ function makeWritable(depth: i32): void {
     const isDirty = load<u32>(at, 4) != 0;
     if (isDirty && refs(node) == 1) continue;
     const c = copyOf(node, SLACK_BYTES);
+    // Callers checked the room first (dirtyCanAlloc); a copy that still finds none is a broken
+    // invariant, and stops here rather than leave a path half copied.
+    if (c == 0) unreachable();
     if (isDirty) setRefs(node, refs(node) - 1); // its referrer now points at the copy (it had two or more)
     repoint(k, c);
   }
@@ -481,5 +487,197 @@ export function wtreeDelete(rootAddr: u32, rootPos: f64, rootLen: u32, probeLen:
     root = child;
   }
   store<u32>(result, <u32>root);
+  return PUT_DONE;
+}
+
+// --- in-place batches -------------------------------------------------------------------------
+//
+// tree.ts in-place mode: a batch changes the published tree's own nodes in place instead of
+// copying them, journaling each change, so that the batch can be undone (abort), or the
+// published contents given back to readers while the batch keeps its changes (seal). Here the
+// published tree's own nodes are those with one reference on a path from its root, which the
+// batch shares without holding one of its own. wtreePutInPlace does only what can be undone:
+// a leaf set that fits (wleafSet, undoable), and copying a clean or shared node below such a
+// path, re-pointing its parent's record (the old child keeps the record's reference until the
+// journal settles). Anything else (a split, a rebuild of a shared leaf, a shared or clean root,
+// a full journal) returns PUT_NEEDS_SEAL before changing anything: the caller seals and goes on
+// copying on write, as the JS writer does.
+//
+// Journal entry (JOURNAL_ENTRY bytes): 0 u32 node, 4 u32 slot, 8 u32 what (a wleafSet result, or
+// J_REPOINT), 12 u32 at (where wleafSet kept the old value), 16 u32 key offset in JKEYS, 20 u32
+// key length (the key the change was made for: seal() copies its path), 24 f64 the old child's
+// position, 32 u32 its entry length, 36 u32 its address (J_REPOINT).
+const J_REPOINT: u32 = 100;
+const JOURNAL_ENTRY: usize = 40;
+const JOURNAL_MAX: u32 = 4096;
+const JKEYS_BYTES: u32 = 256 * 1024;
+const JOURNAL = memory.data(<i32>(JOURNAL_ENTRY * <usize>JOURNAL_MAX));
+const JKEYS = memory.data(<i32>JKEYS_BYTES);
+let journaled: u32 = 0;
+let jkeysUsed: u32 = 0;
+
+function journal(node: usize, slot: u32, what: u32, at: u32, keyOff: u32, keyLen: u32): usize {
+  const e = JOURNAL + <usize>journaled * JOURNAL_ENTRY;
+  journaled++;
+  store<u32>(e, <u32>node);
+  store<u32>(e, slot, 4);
+  store<u32>(e, what, 8);
+  store<u32>(e, at, 12);
+  store<u32>(e, keyOff, 16);
+  store<u32>(e, keyLen, 20);
+  return e;
+}
+
+/** Changes the journal holds (0: none to undo or settle). */
+export function wtreeJournaled(): u32 {
+  return journaled;
+}
+
+/**
+ * wtreePut on the published tree's own nodes, changed in place and journaled (see above). The
+ * root must be dirty (`rootAddr`). Results: PUT_DONE (RESULT u32 at 0: 1 if the key is new; the
+ * root is unchanged), PUT_NEEDS_SEAL (nothing changed), or as wtreePut.
+ */
+export function wtreePutInPlace(rootAddr: u32, probeLen: u32, valPtr: usize, valLen: u32, ref: u32, refPos: f64, maxNodeBytes: u32): i32 {
+  const result = resultAddress();
+  const probe = probeAddress();
+  if (rootAddr == 0 || refs(<usize>rootAddr) != 1) return PUT_NEEDS_SEAL;
+  const depth = descend(rootAddr, 0, 0, probe, probeLen, false);
+  if (depth < 0) return descentError;
+  if (journaled + <u32>depth + 1 > JOURNAL_MAX || jkeysUsed + probeLen > JKEYS_BYTES) return PUT_NEEDS_SEAL;
+  // No split: the leaf must stay within the limit (tree.ts: one slot, within maxNodeBytes).
+  const leafAt = PATH + <usize>depth * 12;
+  const leaf0 = <usize>load<u32>(leafAt);
+  const r0 = load<u32>(leafAt, 8);
+  const i = r0 >>> 1;
+  const found = (r0 & 1) != 0;
+  const item = probeLen + 2 + (ref != 0 ? 12 : valLen + 3);
+  const est = <u64>estimate(leaf0) + item - (found ? recEstimate(recAt(leaf0, i), KIND_LEAF) : 0);
+  const count = load<u32>(leaf0, 16) + (found ? 0 : 1);
+  if (est > <u64>maxNodeBytes && count > 1) return PUT_NEEDS_SEAL;
+  const valBytes: u32 = ref != 0 ? 0 : valLen;
+  const nodeBytesMost = pathMost + <u64>probeLen + valBytes + 2 * <u64>SLACK_BYTES + 4096;
+  if (nodeBytesMost > 0xffff_ffff || !dirtyCanAlloc(<u32>nodeBytesMost, <u32>depth + 2)) return PUT_NO_MEMORY;
+  // The published tree's own nodes: from the root down, while dirty with one reference.
+  let own: i32 = 0;
+  while (own <= depth) {
+    const at = PATH + <usize>own * 12;
+    if (load<u32>(at, 4) == 0 || refs(<usize>load<u32>(at)) != 1) break;
+    own++;
+  }
+  if (own > depth) {
+    // The leaf is the published tree's: an undoable set, or nothing.
+    const rs = wleafSet(leaf0, probeLen, valPtr, valLen, ref, refPos, 1);
+    if (rs < 0) return PUT_NEEDS_SEAL;
+    const keyOff = jkeysUsed;
+    memory.copy(JKEYS + keyOff, probe, probeLen);
+    jkeysUsed += probeLen;
+    journal(leaf0, load<u32>(result, 4), <u32>rs, load<u32>(result), keyOff, probeLen);
+    store<u32>(result, rs == SET_INSERTED ? 1 : 0);
+    return PUT_DONE;
+  }
+  const keyOff = jkeysUsed;
+  memory.copy(JKEYS + keyOff, probe, probeLen);
+  jkeysUsed += probeLen;
+  // Below the published tree's own nodes, copies: the first one's parent record is journaled
+  // (it keeps its reference on the old child), the rest are the batch's own.
+  for (let k = own; k <= depth; k++) {
+    const at = PATH + <usize>k * 12;
+    const node = <usize>load<u32>(at);
+    const isDirty = load<u32>(at, 4) != 0;
+    const c = copyOf(node, SLACK_BYTES);
+    if (k == own) {
+      const parent = <usize>load<u32>(PATH + <usize>(k - 1) * 12);
+      const slot = load<u32>(PATH + <usize>(k - 1) * 12, 8);
+      const old = recAt(parent, slot);
+      const e = journal(parent, slot, J_REPOINT, 0, keyOff, probeLen);
+      store<f64>(e, load<f64>(old, 8), 24);
+      store<u32>(e, load<u32>(old, 4), 32);
+      store<u32>(e, load<u32>(old, 16), 36);
+    } else if (isDirty) {
+      setRefs(node, refs(node) - 1); // its parent is a copy, which points at the copy now
+    }
+    store<u32>(at, <u32>c);
+    widxSetChild(<usize>load<u32>(PATH + <usize>(k - 1) * 12), load<u32>(PATH + <usize>(k - 1) * 12, 8), -1, 0, <u32>c);
+  }
+  let leaf = <usize>load<u32>(leafAt);
+  let rs = wleafSet(leaf, probeLen, valPtr, valLen, ref, refPos, 0);
+  if (rs < 0) {
+    const m = build(leaf, 0, load<u32>(leaf, 16), true, probe, probeLen, probeLen + valBytes + 32 + SLACK_BYTES);
+    wleafFree(leaf); // the batch's own copy
+    store<u32>(leafAt, <u32>m);
+    widxSetChild(<usize>load<u32>(PATH + <usize>(depth - 1) * 12), load<u32>(PATH + <usize>(depth - 1) * 12, 8), -1, 0, <u32>m);
+    leaf = m;
+    rs = wleafSet(leaf, probeLen, valPtr, valLen, ref, refPos, 0);
+  }
+  store<u32>(result, rs == SET_INSERTED ? 1 : 0);
+  return PUT_DONE;
+}
+
+/** Undoes the journal, newest first: the published tree's nodes get their contents back. */
+export function wtreeUndo(): void {
+  while (journaled > 0) {
+    journaled--;
+    const e = JOURNAL + <usize>journaled * JOURNAL_ENTRY;
+    const node = <usize>load<u32>(e);
+    const slot = load<u32>(e, 4);
+    const what = load<u32>(e, 8);
+    if (what == J_REPOINT) {
+      const rec = recAt(node, slot);
+      const copy = <usize>load<u32>(rec, 16);
+      widxSetChild(node, slot, load<f64>(e, 24), load<u32>(e, 32), load<u32>(e, 36));
+      wtreeRelease(copy);
+    } else if (<i32>what == SET_INSERTED) wleafRemove(node, slot);
+    else if (<i32>what == SET_REPLACED) wleafUndoReplace(node, slot, load<u32>(e, 12));
+    else if (<i32>what == SET_OVERWRITTEN_UNDOABLE) wleafUndoOverwrite(node, slot, load<u32>(e, 12));
+  }
+  jkeysUsed = 0;
+  wleafUndoReset();
+}
+
+/** The batch is published: its changes stand, and the children its copies replaced lose the published tree's reference. */
+export function wtreeSettle(): void {
+  for (let j: u32 = 0; j < journaled; j++) {
+    const e = JOURNAL + <usize>j * JOURNAL_ENTRY;
+    if (load<u32>(e, 8) == J_REPOINT && load<f64>(e, 24) < 0) wtreeRelease(<usize>load<u32>(e, 36));
+  }
+  journaled = 0;
+  jkeysUsed = 0;
+  wleafUndoReset();
+}
+
+/**
+ * Ends in-place changes (tree.ts seal): the batch gets a tree of its own holding them, every
+ * journaled path copied into it, and the published tree's nodes get their contents back. Returns
+ * PUT_DONE (RESULT u32 at 0 the batch's root, one reference, the batch's) or PUT_NO_MEMORY
+ * (nothing changed). `rootAddr`: the published root (dirty), whose reference stays the published
+ * tree's.
+ */
+export function wtreeSeal(rootAddr: u32, maxNodeBytes: u32): i32 {
+  const result = resultAddress();
+  if (journaled == 0) {
+    wtreeRetain(<usize>rootAddr);
+    store<u32>(result, rootAddr);
+    return PUT_DONE;
+  }
+  // Room for a copy of every node on every journaled path (leaves are all at one depth).
+  const e0 = JOURNAL;
+  const depth0 = descend(rootAddr, 0, 0, JKEYS + <usize>load<u32>(e0, 16), load<u32>(e0, 20), false);
+  if (depth0 < 0) unreachable(); // every node on a journaled path is dirty
+  const copies = <u64>journaled * <u64>(depth0 + 1);
+  const grown = <u64>4 * <u64>maxNodeBytes + 4096;
+  const nodeBytesMost = (pathMost > grown ? pathMost : grown) + 2 * <u64>SLACK_BYTES;
+  if (copies > 0xffff_ffff || nodeBytesMost > 0xffff_ffff || !dirtyCanAlloc(<u32>nodeBytesMost, <u32>copies)) return PUT_NO_MEMORY;
+  wtreeRetain(<usize>rootAddr); // the batch's reference, which the first copy of the root takes over
+  let root = rootAddr;
+  for (let j: u32 = 0; j < journaled; j++) {
+    const e = JOURNAL + <usize>j * JOURNAL_ENTRY;
+    const depth = descend(root, 0, 0, JKEYS + <usize>load<u32>(e, 16), load<u32>(e, 20), false);
+    if (depth < 0) unreachable(); // every node on a journaled path is dirty
+    makeWritable(depth);
+    root = load<u32>(PATH);
+  }
+  wtreeUndo();
+  store<u32>(result, root);
   return PUT_DONE;
 }

@@ -15,6 +15,7 @@ import { DiskRef } from '../src/engine/node.js';
 const PUT_DONE = 0;
 const PUT_MISS = 3;
 const DEL_NOT_FOUND = 1;
+const PUT_NEEDS_SEAL = 5;
 const REF_FLAG = 0x8000_0000;
 const KIND_LEAF = 2;
 const KIND_INDEX = 3;
@@ -345,5 +346,146 @@ describe('the writer\'s tree in linear memory (asm/wtree.ts)', () => {
     expect(d).toEqual({ addr: 0, pos: 0, len: 0 }); // empty
     expect(t.ex.dirtyBytesInUse()).toBe(0); // and nothing left in the region
     expectContents(readTree(t, clean, new Map(), new Set()), before);
+  });
+  it('changes the published tree in place within a batch: undone on abort, kept on publish, given back to readers by a seal', () => {
+    type BatchOp = { t: 'put'; key: Buffer; val: Val } | { t: 'read' } | { t: 'many'; from: number; n: number };
+    const batchArb = fc.record({
+      hold: fc.boolean(),
+      abort: fc.boolean(),
+      ops: fc.array(
+        fc.oneof(
+          { weight: 8, arbitrary: fc.record({ t: fc.constant('put' as const), key: keyArb, val: valArb }) },
+          { weight: 1, arbitrary: fc.record({ t: fc.constant('read' as const) }) },
+          { weight: 1, arbitrary: fc.record({ t: fc.constant('many' as const), from: fc.nat({ max: 3000 }), n: fc.integer({ min: 1, max: 150 }) }) },
+        ),
+        { maxLength: 12 },
+      ),
+    });
+    let inPlaceTotal = 0;
+    let sealedTotal = 0;
+    fc.assert(
+      fc.property(fc.array(batchArb, { maxLength: 20 }), fc.constantFrom(512, 4096), (batches, maxNodeBytes) => {
+        let sealed = 0;
+        const t = instance(64 << 20);
+        // The undo area (wleaf.ts) takes its block for good on first use: take it before counting.
+        const first = put(t, { addr: 0, pos: 0, len: 0 }, Buffer.from('k'), { ref: false, bytes: Buffer.from('v') }, maxNodeBytes).root;
+        t.mem().set(Buffer.from('k'), t.probe);
+        t.mem().set(Buffer.from('w'), t.input);
+        expect(t.ex.wtreePutInPlace(first.addr, 1, t.input, 1, 0, 0, maxNodeBytes)).toBe(PUT_DONE);
+        t.ex.wtreeSettle();
+        t.ex.wtreeRelease(first.addr);
+        const base = t.ex.dirtyBytesInUse();
+        let published: Root = { addr: 0, pos: 0, len: 0 };
+        let pubModel = new Map<string, Val>();
+        const held: Array<{ root: Root; model: Map<string, Val> }> = [];
+        let inPlace = 0;
+        for (const b of batches) {
+          if (b.hold && published.addr !== 0) {
+            t.ex.wtreeRetain(published.addr); // a snapshot of the published tree
+            held.push({ root: { ...published }, model: new Map(pubModel) });
+          }
+          const model = new Map(pubModel);
+          let own: Root | null = null; // the batch's own tree, once sealed
+          const seal = (): Root => {
+            sealed++;
+            if (published.addr === 0) return { addr: 0, pos: 0, len: 0 };
+            expect(t.ex.wtreeSeal(published.addr, maxNodeBytes)).toBe(PUT_DONE);
+            expect(t.ex.wtreeJournaled()).toBe(0);
+            return { addr: t.mem().readUInt32LE(t.result), pos: 0, len: 0 };
+          };
+          const doPut = (key: Buffer, val: Val): void => {
+            const had = model.has(key.toString('hex'));
+            if (own === null) {
+              const m = t.mem();
+              m.set(key, t.probe);
+              if (!val.ref) m.set(val.bytes, t.input);
+              const r = t.ex.wtreePutInPlace(published.addr, key.length, t.input, val.ref ? val.len : val.bytes.length, val.ref ? 1 : 0, val.ref ? val.pos : 0, maxNodeBytes);
+              if (r === PUT_DONE) {
+                inPlace++;
+                expect(t.mem().readUInt32LE(t.result) === 1).toBe(!had);
+                model.set(key.toString('hex'), val);
+                return;
+              }
+              expect(r).toBe(PUT_NEEDS_SEAL);
+              own = seal();
+            }
+            const r = put(t, own, key, val, maxNodeBytes);
+            expect(r.inserted).toBe(!had);
+            own = r.root;
+            model.set(key.toString('hex'), val);
+          };
+          for (const op of b.ops) {
+            if (op.t === 'put') doPut(op.key, op.val);
+            else if (op.t === 'many') {
+              for (let i = 0; i < op.n; i++) {
+                const k = (op.from + i * 7919) % 3001;
+                doPut(Buffer.from(`k${String(k).padStart(6, '0')}`), { ref: false, bytes: Buffer.alloc(30, (k + i) & 0xff) });
+              }
+            } else {
+              // A reader of the published tree: in-place changes are sealed away first.
+              if (own === null && t.ex.wtreeJournaled() > 0) own = seal();
+              expectContents(readTree(t, published, new Map(), new Set()), pubModel);
+            }
+          }
+          if (b.abort) {
+            if (own === null) t.ex.wtreeUndo();
+            else if (own.addr !== 0) t.ex.wtreeRelease(own.addr);
+          } else {
+            if (own === null) t.ex.wtreeSettle();
+            else {
+              if (published.addr !== 0) t.ex.wtreeRelease(published.addr);
+              published = own;
+            }
+            pubModel = model;
+          }
+          expect(t.ex.wtreeJournaled()).toBe(0);
+          checkAll(t, { root: published, model: pubModel }, held);
+        }
+        for (const h of held) t.ex.wtreeRelease(h.root.addr);
+        if (published.addr !== 0) t.ex.wtreeRelease(published.addr);
+        expect(t.ex.dirtyBytesInUse()).toBe(base);
+        inPlaceTotal += inPlace;
+        sealedTotal += sealed;
+      }),
+      { numRuns: 120 },
+    );
+    // Both ways were taken: puts in place, and seals (a split, a read, a copied root).
+    expect(inPlaceTotal).toBeGreaterThan(100);
+    expect(sealedTotal).toBeGreaterThan(10);
+  });
+  it('in place below a shared node: the copy is journaled, and settle or undo leaves every count exact', () => {
+    for (const ending of ['settle', 'undo'] as const) {
+      const t = instance(64 << 20);
+      const val = (i: number): Val => ({ ref: false, bytes: Buffer.alloc(40, i & 0xff) });
+      const key = (i: number) => Buffer.from(`k${String(i).padStart(6, '0')}`);
+      let p1: Root = { addr: 0, pos: 0, len: 0 };
+      const m1 = new Map<string, Val>();
+      for (let i = 0; i < 2000; i++) {
+        p1 = put(t, p1, key(i), val(i), 512).root;
+        m1.set(key(i).toString('hex'), val(i));
+      }
+      // A snapshot holds P1; a copying batch publishes P2, which shares most of P1's subtrees.
+      t.ex.wtreeRetain(p1.addr);
+      const snap = { root: { ...p1 }, model: new Map(m1) };
+      t.ex.wtreeRetain(p1.addr);
+      let p2 = put(t, p1, key(0), val(7), 512).root; // the batch's own reference moved to its root
+      t.ex.wtreeRelease(p1.addr); // the store's reference on P1 goes: P2 is published
+      const m2 = new Map(m1);
+      m2.set(key(0).toString('hex'), val(7));
+      // In place on P2, far from key 0: the path leaves P2's own nodes for shared ones.
+      t.mem().set(key(1999), t.probe);
+      t.mem().set(val(9).bytes as Buffer, t.input);
+      expect(t.ex.wtreePutInPlace(p2.addr, key(1999).length, t.input, 40, 0, 0, 512)).toBe(PUT_DONE);
+      expect(t.ex.wtreeJournaled()).toBeGreaterThan(0);
+      if (ending === 'settle') {
+        t.ex.wtreeSettle();
+        m2.set(key(1999).toString('hex'), val(9));
+      } else t.ex.wtreeUndo();
+      checkAll(t, { root: p2, model: m2 }, [snap]);
+      t.ex.wtreeRelease(snap.root.addr);
+      t.ex.wtreeRelease(p2.addr);
+      expect(t.ex.dirtyBytesInUse()).toBe(0); // (the set was on a copy: no undo area taken)
+      p2 = { addr: 0, pos: 0, len: 0 };
+    }
   });
 });

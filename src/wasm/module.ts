@@ -63,6 +63,11 @@ export type CacheExports = CoreExports & {
   widxRecord(node: number, slot: number): number;
   wtreePut(rootAddr: number, rootPos: number, rootLen: number, probeLen: number, valPtr: number, valLen: number, ref: number, refPos: number, maxNodeBytes: number): number;
   wtreeDelete(rootAddr: number, rootPos: number, rootLen: number, probeLen: number, maxNodeBytes: number): number;
+  wtreePutInPlace(rootAddr: number, probeLen: number, valPtr: number, valLen: number, ref: number, refPos: number, maxNodeBytes: number): number;
+  wtreeUndo(): void;
+  wtreeSettle(): void;
+  wtreeSeal(rootAddr: number, maxNodeBytes: number): number;
+  wtreeJournaled(): number;
   wtreeRetain(node: number): void;
   wtreeRelease(node: number): void;
 };
