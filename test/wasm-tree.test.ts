@@ -456,7 +456,8 @@ describe('the writer\'s tree in linear memory (asm/wtree.ts)', () => {
   it('in place below a shared node: the copy is journaled, and settle or undo leaves every count exact', () => {
     for (const ending of ['settle', 'undo'] as const) {
       const t = instance(64 << 20);
-      const val = (i: number): Val => ({ ref: false, bytes: Buffer.alloc(40, i & 0xff) });
+      const bytesOf = (i: number) => Buffer.alloc(40, i & 0xff);
+      const val = (i: number): Val => ({ ref: false, bytes: bytesOf(i) });
       const key = (i: number) => Buffer.from(`k${String(i).padStart(6, '0')}`);
       let p1: Root = { addr: 0, pos: 0, len: 0 };
       const m1 = new Map<string, Val>();
@@ -474,7 +475,7 @@ describe('the writer\'s tree in linear memory (asm/wtree.ts)', () => {
       m2.set(key(0).toString('hex'), val(7));
       // In place on P2, far from key 0: the path leaves P2's own nodes for shared ones.
       t.mem().set(key(1999), t.probe);
-      t.mem().set(val(9).bytes as Buffer, t.input);
+      t.mem().set(bytesOf(9), t.input);
       expect(t.ex.wtreePutInPlace(p2.addr, key(1999).length, t.input, 40, 0, 0, 512)).toBe(PUT_DONE);
       expect(t.ex.wtreeJournaled()).toBeGreaterThan(0);
       if (ending === 'settle') {
