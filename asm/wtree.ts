@@ -210,14 +210,7 @@ function makeWritable(depth: i32): void {
 function leafSplitAt(n: usize, count: u32, at: u32): u32 {
   if (at == count - 1) return count - 1;
   if (at == 0) return 1;
-  // By bytes (tree.ts splitPointByBytes): the first key past half the estimate.
-  const half = (estimate(n) - 16) >>> 1;
-  let sum: u32 = 0;
-  for (let i: u32 = 0; i < count; i++) {
-    sum += recEstimate(recAt(n, i), KIND_LEAF);
-    if (sum > half) return i == 0 ? 1 : i;
-  }
-  return count - 1;
+  return splitPointByBytes(n);
 }
 
 /**

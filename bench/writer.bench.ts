@@ -30,7 +30,11 @@
 //   wasm-writer-unjournaled   the same, a value of the same length overwritten in place.
 //   wasm-tree      the writer's whole tree in linear memory (asm/wtree.ts): one call per put,
 //                  copying each clean node on its first touch, then changing it in place (nothing
-//                  kept undoable: the tree has no journal yet). Same second instance.
+//                  kept undoable). Same second instance.
+//   wasm-tree-batches   the same in batches of 100, as the store's in-place batches run: each put
+//                  changes the published tree in place, journaled (wtreePutInPlace); one that
+//                  cannot seals the batch and copies on write; every 100 writes the batch
+//                  publishes (the journal settles, or the sealed tree becomes the published one).
 //
 // Reports ns per write, median over windows of 250k writes from the fifth on (the first ones
 // include the writer's first touch of every leaf), then the median over rounds. GC is inside.
@@ -53,7 +57,7 @@ import { makeKey } from './keys.js';
 const N = 1_000_000;
 const VALUE_BYTES = 100;
 const WINDOW = 250_000;
-const MODES = ['get', 'js', 'js-prebuilt', 'wasm-inplace', 'wasm-writer', 'wasm-writer-unjournaled', 'wasm-tree'] as const;
+const MODES = ['get', 'js', 'js-prebuilt', 'wasm-inplace', 'wasm-writer', 'wasm-writer-unjournaled', 'wasm-tree', 'wasm-tree-batches'] as const;
 type Mode = (typeof MODES)[number];
 
 function arg(name: string, fallback: string): string {
@@ -106,12 +110,13 @@ async function measure(file: string, mode: Mode, writes: number): Promise<number
   const binKeys: BinKey[] = mode === 'js-prebuilt' ? keys.map((k) => toBinKey(k)) : [];
   const sharedVals: LeafValue[] = Array.from({ length: 1000 }, (_, i) => inlineValueAt(valueFor(i), 0, VALUE_BYTES));
   const ww = mode === 'wasm-writer' || mode === 'wasm-writer-unjournaled' ? wasmWriter(inner, root, mode === 'wasm-writer')
-    : mode === 'wasm-tree' ? wasmTree(inner, root) : null;
+    : mode === 'wasm-tree' || mode === 'wasm-tree-batches' ? wasmTree(inner, root, mode === 'wasm-tree-batches') : null;
   const one = (i: number): void => {
     switch (mode) {
       case 'wasm-writer':
       case 'wasm-writer-unjournaled':
       case 'wasm-tree':
+      case 'wasm-tree-batches':
         ww!(keys[keyFor(i)], valueFor(i));
         return;
       case 'get':
@@ -229,8 +234,8 @@ function wasmWriter(inner: Internals, root: DiskRef, undoable: boolean): (key: B
   };
 }
 
-/** The wasm-tree mode's put: every node of the store in a second instance's cache, puts by wtreePut. */
-function wasmTree(inner: Internals, root: DiskRef): (key: Buffer, value: Buffer) => void {
+/** The wasm-tree modes' put: every node of the store in a second instance's cache, puts by wtreePut. */
+function wasmTree(inner: Internals, root: DiskRef, batches: boolean): (key: Buffer, value: Buffer) => void {
   const ex = instantiateCore();
   const start = ex.cacheInit(512 << 20, 1 << 20, 1 << 30) >>> 0;
   if (start === 0) throw new Error('no memory for the second instance');
@@ -248,13 +253,48 @@ function wasmTree(inner: Internals, root: DiskRef): (key: Buffer, value: Buffer)
     if (ex.cacheIngest(ref.pos, ref.len, entry[8], ref.len - 9) !== 0) throw new Error('ingest failed');
   };
   ingest(root);
-  let addr = 0;
+  const cow = (addr: number, key: Buffer, value: Buffer): number => {
+    const r = ex.wtreePut(addr, root.pos, root.len, key.length, input, value.length, 0, 0, 4096);
+    if (r !== 0) throw new Error(`wtreePut returned ${r}`);
+    return mem.readUInt32LE(result);
+  };
+  if (!batches) {
+    let addr = 0;
+    return (key: Buffer, value: Buffer): void => {
+      mem.set(key, probe);
+      mem.set(value, input);
+      addr = cow(addr, key, value);
+    };
+  }
+  let published = 0; // the published root (dirty), 0 while it is the clean one
+  let own = 0; // the batch's own root once it sealed, 0 while it changes the published tree in place
+  let sealed = false;
+  let writes = 0;
   return (key: Buffer, value: Buffer): void => {
     mem.set(key, probe);
     mem.set(value, input);
-    const r = ex.wtreePut(addr, root.pos, root.len, key.length, input, value.length, 0, 0, 4096);
-    if (r !== 0) throw new Error(`wtreePut returned ${r}`);
-    addr = mem.readUInt32LE(result);
+    if (!sealed) {
+      const r = published === 0 ? 5 : ex.wtreePutInPlace(published, key.length, input, value.length, 0, 0, 4096);
+      if (r !== 0) {
+        if (r !== 5) throw new Error(`wtreePutInPlace returned ${r}`);
+        sealed = true;
+        if (published !== 0) {
+          if (ex.wtreeSeal(published, 4096) !== 0) throw new Error('seal failed');
+          own = mem.readUInt32LE(result);
+        }
+        mem.set(key, probe);
+        mem.set(value, input);
+      }
+    }
+    if (sealed) own = cow(own, key, value);
+    if (++writes % 100 === 0) {
+      if (sealed) {
+        if (published !== 0) ex.wtreeRelease(published);
+        published = own;
+        own = 0;
+        sealed = false;
+      } else ex.wtreeSettle();
+    }
   };
 }
 

@@ -4,7 +4,7 @@
 import fc from 'fast-check';
 import { Buffer } from 'node:buffer';
 import { describe, expect, it } from 'vitest';
-import { instantiateCore, type CacheExports } from '../src/wasm/module.js';
+import { REF_FLAG, instance, type Instance, type Val } from './support/wasm-nodes.js';
 import { LeafNode, ValueRef, leafBytes, type LeafValue } from '../src/engine/node.js';
 import type { BinKey, InlineValue } from '../src/engine/keys.js';
 import { ByteWriter, encodeLeafBody } from './support/reference-codec.js';
@@ -14,22 +14,9 @@ const SET_REPLACED = 1;
 const SET_INSERTED = 2;
 const SET_OVERWRITTEN_UNDOABLE = 3;
 const NEEDS_REBUILD = -1;
-const REF_FLAG = 0x8000_0000;
 
-type Val = { ref: false; bytes: Buffer } | { ref: true; pos: number; len: number };
 
-interface Instance {
-  ex: CacheExports;
-  probe: number;
-  input: number;
-  mem(): Buffer;
-}
 
-function instance(dirtyBytes: number): Instance {
-  const ex = instantiateCore();
-  expect(ex.cacheInit(4 << 20, 1 << 20, dirtyBytes)).toBeGreaterThan(0);
-  return { ex, probe: ex.probeAddress(), input: ex.inputAddress(), mem: () => Buffer.from(ex.memory.buffer) };
-}
 
 /** Sets the key at PROBE and the value's bytes at INPUT; returns wleafSet's result. */
 function set(t: Instance, n: number, key: Buffer, v: Val, keepOld: boolean): number {

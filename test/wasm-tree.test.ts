@@ -6,7 +6,7 @@
 import fc from 'fast-check';
 import { Buffer } from 'node:buffer';
 import { describe, expect, it } from 'vitest';
-import { instantiateCore, type CacheExports } from '../src/wasm/module.js';
+import { REF_FLAG, instance, type Instance, type Val } from './support/wasm-nodes.js';
 import { IndexNode, LeafNode, ValueRef, indexBytes, leafBytes, type Child, type LeafValue } from '../src/engine/node.js';
 import type { BinKey, InlineValue } from '../src/engine/keys.js';
 import { ByteWriter, encodeIndexBody, encodeLeafBody } from './support/reference-codec.js';
@@ -16,29 +16,23 @@ const PUT_DONE = 0;
 const PUT_MISS = 3;
 const DEL_NOT_FOUND = 1;
 const PUT_NEEDS_SEAL = 5;
-const REF_FLAG = 0x8000_0000;
 const KIND_LEAF = 2;
 const KIND_INDEX = 3;
 
-type Val = { ref: false; bytes: Buffer } | { ref: true; pos: number; len: number };
 interface Root {
   addr: number;
   pos: number;
   len: number;
 }
 
-interface Instance {
-  ex: CacheExports;
-  probe: number;
-  input: number;
-  result: number;
-  mem(): Buffer;
-}
 
-function instance(dirtyBytes: number): Instance {
-  const ex = instantiateCore();
-  expect(ex.cacheInit(8 << 20, 1 << 20, dirtyBytes)).toBeGreaterThan(0);
-  return { ex, probe: ex.probeAddress(), input: ex.inputAddress(), result: ex.resultAddress(), mem: () => Buffer.from(ex.memory.buffer) };
+
+/** The node a PUT_MISS asked for (RESULT: its position), from `disk` into the cache, as the store loads it. */
+function loadMissing(t: Instance, disk: Map<number, { body: Buffer; kind: number }>): void {
+  const pos = t.mem().readDoubleLE(t.result);
+  const e = disk.get(pos)!;
+  t.mem().set(e.body, t.input);
+  expect(t.ex.cacheIngest(pos, e.body.length + 9, e.kind, e.body.length)).toBe(0);
 }
 
 /** Puts through wtreePut, loading missing clean nodes from `disk` as the store would; returns the new root. */
@@ -49,10 +43,7 @@ function put(t: Instance, root: Root, key: Buffer, v: Val, maxNodeBytes: number,
     if (!v.ref) m.set(v.bytes, t.input);
     const r = t.ex.wtreePut(root.addr, root.pos, root.len, key.length, t.input, v.ref ? v.len : v.bytes.length, v.ref ? 1 : 0, v.ref ? v.pos : 0, maxNodeBytes);
     if (r === PUT_MISS) {
-      const pos = m.readDoubleLE(t.result);
-      const e = disk!.get(pos)!;
-      t.mem().set(e.body, t.input);
-      expect(t.ex.cacheIngest(pos, e.body.length + 9, e.kind, e.body.length)).toBe(0);
+      loadMissing(t, disk!);
       continue;
     }
     expect(r).toBe(PUT_DONE);
@@ -67,10 +58,7 @@ function del(t: Instance, root: Root, key: Buffer, maxNodeBytes: number, disk?: 
     m.set(key, t.probe);
     const r = t.ex.wtreeDelete(root.addr, root.pos, root.len, key.length, maxNodeBytes);
     if (r === PUT_MISS) {
-      const pos = m.readDoubleLE(t.result);
-      const e = disk!.get(pos)!;
-      t.mem().set(e.body, t.input);
-      expect(t.ex.cacheIngest(pos, e.body.length + 9, e.kind, e.body.length)).toBe(0);
+      loadMissing(t, disk!);
       continue;
     }
     if (r === DEL_NOT_FOUND) return null;
