@@ -163,32 +163,34 @@ async function measure(file: string, mode: Mode, writes: number): Promise<number
 }
 
 /**
+ * The wasm-* modes' instance: a second one, with a dirty region, holding every node of the store
+ * in its cache, and advised for huge pages as the store advises its own (OpenOptions.hugePages).
+ */
+function secondInstance(inner: Internals, root: DiskRef) {
+  const ex = instantiateCore();
+  const start = ex.cacheInit(512 << 20, 1 << 20, 1 << 30) >>> 0;
+  if (start === 0) throw new Error('no memory for the second instance');
+  addon?.adviseHugePages?.(ex.memory.buffer, start, ex.memory.buffer.byteLength - start);
+  const mem = Buffer.from(ex.memory.buffer);
+  const input = ex.inputAddress() >>> 0;
+  const ingest = (ref: DiskRef): void => {
+    const node = inner.cache.load(ref) as { t: number; kids?: DiskRef[] };
+    if (node.t === 2) for (const k of node.kids!) ingest(k);
+    const entry = inner.cache.log.read(ref.pos, ref.len);
+    mem.set(entry.subarray(9), input);
+    if (ex.cacheIngest(ref.pos, ref.len, entry[8], ref.len - 9) !== 0) throw new Error('ingest failed');
+  };
+  ingest(root);
+  return { ex, mem, probe: ex.probeAddress() >>> 0, input, result: ex.resultAddress() >>> 0 };
+}
+
+/**
  * The wasm-writer mode's put (see the header): a second instance with the store's nodes and a
  * dirty region; JS index nodes as the store decodes them; dirty leaves by their on-disk position.
  */
 function wasmWriter(inner: Internals, root: DiskRef, undoable: boolean): (key: Buffer, value: Buffer) => void {
   const keepOld = undoable ? 1 : 0;
-  const ex = instantiateCore();
-  const start = ex.cacheInit(512 << 20, 1 << 20, 1 << 30) >>> 0;
-  if (start === 0) throw new Error('no memory for the second instance');
-  // Huge pages over both regions, as the store advises its own cache (OpenOptions.hugePages).
-  addon?.adviseHugePages?.(ex.memory.buffer, start, ex.memory.buffer.byteLength - start);
-  const mem = Buffer.from(ex.memory.buffer);
-  const probe = ex.probeAddress() >>> 0;
-  const input = ex.inputAddress() >>> 0;
-  const result = ex.resultAddress() >>> 0;
-  const leaves: DiskRef[] = [];
-  const walk = (ref: DiskRef): void => {
-    const node = inner.cache.load(ref) as { t: number; kids?: DiskRef[] };
-    if (node.t === 2) for (const k of node.kids!) walk(k);
-    else leaves.push(ref);
-  };
-  walk(root);
-  for (const ref of leaves) {
-    const entry = inner.cache.log.read(ref.pos, ref.len);
-    mem.set(entry.subarray(9), input);
-    if (ex.cacheIngest(ref.pos, ref.len, 2, ref.len - 9) !== 0) throw new Error('ingest failed');
-  }
+  const { ex, mem, probe, input, result } = secondInstance(inner, root);
   // The writer's tree as step 2 would hold it: JS index nodes whose children are index nodes or
   // leaf handles (the leaf's address in the dirty region once it has one).
   class LeafHandle {
@@ -236,23 +238,7 @@ function wasmWriter(inner: Internals, root: DiskRef, undoable: boolean): (key: B
 
 /** The wasm-tree modes' put: every node of the store in a second instance's cache, puts by wtreePut. */
 function wasmTree(inner: Internals, root: DiskRef, batches: boolean): (key: Buffer, value: Buffer) => void {
-  const ex = instantiateCore();
-  const start = ex.cacheInit(512 << 20, 1 << 20, 1 << 30) >>> 0;
-  if (start === 0) throw new Error('no memory for the second instance');
-  // Huge pages over both regions, as the store advises its own cache (OpenOptions.hugePages).
-  addon?.adviseHugePages?.(ex.memory.buffer, start, ex.memory.buffer.byteLength - start);
-  const mem = Buffer.from(ex.memory.buffer);
-  const probe = ex.probeAddress() >>> 0;
-  const input = ex.inputAddress() >>> 0;
-  const result = ex.resultAddress() >>> 0;
-  const ingest = (ref: DiskRef): void => {
-    const node = inner.cache.load(ref) as { t: number; kids?: DiskRef[] };
-    if (node.t === 2) for (const k of node.kids!) ingest(k);
-    const entry = inner.cache.log.read(ref.pos, ref.len);
-    mem.set(entry.subarray(9), input);
-    if (ex.cacheIngest(ref.pos, ref.len, entry[8], ref.len - 9) !== 0) throw new Error('ingest failed');
-  };
-  ingest(root);
+  const { ex, mem, probe, input, result } = secondInstance(inner, root);
   const cow = (addr: number, key: Buffer, value: Buffer): number => {
     const r = ex.wtreePut(addr, root.pos, root.len, key.length, input, value.length, 0, 0, 4096);
     if (r !== 0) throw new Error(`wtreePut returned ${r}`);
