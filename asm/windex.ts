@@ -14,7 +14,7 @@
 // that does not fit returns NEEDS_REBUILD and changes nothing.
 import { compareKeys } from './node';
 import { HEADER_BYTES, INDEX_KEY_AT, SLOT_BYTES, resultAddress, slotsOf, wordAt } from './cache';
-import { addEstimate, addGarbage, build, low, recAt, recBytes, recEstimate, recKey, recKeyLen, setLow, slotAt } from './wleaf';
+import { addEstimate, addGarbage, allocNode, build, low, recAt, recBytes, recEstimate, recKey, recKeyLen, setLow, slotAt } from './wleaf';
 import { KIND_INDEX } from './cache';
 
 const NEEDS_REBUILD: i32 = -1;
@@ -112,6 +112,26 @@ export function widxSplit(n: usize, at: u32, extraBytes: u32): usize {
   addEstimate(n, -moved);
   addGarbage(n, movedBytes);
   return right;
+}
+
+/**
+ * A new root over two dirty children (a split root): child 0 `left`, then separator (`keyLen`
+ * bytes at `keyPtr`) and child 1 `right`, with at least `extraBytes` free. 0 if no room.
+ */
+export function widxNewRoot(left: usize, keyPtr: usize, keyLen: u32, right: usize, extraBytes: u32): usize {
+  const n = allocNode(KIND_INDEX, HEADER_BYTES + 64 + keyLen + extraBytes);
+  if (n == 0) return 0;
+  // Entry 0: a record without a key, its slot's word 0 (the prefix is empty, slots at 32).
+  const off = low(n) - <u32>INDEX_KEY_AT;
+  setLow(n, off);
+  memory.fill(n + <usize>off, 0, INDEX_KEY_AT);
+  store<u32>(n + HEADER_BYTES, 0);
+  store<u32>(n + HEADER_BYTES, off, 4);
+  store<u32>(n, 1, 16);
+  addEstimate(n, 12);
+  widxSetChild(n, 0, -1, 0, <u32>left);
+  widxInsert(n, 1, keyPtr, keyLen, -1, 0, <u32>right);
+  return n;
 }
 
 /** Slot `i`'s record address (for JS walkers and tests). */

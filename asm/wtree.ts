@@ -17,38 +17,50 @@
 // a reference on its root, so the next put copies the path it takes. wtreeRelease drops a
 // reference, freeing a node (and dropping its children's) when none is left.
 //
-// Splits follow the JS writer's choices (tree.ts splitLeaf, splitIndex) so both build the same
-// shapes: a leaf past `maxNodeBytes` (estimate, wleaf.ts) with more than one key splits, at the
-// end after an append, after the first key after an insert at the front, else by bytes; the
-// separator is the shortest key between the halves. An index node past it with more than three
-// children splits by the same rule over its separators, which one moves up.
+// Splits follow the JS writer's choices (tree.ts splitLeaf, splitIndex), but for its ascending-run
+// rule, which needs a leaf's last insert position: a leaf past `maxNodeBytes` (estimate,
+// wleaf.ts) with more than one key splits, at the end after an append, after the first key after
+// an insert at the front, else by bytes; the separator is the shortest key between the halves. An
+// index node past it with more than three children splits by the same rule over its separators,
+// which one moves up.
 import { HEADER_BYTES, KIND_INDEX, KIND_LEAF, probeAddress, resultAddress } from './cache';
 import { commonPrefix } from './node';
 import { dirtyCanAlloc } from './dirty';
 import { PRE, allocNode, build, buildConcat, recAt, recKey, recKeyLen, recEstimate, wleafFree, wleafRemove, wleafSearchAt, wleafSet, wleafSplit, wleafUndoOverwrite, wleafUndoReplace, wleafUndoReset } from './wleaf';
-import { widxChildSlot, widxInsert, widxRemove, widxSetChild, widxSplit } from './windex';
+import { widxChildSlot, widxInsert, widxNewRoot, widxRemove, widxSetChild, widxSplit } from './windex';
 import { cachedNode } from './cache';
 
 const MAX_DEPTH: i32 = 32;
-/** Per level of the put's path: u32 node, u32 1 if dirty, u32 slot (leaf: insertion point). */
+/** Per level of a change's path: u32 node, u32 1 if dirty, u32 slot (leaf: search result, then index). */
 const PATH = memory.data(MAX_DEPTH * 12);
-
-/** wtreePut results. */
-const PUT_DONE: i32 = 0;
-const PUT_MISS: i32 = 3;
-const PUT_CHILD_NOT_OLDER: i32 = 4;
-const PUT_NO_MEMORY: i32 = -2;
-const DEL_NOT_FOUND: i32 = 1;
 /** A separator copied out of a node about to change (a merge's). */
 const SEP = memory.data(65536 + 8);
-const PUT_TOO_DEEP: i32 = -3;
-const NEEDS_REBUILD: i32 = -1;
-const SET_INSERTED: i32 = 2;
-const SET_REPLACED: i32 = 1;
-const SET_OVERWRITTEN_UNDOABLE: i32 = 3;
+
+/** Results of wtreePut, wtreeDelete, wtreePutInPlace and wtreeSeal. */
+const PUT_DONE: i32 = 0;
+const DEL_NOT_FOUND: i32 = 1;
+const PUT_MISS: i32 = 3;
+const PUT_CHILD_NOT_OLDER: i32 = 4;
 const PUT_NEEDS_SEAL: i32 = 5;
+const PUT_NO_MEMORY: i32 = -2;
+const PUT_TOO_DEEP: i32 = -3;
+/** wleafSet results (wleaf.ts). */
+const NEEDS_REBUILD: i32 = -1;
+const SET_REPLACED: i32 = 1;
+const SET_INSERTED: i32 = 2;
+const SET_OVERWRITTEN_UNDOABLE: i32 = 3;
 /** Room a rebuilt node gets beyond what it holds, so the next few changes fit in place. */
 const SLACK_BYTES: u32 = 1024;
+
+/**
+ * A node allocated after the room for it was checked (dirtyCanAlloc): none is a broken invariant,
+ * which stops here (a trap) rather than leave a change half made.
+ */
+// @ts-ignore: decorator
+@inline function checked(n: usize): usize {
+  if (n == 0) unreachable();
+  return n;
+}
 
 // @ts-ignore: decorator
 @inline function refs(n: usize): u32 {
@@ -197,10 +209,7 @@ function makeWritable(depth: i32): void {
     const node = <usize>load<u32>(at);
     const isDirty = load<u32>(at, 4) != 0;
     if (isDirty && refs(node) == 1) continue;
-    const c = copyOf(node, SLACK_BYTES);
-    // Callers checked the room first (dirtyCanAlloc); a copy that still finds none is a broken
-    // invariant, and stops here rather than leave a path half copied.
-    if (c == 0) unreachable();
+    const c = checked(copyOf(node, SLACK_BYTES));
     if (isDirty) setRefs(node, refs(node) - 1); // its referrer now points at the copy (it had two or more)
     repoint(k, c);
   }
@@ -215,19 +224,16 @@ function leafSplitAt(n: usize, count: u32, at: u32): u32 {
 
 /**
  * Inserts separator (`keyPtr`, `keyLen`) and dirty child `right` after slot `slot` of level
- * `k`'s node (writable), rebuilding it if it must. Returns false if the region had no room.
+ * `k`'s node (writable), rebuilding it if it must.
  */
-function insertUp(k: i32, slot: u32, keyPtr: usize, keyLen: u32, right: usize): bool {
-  let n = <usize>load<u32>(PATH + <usize>k * 12);
+function insertUp(k: i32, slot: u32, keyPtr: usize, keyLen: u32, right: usize): void {
+  const n = <usize>load<u32>(PATH + <usize>k * 12);
   if (widxInsert(n, slot + 1, keyPtr, keyLen, -1, 0, <u32>right) == NEEDS_REBUILD) {
-    const m = build(n, 0, load<u32>(n, 16), true, keyPtr, keyLen, keyLen + 32 + SLACK_BYTES);
-    if (m == 0) return false;
+    const m = checked(build(n, 0, load<u32>(n, 16), true, keyPtr, keyLen, keyLen + 32 + SLACK_BYTES));
     wleafFree(n); // writable: this path held its only reference, which moves to the rebuild
     repoint(k, m);
-    n = m;
-    widxInsert(n, slot + 1, keyPtr, keyLen, -1, 0, <u32>right);
+    widxInsert(m, slot + 1, keyPtr, keyLen, -1, 0, <u32>right);
   }
-  return true;
 }
 
 /**
@@ -276,7 +282,7 @@ export function wtreePut(rootAddr: u32, rootPos: f64, rootLen: u32, probeLen: u3
   let leaf = <usize>load<u32>(leafAt);
   let r = wleafSet(leaf, probeLen, valPtr, valLen, ref, refPos, 0);
   if (r == NEEDS_REBUILD) {
-    const m = build(leaf, 0, load<u32>(leaf, 16), true, probe, probeLen, probeLen + valBytes + 32 + SLACK_BYTES);
+    const m = checked(build(leaf, 0, load<u32>(leaf, 16), true, probe, probeLen, probeLen + valBytes + 32 + SLACK_BYTES));
     wleafFree(leaf);
     repoint(depth, m);
     leaf = m;
@@ -296,7 +302,7 @@ export function wtreePut(rootAddr: u32, rootPos: f64, rootLen: u32, probeLen: u3
     let sepPtr: usize;
     let sepLen: u32;
     if (isLeaf) {
-      right = wleafSplit(n, leafSplitAt(n, count, setAt), SLACK_BYTES);
+      right = checked(wleafSplit(n, leafSplitAt(n, count, setAt), SLACK_BYTES));
       // The shortest separator: the right half's first key, cut after its first byte that
       // differs from the left half's last key (tree.ts shortestSeparator).
       const a = recAt(n, load<u32>(n, 16) - 1);
@@ -308,25 +314,12 @@ export function wtreePut(rootAddr: u32, rootPos: f64, rootLen: u32, probeLen: u3
       const nk = count - 1;
       const i = setAt; // the separator inserted below: entry setAt + 1, separator index setAt
       const m = i >= nk - 1 ? nk - 1 : i == 0 ? 1 : nk >>> 1;
-      right = widxSplit(n, m + 1, SLACK_BYTES);
+      right = checked(widxSplit(n, m + 1, SLACK_BYTES));
       sepPtr = <usize>load<u32>(result);
       sepLen = load<u32>(result, 4);
     }
     if (k == 0) {
-      // A new root: child 0 the old root, separator and child 1 the right half.
-      const root = allocNode(KIND_INDEX, HEADER_BYTES + 64 + sepLen + SLACK_BYTES);
-      store<u32>(root, 1, 16);
-      const off = load<u32>(root - PRE) - 24;
-      store<u32>(root - PRE, off);
-      const rec = root + <usize>off;
-      store<u32>(rec, 0);
-      memory.fill(rec + 4, 0, 20);
-      store<u32>(root + HEADER_BYTES, 0);
-      store<u32>(root + HEADER_BYTES, off, 4);
-      store<u32>(root - PRE, 16 + 12, 8);
-      widxSetChild(root, 0, -1, 0, <u32>n);
-      widxInsert(root, 1, sepPtr, sepLen, -1, 0, <u32>right);
-      store<u32>(PATH, <u32>root);
+      store<u32>(PATH, <u32>checked(widxNewRoot(n, sepPtr, sepLen, right, SLACK_BYTES)));
       break;
     }
     const parentAt = PATH + <usize>(k - 1) * 12;
@@ -387,7 +380,7 @@ function rebalance(k: i32, maxNodeBytes: u32): void {
   const right = a == i ? childNode(rightRec) : child;
   const sepLen = recKeyLen(rightRec);
   memory.copy(SEP, recKey(rightRec, KIND_INDEX), sepLen);
-  const merged = buildConcat(left, right, SEP, sepLen, SLACK_BYTES);
+  const merged = checked(buildConcat(left, right, SEP, sepLen, SLACK_BYTES));
   const index = load<u32>(merged, 4) == KIND_INDEX;
   if (index) {
     const count = load<u32>(merged, 16);
@@ -409,14 +402,14 @@ function rebalance(k: i32, maxNodeBytes: u32): void {
   let sepPtr: usize;
   let sep2: u32;
   if (!index) {
-    right2 = wleafSplit(merged, splitPointByBytes(merged), SLACK_BYTES);
+    right2 = checked(wleafSplit(merged, splitPointByBytes(merged), SLACK_BYTES));
     const l = recAt(merged, load<u32>(merged, 16) - 1);
     const r = recAt(right2, 0);
     sepPtr = recKey(r, KIND_LEAF);
     sep2 = commonPrefix(recKey(l, KIND_LEAF), recKeyLen(l), sepPtr, recKeyLen(r)) + 1;
   } else {
     const m = (count - 1) >>> 1;
-    right2 = widxSplit(merged, m + 1, SLACK_BYTES);
+    right2 = checked(widxSplit(merged, m + 1, SLACK_BYTES));
     sepPtr = <usize>load<u32>(resultAddress());
     sep2 = load<u32>(resultAddress(), 4);
   }
@@ -578,7 +571,7 @@ export function wtreePutInPlace(rootAddr: u32, probeLen: u32, valPtr: usize, val
     const at = PATH + <usize>k * 12;
     const node = <usize>load<u32>(at);
     const isDirty = load<u32>(at, 4) != 0;
-    const c = copyOf(node, SLACK_BYTES);
+    const c = checked(copyOf(node, SLACK_BYTES));
     if (k == own) {
       const parent = <usize>load<u32>(PATH + <usize>(k - 1) * 12);
       const slot = load<u32>(PATH + <usize>(k - 1) * 12, 8);
@@ -596,7 +589,7 @@ export function wtreePutInPlace(rootAddr: u32, probeLen: u32, valPtr: usize, val
   let leaf = <usize>load<u32>(leafAt);
   let rs = wleafSet(leaf, probeLen, valPtr, valLen, ref, refPos, 0);
   if (rs < 0) {
-    const m = build(leaf, 0, load<u32>(leaf, 16), true, probe, probeLen, probeLen + valBytes + 32 + SLACK_BYTES);
+    const m = checked(build(leaf, 0, load<u32>(leaf, 16), true, probe, probeLen, probeLen + valBytes + 32 + SLACK_BYTES));
     wleafFree(leaf); // the batch's own copy
     store<u32>(leafAt, <u32>m);
     widxSetChild(<usize>load<u32>(PATH + <usize>(depth - 1) * 12), load<u32>(PATH + <usize>(depth - 1) * 12, 8), -1, 0, <u32>m);
