@@ -13,9 +13,8 @@
 // Must never: leave separators out of order or a slot whose word disagrees with its key; a change
 // that does not fit returns NEEDS_REBUILD and changes nothing.
 import { compareKeys } from './node';
-import { HEADER_BYTES, INDEX_KEY_AT, SLOT_BYTES, resultAddress, slotsOf, wordAt } from './cache';
+import { HEADER_BYTES, INDEX_KEY_AT, KIND_INDEX, SLOT_BYTES, resultAddress, slotsOf, wordAt } from './cache';
 import { addEstimate, addGarbage, allocNode, build, low, recAt, recBytes, recEstimate, recKey, recKeyLen, setLow, slotAt } from './wleaf';
-import { KIND_INDEX } from './cache';
 
 const NEEDS_REBUILD: i32 = -1;
 

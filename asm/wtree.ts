@@ -23,12 +23,11 @@
 // an insert at the front, else by bytes; the separator is the shortest key between the halves. An
 // index node past it with more than three children splits by the same rule over its separators,
 // which one moves up.
-import { HEADER_BYTES, KIND_INDEX, KIND_LEAF, probeAddress, resultAddress } from './cache';
+import { HEADER_BYTES, KIND_INDEX, KIND_LEAF, cachedNode, probeAddress, resultAddress } from './cache';
 import { commonPrefix } from './node';
 import { dirtyCanAlloc } from './dirty';
 import { PRE, allocNode, build, buildConcat, recAt, recKey, recKeyLen, recEstimate, wleafFree, wleafRemove, wleafSearchAt, wleafSet, wleafSplit, wleafUndoOverwrite, wleafUndoReplace, wleafUndoReset } from './wleaf';
 import { widxChildSlot, widxInsert, widxNewRoot, widxRemove, widxSetChild, widxSplit } from './windex';
-import { cachedNode } from './cache';
 
 const MAX_DEPTH: i32 = 32;
 /** Per level of a change's path: u32 node, u32 1 if dirty, u32 slot (leaf: search result, then index). */
