@@ -481,10 +481,23 @@ export function cachedNode(pos: f64): usize {
  * the descent by the file's size whatever the bytes say (one comparison per level).
  */
 export function find(rootPos: f64, rootLen: u32, probeLen: u32): i32 {
+  return findFrom(tableGet(rootPos), rootPos, rootLen, probeLen);
+}
+
+/**
+ * find() from the writer's dirty node `root` (asm/wtree.ts): a dirty index record's child (at
+ * position -1) is followed by its address, a clean one as find() follows it.
+ */
+export function findDirty(root: usize, probeLen: u32): i32 {
+  return findFrom(root, -1, 0, probeLen);
+}
+
+/** find()'s descent from `node0`, the node at `rootPos` (-1: a dirty node). */
+function findFrom(node0: usize, rootPos: f64, rootLen: u32, probeLen: u32): i32 {
   const probe = probePtr;
   let pos = rootPos;
   let len = rootLen;
-  let node = tableGet(pos);
+  let node = node0;
   for (;;) {
     if (node == 0) {
       store<f64>(resultPtr, pos);
@@ -523,7 +536,13 @@ export function find(rootPos: f64, rootLen: u32, probeLen: u32): i32 {
     if (kind == KIND_INDEX) {
       const rec = node + <usize>load<u32>(slots + (<usize>(lo - 1) << 3), 4);
       const childPos = load<f64>(rec, 8);
-      if (childPos >= pos) {
+      if (childPos < 0) {
+        // A dirty child, under a dirty parent only (positions in the file are never negative).
+        node = <usize>load<u32>(rec, 16);
+        pos = -1;
+        continue;
+      }
+      if (pos >= 0 && childPos >= pos) {
         store<f64>(resultPtr, pos);
         store<f64>(resultPtr, childPos, 8);
         return CHILD_NOT_OLDER;

@@ -186,10 +186,43 @@ const opArb: fc.Arbitrary<Op> = fc.oneof(
   { weight: 1, arbitrary: fc.record({ t: fc.constant('restore' as const) }) },
 );
 
+/**
+ * Every key of `model` found by a lookup from `root` (cacheFindDirty from a dirty root, cacheFind
+ * from a clean one), with its value, and a few absent keys not found; missing clean nodes are
+ * loaded from `disk` as for puts.
+ */
+function expectLookups(t: Instance, root: Root, model: Map<string, Val>, disk?: Map<number, { body: Buffer; kind: number }>): void {
+  const find = (key: Buffer): number => {
+    for (;;) {
+      t.mem().set(key, t.probe);
+      const r = root.addr !== 0 ? t.ex.cacheFindDirty(root.addr, key.length) : t.ex.cacheFind(root.pos, root.len, key.length);
+      if (r !== PUT_MISS) return r;
+      loadMissing(t, disk!);
+    }
+  };
+  if (root.addr === 0 && root.pos === 0) return;
+  for (const [hexKey, v] of model) {
+    const r = find(Buffer.from(hexKey, 'hex'));
+    const m = t.mem();
+    if (v.ref) {
+      expect(r).toBe(2);
+      expect([m.readDoubleLE(t.result), m.readUInt32LE(t.result + 8)]).toEqual([v.pos, v.len]);
+    } else {
+      expect(r).toBe(1);
+      const ptr = m.readUInt32LE(t.result);
+      expect(Buffer.from(m.subarray(ptr, ptr + m.readUInt32LE(t.result + 4))).equals(v.bytes)).toBe(true);
+    }
+  }
+  for (const absent of [Buffer.from('abz'), Buffer.from([0xff, 0xff, 0xff]), Buffer.from('k9999999')]) {
+    if (!model.has(absent.toString('hex'))) expect(find(absent)).toBe(0);
+  }
+}
+
 function checkAll(t: Instance, writer: { root: Root; model: Map<string, Val> }, held: Array<{ root: Root; model: Map<string, Val> }>): void {
   const refs = new Map<number, number>();
   const seen = new Set<number>();
   expectContents(readTree(t, writer.root, refs, seen), writer.model);
+  expectLookups(t, writer.root, writer.model);
   for (const h of held) expectContents(readTree(t, h.root, refs, seen), h.model);
   expectRefs(t, refs);
 }
@@ -310,6 +343,8 @@ describe('the writer\'s tree in linear memory (asm/wtree.ts)', () => {
     const refs = new Map<number, number>();
     expectContents(readTree(t, root, refs, new Set()), model);
     expectRefs(t, refs);
+    // Lookups from the dirty root reach clean leaves too (asking for those not cached yet).
+    expectLookups(t, root, model, disk);
     // The clean tree reads as it was.
     expectContents(readTree(t, clean, new Map(), new Set()), before);
     expect(t.ex.dirtyBytesInUse()).toBeGreaterThan(0);

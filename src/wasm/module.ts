@@ -43,6 +43,8 @@ export type CacheExports = CoreExports & {
   inputAddress(): number;
   cacheIngest(pos: number, entryLen: number, kind: number, bodyLen: number): number;
   cacheFind(rootPos: number, rootLen: number, probeLen: number): number;
+  /** cacheFind from a dirty node of the writer's tree (asm/wtree.ts; not used by the store yet). */
+  cacheFindDirty(root: number, probeLen: number): number;
   cachedNode(pos: number): number;
   /** asm/dirty.ts: bytes in the writer's node blocks in use. */
   dirtyBytesInUse(): number;
