@@ -29,7 +29,9 @@
 //       12 u32 size class (dirty.ts)
 //       16 u32 references: parents and roots held that point at it (asm/wtree.ts), 1 when made
 //       20 u32 color: how far past the block's first 32 bytes the node starts (allocNode)
-//       24..31 unused
+//       24 i32 last insert: the slot the writer last set in this leaf, -2 in a new node (tree.ts
+//          LeafNode.lastInsertAt: the split rule for ascending runs reads it; asm/wtree.ts)
+//       28..31 unused
 //   Header 0 (allocated bytes) is the capacity: from the node to the end of its block.
 // A value by reference (a Value entry) has REF_FLAG on its key length and an f64 position; a
 // negative position is the caller's (a value not written yet): encode() refuses it.
@@ -144,6 +146,7 @@ export function allocNode(kind: u32, bytes: u32): usize {
   store<u32>(n - PRE, NODE_OVERHEAD_BYTES, 8);
   store<u32>(n - PRE, 1, 16);
   store<u32>(n - PRE, <u32>color, 20);
+  store<i32>(n - PRE, -2, 24);
   return n;
 }
 

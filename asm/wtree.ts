@@ -17,12 +17,13 @@
 // a reference on its root, so the next put copies the path it takes. wtreeRelease drops a
 // reference, freeing a node (and dropping its children's) when none is left.
 //
-// Splits follow the JS writer's choices (tree.ts splitLeaf, splitIndex), but for its ascending-run
-// rule, which needs a leaf's last insert position: a leaf past `maxNodeBytes` (estimate,
-// wleaf.ts) with more than one key splits, at the end after an append, after the first key after
-// an insert at the front, else by bytes; the separator is the shortest key between the halves. An
-// index node past it with more than three children splits by the same rule over its separators,
-// which one moves up.
+// Splits and merges follow the JS writer's choices (tree.ts splitLeaf, splitIndex, rebalance), so
+// both build the same shapes from the same puts and deletes (test/wasm-tree.test.ts compares
+// them): a leaf past `maxNodeBytes` (estimate, wleaf.ts) with more than one key splits, at the
+// end after an append, right after the key set in an ascending run (the leaf's last insert,
+// pre-header 24), after the first key after an insert at the front, else by bytes; the separator
+// is the shortest key between the halves. An index node past it with more than three children
+// splits by the same rule over its separators, which one moves up.
 import { HEADER_BYTES, KIND_INDEX, KIND_LEAF, cachedNode, probeAddress, resultAddress } from './cache';
 import { commonPrefix } from './node';
 import { dirtyCanAlloc } from './dirty';
@@ -68,6 +69,14 @@ const SLACK_BYTES: u32 = 1024;
 // @ts-ignore: decorator
 @inline function setRefs(n: usize, v: u32): void {
   store<u32>(n - PRE, v, 16);
+}
+// @ts-ignore: decorator
+@inline function lastInsert(n: usize): i32 {
+  return load<i32>(n - PRE, 24);
+}
+// @ts-ignore: decorator
+@inline function setLastInsert(n: usize, v: i32): void {
+  store<i32>(n - PRE, v, 24);
 }
 // @ts-ignore: decorator
 @inline function estimate(n: usize): u32 {
@@ -214,9 +223,15 @@ function makeWritable(depth: i32): void {
   }
 }
 
-/** JS tree.ts splitLeaf's split point for a leaf of `count` keys, `at` the key just set. */
-function leafSplitAt(n: usize, count: u32, at: u32): u32 {
+/**
+ * JS tree.ts splitLeaf's split point for a leaf of `count` keys, `at` the key just set: at the
+ * end after an append; right after it in an ascending run of inserts (each right after the one
+ * before), so a run into the middle of a leaf leaves it full; after the first key after an insert
+ * at the front; else by bytes.
+ */
+function leafSplitAt(n: usize, count: u32, at: u32, ascendingRun: bool): u32 {
   if (at == count - 1) return count - 1;
+  if (ascendingRun && at > 0) return at + 1;
   if (at == 0) return 1;
   return splitPointByBytes(n);
 }
@@ -289,6 +304,9 @@ export function wtreePut(rootAddr: u32, rootPos: f64, rootLen: u32, probeLen: u3
   }
   const inserted: u32 = r == SET_INSERTED ? 1 : 0;
   let setAt = load<u32>(result, 4);
+  // tree.ts: every set in a leaf the writer may change notes where it went.
+  const ascendingRun = <i32>setAt == lastInsert(leaf) + 1;
+  setLastInsert(leaf, <i32>setAt);
 
   // Pass 4: splits, from the leaf up.
   let k = depth;
@@ -301,7 +319,9 @@ export function wtreePut(rootAddr: u32, rootPos: f64, rootLen: u32, probeLen: u3
     let sepPtr: usize;
     let sepLen: u32;
     if (isLeaf) {
-      right = checked(wleafSplit(n, leafSplitAt(n, count, setAt), SLACK_BYTES));
+      const mid = leafSplitAt(n, count, setAt, ascendingRun);
+      right = checked(wleafSplit(n, mid, SLACK_BYTES));
+      if (setAt >= mid) setLastInsert(right, <i32>(setAt - mid));
       // The shortest separator: the right half's first key, cut after its first byte that
       // differs from the left half's last key (tree.ts shortestSeparator).
       const a = recAt(n, load<u32>(n, 16) - 1);
@@ -558,6 +578,7 @@ export function wtreePutInPlace(rootAddr: u32, probeLen: u32, valPtr: usize, val
     memory.copy(JKEYS + keyOff, probe, probeLen);
     jkeysUsed += probeLen;
     journal(leaf0, load<u32>(result, 4), <u32>rs, load<u32>(result), keyOff, probeLen);
+    if (rs == SET_INSERTED) setLastInsert(leaf0, <i32>load<u32>(result, 4)); // tree.ts: not journaled
     store<u32>(result, rs == SET_INSERTED ? 1 : 0);
     return PUT_DONE;
   }
@@ -595,6 +616,7 @@ export function wtreePutInPlace(rootAddr: u32, probeLen: u32, valPtr: usize, val
     leaf = m;
     rs = wleafSet(leaf, probeLen, valPtr, valLen, ref, refPos, 0);
   }
+  setLastInsert(leaf, <i32>load<u32>(result, 4));
   store<u32>(result, rs == SET_INSERTED ? 1 : 0);
   return PUT_DONE;
 }

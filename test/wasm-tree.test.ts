@@ -11,6 +11,7 @@ import { IndexNode, LeafNode, ValueRef, indexBytes, leafBytes, type Child, type 
 import type { BinKey, InlineValue } from '../src/engine/keys.js';
 import { ByteWriter, encodeIndexBody, encodeLeafBody } from './support/reference-codec.js';
 import { DiskRef } from '../src/engine/node.js';
+import { TreeWriter, type NodeSource } from '../src/engine/tree.js';
 
 const PUT_DONE = 0;
 const PUT_MISS = 3;
@@ -511,5 +512,66 @@ describe('the writer\'s tree in linear memory (asm/wtree.ts)', () => {
       expect(t.ex.dirtyBytesInUse()).toBe(0); // (the set was on a copy: no undo area taken)
       p2 = { addr: 0, pos: 0, len: 0 };
     }
+  });
+  it('builds the shapes TreeWriter builds: the same leaves from the same puts and deletes', () => {
+    const noDisk: NodeSource = {
+      load: () => {
+        throw new Error('an in-memory tree has no disk');
+      },
+    };
+    /** Each leaf's keys, left to right (TreeWriter's nodes). */
+    const jsLeaves = (c: Child | null, out: string[][] = []): string[][] => {
+      if (c === null) return out;
+      if (c instanceof LeafNode) out.push(c.keys.map((k) => Buffer.from(k, 'latin1').toString('hex')));
+      else if (c instanceof IndexNode) for (const k of c.kids) jsLeaves(k, out);
+      return out;
+    };
+    /** The same for the WebAssembly tree. */
+    const wasmLeaves = (t: Instance, c: Root, out: string[][] = []): string[][] => {
+      if (c.addr === 0) return out;
+      const recs = records(t, c.addr);
+      if (t.mem().readUInt32LE(c.addr + 4) === KIND_LEAF) out.push(recs.map((r) => r.key.toString('hex')));
+      else for (const r of recs) wasmLeaves(t, r.child!, out);
+      return out;
+    };
+    type ShapeOp = { t: 'put'; key: Buffer; len: number } | { t: 'run'; from: number; n: number; step: number } | { t: 'del'; pick: number; n: number };
+    const shapeOpArb: fc.Arbitrary<ShapeOp> = fc.oneof(
+      { weight: 4, arbitrary: fc.record({ t: fc.constant('put' as const), key: keyArb, len: fc.nat({ max: 120 }) }) },
+      { weight: 2, arbitrary: fc.record({ t: fc.constant('run' as const), from: fc.nat({ max: 20_000 }), n: fc.integer({ min: 1, max: 400 }), step: fc.constantFrom(1, 1, 3, 7919) }) },
+      { weight: 1, arbitrary: fc.record({ t: fc.constant('del' as const), pick: fc.nat(), n: fc.integer({ min: 1, max: 300 }) }) },
+    );
+    fc.assert(
+      fc.property(fc.array(shapeOpArb, { maxLength: 25 }), fc.constantFrom(256, 512, 4096), (ops, maxNodeBytes) => {
+        const t = instance(64 << 20);
+        const js = new TreeWriter(noDisk, { root: null, count: 0 }, 1, maxNodeBytes);
+        let root: Root = { addr: 0, pos: 0, len: 0 };
+        const keys = new Set<string>();
+        const set = (key: Buffer, len: number): void => {
+          const v = Buffer.alloc(len, key.length);
+          js.set(key.toString('latin1') as BinKey, v.toString('latin1') as InlineValue);
+          root = put(t, root, key, { ref: false, bytes: v }, maxNodeBytes).root;
+          keys.add(key.toString('hex'));
+        };
+        for (const op of ops) {
+          if (op.t === 'put') set(op.key, op.len);
+          else if (op.t === 'run') {
+            for (let i = 0; i < op.n; i++) set(Buffer.from(`r${String((op.from + i * op.step) % 100_000).padStart(6, '0')}`), 20 + (i % 40));
+          } else {
+            const sorted = [...keys].sort();
+            const from = sorted.length === 0 ? 0 : op.pick % sorted.length;
+            for (const hexKey of sorted.slice(from, from + op.n)) {
+              const key = Buffer.from(hexKey, 'hex');
+              expect(js.delete(key.toString('latin1') as BinKey)).toBe(true);
+              const r = del(t, root, key, maxNodeBytes);
+              expect(r).not.toBeNull();
+              root = r!;
+              keys.delete(hexKey);
+            }
+          }
+          expect(wasmLeaves(t, root)).toEqual(jsLeaves(js.root));
+        }
+      }),
+      { numRuns: 120 },
+    );
   });
 });
