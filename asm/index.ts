@@ -17,5 +17,5 @@ export { cacheInit, cacheClear, cachedNodes, ringHead, arenaEndAddress, probeAdd
 export { slabEncode, slabEncodePart, slabCrc, parseBody } from './slab';
 export { dirtyBytesInUse } from './dirty';
 export { wleafEmpty, wleafFree, wleafSearch, wleafSet, wleafUndoReset, wleafUndoOverwrite, wleafUndoReplace, wleafRemove, wleafRebuild, wleafSplit, wleafEncode } from './wleaf';
-export { widxChildSlot, widxRecord } from './windex';
+export { widxChildSlot, widxRecord, widxEncode } from './windex';
 export { wtreePut, wtreeDelete, wtreeRetain, wtreeRelease, wtreePutInPlace, wtreeUndo, wtreeSettle, wtreeSeal, wtreeJournaled } from './wtree';

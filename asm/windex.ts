@@ -12,7 +12,8 @@
 // 0 and its address; each such record is one of the references the child counts.
 // Must never: leave separators out of order or a slot whose word disagrees with its key; a change
 // that does not fit returns NEEDS_REBUILD and changes nothing.
-import { compareKeys } from './node';
+import { commonPrefix, compareKeys } from './node';
+import { full, wBytes, wr, wrEnd, wVarint } from './body-writer';
 import { HEADER_BYTES, INDEX_KEY_AT, KIND_INDEX, SLOT_BYTES, resultAddress, slotsOf, wordAt } from './cache';
 import { addEstimate, addGarbage, allocNode, build, low, recAt, recBytes, recEstimate, recKey, recKeyLen, setLow, slotAt } from './wleaf';
 
@@ -147,4 +148,47 @@ export function widxRemove(n: usize, i: u32): void {
   addGarbage(n, <i32>recBytes(rec, KIND_INDEX));
   memory.copy(slot, slot + SLOT_BYTES, <usize>(count - 1 - i) << 3);
   store<u32>(n, count - 1, 16);
+}
+
+/**
+ * Encodes a dirty index node as an Index entry body (src/engine/codec.ts) at `out` (`outCap`
+ * bytes), with the prefix the slab encoder gives an index node (that of its first and last
+ * separator, none for one), so the bytes are those a staged JS index node encodes to. A clean
+ * child is referred to by its record's position and entry length; a dirty one by the position
+ * and entry length in its own header (cache.ts node layout 8 and 20), set once it is written.
+ * Returns the length, -1 (no room) or -2 (a dirty child not written yet).
+ */
+export function widxEncode(n: usize, out: usize, outCap: u32): i32 {
+  wr = out;
+  wrEnd = out + outCap;
+  full = false;
+  const count = load<u32>(n, 16);
+  let p: u32 = 0;
+  if (count > 2) {
+    const a = recAt(n, 1);
+    const b = recAt(n, count - 1);
+    p = commonPrefix(a + INDEX_KEY_AT, recKeyLen(a), b + INDEX_KEY_AT, recKeyLen(b));
+  }
+  wVarint(<u64>count);
+  wVarint(<u64>p);
+  if (p > 0) wBytes(recAt(n, 1) + INDEX_KEY_AT, p);
+  for (let i: u32 = 0; i < count && !full; i++) {
+    const rec = recAt(n, i);
+    if (i > 0) {
+      const k = recKeyLen(rec);
+      wVarint(<u64>(k - p));
+      wBytes(rec + INDEX_KEY_AT + p, k - p);
+    }
+    let pos = load<f64>(rec, 8);
+    let len = load<u32>(rec, 4);
+    if (pos < 0) {
+      const child = <usize>load<u32>(rec, 16);
+      pos = load<f64>(child, 8);
+      len = load<u32>(child, 20);
+      if (!(pos >= 0)) return -2;
+    }
+    wVarint(<u64>pos);
+    wVarint(<u64>len);
+  }
+  return full ? -1 : <i32>(wr - out);
 }

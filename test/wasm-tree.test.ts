@@ -574,4 +574,44 @@ describe('the writer\'s tree in linear memory (asm/wtree.ts)', () => {
       { numRuns: 120 },
     );
   });
+  it('encodes dirty index nodes to the bytes the reference codec gives, once their children are written', () => {
+    const t = instance(64 << 20);
+    let root: Root = { addr: 0, pos: 0, len: 0 };
+    for (let i = 0; i < 3000; i++) {
+      const k = Buffer.from(`key-${String((i * 7919) % 3000).padStart(5, '0')}`);
+      root = put(t, root, k, { ref: false, bytes: Buffer.alloc(10 + (i % 30), i & 0xff) }, 256).root;
+    }
+    const out = t.input;
+    // Before its children have positions, an index node cannot be encoded.
+    expect(t.mem().readUInt32LE(root.addr + 4)).toBe(KIND_INDEX);
+    expect(t.ex.widxEncode(root.addr, out, 1 << 20)).toBe(-2);
+    // "Write" the tree children first, as a checkpoint would: made-up positions and lengths in each
+    // node's header; then each index node's body must match the reference codec's.
+    let next = 4096;
+    let indexNodes = 0;
+    const write = (n: number): DiskRef => {
+      const m = t.mem();
+      if (m.readUInt32LE(n + 4) === KIND_INDEX) {
+        const recs = records(t, n);
+        const kids = recs.map((r) => write(r.child!.addr));
+        const seps = recs.slice(1).map((r) => r.key.toString('latin1') as BinKey);
+        const w = new ByteWriter();
+        encodeIndexBody(w, new IndexNode(0, seps, kids, indexBytes(seps)), (c) => c as DiskRef);
+        const len = t.ex.widxEncode(n, out, 1 << 20);
+        expect(len).toBe(w.off);
+        expect(Buffer.from(t.mem().subarray(out, out + len)).equals(w.buf.subarray(0, w.off))).toBe(true);
+        indexNodes++;
+      }
+      const ref = new DiskRef(next, 100 + (next % 77));
+      next += 1000;
+      t.mem().writeDoubleLE(ref.pos, n + 8);
+      t.mem().writeUInt32LE(ref.len, n + 20);
+      return ref;
+    };
+    write(root.addr);
+    expect(indexNodes).toBeGreaterThan(10);
+    expect(t.ex.widxEncode(root.addr, out, 4)).toBe(-1); // too little room
+    t.ex.wtreeRelease(root.addr);
+    expect(t.ex.dirtyBytesInUse()).toBe(0);
+  });
 });

@@ -63,6 +63,7 @@ export type CacheExports = CoreExports & {
   /** asm/windex.ts, asm/wtree.ts: the writer's tree in linear memory (not used by the store yet). */
   widxChildSlot(node: number, keyPtr: number, keyLen: number): number;
   widxRecord(node: number, slot: number): number;
+  widxEncode(node: number, out: number, outCap: number): number;
   wtreePut(rootAddr: number, rootPos: number, rootLen: number, probeLen: number, valPtr: number, valLen: number, ref: number, refPos: number, maxNodeBytes: number): number;
   wtreeDelete(rootAddr: number, rootPos: number, rootLen: number, probeLen: number, maxNodeBytes: number): number;
   wtreePutInPlace(rootAddr: number, probeLen: number, valPtr: number, valLen: number, ref: number, refPos: number, maxNodeBytes: number): number;
