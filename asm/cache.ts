@@ -351,7 +351,7 @@ function take(n: u64): usize {
 
 /** Where the key of the record at `rec` starts (layout above). */
 // @ts-ignore: decorator
-@inline function recordKey(rec: usize, kind: u32): usize {
+@inline export function recordKey(rec: usize, kind: u32): usize {
   return rec + (kind == KIND_INDEX ? INDEX_KEY_AT : (load<u32>(rec) & REF_FLAG) != 0 ? LEAF_REF_KEY_AT : LEAF_INLINE_KEY_AT);
 }
 
@@ -473,6 +473,45 @@ export function cachedNode(pos: f64): usize {
 // --- descent ----------------------------------------------------------------------------------
 
 /**
+ * The slot search every read of a node shares (find() here; the writer's nodes, wleaf.ts and
+ * windex.ts): over entries [first, count) of `node` (first 1 for an index node, whose entry 0 has
+ * no key), the first whose key is > the probe (`upper`) or >= it (`!upper`). The shared prefix
+ * decides first: a probe without it is below or above every key. Then the slots' words, and whole
+ * keys only on a tie. Inlined with `upper` a constant, so each caller gets its own plain loop.
+ */
+// @ts-ignore: decorator
+@inline export function slotBound(node: usize, kind: u32, probe: usize, probeLen: u32, upper: bool): u32 {
+  const count = load<u32>(node, 16);
+  const cp = load<u32>(node, 24);
+  const slots = slotsOf(node, cp);
+  const first: u32 = kind == KIND_INDEX ? 1 : 0;
+  let lo = first;
+  let hi = count;
+  const n = cp < probeLen ? cp : probeLen;
+  const c0 = n == 0 ? 0 : compareKeys(probe, n, node + HEADER_BYTES, n);
+  if (c0 < 0 || (c0 == 0 && probeLen < cp)) hi = first;
+  else if (c0 > 0) lo = count;
+  else {
+    const pw = wordAt(probe, probeLen, cp);
+    while (lo < hi) {
+      const mid = (lo + hi) >>> 1;
+      const slot = slots + (<usize>mid << 3);
+      const w = load<u32>(slot);
+      let before: bool; // the key at mid goes before the bound
+      if (w != pw) before = w < pw;
+      else {
+        const rec = node + <usize>load<u32>(slot, 4);
+        const c = compareKeys(recordKey(rec, kind) + cp, (load<u32>(rec) & ~REF_FLAG) - cp, probe + cp, probeLen - cp);
+        before = upper ? c <= 0 : c < 0;
+      }
+      if (before) lo = mid + 1;
+      else hi = mid;
+    }
+  }
+  return lo;
+}
+
+/**
  * Looks up the key at PROBE (`probeLen` bytes) from the node at (`rootPos`, `rootLen`).
  * RESULT: INLINE → u32 value ptr at 0, u32 length at 4; VALUE_REF → f64 position at 0, u32
  * length at 8; MISS → f64 position at 0, u32 entry length at 8 of the node to ingest first;
@@ -505,34 +544,8 @@ function findFrom(node0: usize, rootPos: f64, rootLen: u32, probeLen: u32): i32 
       return MISS;
     }
     const kind = load<u32>(node, 4);
-    const count = load<u32>(node, 16);
-    const cp = load<u32>(node, 24);
-    const slots = slotsOf(node, cp);
-    // Upper bound: the first entry whose key > probe (an index's entry 0 has no key).
-    const first: u32 = kind == KIND_INDEX ? 1 : 0;
-    let lo = first;
-    let hi = count;
-    // Against the shared prefix first: it decides the whole node, or the words do.
-    const n = cp < probeLen ? cp : probeLen;
-    const c0 = n == 0 ? 0 : compareKeys(probe, n, node + HEADER_BYTES, n);
-    if (c0 < 0 || (c0 == 0 && probeLen < cp)) hi = first;
-    else if (c0 > 0) lo = count;
-    else {
-      const pw = wordAt(probe, probeLen, cp);
-      while (lo < hi) {
-        const mid = (lo + hi) >>> 1;
-        const slot = slots + (<usize>mid << 3);
-        const w = load<u32>(slot);
-        let le: bool;
-        if (w != pw) le = w < pw;
-        else {
-          const rec = node + <usize>load<u32>(slot, 4);
-          le = compareKeys(recordKey(rec, kind) + cp, (load<u32>(rec) & ~REF_FLAG) - cp, probe + cp, probeLen - cp) <= 0;
-        }
-        if (le) lo = mid + 1;
-        else hi = mid;
-      }
-    }
+    const slots = slotsOf(node, load<u32>(node, 24));
+    const lo = slotBound(node, kind, probe, probeLen, true);
     if (kind == KIND_INDEX) {
       const rec = node + <usize>load<u32>(slots + (<usize>(lo - 1) << 3), 4);
       const childPos = load<f64>(rec, 8);

@@ -14,40 +14,15 @@
 // that does not fit returns NEEDS_REBUILD and changes nothing.
 import { commonPrefix, compareKeys } from './node';
 import { full, wBytes, wr, wrEnd, wVarint } from './body-writer';
-import { HEADER_BYTES, INDEX_KEY_AT, KIND_INDEX, SLOT_BYTES, resultAddress, slotsOf, wordAt } from './cache';
+import { HEADER_BYTES, INDEX_KEY_AT, KIND_INDEX, SLOT_BYTES, resultAddress, slotBound, slotsOf, wordAt } from './cache';
 import { addEstimate, addGarbage, allocNode, build, low, recAt, recBytes, recEstimate, recKey, recKeyLen, setLow, slotAt } from './wleaf';
 
 const NEEDS_REBUILD: i32 = -1;
 
 /** The child slot under which the `keyLen`-byte key at `keyPtr` belongs. */
 export function widxChildSlot(n: usize, keyPtr: usize, keyLen: u32): u32 {
-  const count = load<u32>(n, 16);
-  const p = load<u32>(n, 24);
-  const slots = slotsOf(n, p);
-  // Upper bound over entries 1..count-1: the first separator > the key; its left neighbour.
-  let lo: u32 = 1;
-  let hi = count;
-  const m = p < keyLen ? p : keyLen;
-  const c0 = m == 0 ? 0 : compareKeys(keyPtr, m, n + HEADER_BYTES, m);
-  if (c0 < 0 || (c0 == 0 && keyLen < p)) hi = 1;
-  else if (c0 > 0) lo = count;
-  else {
-    const pw = wordAt(keyPtr, keyLen, p);
-    while (lo < hi) {
-      const mid = (lo + hi) >>> 1;
-      const slot = slots + (<usize>mid << 3);
-      const w = load<u32>(slot);
-      let le: bool;
-      if (w != pw) le = w < pw;
-      else {
-        const rec = n + <usize>load<u32>(slot, 4);
-        le = compareKeys(rec + INDEX_KEY_AT + p, recKeyLen(rec) - p, keyPtr + p, keyLen - p) <= 0;
-      }
-      if (le) lo = mid + 1;
-      else hi = mid;
-    }
-  }
-  return lo - 1;
+  // The first separator > the key (entries 1..count-1), and its left neighbour.
+  return slotBound(n, KIND_INDEX, keyPtr, keyLen, true) - 1;
 }
 
 /** Points child `i` at a clean node (`pos` >= 0, entry length `len`) or a dirty one (`pos` -1, `addr`). */

@@ -39,7 +39,7 @@
 // records are the cache's index records, with a dirty child at position -1 and its address.
 import { commonPrefix, compareKeys } from './node';
 import { full, wBytes, wr, wrEnd, wU8, wVarint } from './body-writer';
-import { HEADER_BYTES, INDEX_KEY_AT, KIND_INDEX, KIND_LEAF, LEAF_INLINE_KEY_AT, LEAF_REF_KEY_AT, REF_FLAG, SLOT_BYTES, probeAddress, resultAddress, slotsOf, wordAt } from './cache';
+import { HEADER_BYTES, INDEX_KEY_AT, KIND_INDEX, KIND_LEAF, LEAF_INLINE_KEY_AT, LEAF_REF_KEY_AT, REF_FLAG, SLOT_BYTES, probeAddress, resultAddress, slotBound, slotsOf, wordAt } from './cache';
 import { DIRTY_BLOCK_MAX, dirtyAlloc, dirtyBlockBytes, dirtyFree } from './dirty';
 
 export const PRE: usize = 32;
@@ -173,31 +173,8 @@ export function wleafSearch(n: usize, probeLen: u32): i32 {
 /** wleafSearch for the `probeLen`-byte key at `probe`. */
 export function wleafSearchAt(n: usize, probe: usize, probeLen: u32): i32 {
   const count = load<u32>(n, 16);
-  const p = load<u32>(n, 24);
-  const slots = slotsOf(n, p);
-  let lo: u32 = 0;
-  let hi = count;
-  // Against the shared prefix first: a probe that does not share it is below or above every key.
-  const m = p < probeLen ? p : probeLen;
-  const c0 = m == 0 ? 0 : compareKeys(probe, m, n + HEADER_BYTES, m);
-  if (c0 < 0 || (c0 == 0 && probeLen < p)) hi = 0;
-  else if (c0 > 0) lo = count;
-  else {
-    const pw = wordAt(probe, probeLen, p);
-    while (lo < hi) {
-      const mid = (lo + hi) >>> 1;
-      const slot = slots + (<usize>mid << 3);
-      const w = load<u32>(slot);
-      let less: bool;
-      if (w != pw) less = w < pw;
-      else {
-        const rec = n + <usize>load<u32>(slot, 4);
-        less = compareKeys(recKey(rec, KIND_LEAF) + p, recKeyLen(rec) - p, probe + p, probeLen - p) < 0;
-      }
-      if (less) lo = mid + 1;
-      else hi = mid;
-    }
-  }
+  const slots = slotsOf(n, load<u32>(n, 24));
+  const lo = slotBound(n, KIND_LEAF, probe, probeLen, false);
   if (lo < count) {
     const rec = n + <usize>load<u32>(slots + (<usize>lo << 3), 4);
     if (compareKeys(recKey(rec, KIND_LEAF), recKeyLen(rec), probe, probeLen) == 0) return <i32>((lo << 1) | 1);
