@@ -10,7 +10,7 @@
 // Reports lookups/s, median of 5 tinybench rounds, for probes given as Buffers and as strings.
 import { Bench } from 'tinybench';
 import { core } from '../dist/wasm/module.js';
-import { makeKey } from './keys.js';
+import { cmpStrBuf, makeKey } from './keys.js';
 import { upperBound } from '../dist/engine/tree.js';
 
 const argKeys = process.argv.indexOf('--keys');
@@ -37,15 +37,6 @@ while (level.length > 1) {
   level = up;
 }
 const jsRoot = level[0].node;
-/** Compares a string key (one char per byte) with a Buffer probe without converting it. */
-function cmpStrBuf(k: string, p: Buffer): number {
-  const n = k.length < p.length ? k.length : p.length;
-  for (let i = 0; i < n; i++) {
-    const d = k.charCodeAt(i) - p[i];
-    if (d !== 0) return d;
-  }
-  return k.length - p.length;
-}
 function upperBuf(ks: string[], p: Buffer): number {
   let lo = 0;
   let hi = ks.length;

@@ -9,3 +9,16 @@ export function makeKey(i: number): Buffer {
   k.writeUInt32BE(i ^ 0x5a5a5a5a, 12);
   return k;
 }
+
+/**
+ * Compares a binary-string key (one char per byte, as the engine holds keys) with a key given as
+ * bytes, without converting either: <0, 0, >0 in memcmp-then-length order.
+ */
+export function cmpStrBuf(k: string, p: Buffer): number {
+  const n = k.length < p.length ? k.length : p.length;
+  for (let i = 0; i < n; i++) {
+    const d = k.charCodeAt(i) - p[i];
+    if (d !== 0) return d;
+  }
+  return k.length - p.length;
+}

@@ -52,7 +52,7 @@ import { keyPrefixAt, keyPrefixes, type DiskRef, type IndexNode, type LeafValue 
 import { instantiateCore } from '../dist/wasm/module.js';
 import { addon } from '../dist/native/addon.js';
 import type { BinKey } from '../dist/engine/keys.js';
-import { makeKey } from './keys.js';
+import { cmpStrBuf, makeKey } from './keys.js';
 
 const N = 1_000_000;
 const VALUE_BYTES = 100;
@@ -297,14 +297,6 @@ function upperBoundBuf(keys: readonly string[], pfx: Float64Array, key: Buffer, 
   return lo;
 }
 
-function cmpStrBuf(k: string, p: Buffer): number {
-  const n = k.length < p.length ? k.length : p.length;
-  for (let i = 0; i < n; i++) {
-    const d = k.charCodeAt(i) - p[i];
-    if (d !== 0) return d;
-  }
-  return k.length - p.length;
-}
 
 function upper(ks: string[], k: string): number {
   let i = 0;
