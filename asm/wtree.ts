@@ -243,11 +243,23 @@ function leafSplitAt(n: usize, count: u32, at: u32, ascendingRun: bool): u32 {
 function insertUp(k: i32, slot: u32, keyPtr: usize, keyLen: u32, right: usize): void {
   const n = <usize>load<u32>(PATH + <usize>k * 12);
   if (widxInsert(n, slot + 1, keyPtr, keyLen, -1, 0, <u32>right) == NEEDS_REBUILD) {
-    const m = checked(build(n, 0, load<u32>(n, 16), true, keyPtr, keyLen, keyLen + 32 + SLACK_BYTES));
-    wleafFree(n); // writable: this path held its only reference, which moves to the rebuild
-    repoint(k, m);
-    widxInsert(m, slot + 1, keyPtr, keyLen, -1, 0, <u32>right);
+    widxInsert(rebuildAt(k, keyPtr, keyLen, 0), slot + 1, keyPtr, keyLen, -1, 0, <u32>right);
   }
+}
+
+/**
+ * Level `k`'s node (writable: the path holds its only reference) repacked into a new block with
+ * room for the `keyLen`-byte key at `keyPtr` and `extraBytes` more, its referrer pointed at it and
+ * the old block freed. It is the same node repacked, so it keeps where its last insert went
+ * (tree.ts keeps the one object; a rebuild that forgot split a run's leaf by bytes instead).
+ */
+function rebuildAt(k: i32, keyPtr: usize, keyLen: u32, extraBytes: u32): usize {
+  const n = <usize>load<u32>(PATH + <usize>k * 12);
+  const m = checked(build(n, 0, load<u32>(n, 16), true, keyPtr, keyLen, keyLen + extraBytes + 32 + SLACK_BYTES));
+  setLastInsert(m, lastInsert(n));
+  wleafFree(n);
+  repoint(k, m);
+  return m;
 }
 
 /**
@@ -296,10 +308,7 @@ export function wtreePut(rootAddr: u32, rootPos: f64, rootLen: u32, probeLen: u3
   let leaf = <usize>load<u32>(leafAt);
   let r = wleafSet(leaf, probeLen, valPtr, valLen, ref, refPos, 0);
   if (r == NEEDS_REBUILD) {
-    const m = checked(build(leaf, 0, load<u32>(leaf, 16), true, probe, probeLen, probeLen + valBytes + 32 + SLACK_BYTES));
-    wleafFree(leaf);
-    repoint(depth, m);
-    leaf = m;
+    leaf = rebuildAt(depth, probe, probeLen, valBytes);
     r = wleafSet(leaf, probeLen, valPtr, valLen, ref, refPos, 0);
   }
   const inserted: u32 = r == SET_INSERTED ? 1 : 0;
@@ -609,11 +618,7 @@ export function wtreePutInPlace(rootAddr: u32, probeLen: u32, valPtr: usize, val
   let leaf = <usize>load<u32>(leafAt);
   let rs = wleafSet(leaf, probeLen, valPtr, valLen, ref, refPos, 0);
   if (rs < 0) {
-    const m = checked(build(leaf, 0, load<u32>(leaf, 16), true, probe, probeLen, probeLen + valBytes + 32 + SLACK_BYTES));
-    wleafFree(leaf); // the batch's own copy
-    store<u32>(leafAt, <u32>m);
-    widxSetChild(<usize>load<u32>(PATH + <usize>(depth - 1) * 12), load<u32>(PATH + <usize>(depth - 1) * 12, 8), -1, 0, <u32>m);
-    leaf = m;
+    leaf = rebuildAt(depth, probe, probeLen, valBytes); // the batch's own copy
     rs = wleafSet(leaf, probeLen, valPtr, valLen, ref, refPos, 0);
   }
   setLastInsert(leaf, <i32>load<u32>(result, 4));

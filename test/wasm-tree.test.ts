@@ -571,7 +571,22 @@ describe('the writer\'s tree in linear memory (asm/wtree.ts)', () => {
           expect(wasmLeaves(t, root)).toEqual(jsLeaves(js.root));
         }
       }),
-      { numRuns: 120 },
+      {
+        numRuns: 120,
+        examples: [
+          // CI's counterexample (seed 1530888137): a leaf rebuilt for room during an ascending run
+          // lost where its last insert went, and split by bytes where TreeWriter split after the run.
+          [
+            [
+              { t: 'run', from: 0, n: 120, step: 7919 },
+              { t: 'put', key: Buffer.alloc(0), len: 0 },
+              { t: 'run', from: 10867, n: 27, step: 1 },
+              { t: 'run', from: 902, n: 40, step: 3 },
+            ],
+            4096,
+          ],
+        ],
+      },
     );
   });
   it('encodes dirty index nodes to the bytes the reference codec gives, once their children are written', () => {
