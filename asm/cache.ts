@@ -355,6 +355,67 @@ function take(n: u64): usize {
   return rec + (kind == KIND_INDEX ? INDEX_KEY_AT : (load<u32>(rec) & REF_FLAG) != 0 ? LEAF_REF_KEY_AT : LEAF_INLINE_KEY_AT);
 }
 
+/** A record's key length (without the REF_FLAG a leaf record may carry). */
+// @ts-ignore: decorator
+@inline export function recKeyLen(rec: usize): u32 {
+  return load<u32>(rec) & ~REF_FLAG;
+}
+
+/** A record's bytes, 8-aligned (layout above). */
+// @ts-ignore: decorator
+@inline export function recBytes(rec: usize, kind: u32): u32 {
+  const k = recKeyLen(rec);
+  if (kind == KIND_INDEX) return (<u32>INDEX_KEY_AT + k + 7) & ~7;
+  return (load<u32>(rec) & REF_FLAG) != 0 ? (<u32>LEAF_REF_KEY_AT + k + 7) & ~7 : (<u32>LEAF_INLINE_KEY_AT + k + load<u32>(rec, 4) + 7) & ~7;
+}
+
+/**
+ * Copies a written node of the writer's tree (asm/wleaf.ts, asm/windex.ts: a dirty node whose
+ * header holds the position and entry length a checkpoint wrote it at, asm/slab.ts) into the
+ * ring under that position, as if its entry had been read and parsed: the layouts are the same,
+ * so the copy only packs the records after the slots (a dirty node's sit at its block's top, with
+ * garbage between). Its children must be clean already (asm/wcheckpoint.ts switches them first).
+ * Returns INGESTED (also when the position is cached already), TOO_BIG, or MALFORMED (no
+ * position, or a child by address: nothing is copied).
+ */
+export function adopt(n: usize): i32 {
+  const pos = load<f64>(n, 8);
+  const kind = load<u32>(n, 4);
+  if (!(pos > 0) || (kind != KIND_LEAF && kind != KIND_INDEX)) return MALFORMED;
+  if (tableGet(pos) != 0) return INGESTED;
+  const count = load<u32>(n, 16);
+  const prefixLen = load<u32>(n, 24);
+  const slots = slotsOf(n, prefixLen);
+  const headBytes = <usize>(slots - n);
+  let bytes = headBytes + (<usize>count << 3);
+  for (let i: u32 = 0; i < count; i++) {
+    const rec = n + <usize>load<u32>(slots + (<usize>i << 3), 4);
+    bytes += <usize>recBytes(rec, kind);
+    if (kind == KIND_INDEX && load<f64>(rec, 8) < 0) return MALFORMED;
+  }
+  if (bytes > (arenaEnd - arenaStart) >>> 1) return TOO_BIG;
+  const node = arenaAlloc(bytes);
+  if (node == 0) return TOO_BIG;
+  memory.copy(node, n, headBytes);
+  store<u32>(node, <u32>bytes);
+  store<f64>(node, -1, 8); // not findable until complete
+  store<u32>(node, nextSerial++, 28);
+  const to = slots - n + node;
+  let out = to + (<usize>count << 3);
+  for (let i: u32 = 0; i < count; i++) {
+    const slot = slots + (<usize>i << 3);
+    const rec = n + <usize>load<u32>(slot, 4);
+    const size = recBytes(rec, kind);
+    memory.copy(out, rec, size);
+    store<u32>(to + (<usize>i << 3), load<u32>(slot));
+    store<u32>(to + (<usize>i << 3), <u32>(out - node), 4);
+    out += size;
+  }
+  store<f64>(node, pos, 8);
+  tablePut(pos, node);
+  return INGESTED;
+}
+
 /**
  * Parses the body at INPUT (`bodyLen` bytes, kind 2 or 3) of the entry at `pos` into a cached
  * node. Returns INGESTED, TOO_BIG (the caller uses its JS path) or MALFORMED.

@@ -76,9 +76,8 @@ export function dirtyAlloc(bytes: u32): usize {
  * block in use. (Checked here, not asserted: release builds drop assertions.)
  */
 export function dirtyFree(block: usize): bool {
-  if (block < regionStart + HEADS_BYTES || block >= bump || (block & 0xff) != 0) return false;
+  if (!dirtyInUse(block)) return false;
   const k = load<u32>(block, 12);
-  if (k < MIN_CLASS || k > MAX_CLASS) return false;
   const head = regionStart + (<usize>(k - MIN_CLASS) << 2);
   store<u32>(block, load<u32>(head));
   store<u32>(block, 0, 12);
@@ -86,6 +85,18 @@ export function dirtyFree(block: usize): bool {
   store<u32>(head, load<u32>(head, CLASSES << 2) + 1, CLASSES << 2);
   inUseBytes -= <usize>1 << k;
   return true;
+}
+
+/** Whether `addr` lies within the blocks carved so far (then it may be read). */
+export function dirtyContains(addr: usize): bool {
+  return addr >= regionStart + HEADS_BYTES && addr < bump;
+}
+
+/** Whether `block` is a block from dirtyAlloc, in use (not freed, inside the region). */
+export function dirtyInUse(block: usize): bool {
+  if (!dirtyContains(block) || (block & 0xff) != 0) return false;
+  const k = load<u32>(block, 12);
+  return k >= MIN_CLASS && k <= MAX_CLASS;
 }
 
 /**

@@ -4,8 +4,9 @@
 // Owns: the byte layout of entry framing (src/engine/format.ts) and of entry bodies
 // (src/engine/codec.ts documents them; spec part A §A.3–A.5 the entry kinds and Inner/Outer
 // references), LEB128 varints (Baardskeerder's Flog0, §A.4), each entry's CRC32C and the slab CRC.
-// Must never: read outside [plan, plan + planLen) or a body's bounds, write outside
-// [out, out + outCap) or the row table, or trap on any input: bad input is an error code.
+// Must never: read outside [plan, plan + planLen) or a body's bounds (or, for a Node record, a
+// node other than a dirty one in use, checked first), write outside [out, out + outCap), the row
+// table or a Node record's header, or trap on any input: bad input is an error code.
 //
 // The plan is what JS writes into linear memory: one record per entry, in slab order, with whole
 // keys and fixed-width numbers (little-endian, unaligned):
@@ -17,6 +18,11 @@
 //   Index 3  u32 count (children, >= 1), ref (child 0), (count - 1) × (u32 keyLen, key, ref)
 //   Actions 5 u32 count, count × (u8 op, u32 keyLen, op 0: nothing | 1 u32 len | 2 ref), then the
 //            bytes: every key followed by its value's bytes if it has them (op 1), in order
+//   Node 6   u32 address: a node of the writer's tree in this instance's dirty region (asm/wleaf.ts,
+//            asm/windex.ts), encoded as the Leaf or Index entry it is (wleafEncode, widxEncode).
+//            Its header then holds the entry's position (`start` + offset) and length, which its
+//            parent, encoded after it, refers to it by; so children come before their parents.
+//            Valid only in the instance that holds the node (each store's cache instance).
 //   ref      u8 inner, f64 at, u32 len: inner 0: an Outer reference, `at` a file position and `len`
 //            the value length (leaf, actions) or entry length (index); inner 1: an Inner reference,
 //            `at` the index of an earlier entry of this plan (Baardskeerder's Inner position,
@@ -30,11 +36,15 @@
 import { crc32c, crc32cUpdate } from './crc32c';
 import { commonPrefix, compareKeys } from './node';
 import { full, wBytes, wr, wrEnd, wU8, wVarint } from './body-writer';
+import { isDirtyNode, wleafEncode } from './wleaf';
+import { widxEncode } from './windex';
 
 const KIND_VALUE: u32 = 1;
 const KIND_LEAF: u32 = 2;
 const KIND_INDEX: u32 = 3;
 const KIND_ACTIONS: u32 = 5;
+/** A plan record only: the entry is the node's own kind. */
+const PLAN_NODE: u32 = 6;
 const ENTRY_HEADER: usize = 9;
 
 export const ERR_OUT_OF_SPACE: i32 = -1;
@@ -255,6 +265,20 @@ function encodeIndex(): void {
   }
 }
 
+/** Encodes the dirty node `n`; returns its entry kind (KIND_LEAF or KIND_INDEX). */
+function encodeNode(n: usize): u32 {
+  if (bad || !isDirtyNode(n)) {
+    bad = true;
+    return 0;
+  }
+  const kind = load<u32>(n, 4);
+  const r = kind == KIND_LEAF ? wleafEncode(n, wr, <u32>(wrEnd - wr)) : kind == KIND_INDEX ? widxEncode(n, wr, <u32>(wrEnd - wr)) : -2;
+  // -1: no room (the caller asks again with more); -2: a value or child not written yet.
+  if (r == -1) full = true;
+  else if (r < 0) bad = true;
+  return kind;
+}
+
 // Like a leaf's, the keys and values come after the headers (one call from JS).
 function encodeActions(): void {
   const count = rU32();
@@ -341,7 +365,8 @@ function encodeFrom(plan: usize, planLen: u32, out: usize, outCap: u32, table: u
       return ENCODE_PAUSED;
     }
     if (entries >= maxEntries) return ERR_TOO_MANY_ENTRIES;
-    const kind = rU8();
+    let kind = rU8();
+    let node: usize = 0;
     const entry = wr;
     if (wr + ENTRY_HEADER > wrEnd) return ERR_OUT_OF_SPACE;
     wr += ENTRY_HEADER;
@@ -351,6 +376,10 @@ function encodeFrom(plan: usize, planLen: u32, out: usize, outCap: u32, table: u
     } else if (kind == KIND_LEAF) encodeLeaf();
     else if (kind == KIND_INDEX) encodeIndex();
     else if (kind == KIND_ACTIONS) encodeActions();
+    else if (kind == PLAN_NODE) {
+      node = <usize>rU32();
+      kind = encodeNode(node);
+    }
     else bad = true;
     if (bad) return ERR_BAD_PLAN;
     if (full) return ERR_OUT_OF_SPACE;
@@ -364,6 +393,11 @@ function encodeFrom(plan: usize, planLen: u32, out: usize, outCap: u32, table: u
     store<u32>(row, <u32>(entry - out));
     store<u32>(row, bodyLen + <u32>ENTRY_HEADER, 4);
     store<u32>(row, crc, 8);
+    if (node != 0) {
+      // Where the node now is: its parent's entry refers to it by this (widxEncode).
+      store<f64>(node, slabStart + <f64>(entry - out), 8);
+      store<u32>(node, bodyLen + <u32>ENTRY_HEADER, 20);
+    }
     entries++;
   }
   lastSlabCrc = slab;

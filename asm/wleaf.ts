@@ -39,8 +39,10 @@
 // records are the cache's index records, with a dirty child at position -1 and its address.
 import { commonPrefix, compareKeys } from './node';
 import { full, wBytes, wr, wrEnd, wU8, wVarint } from './body-writer';
-import { HEADER_BYTES, INDEX_KEY_AT, KIND_INDEX, KIND_LEAF, LEAF_INLINE_KEY_AT, LEAF_REF_KEY_AT, REF_FLAG, SLOT_BYTES, probeAddress, resultAddress, slotBound, slotsOf, wordAt } from './cache';
-import { DIRTY_BLOCK_MAX, dirtyAlloc, dirtyBlockBytes, dirtyFree } from './dirty';
+import { HEADER_BYTES, INDEX_KEY_AT, KIND_INDEX, KIND_LEAF, LEAF_INLINE_KEY_AT, LEAF_REF_KEY_AT, REF_FLAG, SLOT_BYTES, probeAddress, recBytes, recKeyLen, resultAddress, slotBound, slotsOf, wordAt } from './cache';
+// The record layout is the cache's; its helpers are used through this module too.
+export { recBytes, recKeyLen };
+import { DIRTY_BLOCK_MAX, dirtyAlloc, dirtyBlockBytes, dirtyContains, dirtyFree, dirtyInUse } from './dirty';
 
 export const PRE: usize = 32;
 /** Node starts within their blocks cycle through this many 64-byte steps (allocNode). */
@@ -78,23 +80,12 @@ const ENCODE_UNWRITTEN_VALUE: i32 = -2;
 }
 
 // @ts-ignore: decorator
-@inline export function recKeyLen(rec: usize): u32 {
-  return load<u32>(rec) & ~REF_FLAG;
-}
-// @ts-ignore: decorator
 @inline function isRef(rec: usize): bool {
   return (load<u32>(rec) & REF_FLAG) != 0;
 }
 // @ts-ignore: decorator
 @inline export function recKey(rec: usize, kind: u32): usize {
   return rec + (kind == KIND_INDEX ? INDEX_KEY_AT : isRef(rec) ? LEAF_REF_KEY_AT : LEAF_INLINE_KEY_AT);
-}
-/** A record's bytes, 8-aligned. */
-// @ts-ignore: decorator
-@inline export function recBytes(rec: usize, kind: u32): u32 {
-  const k = recKeyLen(rec);
-  if (kind == KIND_INDEX) return (<u32>INDEX_KEY_AT + k + 7) & ~7;
-  return isRef(rec) ? (<u32>LEAF_REF_KEY_AT + k + 7) & ~7 : (<u32>LEAF_INLINE_KEY_AT + k + load<u32>(rec, 4) + 7) & ~7;
 }
 /** The record a key with this value would take. */
 // @ts-ignore: decorator
@@ -157,9 +148,15 @@ export function wleafEmpty(bytes: u32): usize {
 
 /** Gives a dirty node's block back; false if `n` is not one. */
 export function wleafFree(n: usize): bool {
-  if (n < PRE) return false;
+  return isDirtyNode(n) && dirtyFree(n - PRE - <usize>load<u32>(n - PRE, 20));
+}
+
+/** Whether `n` is a dirty node in use (an address the caller passed, checked before it is read). */
+export function isDirtyNode(n: usize): bool {
+  // The pre-header is read only once it is known to lie in the region's blocks.
+  if (n < PRE || !dirtyContains(n - PRE)) return false;
   const color = <usize>load<u32>(n - PRE, 20);
-  return color <= COLOR_MAX && n >= PRE + color && dirtyFree(n - PRE - color);
+  return color <= COLOR_MAX && n >= PRE + color && dirtyInUse(n - PRE - color);
 }
 
 /**

@@ -24,6 +24,10 @@
 // pre-header 24), after the first key after an insert at the front, else by bytes; the separator
 // is the shortest key between the halves. An index node past it with more than three children
 // splits by the same rule over its separators, which one moves up.
+//
+// A written node (its header holds the position a checkpoint wrote it at, asm/slab.ts) is never
+// changed in place, whatever its count: it is copied as a shared one is, so its entry in the file
+// stays what it holds until asm/wcheckpoint.ts hands it to the cache.
 import { HEADER_BYTES, KIND_INDEX, KIND_LEAF, cachedNode, probeAddress, resultAddress } from './cache';
 import { commonPrefix } from './node';
 import { dirtyCanAlloc } from './dirty';
@@ -77,6 +81,11 @@ const SLACK_BYTES: u32 = 1024;
 // @ts-ignore: decorator
 @inline function setLastInsert(n: usize, v: i32): void {
   store<i32>(n - PRE, v, 24);
+}
+/** Whether a dirty node has been written by a checkpoint (header 8: its position; -1 before). */
+// @ts-ignore: decorator
+@inline export function written(n: usize): bool {
+  return load<f64>(n, 8) >= 0;
 }
 // @ts-ignore: decorator
 @inline function estimate(n: usize): u32 {
@@ -216,9 +225,11 @@ function makeWritable(depth: i32): void {
     const at = PATH + <usize>k * 12;
     const node = <usize>load<u32>(at);
     const isDirty = load<u32>(at, 4) != 0;
-    if (isDirty && refs(node) == 1) continue;
+    if (isDirty && refs(node) == 1 && !written(node)) continue;
     const c = checked(copyOf(node, SLACK_BYTES));
-    if (isDirty) setRefs(node, refs(node) - 1); // its referrer now points at the copy (it had two or more)
+    // Its referrer now points at the copy: a shared node has one reference fewer, a written one
+    // with no other goes (its dirty children keep the references the copy took on them).
+    if (isDirty) wtreeRelease(node);
     repoint(k, c);
   }
 }
@@ -555,7 +566,7 @@ export function wtreeJournaled(): u32 {
 export function wtreePutInPlace(rootAddr: u32, probeLen: u32, valPtr: usize, valLen: u32, ref: u32, refPos: f64, maxNodeBytes: u32): i32 {
   const result = resultAddress();
   const probe = probeAddress();
-  if (rootAddr == 0 || refs(<usize>rootAddr) != 1) return PUT_NEEDS_SEAL;
+  if (rootAddr == 0 || refs(<usize>rootAddr) != 1 || written(<usize>rootAddr)) return PUT_NEEDS_SEAL;
   const depth = descend(rootAddr, 0, 0, probe, probeLen, false);
   if (depth < 0) return descentError;
   if (journaled + <u32>depth + 1 > JOURNAL_MAX || jkeysUsed + probeLen > JKEYS_BYTES) return PUT_NEEDS_SEAL;
@@ -576,7 +587,7 @@ export function wtreePutInPlace(rootAddr: u32, probeLen: u32, valPtr: usize, val
   let own: i32 = 0;
   while (own <= depth) {
     const at = PATH + <usize>own * 12;
-    if (load<u32>(at, 4) == 0 || refs(<usize>load<u32>(at)) != 1) break;
+    if (load<u32>(at, 4) == 0 || refs(<usize>load<u32>(at)) != 1 || written(<usize>load<u32>(at))) break;
     own++;
   }
   if (own > depth) {

@@ -6,167 +6,14 @@
 import fc from 'fast-check';
 import { Buffer } from 'node:buffer';
 import { describe, expect, it } from 'vitest';
-import { REF_FLAG, instance, type Instance, type Val } from './support/wasm-nodes.js';
-import { IndexNode, LeafNode, ValueRef, indexBytes, leafBytes, type Child, type LeafValue } from '../src/engine/node.js';
+import { instance, type Instance, type Val } from './support/wasm-nodes.js';
+import { KIND_INDEX, KIND_LEAF, PUT_DONE, PUT_NEEDS_SEAL, checkAll, del, expectContents, expectLookups, expectRefs, keyArb, put, readTree, records, valArb, type Root } from './support/wasm-tree.js';
+import { IndexNode, LeafNode, indexBytes, leafBytes, type Child, type LeafValue } from '../src/engine/node.js';
 import type { BinKey, InlineValue } from '../src/engine/keys.js';
 import { ByteWriter, encodeIndexBody, encodeLeafBody } from './support/reference-codec.js';
 import { DiskRef } from '../src/engine/node.js';
 import { TreeWriter, type NodeSource } from '../src/engine/tree.js';
 
-const PUT_DONE = 0;
-const PUT_MISS = 3;
-const DEL_NOT_FOUND = 1;
-const PUT_NEEDS_SEAL = 5;
-const KIND_LEAF = 2;
-const KIND_INDEX = 3;
-
-interface Root {
-  addr: number;
-  pos: number;
-  len: number;
-}
-
-
-
-/** The node a PUT_MISS asked for (RESULT: its position), from `disk` into the cache, as the store loads it. */
-function loadMissing(t: Instance, disk: Map<number, { body: Buffer; kind: number }>): void {
-  const pos = t.mem().readDoubleLE(t.result);
-  const e = disk.get(pos)!;
-  t.mem().set(e.body, t.input);
-  expect(t.ex.cacheIngest(pos, e.body.length + 9, e.kind, e.body.length)).toBe(0);
-}
-
-/** Puts through wtreePut, loading missing clean nodes from `disk` as the store would; returns the new root. */
-function put(t: Instance, root: Root, key: Buffer, v: Val, maxNodeBytes: number, disk?: Map<number, { body: Buffer; kind: number }>): { root: Root; inserted: boolean } {
-  for (;;) {
-    const m = t.mem();
-    m.set(key, t.probe);
-    if (!v.ref) m.set(v.bytes, t.input);
-    const r = t.ex.wtreePut(root.addr, root.pos, root.len, key.length, t.input, v.ref ? v.len : v.bytes.length, v.ref ? 1 : 0, v.ref ? v.pos : 0, maxNodeBytes);
-    if (r === PUT_MISS) {
-      loadMissing(t, disk!);
-      continue;
-    }
-    expect(r).toBe(PUT_DONE);
-    return { root: { addr: t.mem().readUInt32LE(t.result), pos: 0, len: 0 }, inserted: t.mem().readUInt32LE(t.result + 4) === 1 };
-  }
-}
-
-/** Deletes through wtreeDelete (loading missing clean nodes as put does); returns the new root, or null if absent. */
-function del(t: Instance, root: Root, key: Buffer, maxNodeBytes: number, disk?: Map<number, { body: Buffer; kind: number }>): Root | null {
-  for (;;) {
-    const m = t.mem();
-    m.set(key, t.probe);
-    const r = t.ex.wtreeDelete(root.addr, root.pos, root.len, key.length, maxNodeBytes);
-    if (r === PUT_MISS) {
-      loadMissing(t, disk!);
-      continue;
-    }
-    if (r === DEL_NOT_FOUND) return null;
-    expect(r).toBe(PUT_DONE);
-    const res = t.mem();
-    return { addr: res.readUInt32LE(t.result), pos: res.readDoubleLE(t.result + 8), len: res.readUInt32LE(t.result + 4) };
-  }
-}
-
-/** A node's records: [key, value] for a leaf, [key, child] for an index (entry 0's key empty). */
-function records(t: Instance, n: number): Array<{ key: Buffer; val?: Val; child?: Root }> {
-  const m = t.mem();
-  const kind = m.readUInt32LE(n + 4);
-  const count = m.readUInt32LE(n + 16);
-  const p = m.readUInt32LE(n + 24);
-  const prefix = m.subarray(n + 32, n + 32 + p);
-  const slots = n + 32 + ((p + 7) & ~7);
-  const out: Array<{ key: Buffer; val?: Val; child?: Root }> = [];
-  for (let i = 0; i < count; i++) {
-    const word = m.readUInt32LE(slots + i * 8);
-    const rec = n + m.readUInt32LE(slots + i * 8 + 4);
-    const kw = m.readUInt32LE(rec);
-    const kl = (kw & ~REF_FLAG) >>> 0;
-    const ref = (kw & REF_FLAG) !== 0;
-    const keyAt = kind === KIND_INDEX ? rec + 24 : rec + (ref ? 16 : 8);
-    const key = Buffer.from(m.subarray(keyAt, keyAt + kl));
-    if (!(kind === KIND_INDEX && i === 0)) {
-      expect(key.subarray(0, p).equals(prefix)).toBe(true);
-      const w = Buffer.alloc(4);
-      key.copy(w, 0, p, Math.min(key.length, p + 4));
-      expect(word).toBe(w.readUInt32BE(0));
-    }
-    if (kind === KIND_INDEX) {
-      const pos = m.readDoubleLE(rec + 8);
-      out.push({ key, child: pos < 0 ? { addr: m.readUInt32LE(rec + 16), pos: 0, len: 0 } : { addr: 0, pos, len: m.readUInt32LE(rec + 4) } });
-    } else {
-      const vl = m.readUInt32LE(rec + 4);
-      out.push({ key, val: ref ? { ref: true, pos: m.readDoubleLE(rec + 8), len: vl } : { ref: false, bytes: Buffer.from(m.subarray(rec + 8 + kl, rec + 8 + kl + vl)) } });
-    }
-  }
-  return out;
-}
-
-/**
- * Reads a tree, checking its structure, and counts the references it holds on dirty nodes into
- * `refs` (each dirty index node's records once, however many roots reach it: `seen`).
- */
-function readTree(t: Instance, root: Root, refs: Map<number, number>, seen: Set<number>): Array<[Buffer, Val]> {
-  const out: Array<[Buffer, Val]> = [];
-  let leafDepth = -1;
-  const visit = (c: Root, depth: number, lo: Buffer | null, hi: Buffer | null, countRefs: boolean): void => {
-    const n = c.addr !== 0 ? c.addr : t.ex.cachedNode(c.pos) >>> 0;
-    expect(n).toBeGreaterThan(0);
-    const kind = t.mem().readUInt32LE(n + 4);
-    const recs = records(t, n);
-    if (kind === KIND_LEAF) {
-      if (leafDepth === -1) leafDepth = depth;
-      expect(depth).toBe(leafDepth);
-      for (const r of recs) {
-        if (lo !== null) expect(Buffer.compare(r.key, lo)).toBeGreaterThanOrEqual(0);
-        if (hi !== null) expect(Buffer.compare(r.key, hi)).toBe(-1);
-        out.push([r.key, r.val!]);
-      }
-      return;
-    }
-    expect(kind).toBe(KIND_INDEX);
-    const first = c.addr !== 0 && !seen.has(c.addr);
-    if (c.addr !== 0) seen.add(c.addr);
-    for (let i = 0; i < recs.length; i++) {
-      const child = recs[i].child!;
-      if (child.addr !== 0 && first && countRefs) refs.set(child.addr, (refs.get(child.addr) ?? 0) + 1);
-      const clo = i === 0 ? lo : recs[i].key;
-      const chi = i + 1 < recs.length ? recs[i + 1].key : hi;
-      if (i > 0 && i + 1 < recs.length) expect(Buffer.compare(recs[i].key, recs[i + 1].key)).toBe(-1);
-      visit(child, depth + 1, clo, chi, first && countRefs);
-    }
-  };
-  if (root.addr !== 0) refs.set(root.addr, (refs.get(root.addr) ?? 0) + 1);
-  if (root.addr !== 0 || root.pos > 0) visit(root, 0, null, null, true);
-  for (let i = 1; i < out.length; i++) expect(Buffer.compare(out[i - 1][0], out[i][0])).toBe(-1);
-  return out;
-}
-
-function expectContents(got: Array<[Buffer, Val]>, model: Map<string, Val>): void {
-  const want = [...model.entries()].sort((a, b) => Buffer.compare(Buffer.from(a[0], 'hex'), Buffer.from(b[0], 'hex')));
-  expect(got.map(([k]) => k.toString('hex'))).toEqual(want.map(([k]) => k));
-  for (let i = 0; i < got.length; i++) {
-    const [, v] = got[i];
-    const w = want[i][1];
-    if (w.ref) expect(v).toEqual(w);
-    else expect(!v.ref && v.bytes.equals(w.bytes)).toBe(true);
-  }
-}
-
-/** Every dirty node's count equals the references counted (pre-header 16: node - 16). */
-function expectRefs(t: Instance, refs: Map<number, number>): void {
-  const m = t.mem();
-  for (const [addr, n] of refs) expect([addr, m.readUInt32LE(addr - 16)]).toEqual([addr, n]);
-}
-
-const keyArb = fc
-  .tuple(fc.constantFrom('', 'a', 'ab', 'abcdef', 'z'), fc.array(fc.constantFrom(0, 1, 0x61, 0x62, 0xff), { maxLength: 8 }))
-  .map(([s, tail]) => Buffer.concat([Buffer.from(s, 'latin1'), Buffer.from(tail)]));
-const valArb: fc.Arbitrary<Val> = fc.oneof(
-  { weight: 5, arbitrary: fc.uint8Array({ maxLength: 120 }).map((b) => ({ ref: false as const, bytes: Buffer.from(b) })) },
-  { weight: 1, arbitrary: fc.record({ ref: fc.constant(true as const), pos: fc.integer({ min: 1, max: 2 ** 40 }), len: fc.integer({ min: 129, max: 1 << 20 }) }) },
-);
 type Op =
   | { t: 'put'; key: Buffer; val: Val }
   | { t: 'hold' }
@@ -192,42 +39,6 @@ const opArb: fc.Arbitrary<Op> = fc.oneof(
  * from a clean one), with its value, and a few absent keys not found; missing clean nodes are
  * loaded from `disk` as for puts.
  */
-function expectLookups(t: Instance, root: Root, model: Map<string, Val>, disk?: Map<number, { body: Buffer; kind: number }>): void {
-  const find = (key: Buffer): number => {
-    for (;;) {
-      t.mem().set(key, t.probe);
-      const r = root.addr !== 0 ? t.ex.cacheFindDirty(root.addr, key.length) : t.ex.cacheFind(root.pos, root.len, key.length);
-      if (r !== PUT_MISS) return r;
-      loadMissing(t, disk!);
-    }
-  };
-  if (root.addr === 0 && root.pos === 0) return;
-  for (const [hexKey, v] of model) {
-    const r = find(Buffer.from(hexKey, 'hex'));
-    const m = t.mem();
-    if (v.ref) {
-      expect(r).toBe(2);
-      expect([m.readDoubleLE(t.result), m.readUInt32LE(t.result + 8)]).toEqual([v.pos, v.len]);
-    } else {
-      expect(r).toBe(1);
-      const ptr = m.readUInt32LE(t.result);
-      expect(Buffer.from(m.subarray(ptr, ptr + m.readUInt32LE(t.result + 4))).equals(v.bytes)).toBe(true);
-    }
-  }
-  for (const absent of [Buffer.from('abz'), Buffer.from([0xff, 0xff, 0xff]), Buffer.from('k9999999')]) {
-    if (!model.has(absent.toString('hex'))) expect(find(absent)).toBe(0);
-  }
-}
-
-function checkAll(t: Instance, writer: { root: Root; model: Map<string, Val> }, held: Array<{ root: Root; model: Map<string, Val> }>): void {
-  const refs = new Map<number, number>();
-  const seen = new Set<number>();
-  expectContents(readTree(t, writer.root, refs, seen), writer.model);
-  expectLookups(t, writer.root, writer.model);
-  for (const h of held) expectContents(readTree(t, h.root, refs, seen), h.model);
-  expectRefs(t, refs);
-}
-
 describe('the writer\'s tree in linear memory (asm/wtree.ts)', () => {
   it('puts like a model, copies what a held root reaches, and frees everything once released', () => {
     fc.assert(
@@ -372,7 +183,6 @@ describe('the writer\'s tree in linear memory (asm/wtree.ts)', () => {
     expectContents(readTree(t, clean, new Map(), new Set()), before);
   });
   it('changes the published tree in place within a batch: undone on abort, kept on publish, given back to readers by a seal', () => {
-    type BatchOp = { t: 'put'; key: Buffer; val: Val } | { t: 'read' } | { t: 'many'; from: number; n: number };
     const batchArb = fc.record({
       hold: fc.boolean(),
       abort: fc.boolean(),

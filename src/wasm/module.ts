@@ -73,6 +73,12 @@ export type CacheExports = CoreExports & {
   wtreeJournaled(): number;
   wtreeRetain(node: number): void;
   wtreeRelease(node: number): void;
+  /** asm/wcheckpoint.ts: a checkpoint of the writer's tree (its header comment has the steps). */
+  wtreePlan(root: number, plan: number, planCap: number): number;
+  wtreePlanAbandon(plan: number, planLen: number): void;
+  wtreeWritten(root: number): void;
+  /** asm/cache.ts adopt: a written dirty node copied into the cache under its position. */
+  cacheAdopt(node: number): number;
 };
 
 let compiled: WebAssembly.Module | undefined;

@@ -1,0 +1,119 @@
+// Writing the writer's tree: the plan of its dirty nodes for a checkpoint's slab, and, once that
+// slab is in the file, handing the nodes it wrote to the cache.
+//
+// Owns: which dirty nodes a checkpoint writes, and the moment a written node stops being dirty.
+// A checkpoint (src/engine, step 5 of bench/RESULTS.md round 25) runs in three calls:
+//   1. wtreePlan(root, …) appends a Node record (asm/slab.ts) for every dirty node the tree reaches
+//      by address, children before parents; the caller adds its other records and encodes the plan
+//      (slabEncode in this instance), which gives each node its position and entry length.
+//   2a. After the slab is appended: wtreeWritten(published root) replaces, in every dirty node that
+//      tree reaches, each record pointing at a written node by that node's position, copying the
+//      node into the cache (asm/cache.ts adopt) and dropping the record's reference on it.
+//   2b. If the slab is not appended (an error, a crash of the encode): wtreePlanAbandon(plan) takes
+//      the positions back, so the nodes count as unwritten again.
+// Invariant: a dirty node holds a position in its header only between its encode and one of 2a or
+// 2b. A node with a position is never changed in place (asm/wtree.ts copies it), so the entry the
+// file holds at that position is what it holds; 2a therefore changes how a tree refers to a node,
+// never what the tree holds, and may do so in nodes that other trees (snapshots) share.
+// The plan's Node records name every dirty node reachable by address, written or not: after 2a no
+// written node is reachable by address from the published tree, and after 2b none has a position,
+// so a node named again is one whose earlier write did not reach the file.
+import { KIND_INDEX, adopt, resultAddress } from './cache';
+import { recAt } from './wleaf';
+import { wtreeRelease, written } from './wtree';
+
+const PLAN_NODE: u8 = 6;
+const NODE_RECORD_BYTES: u32 = 5;
+const MAX_DEPTH: i32 = 32;
+
+let planAt: usize = 0;
+let planEnd: usize = 0;
+let planFull = false;
+
+function planNodes(n: usize, depth: i32): void {
+  if (depth >= MAX_DEPTH) unreachable(); // a tree the writer built is never this deep
+  if (load<u32>(n, 4) == KIND_INDEX) {
+    const count = load<u32>(n, 16);
+    for (let i: u32 = 0; i < count && !planFull; i++) {
+      const rec = recAt(n, i);
+      if (load<f64>(rec, 8) < 0) planNodes(<usize>load<u32>(rec, 16), depth + 1);
+    }
+  }
+  if (planAt + NODE_RECORD_BYTES > planEnd) {
+    planFull = true;
+    return;
+  }
+  store<u8>(planAt, PLAN_NODE);
+  store<u32>(planAt + 1, <u32>n);
+  planAt += NODE_RECORD_BYTES;
+}
+
+/**
+ * Writes a Node record for every dirty node reachable by address from the dirty node `root`,
+ * children first, at `plan` (`planCap` bytes). Returns the bytes written (5 per node), or -1 when
+ * they do not fit (nothing usable is written: call again with more room).
+ */
+export function wtreePlan(root: usize, plan: usize, planCap: u32): i32 {
+  planAt = plan;
+  planEnd = plan + <usize>planCap;
+  planFull = false;
+  planNodes(root, 0);
+  return planFull ? -1 : <i32>(planAt - plan);
+}
+
+/**
+ * After a failed append: every Node record of the plan at `plan` (`planLen` bytes: the records
+ * wtreePlan wrote) gets its node's position taken back (-1), so nothing treats it as written.
+ * The caller still holds the planned root then, so every node named is alive.
+ */
+export function wtreePlanAbandon(plan: usize, planLen: u32): void {
+  for (let p = plan; p + NODE_RECORD_BYTES <= plan + <usize>planLen; p += NODE_RECORD_BYTES) {
+    if (load<u8>(p) != PLAN_NODE) unreachable(); // not what wtreePlan wrote
+    const n = <usize>load<u32>(p + 1);
+    store<f64>(n, -1, 8);
+    store<u32>(n, 0, 20);
+  }
+}
+
+/** Every record below the dirty index node `n` that points at a written node points at its position. */
+function switchBelow(n: usize, depth: i32): void {
+  if (depth >= MAX_DEPTH) unreachable();
+  const count = load<u32>(n, 16);
+  for (let i: u32 = 0; i < count; i++) {
+    const rec = recAt(n, i);
+    if (load<f64>(rec, 8) >= 0) continue; // clean already
+    const child = <usize>load<u32>(rec, 16);
+    // Children first: a written index node's own written children go to the cache before the
+    // node is released (which would free them unseen).
+    if (load<u32>(child, 4) == KIND_INDEX) switchBelow(child, depth + 1);
+    if (written(child)) {
+      // The cache's copy spares the next visit a read; if the ring cannot take it (a node over
+      // half its size), the next visit reads it from the file like any other clean node.
+      adopt(child);
+      store<u32>(rec, load<u32>(child, 20), 4);
+      store<f64>(rec, load<f64>(child, 8), 8);
+      store<u64>(rec, 0, 16);
+      wtreeRelease(child);
+    }
+  }
+}
+
+/**
+ * 2a above, for the tree whose root is the dirty node `root` (the caller's reference on it moves
+ * to the root returned). RESULT: u32 at 0 the root if it is still dirty, else 0 with f64 at 8 its
+ * position and u32 at 4 its entry length (the root itself was written: the tree is clean now).
+ */
+export function wtreeWritten(root: usize): void {
+  const result = resultAddress();
+  store<u32>(result, <u32>root);
+  store<u32>(result, 0, 4);
+  store<f64>(result, 0, 8);
+  if (load<u32>(root, 4) == KIND_INDEX) switchBelow(root, 0);
+  if (written(root)) {
+    adopt(root);
+    store<u32>(result, 0);
+    store<u32>(result, load<u32>(root, 20), 4);
+    store<f64>(result, load<f64>(root, 8), 8);
+    wtreeRelease(root);
+  }
+}

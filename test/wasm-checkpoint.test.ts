@@ -1,0 +1,383 @@
+// Checkpoints of the writer's tree in linear memory (asm/wcheckpoint.ts, the Node plan record of
+// asm/slab.ts, asm/cache.ts adopt): its dirty nodes planned, encoded into a slab in the store's
+// own instance, then either appended (the published tree refers to the written nodes by position
+// and the cache holds them) or abandoned (the nodes are unwritten again). Against a model, with
+// snapshots held, restored and dropped, and puts made while a checkpoint is between its encode and
+// its append. After every step: the trees read back their models with every reference count
+// exact; every node a tree reaches by position is, in the cache, what the file holds there; and
+// each appended checkpoint, read from the file alone by a fresh instance, is the tree it wrote.
+import fc from 'fast-check';
+import { Buffer } from 'node:buffer';
+import { describe, expect, it } from 'vitest';
+import { instance, type Instance, type Val } from './support/wasm-nodes.js';
+import { KIND_INDEX, PUT_DONE, PUT_MISS, PUT_NEEDS_SEAL, checkAll, del, expectContents, expectLookups, keyArb, put, readTree, records, valArb, type Root } from './support/wasm-tree.js';
+import { verifyEntry } from '../src/engine/entry.js';
+
+/** asm/slab.ts results. */
+const ERR_OUT_OF_SPACE = -1;
+const ERR_BAD_PLAN = -2;
+
+/** The file: each entry's body and kind by position (as put and del load missing nodes). */
+type Disk = Map<number, { body: Buffer; kind: number }>;
+
+interface Tree {
+  root: Root;
+  model: Map<string, Val>;
+}
+
+/**
+ * Plans and encodes a checkpoint of `frozen` (dirty) for a slab at `start`, the way the store
+ * would: the plan area and the output grow until they fit. Returns the slab's entries by position
+ * (not yet in `disk`) and the plan (for an abandon), or null when the tree has nothing dirty.
+ */
+function encode(t: Instance, frozen: Root, start: number): { entries: Disk; plan: number; planLen: number; end: number } {
+  let planCap = 5; // too small at first for any tree of more than one node: the -1 path
+  let plan = 0;
+  let planLen = -1;
+  while (planLen < 0) {
+    if (plan !== 0) t.ex.free(plan);
+    planCap *= 4;
+    plan = t.ex.alloc(planCap) >>> 0;
+    planLen = t.ex.wtreePlan(frozen.addr, plan, planCap);
+  }
+  expect(planLen % 5).toBe(0);
+  const rows = planLen / 5;
+  const table = t.ex.alloc(rows * 12) >>> 0;
+  let outCap = 64; // and the encoder runs out of room a few times: ERR_OUT_OF_SPACE, then again
+  let out = 0;
+  let n = ERR_OUT_OF_SPACE;
+  while (n === ERR_OUT_OF_SPACE) {
+    if (out !== 0) t.ex.free(out);
+    outCap *= 8;
+    out = t.ex.alloc(outCap) >>> 0;
+    n = t.ex.slabEncode(plan, planLen, out, outCap, table, rows, start);
+  }
+  expect(n).toBeGreaterThan(0);
+  const m = t.mem();
+  const entries: Disk = new Map();
+  for (let i = 0; i < rows; i++) {
+    const off = m.readUInt32LE(table + i * 12);
+    const len = m.readUInt32LE(table + i * 12 + 4);
+    const slab = Buffer.from(m.subarray(out, out + n));
+    const { kind, bodyLen } = verifyEntry(slab, off, start + off); // framing and CRC32C
+    expect(bodyLen + 9).toBe(len);
+    entries.set(start + off, { body: Buffer.from(slab.subarray(off + 9, off + 9 + bodyLen)), kind });
+    // The node the record named now holds where it was written.
+    const node = m.readUInt32LE(plan + i * 5 + 1);
+    expect([m.readDoubleLE(node + 8), m.readUInt32LE(node + 20)]).toEqual([start + off, len]);
+  }
+  t.ex.free(table);
+  t.ex.free(out);
+  return { entries, plan, planLen, end: start + n };
+}
+
+/** Caches `entries` in `f`, an instance with no dirty region: what a reopen reads of the file. */
+function ingestAll(f: Instance, entries: Disk): void {
+  for (const [pos, e] of entries) {
+    f.mem().set(e.body, f.input);
+    expect(f.ex.cacheIngest(pos, e.body.length + 9, e.kind, e.body.length)).toBe(0);
+  }
+}
+
+/** Every node `root` reaches by position is, in `t`'s cache, the node the file holds there. */
+function expectCacheIsFile(t: Instance, root: Root, file: Instance): void {
+  const visit = (c: Root): void => {
+    if (c.addr === 0) {
+      const n = t.ex.cachedNode(c.pos) >>> 0;
+      const m = file.ex.cachedNode(c.pos) >>> 0;
+      expect(n).toBeGreaterThan(0);
+      expect(m).toBeGreaterThan(0);
+      const a = records(t, n);
+      expect(a).toEqual(records(file, m));
+      expect(t.mem().readUInt32LE(n + 20)).toBe(file.mem().readUInt32LE(m + 20));
+      if (t.mem().readUInt32LE(n + 4) === KIND_INDEX) for (const r of a) visit(r.child!);
+      return;
+    }
+    if (t.mem().readUInt32LE(c.addr + 4) === KIND_INDEX) for (const r of records(t, c.addr)) visit(r.child!);
+  };
+  if (root.addr !== 0 || root.pos > 0) visit(root);
+}
+
+type Change = { t: 'put'; key: Buffer; val: Val } | { t: 'inPlace'; key: Buffer; val: Val } | { t: 'many'; from: number; n: number } | { t: 'del'; pick: number; n: number } | { t: 'restore'; pick: number };
+type Op = Change | { t: 'hold' } | { t: 'drop'; pick: number } | { t: 'checkpoint'; append: boolean; during: Change[] };
+const changeArb: fc.Arbitrary<Change> = fc.oneof(
+  { weight: 4, arbitrary: fc.record({ t: fc.constant('put' as const), key: keyArb, val: valArb }) },
+  { weight: 2, arbitrary: fc.record({ t: fc.constant('inPlace' as const), key: keyArb, val: valArb }) },
+  { weight: 2, arbitrary: fc.record({ t: fc.constant('many' as const), from: fc.nat({ max: 3000 }), n: fc.integer({ min: 1, max: 200 }) }) },
+  { weight: 2, arbitrary: fc.record({ t: fc.constant('del' as const), pick: fc.nat(), n: fc.integer({ min: 1, max: 120 }) }) },
+  { weight: 1, arbitrary: fc.record({ t: fc.constant('restore' as const), pick: fc.nat() }) },
+);
+const opArb: fc.Arbitrary<Op> = fc.oneof(
+  { weight: 6, arbitrary: changeArb },
+  { weight: 1, arbitrary: fc.record({ t: fc.constant('hold' as const) }) },
+  { weight: 1, arbitrary: fc.record({ t: fc.constant('drop' as const), pick: fc.nat() }) },
+  { weight: 4, arbitrary: fc.record({ t: fc.constant('checkpoint' as const), append: fc.boolean(), during: fc.array(changeArb, { maxLength: 4 }) }) },
+);
+
+describe('checkpoints of the writer\'s tree (asm/wcheckpoint.ts)', () => {
+  it('writes what a tree holds, hands the written nodes to the cache, and takes an abandoned write back', () => {
+    let appended = 0;
+    let abandoned = 0;
+    let cleanRoots = 0;
+    let inPlace = 0;
+    fc.assert(
+      fc.property(fc.array(opArb, { minLength: 6, maxLength: 24 }), fc.constantFrom(256, 512, 4096), (ops, maxNodeBytes) => {
+        const t = instance(64 << 20);
+        const base = t.ex.dirtyBytesInUse();
+        const disk: Disk = new Map();
+        const file = instance(0);
+        let fileEnd = 8192;
+        const writer: Tree = { root: { addr: 0, pos: 0, len: 0 }, model: new Map() };
+        /** Snapshots (and savepoints): roots held, each one reference. */
+        const held: Tree[] = [];
+        const apply = (c: Change): void => {
+          const doPut = (key: Buffer, val: Val): void => {
+            writer.root = put(t, writer.root, key, val, maxNodeBytes, disk).root;
+            writer.model.set(key.toString('hex'), val);
+          };
+          if (c.t === 'put') doPut(c.key, c.val);
+          else if (c.t === 'inPlace') {
+            // A batch of one set in place on the published tree, published (asm/wtree.ts): what
+            // it may not change in place (a written node among them) it copies or refuses.
+            if (writer.root.addr !== 0) {
+              const m = t.mem();
+              m.set(c.key, t.probe);
+              if (!c.val.ref) m.set(c.val.bytes, t.input);
+              const r = t.ex.wtreePutInPlace(writer.root.addr, c.key.length, t.input, c.val.ref ? c.val.len : c.val.bytes.length, c.val.ref ? 1 : 0, c.val.ref ? c.val.pos : 0, maxNodeBytes);
+              if (r === PUT_DONE) {
+                t.ex.wtreeSettle();
+                writer.model.set(c.key.toString('hex'), c.val);
+                inPlace++;
+                return;
+              }
+              expect([PUT_NEEDS_SEAL, PUT_MISS]).toContain(r);
+            }
+            doPut(c.key, c.val);
+          }
+          else if (c.t === 'many') {
+            for (let i = 0; i < c.n; i++) {
+              const k = (c.from + i * 7919) % 3001;
+              doPut(Buffer.from(`k${String(k).padStart(6, '0')}`), { ref: false, bytes: Buffer.alloc(20 + (k % 40), k & 0xff) });
+            }
+          } else if (c.t === 'del') {
+            const keys = [...writer.model.keys()].sort();
+            for (const hexKey of keys.slice(keys.length === 0 ? 0 : c.pick % keys.length).slice(0, c.n)) {
+              const r = del(t, writer.root, Buffer.from(hexKey, 'hex'), maxNodeBytes, disk);
+              expect(r).not.toBeNull();
+              writer.root = r!;
+              writer.model.delete(hexKey);
+            }
+          } else if (held.length > 0) {
+            // A savepoint restored: the held reference moves to the writer, whose tree goes.
+            const [h] = held.splice(c.pick % held.length, 1);
+            if (writer.root.addr !== 0) t.ex.wtreeRelease(writer.root.addr);
+            writer.root = h.root;
+            writer.model = h.model;
+          }
+        };
+        for (const op of ops) {
+          if (op.t === 'hold') {
+            if (writer.root.addr !== 0) t.ex.wtreeRetain(writer.root.addr);
+            held.push({ root: { ...writer.root }, model: new Map(writer.model) });
+          } else if (op.t === 'drop') {
+            if (held.length > 0) {
+              const [h] = held.splice(op.pick % held.length, 1);
+              if (h.root.addr !== 0) t.ex.wtreeRelease(h.root.addr);
+            }
+          } else if (op.t === 'checkpoint') {
+            if (writer.root.addr === 0) {
+              for (const c of op.during) apply(c);
+              continue; // nothing dirty: nothing to write
+            }
+            // The checkpoint holds the tree it writes; the writer goes on meanwhile (copying).
+            const frozen: Tree = { root: { ...writer.root }, model: new Map(writer.model) };
+            t.ex.wtreeRetain(frozen.root.addr);
+            const e = encode(t, frozen.root, fileEnd);
+            for (const c of op.during) apply(c);
+            if (op.append) {
+              for (const [pos, entry] of e.entries) disk.set(pos, entry);
+              ingestAll(file, e.entries);
+              fileEnd = e.end;
+              const written: Root = { addr: 0, pos: t.mem().readDoubleLE(frozen.root.addr + 8), len: t.mem().readUInt32LE(frozen.root.addr + 20) };
+              if (writer.root.addr !== 0) {
+                t.ex.wtreeWritten(writer.root.addr);
+                const m = t.mem();
+                const a = m.readUInt32LE(t.result);
+                writer.root = a !== 0 ? { addr: a, pos: 0, len: 0 } : { addr: 0, pos: m.readDoubleLE(t.result + 8), len: m.readUInt32LE(t.result + 4) };
+                if (a === 0) cleanRoots++;
+              }
+              // The file alone holds the tree the checkpoint wrote.
+              expectContents(readTree(file, written, new Map(), new Set()), frozen.model);
+              expectLookups(file, written, frozen.model);
+              expectCacheIsFile(t, writer.root, file);
+              appended++;
+            } else {
+              t.ex.wtreePlanAbandon(e.plan, e.planLen);
+              abandoned++;
+            }
+            t.ex.free(e.plan);
+            t.ex.wtreeRelease(frozen.root.addr);
+          } else apply(op);
+          checkAll(t, writer, held);
+        }
+        for (const h of held) if (h.root.addr !== 0) t.ex.wtreeRelease(h.root.addr);
+        if (writer.root.addr !== 0) t.ex.wtreeRelease(writer.root.addr);
+        expect(t.ex.dirtyBytesInUse()).toBe(base);
+      }),
+      { numRuns: 100 },
+    );
+    // Every way was taken: appended, abandoned, and a tree left wholly clean by its checkpoint.
+    expect(appended).toBeGreaterThan(80);
+    expect(abandoned).toBeGreaterThan(80);
+    expect(cleanRoots).toBeGreaterThan(15);
+    expect(inPlace).toBeGreaterThan(50);
+  });
+
+  it('never changes a written node in place: a restored snapshot of a written tree is copied as it changes', () => {
+    // The snapshot's root written too, or only the nodes below it (the writer had copied its root).
+    const cases = (['put', 'inPlace', 'del'] as const).flatMap((change) => (['root', 'below'] as const).map((written) => ({ change, written })));
+    for (const { change, written } of cases) {
+      const t = instance(64 << 20);
+      const file = instance(0);
+      const disk: Disk = new Map();
+      const key = (i: number) => Buffer.from(`key-${String(i).padStart(4, '0')}`);
+      let root: Root = { addr: 0, pos: 0, len: 0 };
+      const model = new Map<string, Val>();
+      for (let i = 0; i < 300; i++) {
+        root = put(t, root, key(i), { ref: false, bytes: Buffer.alloc(30, i) }, 512).root;
+        model.set(key(i).toString('hex'), { ref: false, bytes: Buffer.alloc(30, i) });
+      }
+      // A snapshot holds the tree; a checkpoint writes the writer's; the published tree becomes clean.
+      t.ex.wtreeRetain(root.addr);
+      const snap = root.addr;
+      const snapModel = new Map(model);
+      if (written === 'below') root = put(t, root, key(0), { ref: false, bytes: Buffer.alloc(30, 0xdd) }, 512).root;
+      const e = encode(t, root, 8192);
+      for (const [pos, entry] of e.entries) disk.set(pos, entry);
+      ingestAll(file, e.entries);
+      t.ex.free(e.plan);
+      t.ex.wtreeWritten(root.addr);
+      expect(t.mem().readUInt32LE(t.result)).toBe(0);
+      const pos = t.mem().readDoubleLE(t.result + 8);
+      // The snapshot's nodes are written (all, or all but its root), by address, each with one
+      // reference: restored as the writer's tree (a savepoint), a change must copy them all the same.
+      expect(t.mem().readDoubleLE(snap + 8) >= 0).toBe(written === 'root');
+      let w: Root = { addr: snap, pos: 0, len: 0 };
+      model.clear();
+      for (const [mk, mv] of snapModel) model.set(mk, mv);
+      const k = key(150);
+      if (change === 'inPlace') {
+        t.mem().set(k, t.probe);
+        t.mem().set(Buffer.alloc(30, 0xee), t.input);
+        // Refused for a written root (a seal copies it); below an unwritten one, the written nodes
+        // on the path are copied, journaled.
+        expect(t.ex.wtreePutInPlace(w.addr, k.length, t.input, 30, 0, 0, 512)).toBe(written === 'root' ? PUT_NEEDS_SEAL : PUT_DONE);
+        if (written === 'below') {
+          t.ex.wtreeSettle();
+          model.set(k.toString('hex'), { ref: false, bytes: Buffer.alloc(30, 0xee) });
+        }
+      } else if (change === 'put') {
+        w = put(t, w, k, { ref: false, bytes: Buffer.alloc(30, 0xee) }, 512, disk).root;
+        model.set(k.toString('hex'), { ref: false, bytes: Buffer.alloc(30, 0xee) });
+      } else {
+        w = del(t, w, k, 512, disk)!;
+        model.delete(k.toString('hex'));
+      }
+      expectContents(readTree(t, w, new Map(), new Set()), model);
+      // A switch (after some later checkpoint) hands every node still written to the cache as
+      // the file holds it: had the change been made in place, the file's older image would win.
+      if (w.addr !== 0) {
+        t.ex.wtreeWritten(w.addr);
+        const m = t.mem();
+        const a = m.readUInt32LE(t.result);
+        w = a !== 0 ? { addr: a, pos: 0, len: 0 } : { addr: 0, pos: m.readDoubleLE(t.result + 8), len: m.readUInt32LE(t.result + 4) };
+      }
+      expectContents(readTree(t, w, new Map(), new Set()), model);
+      expectCacheIsFile(t, w, file);
+      expectCacheIsFile(t, { addr: 0, pos, len: 0 }, file);
+      if (w.addr !== 0) t.ex.wtreeRelease(w.addr);
+      expect(t.ex.dirtyBytesInUse()).toBe(0);
+    }
+  });
+
+  it('takes an abandoned checkpoint\'s positions back: a later slab at the same place does not claim its nodes', () => {
+    const t = instance(64 << 20);
+    const file = instance(0);
+    const disk: Disk = new Map();
+    const key = (i: number) => Buffer.from(`key-${String(i).padStart(4, '0')}`);
+    const val = (i: number): Val => ({ ref: false, bytes: Buffer.alloc(30, i & 0xff) });
+    let root: Root = { addr: 0, pos: 0, len: 0 };
+    const model = new Map<string, Val>();
+    for (let i = 0; i < 300; i++) {
+      root = put(t, root, key(i), val(i), 512).root;
+      model.set(key(i).toString('hex'), val(i));
+    }
+    // A savepoint holds the tree; a checkpoint of it is encoded, then its append fails.
+    t.ex.wtreeRetain(root.addr);
+    const savepoint = { root: { ...root }, model: new Map(model) };
+    const a = encode(t, root, 8192);
+    t.ex.wtreePlanAbandon(a.plan, a.planLen);
+    t.ex.free(a.plan);
+    expect(t.mem().readDoubleLE(savepoint.root.addr + 8)).toBe(-1);
+    // The writer goes on; the next checkpoint is written where the failed one would have been.
+    for (let i = 0; i < 300; i += 2) {
+      root = put(t, root, key(i), val(i + 1), 512).root;
+      model.set(key(i).toString('hex'), val(i + 1));
+    }
+    const frozen = root.addr;
+    t.ex.wtreeRetain(frozen); // the checkpoint's hold
+    const b = encode(t, root, 8192);
+    // Meanwhile the savepoint is restored: the writer's tree is the savepoint's again.
+    t.ex.wtreeRelease(root.addr);
+    root = savepoint.root;
+    for (const [pos, entry] of b.entries) disk.set(pos, entry);
+    ingestAll(file, b.entries);
+    t.ex.free(b.plan);
+    t.ex.wtreeWritten(root.addr);
+    expect(t.mem().readUInt32LE(t.result)).toBe(root.addr); // its root was not written
+    t.ex.wtreeRelease(frozen);
+    expectContents(readTree(t, root, new Map(), new Set()), savepoint.model);
+    expectCacheIsFile(t, root, file);
+    t.ex.wtreeRelease(root.addr);
+    expect(t.ex.dirtyBytesInUse()).toBe(0);
+  });
+
+  it('refuses a plan naming what is not a node of the writer, or a node whose child is not written; the cache adopts only a written node with clean children', () => {
+    const t = instance(64 << 20);
+    let root: Root = { addr: 0, pos: 0, len: 0 };
+    for (let i = 0; i < 400; i++) root = put(t, root, Buffer.from(`key-${String(i).padStart(4, '0')}`), { ref: false, bytes: Buffer.alloc(30, i) }, 512).root;
+    expect(t.mem().readUInt32LE(root.addr + 4)).toBe(KIND_INDEX);
+    const plan = t.ex.alloc(64) >>> 0;
+    const out = t.ex.alloc(1 << 20) >>> 0;
+    const table = t.ex.alloc(1024) >>> 0;
+    const encodeOne = (addr: number): number => {
+      const m = t.mem();
+      m[plan] = 6;
+      m.writeUInt32LE(addr, plan + 1);
+      return t.ex.slabEncode(plan, 5, out, 1 << 20, table, 1, 8192);
+    };
+    // Not a node: an address in the cache's input area, one inside a node, one past the region.
+    expect(encodeOne(t.input)).toBe(ERR_BAD_PLAN);
+    expect(encodeOne(root.addr + 8)).toBe(ERR_BAD_PLAN);
+    expect(encodeOne(0xffff_fff0)).toBe(ERR_BAD_PLAN);
+    // The root before its children: refused, and it gains no position.
+    expect(encodeOne(root.addr)).toBe(ERR_BAD_PLAN);
+    expect(t.mem().readDoubleLE(root.addr + 8)).toBe(-1);
+    // A leaf alone is fine.
+    let leaf = root.addr;
+    while (t.mem().readUInt32LE(leaf + 4) === KIND_INDEX) leaf = records(t, leaf)[0].child!.addr;
+    expect(encodeOne(leaf)).toBeGreaterThan(0);
+    expect(t.mem().readDoubleLE(leaf + 8)).toBe(8192);
+    // The cache takes a written node whose children are clean, as the file holds it...
+    expect(t.ex.cacheAdopt(leaf)).toBe(0);
+    expect(records(t, t.ex.cachedNode(8192) >>> 0)).toEqual(records(t, leaf));
+    // ...and no node without a position, or with a child it refers to by address.
+    expect(t.ex.cacheAdopt(root.addr)).toBe(-1);
+    t.mem().writeDoubleLE(1 << 20, root.addr + 8);
+    expect(t.ex.cacheAdopt(root.addr)).toBe(-1);
+    expect(t.ex.cachedNode(1 << 20)).toBe(0);
+    t.ex.free(plan);
+    t.ex.free(out);
+    t.ex.free(table);
+  });
+});
