@@ -50,7 +50,7 @@ const COLOR_STEPS: u32 = 16;
 const COLOR_MAX: usize = (<usize>COLOR_STEPS - 1) << 6;
 let colorNext: u32 = 0;
 /** node.ts NODE_OVERHEAD_BYTES. */
-const NODE_OVERHEAD_BYTES: u32 = 16;
+export const NODE_OVERHEAD_BYTES: u32 = 16;
 
 /** set() results. */
 const SET_OVERWRITTEN: i32 = 0;

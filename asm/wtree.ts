@@ -31,7 +31,7 @@
 import { HEADER_BYTES, KIND_INDEX, KIND_LEAF, cachedNode, probeAddress, resultAddress } from './cache';
 import { commonPrefix } from './node';
 import { dirtyCanAlloc } from './dirty';
-import { PRE, allocNode, build, buildConcat, recAt, recKey, recKeyLen, recEstimate, wleafFree, wleafRemove, wleafSearchAt, wleafSet, wleafSplit, wleafUndoOverwrite, wleafUndoReplace, wleafUndoReset } from './wleaf';
+import { NODE_OVERHEAD_BYTES, PRE, allocNode, build, buildConcat, recAt, recKey, recKeyLen, recEstimate, wleafFree, wleafRemove, wleafSearchAt, wleafSet, wleafSplit, wleafUndoOverwrite, wleafUndoReplace, wleafUndoReset } from './wleaf';
 import { widxChildSlot, widxInsert, widxNewRoot, widxRemove, widxSetChild, widxSplit } from './windex';
 
 const MAX_DEPTH: i32 = 32;
@@ -373,6 +373,19 @@ export function wtreePut(rootAddr: u32, rootPos: f64, rootLen: u32, probeLen: u3
   return PUT_DONE;
 }
 
+/**
+ * A node's size estimate (wleaf.ts): a dirty node keeps it in its pre-header; a clean one (in the
+ * cache's ring) has no pre-header, so it is summed over its records.
+ */
+function estimateOf(n: usize, dirty: bool): u32 {
+  if (dirty) return estimate(n);
+  const kind = load<u32>(n, 4);
+  const count = load<u32>(n, 16);
+  let e = NODE_OVERHEAD_BYTES;
+  for (let i: u32 = 0; i < count; i++) e += recEstimate(recAt(n, i), kind);
+  return e;
+}
+
 /** tree.ts underfull: a node to merge with a sibling. */
 function underfull(n: usize, maxNodeBytes: u32): bool {
   const count = load<u32>(n, 16);
@@ -577,7 +590,7 @@ export function wtreePutInPlace(rootAddr: u32, probeLen: u32, valPtr: usize, val
   const i = r0 >>> 1;
   const found = (r0 & 1) != 0;
   const item = probeLen + 2 + (ref != 0 ? 12 : valLen + 3);
-  const est = <u64>estimate(leaf0) + item - (found ? recEstimate(recAt(leaf0, i), KIND_LEAF) : 0);
+  const est = <u64>estimateOf(leaf0, load<u32>(leafAt, 4) != 0) + item - (found ? recEstimate(recAt(leaf0, i), KIND_LEAF) : 0);
   const count = load<u32>(leaf0, 16) + (found ? 0 : 1);
   if (est > <u64>maxNodeBytes && count > 1) return PUT_NEEDS_SEAL;
   const valBytes: u32 = ref != 0 ? 0 : valLen;

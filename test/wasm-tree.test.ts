@@ -287,6 +287,63 @@ describe('the writer\'s tree in linear memory (asm/wtree.ts)', () => {
     expect(inPlaceTotal).toBeGreaterThan(100);
     expect(sealedTotal).toBeGreaterThan(10);
   });
+  it('in place over a clean leaf: its size is its records\' (a clean node has no pre-header)', () => {
+    const t = instance(64 << 20);
+    // 10 clean leaves of 40 keys, estimate 16 + 40 × (8 + 2 + 20 + 3) = 1336 bytes each, under one
+    // clean index node; all cached, children first.
+    const disk = new Map<number, { body: Buffer; kind: number }>();
+    const model = new Map<string, Val>();
+    const key = (i: number) => `key${String(i).padStart(5, '0')}`;
+    const kids: Child[] = [];
+    const seps: BinKey[] = [];
+    let pos = 4096;
+    const ingest = (body: Buffer, kind: number): void => {
+      disk.set(pos, { body, kind });
+      t.mem().set(body, t.input);
+      expect(t.ex.cacheIngest(pos, body.length + 9, kind, body.length)).toBe(0);
+    };
+    for (let l = 0; l < 10; l++) {
+      const keys: BinKey[] = [];
+      const vals: LeafValue[] = [];
+      for (let i = l * 40; i < l * 40 + 40; i++) {
+        keys.push(key(i) as BinKey);
+        vals.push('v'.repeat(20) as InlineValue);
+        model.set(Buffer.from(key(i)).toString('hex'), { ref: false, bytes: Buffer.from('v'.repeat(20)) });
+      }
+      expect(leafBytes(keys, vals)).toBe(1336);
+      const w = new ByteWriter();
+      encodeLeafBody(w, new LeafNode(0, keys, vals, 1336));
+      const body = Buffer.from(w.buf.subarray(0, w.off));
+      ingest(body, KIND_LEAF);
+      kids.push(new DiskRef(pos, body.length + 9));
+      if (l > 0) seps.push(keys[0]);
+      pos += body.length + 9;
+    }
+    const w = new ByteWriter();
+    encodeIndexBody(w, new IndexNode(0, seps, kids, indexBytes(seps)), (c) => c as DiskRef);
+    const rootBody = Buffer.from(w.buf.subarray(0, w.off));
+    ingest(rootBody, KIND_INDEX);
+    const maxNodeBytes = 1336 + 10; // room for no new key of 33 bytes
+    // The root made dirty by a put into leaf 0; leaves 1..9 stay clean.
+    let root = put(t, { addr: 0, pos, len: rootBody.length + 9 }, Buffer.from(key(0)), { ref: false, bytes: Buffer.from('w'.repeat(20)) }, maxNodeBytes).root;
+    model.set(Buffer.from(key(0)).toString('hex'), { ref: false, bytes: Buffer.from('w'.repeat(20)) });
+    const inPlace = (k: string, v: Buffer): number => {
+      t.mem().set(Buffer.from(k), t.probe);
+      t.mem().set(v, t.input);
+      return t.ex.wtreePutInPlace(root.addr, k.length, t.input, v.length, 0, 0, maxNodeBytes);
+    };
+    // An overwrite keeps a clean leaf within the limit: made in place (on a copy, journaled).
+    expect(inPlace(key(120), Buffer.alloc(20, 0x61))).toBe(PUT_DONE);
+    model.set(Buffer.from(key(120)).toString('hex'), { ref: false, bytes: Buffer.alloc(20, 0x61) });
+    // A new key would take a clean leaf past it: refused, to split after a seal.
+    expect(inPlace(`${key(200)}x`, Buffer.alloc(20, 0x62))).toBe(PUT_NEEDS_SEAL);
+    t.ex.wtreeSettle();
+    root = put(t, root, Buffer.from(`${key(200)}x`), { ref: false, bytes: Buffer.alloc(20, 0x62) }, maxNodeBytes, disk).root;
+    model.set(Buffer.from(`${key(200)}x`).toString('hex'), { ref: false, bytes: Buffer.alloc(20, 0x62) });
+    checkAll(t, { root, model }, []);
+    t.ex.wtreeRelease(root.addr);
+    expect(t.ex.dirtyBytesInUse()).toBe(0);
+  });
   it('in place below a shared node: the copy is journaled, and settle or undo leaves every count exact', () => {
     for (const ending of ['settle', 'undo'] as const) {
       const t = instance(64 << 20);
