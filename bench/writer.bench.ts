@@ -38,15 +38,29 @@
 //
 // Reports ns per write, median over windows of 250k writes from the fifth on (the first ones
 // include the writer's first touch of every leaf), then the median over rounds. GC is inside.
+//
+// With `--checkpoint-every W` (a multiple of 250k; try 500000, about the store's interval in the
+// bench's group commits, bench/RESULTS.md round 24), the js and wasm-tree-batches modes also write
+// their tree's changed nodes every W writes, as the store's checkpoint does, to a copy of the store
+// (its log: the slab appended after the last commit; the copy is deleted afterwards), timed
+// outside the windows and reported per checkpoint in three parts:
+//   js                 stage + encode (SlabBuilder.build: the dirty JS nodes staged into the core
+//                      instance's plan, then asm/slab.ts), append, apply + cache (positions given,
+//                      the written nodes parsed into the WASM cache: NodeCache.addWritten);
+//   wasm-tree-batches  plan + encode (asm/wcheckpoint.ts wtreePlan, then slabEncode in the same
+//                      instance), append, written (wtreeWritten: the tree refers to the written
+//                      nodes by position, which the cache adopts).
+// `--modes a,b` runs only those modes.
 // Reaches into the store's internals (the writer, the cache's exports): a measurement, not an API.
 import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { copyFileSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { open, type Db } from '../dist/index.js';
 import { TreeWriter } from '../dist/engine/tree.js';
+import { SlabBuilder } from '../dist/engine/slab.js';
 import { inlineValueAt, toBinKey } from '../dist/engine/keys.js';
 import { keyPrefixAt, keyPrefixes, type DiskRef, type IndexNode, type LeafValue } from '../dist/engine/node.js';
 import { instantiateCore } from '../dist/wasm/module.js';
@@ -82,11 +96,27 @@ const keyFor = (i: number) => (i * 7919) % N;
 interface Internals {
   published: { root: DiskRef };
   gen: number;
+  log: StoreLog;
   cache: {
     load(ref: DiskRef): unknown;
-    log: { read(pos: number, len: number): Buffer };
+    addWritten(node: unknown, slab: Buffer, offset: number): void;
+    log: StoreLog;
     fast: { ex: { cacheFind(pos: number, len: number, probeLen: number): number }; u8: Uint8Array; mem: Buffer; probe: number; result: number };
   };
+}
+interface StoreLog {
+  end: number;
+  read(pos: number, len: number): Buffer;
+  writeAhead(buf: Buffer, len: number, offset: number): void;
+  advance(len: number): void;
+}
+
+/** One checkpoint's parts, in ms, and the slab's bytes. */
+interface CheckpointTimes {
+  encodeMs: number;
+  appendMs: number;
+  settleMs: number;
+  bytes: number;
 }
 
 async function build(file: string): Promise<void> {
@@ -99,8 +129,8 @@ async function build(file: string): Promise<void> {
   await db.close();
 }
 
-/** One mode in this process: ns per write for each window. */
-async function measure(file: string, mode: Mode, writes: number): Promise<number[]> {
+/** One mode in this process: ns per write for each window, and its checkpoints (every `checkpointEvery` writes). */
+async function measure(file: string, mode: Mode, writes: number, checkpointEvery: number): Promise<{ windows: number[]; checkpoints: CheckpointTimes[] }> {
   const db: Db = await open(file, { durable: false, checkpointIdleMs: 0 });
   for (let i = 0; i < N; i++) if (db.get(keys[i]) === undefined) throw new Error('a loaded key is missing');
   const inner = db as unknown as Internals;
@@ -109,8 +139,14 @@ async function measure(file: string, mode: Mode, writes: number): Promise<number
   const writer = new TreeWriter(inner.cache as never, { root, count: db.count() }, inner.gen + 1, 4096);
   const binKeys: BinKey[] = mode === 'js-prebuilt' ? keys.map((k) => toBinKey(k)) : [];
   const sharedVals: LeafValue[] = Array.from({ length: 1000 }, (_, i) => inlineValueAt(valueFor(i), 0, VALUE_BYTES));
-  const ww = mode === 'wasm-writer' || mode === 'wasm-writer-unjournaled' ? wasmWriter(inner, root, mode === 'wasm-writer')
-    : mode === 'wasm-tree' || mode === 'wasm-tree-batches' ? wasmTree(inner, root, mode === 'wasm-tree-batches') : null;
+  const tree = mode === 'wasm-tree' || mode === 'wasm-tree-batches' ? wasmTree(inner, root, mode === 'wasm-tree-batches') : null;
+  const ww = mode === 'wasm-writer' || mode === 'wasm-writer-unjournaled' ? wasmWriter(inner, root, mode === 'wasm-writer') : tree?.put ?? null;
+  const checkpoint = checkpointEvery === 0 ? null
+    : mode === 'js' ? jsCheckpoint(inner, writer)
+    : mode === 'wasm-tree' || mode === 'wasm-tree-batches' ? tree!.checkpoint
+    : null;
+  if (checkpointEvery > 0 && checkpoint === null) throw new Error(`mode ${mode} makes no checkpoints`);
+  const checkpoints: CheckpointTimes[] = [];
   const one = (i: number): void => {
     switch (mode) {
       case 'wasm-writer':
@@ -142,6 +178,7 @@ async function measure(file: string, mode: Mode, writes: number): Promise<number
     const t0 = performance.now();
     for (let i = s; i < s + WINDOW; i++) one(i);
     nsPerWrite.push(((performance.now() - t0) * 1e6) / WINDOW);
+    if (checkpoint !== null && (s + WINDOW) % checkpointEvery === 0) checkpoints.push(checkpoint());
   }
   if (mode === 'js') {
     // The writer really wrote: its tree holds the last value written for a key.
@@ -159,7 +196,28 @@ async function measure(file: string, mode: Mode, writes: number): Promise<number
       }
     }
   }
-  return nsPerWrite;
+  if (tree !== null) tree.expectLast(keys[keyFor(writes - 1)], valueFor(writes - 1));
+  return { windows: nsPerWrite, checkpoints };
+}
+
+/** The js mode's checkpoint: what the store's runs, on the writer's tree (see the header). */
+function jsCheckpoint(inner: Internals, writer: TreeWriter): () => CheckpointTimes {
+  const builder = new SlabBuilder();
+  return () => {
+    const start = inner.log.end;
+    const t0 = performance.now();
+    const slab = builder.build({ actions: [], keyCount: null, tag: undefined, prev: null, start, checkpoint: { root: writer.root, keyCount: 0 } });
+    const t1 = performance.now();
+    inner.log.writeAhead(slab.bytes(), slab.len, 0);
+    inner.log.advance(slab.len);
+    const t2 = performance.now();
+    const written = slab.apply() as Array<{ pos: number }>;
+    const bytes = slab.bytes();
+    for (const n of written) inner.cache.addWritten(n, bytes, n.pos - start);
+    slab.release();
+    const t3 = performance.now();
+    return { encodeMs: t1 - t0, appendMs: t2 - t1, settleMs: t3 - t2, bytes: slab.len };
+  };
 }
 
 /**
@@ -236,31 +294,46 @@ function wasmWriter(inner: Internals, root: DiskRef, undoable: boolean): (key: B
   };
 }
 
-/** The wasm-tree modes' put: every node of the store in a second instance's cache, puts by wtreePut. */
-function wasmTree(inner: Internals, root: DiskRef, batches: boolean): (key: Buffer, value: Buffer) => void {
-  const { ex, mem, probe, input, result } = secondInstance(inner, root);
+/**
+ * The wasm-tree modes: every node of the store in a second instance's cache, puts by wtreePut (in
+ * batches: wtreePutInPlace, sealing when it must); a checkpoint writes the published tree's dirty
+ * nodes to the store's log (see the header). A node the cache no longer holds is read from there.
+ */
+function wasmTree(inner: Internals, root: DiskRef, batches: boolean) {
+  const { ex, probe, input, result } = secondInstance(inner, root);
+  let mem = Buffer.from(ex.memory.buffer);
+  /** Runs a tree call, loading each clean node it misses (PUT_MISS: RESULT its position and length). */
+  const withLoads = (call: () => number, key: Buffer, value: Buffer): number => {
+    for (;;) {
+      mem.set(key, probe);
+      mem.set(value, input);
+      const r = call();
+      if (r !== 3) return r;
+      const pos = mem.readDoubleLE(result);
+      const len = mem.readUInt32LE(result + 8);
+      const entry = inner.log.read(pos, len);
+      mem.set(entry.subarray(9), input);
+      if (ex.cacheIngest(pos, len, entry[8], len - 9) !== 0) throw new Error('ingest failed');
+    }
+  };
+  /** The clean root while the tree has no dirty one. */
+  let clean = { pos: root.pos, len: root.len };
   const cow = (addr: number, key: Buffer, value: Buffer): number => {
-    const r = ex.wtreePut(addr, root.pos, root.len, key.length, input, value.length, 0, 0, 4096);
+    const r = withLoads(() => ex.wtreePut(addr, clean.pos, clean.len, key.length, input, value.length, 0, 0, 4096), key, value);
     if (r !== 0) throw new Error(`wtreePut returned ${r}`);
     return mem.readUInt32LE(result);
   };
-  if (!batches) {
-    let addr = 0;
-    return (key: Buffer, value: Buffer): void => {
-      mem.set(key, probe);
-      mem.set(value, input);
-      addr = cow(addr, key, value);
-    };
-  }
   let published = 0; // the published root (dirty), 0 while it is the clean one
   let own = 0; // the batch's own root once it sealed, 0 while it changes the published tree in place
   let sealed = false;
   let writes = 0;
-  return (key: Buffer, value: Buffer): void => {
-    mem.set(key, probe);
-    mem.set(value, input);
+  const put = (key: Buffer, value: Buffer): void => {
+    if (!batches) {
+      published = cow(published, key, value);
+      return;
+    }
     if (!sealed) {
-      const r = published === 0 ? 5 : ex.wtreePutInPlace(published, key.length, input, value.length, 0, 0, 4096);
+      const r = published === 0 ? 5 : withLoads(() => ex.wtreePutInPlace(published, key.length, input, value.length, 0, 0, 4096), key, value);
       if (r !== 0) {
         if (r !== 5) throw new Error(`wtreePutInPlace returned ${r}`);
         sealed = true;
@@ -268,8 +341,6 @@ function wasmTree(inner: Internals, root: DiskRef, batches: boolean): (key: Buff
           if (ex.wtreeSeal(published, 4096) !== 0) throw new Error('seal failed');
           own = mem.readUInt32LE(result);
         }
-        mem.set(key, probe);
-        mem.set(value, input);
       }
     }
     if (sealed) own = cow(own, key, value);
@@ -282,6 +353,59 @@ function wasmTree(inner: Internals, root: DiskRef, batches: boolean): (key: Buff
       } else ex.wtreeSettle();
     }
   };
+  // The checkpoint's areas in the instance's memory (growing it: views are made again after).
+  let plan = 0;
+  let planCap = 0;
+  let out = 0;
+  let outCap = 0;
+  let table = 0;
+  let tableRows = 0;
+  /** A checkpoint of the published tree, between two batches (writes are multiples of 100). */
+  const checkpoint = (): CheckpointTimes => {
+    if (published === 0 || own !== 0 || sealed) throw new Error('a checkpoint needs a published dirty tree between batches');
+    const start = inner.log.end;
+    const t0 = performance.now();
+    let planLen = planCap === 0 ? -1 : ex.wtreePlan(published, plan, planCap);
+    while (planLen < 0) {
+      if (plan !== 0) ex.free(plan);
+      planCap = Math.max(planCap * 2, 1 << 20);
+      plan = ex.alloc(planCap) >>> 0;
+      planLen = ex.wtreePlan(published, plan, planCap);
+    }
+    const rows = planLen / 5;
+    if (rows > tableRows) {
+      if (table !== 0) ex.free(table);
+      tableRows = rows * 2;
+      table = ex.alloc(tableRows * 12) >>> 0;
+    }
+    let n = outCap === 0 ? -1 : ex.slabEncode(plan, planLen, out, outCap, table, rows, start);
+    while (n === -1) {
+      if (out !== 0) ex.free(out);
+      outCap = Math.max(outCap * 2, 64 << 20);
+      out = ex.alloc(outCap) >>> 0;
+      n = ex.slabEncode(plan, planLen, out, outCap, table, rows, start);
+    }
+    if (n < 0) throw new Error(`slabEncode returned ${n}`);
+    mem = Buffer.from(ex.memory.buffer);
+    const t1 = performance.now();
+    inner.log.writeAhead(mem.subarray(out, out + n), n, 0);
+    inner.log.advance(n);
+    const t2 = performance.now();
+    ex.wtreeWritten(published);
+    published = mem.readUInt32LE(result);
+    if (published === 0) clean = { pos: mem.readDoubleLE(result + 8), len: mem.readUInt32LE(result + 4) };
+    const t3 = performance.now();
+    return { encodeMs: t1 - t0, appendMs: t2 - t1, settleMs: t3 - t2, bytes: n };
+  };
+  /** The tree holds `value` for `key` (the last write). */
+  const expectLast = (key: Buffer, value: Buffer): void => {
+    mem.set(key, probe);
+    const r = published !== 0 ? ex.cacheFindDirty(published, key.length) : ex.cacheFind(clean.pos, clean.len, key.length);
+    if (r !== 1) throw new Error(`the last key written is not found inline (${r})`);
+    const at = mem.readUInt32LE(result);
+    if (!mem.subarray(at, at + mem.readUInt32LE(result + 4)).equals(value)) throw new Error('the tree lost a write');
+  };
+  return { put, checkpoint, expectLast };
 }
 
 /** upperBoundP for a key given as bytes: prefix numbers first, a byte comparison on ties. */
@@ -307,30 +431,54 @@ function upper(ks: string[], k: string): number {
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[xs.length >> 1];
 
 if (process.argv[2] === '--child') {
-  const windows = await measure(process.argv[3], process.argv[4] as Mode, Number(process.argv[5]));
-  process.stdout.write(JSON.stringify(windows));
+  // Checkpoints append to the store's file: a copy of it, so every run starts from the same one.
+  const every = Number(process.argv[6] ?? '0');
+  const path = every > 0 ? `${process.argv[3]}.${process.pid}` : process.argv[3];
+  if (every > 0) copyFileSync(process.argv[3], path);
+  try {
+    process.stdout.write(JSON.stringify(await measure(path, process.argv[4] as Mode, Number(process.argv[5]), every)));
+  } finally {
+    if (every > 0) rmSync(path, { force: true });
+  }
   process.exit(0);
 }
 
 const rounds = Number(arg('--rounds', '3'));
 const writes = Number(arg('--writes', '3000000'));
+const checkpointEvery = Number(arg('--checkpoint-every', '0'));
+if (checkpointEvery % WINDOW !== 0) throw new Error(`--checkpoint-every must be a multiple of ${WINDOW}`);
+const modes = arg('--modes', MODES.join(',')).split(',') as Mode[];
+for (const m of modes) if (!MODES.includes(m)) throw new Error(`unknown mode ${m}`);
 const dir = mkdtempSync(join(tmpdir(), 'solifuge-writer-'));
 const file = join(dir, 'store.db');
 try {
   await build(file);
   const self = fileURLToPath(import.meta.url);
-  const steady = Object.fromEntries(MODES.map((m) => [m, [] as number[]])) as Record<Mode, number[]>;
+  const steady = Object.fromEntries(modes.map((m) => [m, [] as number[]])) as Record<Mode, number[]>;
+  const ckpts = Object.fromEntries(modes.map((m) => [m, [] as CheckpointTimes[]])) as Record<Mode, CheckpointTimes[]>;
   for (let r = 0; r < rounds; r++) {
-    for (const mode of MODES) {
-      const out = execFileSync(process.execPath, [...process.execArgv, self, '--child', file, mode, String(writes)], { encoding: 'utf8', maxBuffer: 1 << 20 });
-      const windows = JSON.parse(out) as number[];
+    for (const mode of modes) {
+      const out = execFileSync(process.execPath, [...process.execArgv, self, '--child', file, mode, String(writes), String(checkpointEvery)], { encoding: 'utf8', maxBuffer: 1 << 20 });
+      const { windows, checkpoints } = JSON.parse(out) as { windows: number[]; checkpoints: CheckpointTimes[] };
       const m = median(windows.slice(4));
       steady[mode].push(m);
       console.log(`round ${r + 1} ${mode.padEnd(13)} ${Math.round(m)} ns/write (windows: ${windows.map(Math.round).join(' ')})`);
+      for (const c of checkpoints) {
+        console.log(`  checkpoint: ${(c.bytes / 1e6).toFixed(1)} MB, encode ${Math.round(c.encodeMs)} ms, append ${Math.round(c.appendMs)} ms, settle ${Math.round(c.settleMs)} ms`);
+      }
+      ckpts[mode].push(...checkpoints.slice(1)); // the first one writes the nodes the first touches copied
     }
   }
   console.log('\nmode           ns/write (median of rounds; each round: median of windows 5 on)');
-  for (const mode of MODES) console.log(`${mode.padEnd(14)} ${Math.round(median(steady[mode]))}   [${steady[mode].map(Math.round).join(', ')}]`);
+  for (const mode of modes) console.log(`${mode.padEnd(14)} ${Math.round(median(steady[mode]))}   [${steady[mode].map(Math.round).join(', ')}]`);
+  if (checkpointEvery > 0) {
+    console.log(`\ncheckpoints every ${checkpointEvery} writes, from the second on: medians in ms (MB written)`);
+    for (const mode of modes) {
+      const c = ckpts[mode];
+      const med = (f: (x: CheckpointTimes) => number) => median(c.map(f));
+      console.log(`${mode.padEnd(18)} encode ${Math.round(med((x) => x.encodeMs))}, append ${Math.round(med((x) => x.appendMs))}, settle ${Math.round(med((x) => x.settleMs))}, total ${Math.round(med((x) => x.encodeMs + x.appendMs + x.settleMs))} (${(med((x) => x.bytes) / 1e6).toFixed(1)} MB, n=${c.length})`);
+    }
+  }
 } finally {
   rmSync(dir, { recursive: true, force: true });
 }
