@@ -18,7 +18,9 @@
 //   RESULT  32           find()'s answer in bytes 0..11; at 16, u32 the eviction epoch: bumped
 //                        whenever a node may have left the ring (evicted, or the cache cleared),
 //                        so a reader holding a node's address (range cursors, leaf views in
-//                        wasm-cache.ts) re-finds it only after the epoch moved
+//                        wasm-cache.ts) re-finds it only after the epoch moved; at 20, u32 the
+//                        tree epoch: bumped whenever a checkpoint's switch (asm/wcheckpoint.ts)
+//                        may have freed nodes of the writer's tree (src/engine/wasm-tree-cursor.ts)
 //   INPUT   inputBytes   an entry body to ingest (JS writes it)
 //   TABLE   slots × 8    open addressing, linear probing: u32 low bits of the position, u32 node
 //                        ptr (0 = empty); a hit is confirmed against the node's own header
@@ -175,6 +177,11 @@ export function cacheClear(): void {
 // @ts-ignore: decorator
 @inline function bumpEpoch(): void {
   store<u32>(resultPtr, load<u32>(resultPtr, 16) + 1, 16);
+}
+
+/** Tells readers holding addresses of the writer's nodes that one may have been freed (RESULT + 20). */
+export function bumpTreeEpoch(): void {
+  store<u32>(resultPtr, load<u32>(resultPtr, 20) + 1, 20);
 }
 
 function resetRing(): void {

@@ -18,7 +18,7 @@
 // The plan's Node records name every dirty node reachable by address, written or not: after 2a no
 // written node is reachable by address from the published tree, and after 2b none has a position,
 // so a node named again is one whose earlier write did not reach the file.
-import { KIND_INDEX, adopt, resultAddress } from './cache';
+import { KIND_INDEX, adopt, bumpTreeEpoch, resultAddress } from './cache';
 import { recAt } from './wleaf';
 import { wtreeRelease, written } from './wtree';
 
@@ -104,6 +104,7 @@ function switchBelow(n: usize, depth: i32): void {
  * position and u32 at 4 its entry length (the root itself was written: the tree is clean now).
  */
 export function wtreeWritten(root: usize): void {
+  bumpTreeEpoch(); // written nodes are released below: cursors holding their addresses find them again
   const result = resultAddress();
   store<u32>(result, <u32>root);
   store<u32>(result, 0, 4);

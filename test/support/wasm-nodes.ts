@@ -19,9 +19,9 @@ export interface Instance {
   mem(): Buffer;
 }
 
-/** A fresh instance: an 8 MiB node cache and a dirty region of `dirtyBytes`. */
-export function instance(dirtyBytes: number): Instance {
+/** A fresh instance: a node cache of `arenaBytes` (8 MiB) and a dirty region of `dirtyBytes`. */
+export function instance(dirtyBytes: number, arenaBytes = 8 << 20): Instance {
   const ex = instantiateCore();
-  expect(ex.cacheInit(8 << 20, 1 << 20, dirtyBytes)).toBeGreaterThan(0);
+  expect(ex.cacheInit(arenaBytes, 1 << 20, dirtyBytes)).toBeGreaterThan(0);
   return { ex, probe: ex.probeAddress(), input: ex.inputAddress(), result: ex.resultAddress(), mem: () => Buffer.from(ex.memory.buffer) };
 }

@@ -6,6 +6,7 @@ import fc from 'fast-check';
 import { Buffer } from 'node:buffer';
 import { expect } from 'vitest';
 import { REF_FLAG, type Instance, type Val } from './wasm-nodes.js';
+import { verifyEntry } from '../../src/engine/entry.js';
 
 export const PUT_DONE = 0;
 export const PUT_MISS = 3;
@@ -197,3 +198,68 @@ export const valArb: fc.Arbitrary<Val> = fc.oneof(
   { weight: 5, arbitrary: fc.uint8Array({ maxLength: 120 }).map((b) => ({ ref: false as const, bytes: Buffer.from(b) })) },
   { weight: 1, arbitrary: fc.record({ ref: fc.constant(true as const), pos: fc.integer({ min: 1, max: 2 ** 40 }), len: fc.integer({ min: 129, max: 1 << 20 }) }) },
 );
+
+/** asm/slab.ts: the encoder wants more room. */
+const ERR_OUT_OF_SPACE = -1;
+
+/** The file: each entry's body and kind by position (as put and del load missing nodes). */
+export type Disk = Map<number, { body: Buffer; kind: number }>;
+
+export interface Tree {
+  root: Root;
+  model: Map<string, Val>;
+}
+
+/**
+ * Plans and encodes a checkpoint of `frozen` (dirty) for a slab at `start`, the way the store
+ * would: the plan area and the output grow until they fit. Returns the slab's entries by position
+ * (not yet in `disk`), the plan (for an abandon) and where the slab ends.
+ */
+export function encode(t: Instance, frozen: Root, start: number): { entries: Disk; plan: number; planLen: number; end: number } {
+  let planCap = 5; // too small at first for any tree of more than one node: the -1 path
+  let plan = 0;
+  let planLen = -1;
+  while (planLen < 0) {
+    if (plan !== 0) t.ex.free(plan);
+    planCap *= 4;
+    plan = t.ex.alloc(planCap) >>> 0;
+    planLen = t.ex.wtreePlan(frozen.addr, plan, planCap);
+  }
+  expect(planLen % 5).toBe(0);
+  const rows = planLen / 5;
+  const table = t.ex.alloc(rows * 12) >>> 0;
+  let outCap = 64; // and the encoder runs out of room a few times: ERR_OUT_OF_SPACE, then again
+  let out = 0;
+  let n = ERR_OUT_OF_SPACE;
+  while (n === ERR_OUT_OF_SPACE) {
+    if (out !== 0) t.ex.free(out);
+    outCap *= 8;
+    out = t.ex.alloc(outCap) >>> 0;
+    n = t.ex.slabEncode(plan, planLen, out, outCap, table, rows, start);
+  }
+  expect(n).toBeGreaterThan(0);
+  const m = t.mem();
+  const entries: Disk = new Map();
+  for (let i = 0; i < rows; i++) {
+    const off = m.readUInt32LE(table + i * 12);
+    const len = m.readUInt32LE(table + i * 12 + 4);
+    const slab = Buffer.from(m.subarray(out, out + n));
+    const { kind, bodyLen } = verifyEntry(slab, off, start + off); // framing and CRC32C
+    expect(bodyLen + 9).toBe(len);
+    entries.set(start + off, { body: Buffer.from(slab.subarray(off + 9, off + 9 + bodyLen)), kind });
+    // The node the record named now holds where it was written.
+    const node = m.readUInt32LE(plan + i * 5 + 1);
+    expect([m.readDoubleLE(node + 8), m.readUInt32LE(node + 20)]).toEqual([start + off, len]);
+  }
+  t.ex.free(table);
+  t.ex.free(out);
+  return { entries, plan, planLen, end: start + n };
+}
+
+/** Caches `entries` in `f`, an instance with no dirty region: what a reopen reads of the file. */
+export function ingestAll(f: Instance, entries: Disk): void {
+  for (const [pos, e] of entries) {
+    f.mem().set(e.body, f.input);
+    expect(f.ex.cacheIngest(pos, e.body.length + 9, e.kind, e.body.length)).toBe(0);
+  }
+}
