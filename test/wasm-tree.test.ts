@@ -7,7 +7,7 @@ import fc from 'fast-check';
 import { Buffer } from 'node:buffer';
 import { describe, expect, it } from 'vitest';
 import { instance, type Instance, type Val } from './support/wasm-nodes.js';
-import { KIND_INDEX, KIND_LEAF, PUT_DONE, PUT_NEEDS_SEAL, checkAll, del, expectContents, expectLookups, expectRefs, keyArb, put, readTree, records, valArb, type Root } from './support/wasm-tree.js';
+import { KIND_INDEX, KIND_LEAF, PUT_DONE, PUT_NEEDS_SEAL, checkAll, takeUndoArea, del, expectContents, expectLookups, expectRefs, keyArb, put, readTree, records, valArb, type Root } from './support/wasm-tree.js';
 import { IndexNode, LeafNode, indexBytes, leafBytes, type Child, type LeafValue } from '../src/engine/node.js';
 import type { BinKey, InlineValue } from '../src/engine/keys.js';
 import { ByteWriter, encodeIndexBody, encodeLeafBody } from './support/reference-codec.js';
@@ -201,14 +201,7 @@ describe('the writer\'s tree in linear memory (asm/wtree.ts)', () => {
       fc.property(fc.array(batchArb, { maxLength: 20 }), fc.constantFrom(512, 4096), (batches, maxNodeBytes) => {
         let sealed = 0;
         const t = instance(64 << 20);
-        // The undo area (wleaf.ts) takes its block for good on first use: take it before counting.
-        const first = put(t, { addr: 0, pos: 0, len: 0 }, Buffer.from('k'), { ref: false, bytes: Buffer.from('v') }, maxNodeBytes).root;
-        t.mem().set(Buffer.from('k'), t.probe);
-        t.mem().set(Buffer.from('w'), t.input);
-        expect(t.ex.wtreePutInPlace(first.addr, 1, t.input, 1, 0, 0, maxNodeBytes)).toBe(PUT_DONE);
-        t.ex.wtreeSettle();
-        t.ex.wtreeRelease(first.addr);
-        const base = t.ex.dirtyBytesInUse();
+        const base = takeUndoArea(t, maxNodeBytes);
         let published: Root = { addr: 0, pos: 0, len: 0 };
         let pubModel = new Map<string, Val>();
         const held: Array<{ root: Root; model: Map<string, Val> }> = [];

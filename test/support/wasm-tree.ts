@@ -199,6 +199,21 @@ export const valArb: fc.Arbitrary<Val> = fc.oneof(
   { weight: 1, arbitrary: fc.record({ ref: fc.constant(true as const), pos: fc.integer({ min: 1, max: 2 ** 40 }), len: fc.integer({ min: 129, max: 1 << 20 }) }) },
 );
 
+/**
+ * The undo area (asm/wleaf.ts) takes its block for good on the first undoable overwrite: a test
+ * comparing the region's use before and after takes it first, with a one-key tree it frees again.
+ * Returns the region's use then.
+ */
+export function takeUndoArea(t: Instance, maxNodeBytes: number): number {
+  const first = put(t, { addr: 0, pos: 0, len: 0 }, Buffer.from('k'), { ref: false, bytes: Buffer.from('v') }, maxNodeBytes).root;
+  t.mem().set(Buffer.from('k'), t.probe);
+  t.mem().set(Buffer.from('w'), t.input);
+  expect(t.ex.wtreePutInPlace(first.addr, 1, t.input, 1, 0, 0, maxNodeBytes)).toBe(PUT_DONE);
+  t.ex.wtreeSettle();
+  t.ex.wtreeRelease(first.addr);
+  return t.ex.dirtyBytesInUse();
+}
+
 /** asm/slab.ts: the encoder wants more room. */
 const ERR_OUT_OF_SPACE = -1;
 
