@@ -18,6 +18,8 @@ type CoreExports = {
   crc32cUpdate(crc: number, ptr: number, len: number): number;
   compareKeys(a: number, aLen: number, b: number, bLen: number): number;
   upperBound(base: number, dir: number, probe: number, probeLen: number): number;
+  /** asm/descent.ts: the descent round 6 measured (bench/descent.bench.ts); -1 when absent. */
+  descendFind(root: number, probe: number, probeLen: number): number;
   /** asm/slab.ts: plan → entries; bytes written or a negative code. */
   slabEncode(plan: number, planLen: number, out: number, outCap: number, table: number, maxEntries: number, start: number): number;
   /** asm/slab.ts: slabEncode in parts (state block at `state`); ENCODE_PAUSED (-4) between parts. */
