@@ -20,6 +20,7 @@ import { ENTRY_HEADER_BYTES, Kind } from './format.js';
 import { inlineValueAt, latin1At, type BinKey } from './keys.js';
 import type { FileLog } from './log-file.js';
 import { assert } from './errors.js';
+import { INDEX_KEY_AT, REF_FLAG, leafKeyAt, slotsAt } from './node-layout.js';
 import { DiskRef, IndexNode, LeafNode, ValueRef, INDEX_CHILD0_BYTES, NODE_OVERHEAD_BYTES, indexItemBytes, keyPrefixAt, leafItemBytes, type LeafValue, type TreeNode } from './node.js';
 
 /** find() couldn't answer (a node too big for the cache, a key longer than the probe area). */
@@ -27,21 +28,6 @@ export const UNANSWERED: unique symbol = Symbol('unanswered');
 export type FastAnswer = Buffer | ValueRef | undefined | typeof UNANSWERED;
 
 const PROBE_BYTES_MAX = 65536;
-/** asm/cache.ts node layout: header bytes, the ref flag on a record's key length. */
-const NODE_HEADER_BYTES = 32;
-const REF_FLAG = 0x8000_0000;
-
-/** Byte offset (from the node) of a cached node's slot array, after the padded prefix. */
-function slotsAt(prefixLen: number): number {
-  return NODE_HEADER_BYTES + ((prefixLen + 7) & ~7);
-}
-
-/** Where a leaf record's key starts, from its first word (key length | REF_FLAG). */
-function leafKeyAt(rec: number, keyWord: number): number {
-  return rec + ((keyWord & REF_FLAG) !== 0 ? 16 : 8);
-}
-/** Where an index record's key starts. */
-const INDEX_KEY_AT = 24;
 const INPUT_BYTES = 1 << 20;
 /**
  * How far ahead of the ring's head its pages get faulted in (by the addon, on a pool thread; a

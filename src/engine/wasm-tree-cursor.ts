@@ -13,20 +13,17 @@
 //! have changed meanwhile: the caller holds a reference on the root (wtreeRetain), so no change
 //! reaches its nodes, and a switch changes only how nodes are referred to.
 //!
-//! Node layout (asm/cache.ts, which documents it): header u32 kind at 4, u32 count at 16, u32
-//! prefix length at 24; slots at 32 + the prefix padded to 8, each u32 word and u32 record offset.
-//! Leaf record: u32 key length | REF_FLAG, u32 value length, then the key and the value inline, or
-//! f64 the Value entry's position and the key at 16. Index record: u32 key length (entry 0: none),
-//! u32 child entry length, f64 child position (negative: a dirty child), u32 at 16 the dirty child's
+//! Node layout (asm/cache.ts documents it; node-layout.ts): header u32 kind at 4, u32 count at 16,
+//! u32 prefix length at 24, then the prefix and the slots (u32 word, u32 record offset). Leaf
+//! record: u32 key length | REF_FLAG, u32 value length, the key and the value inline, or f64 the
+//! Value entry's position and the key at 16. Index record: u32 key length (entry 0: none), u32
+//! child entry length, f64 child position (negative: a dirty child), u32 at 16 the dirty child's
 //! address, key at 24.
 import { Buffer } from 'node:buffer';
 import { assert } from './errors.js';
 import { Kind } from './format.js';
 import { ValueRef } from './node.js';
-
-const REF_FLAG = 0x8000_0000;
-const HEADER_BYTES = 32;
-const INDEX_KEY_AT = 24;
+import { INDEX_KEY_AT, REF_FLAG, leafKeyAt, slotsAt } from './node-layout.js';
 
 /** The instance's memory as the cursor reads it. */
 export interface TreeMemory {
@@ -303,7 +300,7 @@ export class WasmTreeCursor {
 
   private record(node: number, i: number): number {
     const u32 = this.mem.u32;
-    const slots = node + HEADER_BYTES + ((u32[(node + 24) >>> 2] + 7) & ~7);
+    const slots = node + slotsAt(u32[(node + 24) >>> 2]);
     return node + u32[(slots + i * 8 + 4) >>> 2];
   }
 
@@ -311,7 +308,7 @@ export class WasmTreeCursor {
   private keyAt(node: number, i: number): Uint8Array {
     const rec = this.record(node, i);
     const kw = this.mem.u32[rec >>> 2];
-    const at = rec + ((kw & REF_FLAG) !== 0 ? 16 : 8);
+    const at = leafKeyAt(rec, kw);
     return this.mem.u8.subarray(at, at + (kw & ~REF_FLAG));
   }
 
