@@ -43,8 +43,10 @@ const KIND_VALUE: u32 = 1;
 const KIND_LEAF: u32 = 2;
 const KIND_INDEX: u32 = 3;
 const KIND_ACTIONS: u32 = 5;
-/** A plan record only: the entry is the node's own kind. */
-const PLAN_NODE: u32 = 6;
+/** A plan record only: the entry is the node's own kind (asm/wcheckpoint.ts writes them). */
+export const PLAN_NODE: u32 = 6;
+/** A Node record's bytes: the kind, then the u32 address. */
+export const PLAN_NODE_BYTES: u32 = 5;
 const ENTRY_HEADER: usize = 9;
 
 export const ERR_OUT_OF_SPACE: i32 = -1;

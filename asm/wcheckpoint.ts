@@ -19,12 +19,9 @@
 // written node is reachable by address from the published tree, and after 2b none has a position,
 // so a node named again is one whose earlier write did not reach the file.
 import { KIND_INDEX, adopt, bumpTreeEpoch, resultAddress } from './cache';
+import { PLAN_NODE, PLAN_NODE_BYTES } from './slab';
 import { recAt } from './wleaf';
-import { wtreeRelease, written } from './wtree';
-
-const PLAN_NODE: u8 = 6;
-const NODE_RECORD_BYTES: u32 = 5;
-const MAX_DEPTH: i32 = 32;
+import { MAX_DEPTH, wtreeRelease, written } from './wtree';
 
 let planAt: usize = 0;
 let planEnd: usize = 0;
@@ -39,13 +36,13 @@ function planNodes(n: usize, depth: i32): void {
       if (load<f64>(rec, 8) < 0) planNodes(<usize>load<u32>(rec, 16), depth + 1);
     }
   }
-  if (planAt + NODE_RECORD_BYTES > planEnd) {
+  if (planAt + PLAN_NODE_BYTES > planEnd) {
     planFull = true;
     return;
   }
-  store<u8>(planAt, PLAN_NODE);
+  store<u8>(planAt, <u8>PLAN_NODE);
   store<u32>(planAt + 1, <u32>n);
-  planAt += NODE_RECORD_BYTES;
+  planAt += PLAN_NODE_BYTES;
 }
 
 /**
@@ -67,8 +64,8 @@ export function wtreePlan(root: usize, plan: usize, planCap: u32): i32 {
  * The caller still holds the planned root then, so every node named is alive.
  */
 export function wtreePlanAbandon(plan: usize, planLen: u32): void {
-  for (let p = plan; p + NODE_RECORD_BYTES <= plan + <usize>planLen; p += NODE_RECORD_BYTES) {
-    if (load<u8>(p) != PLAN_NODE) unreachable(); // not what wtreePlan wrote
+  for (let p = plan; p + PLAN_NODE_BYTES <= plan + <usize>planLen; p += PLAN_NODE_BYTES) {
+    if (<u32>load<u8>(p) != PLAN_NODE) unreachable(); // not what wtreePlan wrote
     const n = <usize>load<u32>(p + 1);
     store<f64>(n, -1, 8);
     store<u32>(n, 0, 20);

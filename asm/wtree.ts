@@ -34,7 +34,8 @@ import { dirtyCanAlloc } from './dirty';
 import { NODE_OVERHEAD_BYTES, PRE, allocNode, build, buildConcat, recAt, recKey, recKeyLen, recEstimate, wleafFree, wleafRemove, wleafSearchAt, wleafSet, wleafSplit, wleafUndoOverwrite, wleafUndoReplace, wleafUndoReset } from './wleaf';
 import { widxChildSlot, widxInsert, widxNewRoot, widxRemove, widxSetChild, widxSplit } from './windex';
 
-const MAX_DEPTH: i32 = 32;
+/** The deepest tree a change descends (PUT_TOO_DEEP past it); asm/wcheckpoint.ts walks no deeper. */
+export const MAX_DEPTH: i32 = 32;
 /** Per level of a change's path: u32 node, u32 1 if dirty, u32 slot (leaf: search result, then index). */
 const PATH = memory.data(MAX_DEPTH * 12);
 /** A separator copied out of a node about to change (a merge's). */
