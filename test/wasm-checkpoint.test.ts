@@ -10,7 +10,7 @@ import fc from 'fast-check';
 import { Buffer } from 'node:buffer';
 import { describe, expect, it } from 'vitest';
 import { instance, type Instance, type Val } from './support/wasm-nodes.js';
-import { KIND_INDEX, PUT_DONE, PUT_MISS, PUT_NEEDS_SEAL, checkAll, takeUndoArea, encode, ingestAll, type Disk, type Tree, del, expectContents, expectLookups, keyArb, put, readTree, records, valArb, type Root } from './support/wasm-tree.js';
+import { KIND_INDEX, PUT_DONE, PUT_MISS, PUT_NEEDS_SEAL, checkAll, switchWritten, takeUndoArea, encode, ingestAll, type Disk, type Tree, del, expectContents, expectLookups, keyArb, put, readTree, records, valArb, type Root } from './support/wasm-tree.js';
 
 /** asm/slab.ts results. */
 const ERR_BAD_PLAN = -2;
@@ -136,11 +136,8 @@ describe('checkpoints of the writer\'s tree (asm/wcheckpoint.ts)', () => {
               fileEnd = e.end;
               const written: Root = { addr: 0, pos: t.mem().readDoubleLE(frozen.root.addr + 8), len: t.mem().readUInt32LE(frozen.root.addr + 20) };
               if (writer.root.addr !== 0) {
-                t.ex.wtreeWritten(writer.root.addr);
-                const m = t.mem();
-                const a = m.readUInt32LE(t.result);
-                writer.root = a !== 0 ? { addr: a, pos: 0, len: 0 } : { addr: 0, pos: m.readDoubleLE(t.result + 8), len: m.readUInt32LE(t.result + 4) };
-                if (a === 0) cleanRoots++;
+                writer.root = switchWritten(t, writer.root);
+                if (writer.root.addr === 0) cleanRoots++;
               }
               // The file alone holds the tree the checkpoint wrote.
               expectContents(readTree(file, written, new Map(), new Set()), frozen.model);
@@ -222,12 +219,7 @@ describe('checkpoints of the writer\'s tree (asm/wcheckpoint.ts)', () => {
       expectContents(readTree(t, w, new Map(), new Set()), model);
       // A switch (after some later checkpoint) hands every node still written to the cache as
       // the file holds it: had the change been made in place, the file's older image would win.
-      if (w.addr !== 0) {
-        t.ex.wtreeWritten(w.addr);
-        const m = t.mem();
-        const a = m.readUInt32LE(t.result);
-        w = a !== 0 ? { addr: a, pos: 0, len: 0 } : { addr: 0, pos: m.readDoubleLE(t.result + 8), len: m.readUInt32LE(t.result + 4) };
-      }
+      if (w.addr !== 0) w = switchWritten(t, w);
       expectContents(readTree(t, w, new Map(), new Set()), model);
       expectCacheIsFile(t, w, file);
       expectCacheIsFile(t, { addr: 0, pos, len: 0 }, file);

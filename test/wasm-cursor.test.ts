@@ -7,7 +7,7 @@ import fc from 'fast-check';
 import { Buffer } from 'node:buffer';
 import { describe, expect, it } from 'vitest';
 import { instance, type Instance, type Val } from './support/wasm-nodes.js';
-import { del, encode, put, type Disk, type Root } from './support/wasm-tree.js';
+import { del, encode, put, switchWritten, type Disk, type Root } from './support/wasm-tree.js';
 import { WasmTreeCursor, type ByteBounds, type TreeMemory } from '../src/engine/wasm-tree-cursor.js';
 import { ValueRef } from '../src/engine/node.js';
 
@@ -146,10 +146,7 @@ function writerOver(maxNodeBytes: number) {
       for (const [pos, entry] of e.entries) disk.set(pos, entry);
       fileEnd = e.end;
       t.ex.free(e.plan);
-      t.ex.wtreeWritten(root.addr);
-      const m = t.mem();
-      const a = m.readUInt32LE(t.result);
-      root = a !== 0 ? { addr: a, pos: 0, len: 0 } : { addr: 0, pos: m.readDoubleLE(t.result + 8), len: m.readUInt32LE(t.result + 4) };
+      root = switchWritten(t, root);
     }
   };
   return {

@@ -214,6 +214,17 @@ export function takeUndoArea(t: Instance, maxNodeBytes: number): number {
   return t.ex.dirtyBytesInUse();
 }
 
+/**
+ * After an append: wtreeWritten on `root` (dirty, one reference, which moves to the result), the
+ * tree pointed at its written nodes by position. Returns its root then: still dirty, or clean.
+ */
+export function switchWritten(t: Instance, root: Root): Root {
+  t.ex.wtreeWritten(root.addr);
+  const m = t.mem();
+  const a = m.readUInt32LE(t.result);
+  return a !== 0 ? { addr: a, pos: 0, len: 0 } : { addr: 0, pos: m.readDoubleLE(t.result + 8), len: m.readUInt32LE(t.result + 4) };
+}
+
 /** asm/slab.ts: the encoder wants more room. */
 const ERR_OUT_OF_SPACE = -1;
 
