@@ -21,6 +21,7 @@
 import { KIND_INDEX, adopt, bumpTreeEpoch, resultAddress } from './cache';
 import { PLAN_NODE, PLAN_NODE_BYTES } from './slab';
 import { recAt } from './wleaf';
+import { widxSetChild } from './windex';
 import { MAX_DEPTH, wtreeRelease, written } from './wtree';
 
 let planAt: usize = 0;
@@ -87,9 +88,7 @@ function switchBelow(n: usize, depth: i32): void {
       // The cache's copy spares the next visit a read; if the ring cannot take it (a node over
       // half its size), the next visit reads it from the file like any other clean node.
       adopt(child);
-      store<u32>(rec, load<u32>(child, 20), 4);
-      store<f64>(rec, load<f64>(child, 8), 8);
-      store<u64>(rec, 0, 16);
+      widxSetChild(n, i, load<f64>(child, 8), load<u32>(child, 20), 0);
       wtreeRelease(child);
     }
   }
