@@ -190,9 +190,13 @@ describe('range cursors over the writer\'s tree (src/engine/wasm-tree-cursor.ts)
         loads += w.mem.loads;
         w.end();
       }),
-      { numRuns: 60 },
+      {
+        numRuns: 60,
+        // First, one that must evict: 2,000 keys written whole, then walked three times.
+        examples: [[[{ t: 'many', from: 0, n: 2000, step: 1 }, { t: 'checkpoint' }], [{ b: { reverse: false }, limit: 10_000 }], 512]],
+      },
     );
-    expect(loads).toBeGreaterThan(300); // the cache did evict: clean nodes were loaded again
+    expect(loads).toBeGreaterThan(200); // the cache did evict: clean nodes were loaded again
   });
 
   it('read the tree they opened on while the writer changes it and a checkpoint switches it', () => {
