@@ -2,14 +2,20 @@
 // model: trees of dirty and clean nodes (checkpoints appended between changes), read with random
 // bounds, prefixes and directions through a node cache small enough to evict on most steps; and
 // cursors kept open across the writer's changes and a checkpoint's switch, which frees nodes they
-// stand on, reading the tree as it was when they opened.
+// stand on, reading the tree as it was when they opened. Then over a real store's own node cache
+// (WasmNodeCache is a TreeMemory), against db.range on the same file.
 import fc from 'fast-check';
 import { Buffer } from 'node:buffer';
 import { describe, expect, it } from 'vitest';
 import { instance, type Instance, type Val } from './support/wasm-nodes.js';
 import { del, encode, put, switchWritten, type Disk, type Root } from './support/wasm-tree.js';
 import { WasmTreeCursor, type ByteBounds, type TreeMemory } from '../src/engine/wasm-tree-cursor.js';
-import { ValueRef } from '../src/engine/node.js';
+import { ValueRef, type DiskRef } from '../src/engine/node.js';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { open, type Db } from '../src/index.js';
+import type { WasmNodeCache } from '../src/engine/wasm-cache.js';
 
 /** The instance's memory as a cursor reads it, clean nodes missing from the cache loaded from `disk`. */
 function treeMemory(t: Instance, disk: Disk): TreeMemory & { loads: number } {
@@ -90,7 +96,7 @@ function take(c: WasmTreeCursor, limit: number): Array<[string, Val]> {
   return out;
 }
 
-const key = (i: number): Buffer => Buffer.from(`k${String(i).padStart(5, '0')}`);
+const key = (i: number): Buffer => Buffer.from(`k${String(i).padStart(6, '0')}`);
 const boundArb: fc.Arbitrary<Buffer> = fc.oneof(
   fc.nat({ max: 4000 }).map(key),
   fc.nat({ max: 4000 }).map((i) => Buffer.concat([key(i), Buffer.from([0])])),
@@ -103,7 +109,7 @@ const rangeArb: fc.Arbitrary<{ b: ByteBounds; limit: number }> = fc.record({
       lowInclusive: fc.boolean(),
       high: boundArb,
       highInclusive: fc.boolean(),
-      prefix: fc.constantFrom(Buffer.from('k0'), Buffer.from('k01'), Buffer.from('k002'), Buffer.from('k1'), Buffer.from('x')),
+      prefix: fc.constantFrom(Buffer.from('k000'), Buffer.from('k0001'), Buffer.from('k00200'), Buffer.from('k003'), Buffer.from('x')),
       reverse: fc.boolean(),
     },
     { requiredKeys: ['reverse'] },
@@ -250,5 +256,56 @@ describe('range cursors over the writer\'s tree (src/engine/wasm-tree-cursor.ts)
     expect(d.next()).toBe(false);
     expect(d.next()).toBe(false);
     w.end();
+  });
+
+  it('give what db.range gives over a store\'s own node cache, clean nodes read from the file', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'solifuge-wasm-cursor-'));
+    try {
+      // 150,000 keys (~8 MB of nodes), some values in Value entries, in a 4 MiB cache: walks load
+      // and evict.
+      let db: Db = await open(join(dir, 'store.db'), { durable: false, cacheBytes: 4 << 20 });
+      for (let b = 0; b < 150_000; b += 5000) {
+        await db.transaction((tx) => {
+          for (let i = b; i < b + 5000; i++) {
+            const k = (i * 7919) % 150_000;
+            tx.set(key(k), k % 97 === 0 ? Buffer.alloc(3000, k & 0xff) : Buffer.alloc(8 + (k % 40), k & 0xff));
+          }
+        });
+      }
+      await db.close();
+      db = await open(join(dir, 'store.db'), { durable: false, cacheBytes: 4 << 20 });
+      const inner = db as unknown as { cache: { fast: WasmNodeCache }; published: { root: DiskRef } };
+      const mem: TreeMemory = inner.cache.fast;
+      const root = { addr: 0, pos: inner.published.root.pos, len: inner.published.root.len };
+      const wide = fc.oneof(fc.nat({ max: 151_000 }).map(key), boundArb);
+      fc.assert(
+        fc.property(
+          fc.record({ low: wide, lowInclusive: fc.boolean(), high: wide, highInclusive: fc.boolean(), prefix: fc.constantFrom(Buffer.from('k1'), Buffer.from('k059'), Buffer.from('k00'), Buffer.from('k14999')), reverse: fc.boolean() }, { requiredKeys: ['reverse'] }),
+          fc.constantFrom(1, 10, 1000, 200_000),
+          (b, limit) => {
+            const opts = {
+              ...(b.low !== undefined ? (b.lowInclusive === false ? { gt: b.low } : { gte: b.low }) : {}),
+              ...(b.high !== undefined ? (b.highInclusive === false ? { lt: b.high } : { lte: b.high }) : {}),
+              ...(b.prefix !== undefined ? { prefix: b.prefix } : {}),
+              reverse: b.reverse,
+              limit,
+            };
+            const want = [...db.range(opts)].map(([k, v]) => [k.toString('hex'), v.toString('hex')]);
+            const c = new WasmTreeCursor(mem, root, b);
+            const got: string[][] = [];
+            while (got.length < limit && c.next()) {
+              const v = c.value();
+              got.push([c.key().toString('hex'), (v instanceof ValueRef ? db.materialize(v) : v).toString('hex')]);
+            }
+            expect(got).toEqual(want);
+          },
+        ),
+        { numRuns: 150 },
+      );
+      expect(inner.cache.fast.epoch).toBeGreaterThan(100); // the ring evicted, over and over
+      await db.close();
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });

@@ -117,6 +117,14 @@ export class WasmNodeCache {
   }
 
   /**
+   * Moves whenever a checkpoint's switch may have freed nodes of the writer's tree in this
+   * instance (asm/cache.ts RESULT + 20): with `epoch`, what a WasmTreeCursor watches.
+   */
+  get treeEpoch(): number {
+    return this.u32[this.epochIndex + 1];
+  }
+
+  /**
    * The address of the cached node at `pos` (entry length `len`), reading, verifying and parsing
    * it first when it is missing; 0 when it can't be cached (too big for the ring).
    */
