@@ -54,6 +54,7 @@
 // three separate arrays: six or more lines per leaf).
 import { compareKeys } from './node';
 import { dirtyInit } from './dirty';
+import { pendingPosition } from './pending';
 
 const PROBE_BYTES: u32 = 65536 + 8;
 const RESULT_BYTES: u32 = 32;
@@ -381,9 +382,10 @@ function take(n: u64): usize {
  * header holds the position and entry length a checkpoint wrote it at, asm/slab.ts) into the
  * ring under that position, as if its entry had been read and parsed: the layouts are the same,
  * so the copy only packs the records after the slots (a dirty node's sit at its block's top, with
- * garbage between). Its children must be clean already (asm/wcheckpoint.ts switches them first).
+ * garbage between). Its children must be clean already (asm/wcheckpoint.ts switches them first),
+ * and a value pending when it was written is given the position the file holds (asm/pending.ts).
  * Returns INGESTED (also when the position is cached already), TOO_BIG, or MALFORMED (no
- * position, or a child by address: nothing is copied).
+ * position, a child by address, or a pending value the table cannot place: nothing is copied).
  */
 export function adopt(n: usize): i32 {
   const pos = load<f64>(n, 8);
@@ -398,7 +400,7 @@ export function adopt(n: usize): i32 {
   for (let i: u32 = 0; i < count; i++) {
     const rec = n + <usize>load<u32>(slots + (<usize>i << 3), 4);
     bytes += <usize>recBytes(rec, kind);
-    if (kind == KIND_INDEX && load<f64>(rec, 8) < 0) return MALFORMED;
+    if (kind == KIND_INDEX ? load<f64>(rec, 8) < 0 : (load<u32>(rec) & REF_FLAG) != 0 && pendingPosition(load<f64>(rec, 8)) < 0) return MALFORMED;
   }
   if (bytes > (arenaEnd - arenaStart) >>> 1) return TOO_BIG;
   const node = arenaAlloc(bytes);
@@ -414,6 +416,8 @@ export function adopt(n: usize): i32 {
     const rec = n + <usize>load<u32>(slot, 4);
     const size = recBytes(rec, kind);
     memory.copy(out, rec, size);
+    // A value that was pending when the node was written: the position the file holds.
+    if (kind == KIND_LEAF && (load<u32>(rec) & REF_FLAG) != 0) store<f64>(out, pendingPosition(load<f64>(rec, 8)), 8);
     store<u32>(to + (<usize>i << 3), load<u32>(slot));
     store<u32>(to + (<usize>i << 3), <u32>(out - node), 4);
     out += size;

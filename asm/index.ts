@@ -20,3 +20,4 @@ export { wleafEmpty, wleafFree, wleafSearch, wleafSet, wleafUndoReset, wleafUndo
 export { widxChildSlot, widxRecord, widxEncode } from './windex';
 export { wtreePut, wtreeDelete, wtreeRetain, wtreeRelease, wtreePutInPlace, wtreeUndo, wtreeSettle, wtreeSeal, wtreeJournaled } from './wtree';
 export { wtreePlan, wtreePlanAbandon, wtreeWritten } from './wcheckpoint';
+export { pendingTable } from './pending';

@@ -38,6 +38,7 @@ import { commonPrefix, compareKeys } from './node';
 import { full, wBytes, wr, wrEnd, wU8, wVarint } from './body-writer';
 import { isDirtyNode, wleafEncode } from './wleaf';
 import { widxEncode } from './windex';
+import { pendingSlab } from './pending';
 
 const KIND_VALUE: u32 = 1;
 const KIND_LEAF: u32 = 2;
@@ -274,7 +275,10 @@ function encodeNode(n: usize): u32 {
     return 0;
   }
   const kind = load<u32>(n, 4);
+  // A leaf's values not in the file yet may be entries of this slab, written before it.
+  pendingSlab(slabStart, tableAt, entries);
   const r = kind == KIND_LEAF ? wleafEncode(n, wr, <u32>(wrEnd - wr)) : kind == KIND_INDEX ? widxEncode(n, wr, <u32>(wrEnd - wr)) : -2;
+  pendingSlab(0, 0, 0);
   // -1: no room (the caller asks again with more); -2: a value or child not written yet.
   if (r == -1) full = true;
   else if (r < 0) bad = true;

@@ -34,7 +34,8 @@
 //       28..31 unused
 //   Header 0 (allocated bytes) is the capacity: from the node to the end of its block.
 // A value by reference (a Value entry) has REF_FLAG on its key length and an f64 position; a
-// negative position is the caller's (a value not written yet): encode() refuses it.
+// negative one names a value not in the file yet (asm/pending.ts), which encode() resolves through
+// the caller's table or refuses.
 // Dirty index nodes (asm/windex.ts) share the pre-header, allocation, rebuild and split here; their
 // records are the cache's index records, with a dirty child at position -1 and its address.
 import { commonPrefix, compareKeys } from './node';
@@ -42,6 +43,7 @@ import { full, wBytes, wr, wrEnd, wU8, wVarint } from './body-writer';
 import { HEADER_BYTES, INDEX_KEY_AT, KIND_INDEX, KIND_LEAF, LEAF_INLINE_KEY_AT, LEAF_REF_KEY_AT, REF_FLAG, SLOT_BYTES, probeAddress, recBytes, recKeyLen, resultAddress, slotBound, slotsOf, wordAt } from './cache';
 // The record layout is the cache's; its helpers are used through this module too.
 export { recBytes, recKeyLen };
+import { pendingPosition } from './pending';
 import { DIRTY_BLOCK_MAX, dirtyAlloc, dirtyBlockBytes, dirtyContains, dirtyFree, dirtyInUse } from './dirty';
 
 export const PRE: usize = 32;
@@ -504,7 +506,7 @@ export function wleafSplit(n: usize, at: u32, extraBytes: u32): usize {
  * Encodes the leaf as a Leaf entry body (src/engine/codec.ts documents it) at `out` (`outCap`
  * bytes), with the prefix the slab encoder gives a leaf (asm/slab.ts wNodeHead: that of the first
  * and last key, none for one key), so the bytes are those a staged JS leaf encodes to. Returns
- * the length, ENCODE_NO_ROOM or ENCODE_UNWRITTEN_VALUE (a reference with a negative position).
+ * the length, ENCODE_NO_ROOM or ENCODE_UNWRITTEN_VALUE (a pending value asm/pending.ts cannot place).
  */
 export function wleafEncode(n: usize, out: usize, outCap: u32): i32 {
   wr = out;
@@ -526,7 +528,7 @@ export function wleafEncode(n: usize, out: usize, outCap: u32): i32 {
     wVarint(<u64>(k - p));
     wBytes(recKey(rec, KIND_LEAF) + p, k - p);
     if (isRef(rec)) {
-      const pos = load<f64>(rec, 8);
+      const pos = pendingPosition(load<f64>(rec, 8));
       if (!(pos >= 0)) return ENCODE_UNWRITTEN_VALUE;
       wU8(1);
       wVarint(<u64>pos);

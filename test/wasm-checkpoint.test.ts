@@ -270,6 +270,90 @@ describe('checkpoints of the writer\'s tree (asm/wcheckpoint.ts)', () => {
     expect(t.ex.dirtyBytesInUse()).toBe(0);
   });
 
+  it('writes values not in the file yet where the caller\'s table places them, and caches the positions', () => {
+    const t = instance(64 << 20);
+    const file = instance(0);
+    const key = (i: number) => Buffer.from(`key-${String(i).padStart(4, '0')}`);
+    let root: Root = { addr: 0, pos: 0, len: 0 };
+    const model = new Map<string, Val>();
+    for (let i = 0; i < 300; i++) {
+      const v: Val = { ref: false, bytes: Buffer.alloc(20, i) };
+      root = put(t, root, key(i), v, 512).root;
+      model.set(key(i).toString('hex'), v);
+    }
+    // Values 0..2 are pending (-(id + 1)) in three leaves; the table says where each goes.
+    const pending = [key(10), key(150), key(290)];
+    pending.forEach((k, id) => (root = put(t, root, k, { ref: true, pos: -(id + 1), len: 5000 + id }, 512).root));
+    const table = t.ex.alloc(5 * 8) >>> 0;
+    t.ex.pendingTable(table, 5);
+    const setTable = (vals: number[]): void => vals.forEach((v, i) => t.mem().writeDoubleLE(v, table + i * 8));
+    const start = 8192;
+    // The plan: two Value entries, then the tree's nodes.
+    const values = [Buffer.alloc(5000, 1), Buffer.alloc(5002, 3)];
+    const planFor = (): { plan: number; planLen: number; rows: number } => {
+      const plan = t.ex.alloc(1 << 20) >>> 0;
+      let at = plan;
+      for (const v of values) {
+        t.mem()[at] = 1;
+        t.mem().writeUInt32LE(v.length, at + 1);
+        t.mem().set(v, at + 5);
+        at += 5 + v.length;
+      }
+      const n = t.ex.wtreePlan(root.addr, at, (1 << 20) - (at - plan));
+      expect(n).toBeGreaterThan(0);
+      return { plan, planLen: at - plan + n, rows: 2 + n / 5 };
+    };
+    const out = t.ex.alloc(1 << 20) >>> 0;
+    const rowsAt = t.ex.alloc(12 * 1000) >>> 0;
+    const enc = (p: { plan: number; planLen: number; rows: number }): number => t.ex.slabEncode(p.plan, p.planLen, out, 1 << 20, rowsAt, p.rows, start);
+    // Refused while a value cannot be placed: no entry, an entry not before the node, or none yet.
+    const p = planFor();
+    for (const bad of [[-1, 123_456, NaN], [-1, 123_456, -(1000 + 1)], [-1, 123_456, 1.5], [-1, -(2.5 + 1), -2]]) {
+      setTable(bad);
+      expect(enc(p)).toBe(ERR_BAD_PLAN);
+      t.ex.wtreePlanAbandon(p.plan + 5 + values[0].length + 5 + values[1].length, p.planLen - (10 + values[0].length + values[1].length));
+    }
+    // Value 0 is this slab's entry 0, value 1 is in the file already, value 2 is entry 1.
+    setTable([-(0 + 1), 123_456, -(1 + 1)]);
+    const n = enc(p);
+    expect(n).toBeGreaterThan(0);
+    const m = t.mem();
+    const entryPos = (i: number) => start + m.readUInt32LE(rowsAt + i * 12);
+    const placed = [entryPos(0), 123_456, entryPos(1)];
+    // The file: every node entry, read back by a fresh instance.
+    const disk: Disk = new Map();
+    const slab = Buffer.from(m.subarray(out, out + n));
+    for (let i = 2; i < p.rows; i++) {
+      const off = m.readUInt32LE(rowsAt + i * 12);
+      const len = m.readUInt32LE(rowsAt + i * 12 + 4);
+      disk.set(start + off, { body: Buffer.from(slab.subarray(off + 9, off + len)), kind: slab[off + 8] });
+    }
+    ingestAll(file, disk);
+    const rootAt = { addr: 0, pos: m.readDoubleLE(root.addr + 8), len: m.readUInt32LE(root.addr + 20) };
+    pending.forEach((k, id) => model.set(k.toString('hex'), { ref: true, pos: placed[id], len: 5000 + id }));
+    expectContents(readTree(file, rootAt, new Map(), new Set()), model);
+    // Until the table holds file positions, the cache takes no node with a pending value: its
+    // entries of this slab mean nothing outside the encode.
+    let leaf = root.addr;
+    while (m.readUInt32LE(leaf + 4) === KIND_INDEX) {
+      // The last child whose separator is at most the key (entry 0 has none).
+      const recs = records(t, leaf);
+      let i = 0;
+      while (i + 1 < recs.length && Buffer.compare(recs[i + 1].key, pending[0]) <= 0) i++;
+      leaf = recs[i].child!.addr;
+    }
+    expect(records(t, leaf).some((r) => r.val!.ref)).toBe(true);
+    expect(t.ex.cacheAdopt(leaf)).toBe(-1);
+    expect(t.ex.cachedNode(m.readDoubleLE(leaf + 8))).toBe(0);
+    // Appended: the table holds file positions now, and the cache takes the written nodes with them.
+    setTable(placed);
+    root = switchWritten(t, root);
+    expect(root).toEqual(rootAt);
+    expectContents(readTree(t, root, new Map(), new Set()), model);
+    expectCacheIsFile(t, root, file);
+    expect(t.ex.dirtyBytesInUse()).toBe(0);
+  });
+
   it('refuses a plan naming what is not a node of the writer, or a node whose child is not written; the cache adopts only a written node with clean children', () => {
     const t = instance(64 << 20);
     let root: Root = { addr: 0, pos: 0, len: 0 };

@@ -149,7 +149,11 @@ export class WasmTreeCursor {
     return Buffer.from(this.last);
   }
 
-  /** The current value: an inline one as a fresh Buffer, else the reference to its Value entry. */
+  /**
+   * The current value: an inline one as a fresh Buffer, else the reference to its Value entry,
+   * whose position is negative for a value not in the file yet: -(id + 1), the id in the caller's
+   * table of pending values (asm/pending.ts), which the caller resolves.
+   */
   value(): Buffer | ValueRef {
     assert(this.last !== null, 'a cursor read before next() or after its end');
     if (this.mem.treeEpoch !== this.treeEpoch) this.seek(this.last, true); // back onto the same key

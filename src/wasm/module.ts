@@ -81,6 +81,8 @@ export type CacheExports = CoreExports & {
   wtreeWritten(root: number): void;
   /** asm/cache.ts adopt: a written dirty node copied into the cache under its position. */
   cacheAdopt(node: number): number;
+  /** asm/pending.ts: the caller's table of positions for values not in the file yet (`count` f64). */
+  pendingTable(table: number, count: number): void;
 };
 
 let compiled: WebAssembly.Module | undefined;
