@@ -98,13 +98,21 @@ export function records(t: Instance, n: number): Array<{ key: Buffer; val?: Val;
 
 /**
  * Reads a tree, checking its structure, and counts the references it holds on dirty nodes into
- * `refs` (each dirty index node's records once, however many roots reach it: `seen`).
+ * `refs` (each dirty index node's records once, however many roots reach it: `seen`). A clean
+ * node the cache lacks is loaded from `disk` when given (a node's records are read before its
+ * children are visited, so a load evicting it does no harm).
  */
-export function readTree(t: Instance, root: Root, refs: Map<number, number>, seen: Set<number>): Array<[Buffer, Val]> {
+export function readTree(t: Instance, root: Root, refs: Map<number, number>, seen: Set<number>, disk?: Disk): Array<[Buffer, Val]> {
   const out: Array<[Buffer, Val]> = [];
   let leafDepth = -1;
   const visit = (c: Root, depth: number, lo: Buffer | null, hi: Buffer | null, countRefs: boolean): void => {
-    const n = c.addr !== 0 ? c.addr : t.ex.cachedNode(c.pos) >>> 0;
+    let n = c.addr !== 0 ? c.addr : t.ex.cachedNode(c.pos) >>> 0;
+    if (n === 0 && disk !== undefined) {
+      const e = disk.get(c.pos)!;
+      t.mem().set(e.body, t.input);
+      expect(t.ex.cacheIngest(c.pos, e.body.length + 9, e.kind, e.body.length)).toBe(0);
+      n = t.ex.cachedNode(c.pos) >>> 0;
+    }
     expect(n).toBeGreaterThan(0);
     const kind = t.mem().readUInt32LE(n + 4);
     const recs = records(t, n);
@@ -181,12 +189,12 @@ export function expectLookups(t: Instance, root: Root, model: Map<string, Val>, 
   }
 }
 
-export function checkAll(t: Instance, writer: { root: Root; model: Map<string, Val> }, held: Array<{ root: Root; model: Map<string, Val> }>): void {
+export function checkAll(t: Instance, writer: { root: Root; model: Map<string, Val> }, held: Array<{ root: Root; model: Map<string, Val> }>, disk?: Disk): void {
   const refs = new Map<number, number>();
   const seen = new Set<number>();
-  expectContents(readTree(t, writer.root, refs, seen), writer.model);
-  expectLookups(t, writer.root, writer.model);
-  for (const h of held) expectContents(readTree(t, h.root, refs, seen), h.model);
+  expectContents(readTree(t, writer.root, refs, seen, disk), writer.model);
+  expectLookups(t, writer.root, writer.model, disk);
+  for (const h of held) expectContents(readTree(t, h.root, refs, seen, disk), h.model);
   expectRefs(t, refs);
 }
 

@@ -1,0 +1,260 @@
+//! The writer over the tree in linear memory (asm/wtree.ts): what tree.ts TreeWriter does for the
+//! store, with keys and values as bytes (step 6 of bench/RESULTS.md round 25's plan; the store
+//! does not drive it yet).
+//!
+//! Owns: one batch's (or transaction's) tree, and the references it holds on dirty nodes. A batch
+//! starts from the published tree. In in-place mode it changes the published tree's own nodes in
+//! place, journaled (wtreePutInPlace), until something cannot be done that way (a split, a delete,
+//! a savepoint, a reader wanting the published contents): then it seals, taking a tree of its own
+//! that holds its changes while the published tree gets its contents back. `publish()` ends the
+//! batch with its changes kept, `abort()` without.
+//! References: the published root's is the store's; the writer holds one on its own root (once it
+//! has one), each savepoint one on its root, each frozen root one until the caller releases it.
+//! A clean node the tree needs and the cache does not hold is loaded (TreeHost.load) and the call
+//! made again: the asm side finds everything it needs before it changes anything.
+//! One writer at a time per instance: the in-place journal and the undo area are the instance's.
+import { Buffer } from 'node:buffer';
+import type { CacheExports } from '../wasm/module.js';
+import { CorruptionError, SolifugeError, assert, childNotOlder } from './errors.js';
+import { ValueRef } from './node.js';
+import type { TreeRoot } from './wasm-tree-cursor.js';
+
+/** asm/wtree.ts results. */
+const PUT_DONE = 0;
+const DEL_NOT_FOUND = 1;
+const PUT_MISS = 3;
+const PUT_CHILD_NOT_OLDER = 4;
+const PUT_NEEDS_SEAL = 5;
+const PUT_NO_MEMORY = -2;
+const PUT_TOO_DEEP = -3;
+/** asm/cache.ts find() results. */
+const FOUND_INLINE = 1;
+const FOUND_REF = 2;
+/** The PROBE area's size: the longest key a call can take (asm/cache.ts). */
+export const WASM_TREE_KEY_BYTES_MAX = 65536;
+
+/** The instance the tree lives in: its exports, its areas, and how to load a node it misses. */
+export interface TreeHost {
+  readonly ex: CacheExports;
+  readonly probe: number;
+  readonly input: number;
+  readonly result: number;
+  /** A fresh view of the instance's memory (it may have grown). */
+  mem(): Buffer;
+  /**
+   * Reads, checks and caches the clean node at `pos` (entry length `len`). A node too big for the
+   * cache is left out: the writer, finding it missing again, throws CacheTooSmallError.
+   */
+  load(pos: number, len: number): void;
+}
+
+/** The writer's dirty region is full: the store writes a checkpoint, which frees it. */
+export class TreeMemoryFullError extends SolifugeError {
+  constructor() {
+    super('COMMIT_TOO_LARGE', "the writer's node region is full: a checkpoint must free it first");
+  }
+}
+
+/** The node cache cannot hold a change's whole path at once (its size against nodeBytesMax). */
+export class CacheTooSmallError extends SolifugeError {
+  constructor(readonly pos: number) {
+    super('BAD_ARGUMENT', `the node cache is too small to hold a change's path at once (node ${pos} was evicted while the change needed it): give the store more cacheBytes, or smaller nodes`);
+  }
+}
+
+/** A value as the tree holds it: inline bytes, or a Value entry (its position, or a pending id's). */
+export type TreeValue = Uint8Array | ValueRef;
+
+/** A savepoint: a root held, and the count with it. */
+export interface TreeSavepoint {
+  readonly root: TreeRoot;
+  readonly count: number;
+}
+
+const EMPTY: TreeRoot = { addr: 0, pos: 0, len: 0 };
+
+export class WasmTreeWriter {
+  /** The writer's own tree, one reference held (or clean, or empty); null while changing the published one in place. */
+  private own: TreeRoot | null;
+  count: number;
+
+  constructor(
+    private readonly host: TreeHost,
+    /** The published tree: the store's reference, never this writer's. */
+    private readonly published: TreeRoot,
+    count: number,
+    private readonly maxNodeBytes: number,
+    inPlace: boolean,
+  ) {
+    this.count = count;
+    if (inPlace && published.addr !== 0) this.own = null;
+    else {
+      if (published.addr !== 0) host.ex.wtreeRetain(published.addr); // the writer's, for its first change to take
+      this.own = { ...published };
+    }
+  }
+
+  /** The tree as the writer sees it (the published root while changing it in place). */
+  get root(): TreeRoot {
+    return this.own ?? this.published;
+  }
+
+  /** Inserts or replaces; true when the key is new. */
+  set(key: Uint8Array, val: TreeValue): boolean {
+    const ref = val instanceof ValueRef ? val : null;
+    const inline = val instanceof ValueRef ? null : val;
+    const len = ref !== null ? ref.len : (inline as Uint8Array).length;
+    const isRef = ref !== null ? 1 : 0;
+    const refPos = ref !== null ? ref.pos : 0;
+    if (this.own === null) {
+      const r = this.call(key, inline, () => this.host.ex.wtreePutInPlace(this.published.addr, key.length, this.host.input, len, isRef, refPos, this.maxNodeBytes));
+      if (r === PUT_DONE) return this.counted(this.host.mem().readUInt32LE(this.host.result) === 1);
+      assert(r === PUT_NEEDS_SEAL, `wtreePutInPlace returned ${r}`);
+      this.seal();
+    }
+    const own = this.own as TreeRoot;
+    const r = this.call(key, inline, () => this.host.ex.wtreePut(own.addr, own.pos, own.len, key.length, this.host.input, len, isRef, refPos, this.maxNodeBytes));
+    assert(r === PUT_DONE, `wtreePut returned ${r}`);
+    const m = this.host.mem();
+    this.own = { addr: m.readUInt32LE(this.host.result), pos: 0, len: 0 };
+    return this.counted(m.readUInt32LE(this.host.result + 4) === 1);
+  }
+
+  /** Removes a key; false (and nothing changed) when it is absent. */
+  delete(key: Uint8Array): boolean {
+    this.seal(); // deletes merge: never in place
+    const own = this.own as TreeRoot;
+    if (own.addr === 0 && !(own.pos > 0)) return false;
+    const r = this.call(key, null, () => this.host.ex.wtreeDelete(own.addr, own.pos, own.len, key.length, this.maxNodeBytes));
+    if (r === DEL_NOT_FOUND) return false;
+    assert(r === PUT_DONE, `wtreeDelete returned ${r}`);
+    const m = this.host.mem();
+    const addr = m.readUInt32LE(this.host.result);
+    this.own = addr !== 0 ? { addr, pos: 0, len: 0 } : { addr: 0, pos: m.readDoubleLE(this.host.result + 8), len: m.readUInt32LE(this.host.result + 4) };
+    this.count--;
+    return true;
+  }
+
+  /** The value under `key` in the writer's tree (its own changes included): bytes, a Value entry's reference, or undefined. */
+  get(key: Uint8Array): Buffer | ValueRef | undefined {
+    const root = this.root;
+    if (root.addr === 0 && !(root.pos > 0)) return undefined;
+    const ex = this.host.ex;
+    const r = this.call(key, null, () => (root.addr !== 0 ? ex.cacheFindDirty(root.addr, key.length) : ex.cacheFind(root.pos, root.len, key.length)));
+    const m = this.host.mem();
+    if (r === FOUND_INLINE) {
+      const at = m.readUInt32LE(this.host.result);
+      return Buffer.from(m.subarray(at, at + m.readUInt32LE(this.host.result + 4)));
+    }
+    if (r === FOUND_REF) return new ValueRef(m.readDoubleLE(this.host.result), m.readUInt32LE(this.host.result + 8), undefined);
+    assert(r === 0, `the cache's find returned ${r}`);
+    return undefined;
+  }
+
+  /**
+   * Ends changes in place for the rest of the batch: the writer takes a tree of its own holding
+   * them (every journaled path copied), and the published tree gets its contents back. Nothing to
+   * do once sealed.
+   */
+  seal(): void {
+    if (this.own !== null) return;
+    const r = this.host.ex.wtreeSeal(this.published.addr, this.maxNodeBytes);
+    if (r === PUT_NO_MEMORY) throw new TreeMemoryFullError();
+    assert(r === PUT_DONE, `wtreeSeal returned ${r}`);
+    this.own = { addr: this.host.mem().readUInt32LE(this.host.result), pos: 0, len: 0 };
+  }
+
+  /** A point to come back to (restore), or to give up (drop): the current tree, held. */
+  savepoint(): TreeSavepoint {
+    const root = this.freeze();
+    return { root, count: this.count };
+  }
+
+  /** Back to a savepoint, which this uses up: the changes since are dropped. */
+  restore(s: TreeSavepoint): void {
+    this.releaseOwn();
+    this.own = { ...s.root }; // the savepoint's reference becomes the writer's
+    this.count = s.count;
+  }
+
+  /** Gives up a savepoint without going back to it. */
+  drop(s: TreeSavepoint): void {
+    if (s.root.addr !== 0) this.host.ex.wtreeRelease(s.root.addr);
+  }
+
+  /**
+   * The current tree, held for a reader (a cursor): the caller releases it (wtreeRelease) when
+   * done. Seals first: a frozen tree is never changed in place.
+   */
+  freeze(): TreeRoot {
+    this.seal();
+    const root = { ...(this.own as TreeRoot) };
+    if (root.addr !== 0) this.host.ex.wtreeRetain(root.addr);
+    return root;
+  }
+
+  /**
+   * Ends the batch, its changes kept: returns the tree to publish, with one reference (if dirty)
+   * for the caller, who then drops the one it held on the published tree (the same root, when the
+   * batch changed it in place or changed nothing).
+   */
+  publish(): TreeRoot {
+    if (this.own === null) {
+      this.host.ex.wtreeSettle(); // the changes in place are the published tree's now
+      this.host.ex.wtreeRetain(this.published.addr);
+      this.own = { ...EMPTY };
+      return { ...this.published };
+    }
+    const root = this.own;
+    this.own = { ...EMPTY }; // used up
+    return root;
+  }
+
+  /** Ends the batch, its changes dropped: the published tree is as it was. */
+  abort(): void {
+    if (this.own === null) this.host.ex.wtreeUndo();
+    else this.releaseOwn();
+    this.own = { ...EMPTY };
+  }
+
+  private releaseOwn(): void {
+    if (this.own !== null && this.own.addr !== 0) this.host.ex.wtreeRelease(this.own.addr);
+  }
+
+  private counted(inserted: boolean): boolean {
+    if (inserted) this.count++;
+    return inserted;
+  }
+
+  /**
+   * Puts `key` at PROBE (and an inline value at INPUT), then runs `op`, loading each clean node
+   * it misses and running it again. Errors it reports are thrown; other results are returned.
+   */
+  private call(key: Uint8Array, val: Uint8Array | null, op: () => number): number {
+    assert(key.length <= WASM_TREE_KEY_BYTES_MAX, `a key of ${key.length} bytes is past the tree's ${WASM_TREE_KEY_BYTES_MAX}`);
+    const loaded: number[] = [];
+    for (;;) {
+      const m = this.host.mem();
+      m.set(key, this.host.probe);
+      if (val !== null) m.set(val, this.host.input);
+      const r = op();
+      if (r === PUT_MISS) {
+        const mr = this.host.mem();
+        const pos = mr.readDoubleLE(this.host.result);
+        // Asked for a node it had loaded already: the cache evicted it to make room for the rest
+        // of the path, and would again. Said instead of going round forever.
+        if (loaded.includes(pos)) throw new CacheTooSmallError(pos);
+        loaded.push(pos);
+        this.host.load(pos, mr.readUInt32LE(this.host.result + 8));
+        continue;
+      }
+      if (r === PUT_NO_MEMORY) throw new TreeMemoryFullError();
+      if (r === PUT_CHILD_NOT_OLDER) {
+        const mr = this.host.mem();
+        throw childNotOlder(mr.readDoubleLE(this.host.result), mr.readDoubleLE(this.host.result + 8));
+      }
+      if (r === PUT_TOO_DEEP) throw new CorruptionError(0, 'the tree is deeper than the writer can descend');
+      return r;
+    }
+  }
+}
