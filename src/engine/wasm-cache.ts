@@ -27,7 +27,8 @@ import { DiskRef, IndexNode, LeafNode, ValueRef, INDEX_CHILD0_BYTES, NODE_OVERHE
 export const UNANSWERED: unique symbol = Symbol('unanswered');
 export type FastAnswer = Buffer | ValueRef | undefined | typeof UNANSWERED;
 
-const PROBE_BYTES_MAX = 65536;
+/** The longest key a call into the instance can take: its PROBE area (asm/cache.ts). */
+export const PROBE_BYTES_MAX = 65536;
 const INPUT_BYTES = 1 << 20;
 /**
  * How far ahead of the ring's head its pages get faulted in (by the addon, on a pool thread; a

@@ -17,6 +17,7 @@ import { Buffer } from 'node:buffer';
 import type { CacheExports } from '../wasm/module.js';
 import { CorruptionError, SolifugeError, assert, childNotOlder } from './errors.js';
 import { ValueRef } from './node.js';
+import { PROBE_BYTES_MAX } from './wasm-cache.js';
 import type { TreeRoot } from './wasm-tree-cursor.js';
 
 /** asm/wtree.ts results. */
@@ -30,8 +31,6 @@ const PUT_TOO_DEEP = -3;
 /** asm/cache.ts find() results. */
 const FOUND_INLINE = 1;
 const FOUND_REF = 2;
-/** The PROBE area's size: the longest key a call can take (asm/cache.ts). */
-export const WASM_TREE_KEY_BYTES_MAX = 65536;
 
 /** The instance the tree lives in: its exports, its areas, and how to load a node it misses. */
 export interface TreeHost {
@@ -231,7 +230,7 @@ export class WasmTreeWriter {
    * it misses and running it again. Errors it reports are thrown; other results are returned.
    */
   private call(key: Uint8Array, val: Uint8Array | null, op: () => number): number {
-    assert(key.length <= WASM_TREE_KEY_BYTES_MAX, `a key of ${key.length} bytes is past the tree's ${WASM_TREE_KEY_BYTES_MAX}`);
+    assert(key.length <= PROBE_BYTES_MAX, `a key of ${key.length} bytes is past the tree's ${PROBE_BYTES_MAX}`);
     const loaded: number[] = [];
     for (;;) {
       const m = this.host.mem();
