@@ -15,9 +15,8 @@
 import { commonPrefix, compareKeys } from './node';
 import { full, wBytes, wr, wrEnd, wVarint } from './body-writer';
 import { HEADER_BYTES, INDEX_KEY_AT, KIND_INDEX, SLOT_BYTES, resultAddress, slotBound, slotsOf, wordAt } from './cache';
-import { addEstimate, addGarbage, allocNode, build, low, recAt, recBytes, recEstimate, recKey, recKeyLen, setLow, slotAt } from './wleaf';
+import { NEEDS_REBUILD, addEstimate, addGarbage, allocNode, build, low, recAt, recBytes, recEstimate, recKey, recKeyLen, setLow, slotAt } from './wleaf';
 
-const NEEDS_REBUILD: i32 = -1;
 
 /** The child slot under which the `keyLen`-byte key at `keyPtr` belongs. */
 export function widxChildSlot(n: usize, keyPtr: usize, keyLen: u32): u32 {

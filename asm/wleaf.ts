@@ -54,12 +54,12 @@ let colorNext: u32 = 0;
 /** node.ts NODE_OVERHEAD_BYTES. */
 export const NODE_OVERHEAD_BYTES: u32 = 16;
 
-/** set() results. */
-const SET_OVERWRITTEN: i32 = 0;
-const SET_REPLACED: i32 = 1;
-const SET_INSERTED: i32 = 2;
-const SET_OVERWRITTEN_UNDOABLE: i32 = 3;
-const NEEDS_REBUILD: i32 = -1;
+/** set() results (asm/wtree.ts reads them; NEEDS_REBUILD is windex.ts's insert's too). */
+export const SET_OVERWRITTEN: i32 = 0;
+export const SET_REPLACED: i32 = 1;
+export const SET_INSERTED: i32 = 2;
+export const SET_OVERWRITTEN_UNDOABLE: i32 = 3;
+export const NEEDS_REBUILD: i32 = -1;
 /** encode() results besides a length. */
 const ENCODE_NO_ROOM: i32 = -1;
 const ENCODE_UNWRITTEN_VALUE: i32 = -2;

@@ -31,7 +31,7 @@
 import { HEADER_BYTES, KIND_INDEX, KIND_LEAF, cachedNode, probeAddress, resultAddress } from './cache';
 import { commonPrefix } from './node';
 import { dirtyCanAlloc } from './dirty';
-import { NODE_OVERHEAD_BYTES, PRE, allocNode, build, buildConcat, recAt, recKey, recKeyLen, recEstimate, wleafFree, wleafRemove, wleafSearchAt, wleafSet, wleafSplit, wleafUndoOverwrite, wleafUndoReplace, wleafUndoReset } from './wleaf';
+import { NEEDS_REBUILD, NODE_OVERHEAD_BYTES, PRE, SET_INSERTED, SET_OVERWRITTEN_UNDOABLE, SET_REPLACED, allocNode, build, buildConcat, recAt, recKey, recKeyLen, recEstimate, wleafFree, wleafRemove, wleafSearchAt, wleafSet, wleafSplit, wleafUndoOverwrite, wleafUndoReplace, wleafUndoReset } from './wleaf';
 import { widxChildSlot, widxInsert, widxNewRoot, widxRemove, widxSetChild, widxSplit } from './windex';
 
 /** The deepest tree a change descends (PUT_TOO_DEEP past it); asm/wcheckpoint.ts walks no deeper. */
@@ -49,11 +49,6 @@ const PUT_CHILD_NOT_OLDER: i32 = 4;
 const PUT_NEEDS_SEAL: i32 = 5;
 const PUT_NO_MEMORY: i32 = -2;
 const PUT_TOO_DEEP: i32 = -3;
-/** wleafSet results (wleaf.ts). */
-const NEEDS_REBUILD: i32 = -1;
-const SET_REPLACED: i32 = 1;
-const SET_INSERTED: i32 = 2;
-const SET_OVERWRITTEN_UNDOABLE: i32 = 3;
 /** Room a rebuilt node gets beyond what it holds, so the next few changes fit in place. */
 const SLACK_BYTES: u32 = 1024;
 
