@@ -7,7 +7,7 @@ import fc from 'fast-check';
 import { Buffer } from 'node:buffer';
 import { describe, expect, it } from 'vitest';
 import { instance, type Instance, type Val } from './support/wasm-nodes.js';
-import { KIND_INDEX, KIND_LEAF, PUT_DONE, PUT_NEEDS_SEAL, checkAll, takeUndoArea, del, expectContents, expectLookups, expectRefs, keyArb, put, readTree, records, valArb, type Root } from './support/wasm-tree.js';
+import { KIND_INDEX, KIND_LEAF, PUT_DONE, PUT_NEEDS_SEAL, checkAll, takeUndoArea, type Disk, del, expectContents, expectLookups, expectRefs, keyArb, put, readTree, records, valArb, type Root } from './support/wasm-tree.js';
 import { IndexNode, LeafNode, indexBytes, leafBytes, type Child, type LeafValue } from '../src/engine/node.js';
 import type { BinKey, InlineValue } from '../src/engine/keys.js';
 import { ByteWriter, encodeIndexBody, encodeLeafBody } from './support/reference-codec.js';
@@ -39,6 +39,38 @@ const opArb: fc.Arbitrary<Op> = fc.oneof(
  * from a clean one), with its value, and a few absent keys not found; missing clean nodes are
  * loaded from `disk` as for puts.
  */
+/**
+ * A clean two-level tree, encoded by the reference codec at made-up positions from 4096 (children
+ * before their parent, as copy-on-write appends them): a leaf per entry of `leaves`, under one
+ * index node. The root is cached, and the leaves too with `cacheLeaves`; returns the file and root.
+ */
+function cleanTree(t: Instance, leaves: Array<{ keys: BinKey[]; vals: LeafValue[] }>, cacheLeaves: boolean): { disk: Disk; root: Root } {
+  const disk: Disk = new Map();
+  const kids: Child[] = [];
+  const seps: BinKey[] = [];
+  let pos = 4096;
+  const add = (body: Buffer, kind: number, cache: boolean): void => {
+    disk.set(pos, { body, kind });
+    if (!cache) return;
+    t.mem().set(body, t.input);
+    expect(t.ex.cacheIngest(pos, body.length + 9, kind, body.length)).toBe(0);
+  };
+  leaves.forEach(({ keys, vals }, l) => {
+    const w = new ByteWriter();
+    encodeLeafBody(w, new LeafNode(0, keys, vals, leafBytes(keys, vals)));
+    const body = Buffer.from(w.buf.subarray(0, w.off));
+    add(body, KIND_LEAF, cacheLeaves);
+    kids.push(new DiskRef(pos, body.length + 9));
+    if (l > 0) seps.push(keys[0]);
+    pos += body.length + 9;
+  });
+  const w = new ByteWriter();
+  encodeIndexBody(w, new IndexNode(0, seps, kids, indexBytes(seps)), (c) => c as DiskRef);
+  const rootBody = Buffer.from(w.buf.subarray(0, w.off));
+  add(rootBody, KIND_INDEX, true);
+  return { disk, root: { addr: 0, pos, len: rootBody.length + 9 } };
+}
+
 describe('the writer\'s tree in linear memory (asm/wtree.ts)', () => {
   it('puts like a model, copies what a held root reaches, and frees everything once released', () => {
     fc.assert(
@@ -112,14 +144,10 @@ describe('the writer\'s tree in linear memory (asm/wtree.ts)', () => {
 
   it('puts into a clean tree through the cache: a missing node is asked for, clean nodes stay as they were', () => {
     const t = instance(64 << 20);
-    // 2,000 keys in leaves of 50, under one index node, encoded by the reference codec at made-up
-    // positions (children before their parent, as copy-on-write appends them).
-    const disk = new Map<number, { body: Buffer; kind: number }>();
+    // 2,000 keys in leaves of 50, under one index node; only the root is cached: each put's leaf
+    // is asked for once.
     const model = new Map<string, Val>();
-    const kids: Child[] = [];
-    const seps: BinKey[] = [];
-    let pos = 4096;
-    for (let l = 0; l < 40; l++) {
+    const leaves = Array.from({ length: 40 }, (_, l) => {
       const keys: BinKey[] = [];
       const vals: LeafValue[] = [];
       for (let i = 0; i < 50; i++) {
@@ -128,22 +156,9 @@ describe('the writer\'s tree in linear memory (asm/wtree.ts)', () => {
         vals.push(`v${k}` as InlineValue);
         model.set(Buffer.from(k).toString('hex'), { ref: false, bytes: Buffer.from(`v${k}`) });
       }
-      const w = new ByteWriter();
-      encodeLeafBody(w, new LeafNode(0, keys, vals, leafBytes(keys, vals)));
-      const body = Buffer.from(w.buf.subarray(0, w.off));
-      disk.set(pos, { body, kind: KIND_LEAF });
-      kids.push(new DiskRef(pos, body.length + 9));
-      if (l > 0) seps.push(keys[0]);
-      pos += body.length + 9;
-    }
-    const w = new ByteWriter();
-    encodeIndexBody(w, new IndexNode(0, seps, kids, indexBytes(seps)), (c) => c as DiskRef);
-    const rootBody = Buffer.from(w.buf.subarray(0, w.off));
-    disk.set(pos, { body: rootBody, kind: KIND_INDEX });
-    const clean: Root = { addr: 0, pos, len: rootBody.length + 9 };
-    // Only the root is cached: each put's leaf is asked for once.
-    t.mem().set(rootBody, t.input);
-    expect(t.ex.cacheIngest(pos, rootBody.length + 9, KIND_INDEX, rootBody.length)).toBe(0);
+      return { keys, vals };
+    });
+    const { disk, root: clean } = cleanTree(t, leaves, false);
     let root = clean;
     const before = new Map(model);
     for (let i = 0; i < 500; i++) {
@@ -284,18 +299,9 @@ describe('the writer\'s tree in linear memory (asm/wtree.ts)', () => {
     const t = instance(64 << 20);
     // 10 clean leaves of 40 keys, estimate 16 + 40 × (8 + 2 + 20 + 3) = 1336 bytes each, under one
     // clean index node; all cached, children first.
-    const disk = new Map<number, { body: Buffer; kind: number }>();
     const model = new Map<string, Val>();
     const key = (i: number) => `key${String(i).padStart(5, '0')}`;
-    const kids: Child[] = [];
-    const seps: BinKey[] = [];
-    let pos = 4096;
-    const ingest = (body: Buffer, kind: number): void => {
-      disk.set(pos, { body, kind });
-      t.mem().set(body, t.input);
-      expect(t.ex.cacheIngest(pos, body.length + 9, kind, body.length)).toBe(0);
-    };
-    for (let l = 0; l < 10; l++) {
+    const leaves = Array.from({ length: 10 }, (_, l) => {
       const keys: BinKey[] = [];
       const vals: LeafValue[] = [];
       for (let i = l * 40; i < l * 40 + 40; i++) {
@@ -304,21 +310,12 @@ describe('the writer\'s tree in linear memory (asm/wtree.ts)', () => {
         model.set(Buffer.from(key(i)).toString('hex'), { ref: false, bytes: Buffer.from('v'.repeat(20)) });
       }
       expect(leafBytes(keys, vals)).toBe(1336);
-      const w = new ByteWriter();
-      encodeLeafBody(w, new LeafNode(0, keys, vals, 1336));
-      const body = Buffer.from(w.buf.subarray(0, w.off));
-      ingest(body, KIND_LEAF);
-      kids.push(new DiskRef(pos, body.length + 9));
-      if (l > 0) seps.push(keys[0]);
-      pos += body.length + 9;
-    }
-    const w = new ByteWriter();
-    encodeIndexBody(w, new IndexNode(0, seps, kids, indexBytes(seps)), (c) => c as DiskRef);
-    const rootBody = Buffer.from(w.buf.subarray(0, w.off));
-    ingest(rootBody, KIND_INDEX);
+      return { keys, vals };
+    });
+    const { disk, root: clean } = cleanTree(t, leaves, true);
     const maxNodeBytes = 1336 + 10; // room for no new key of 33 bytes
     // The root made dirty by a put into leaf 0; leaves 1..9 stay clean.
-    let root = put(t, { addr: 0, pos, len: rootBody.length + 9 }, Buffer.from(key(0)), { ref: false, bytes: Buffer.from('w'.repeat(20)) }, maxNodeBytes).root;
+    let root = put(t, clean, Buffer.from(key(0)), { ref: false, bytes: Buffer.from('w'.repeat(20)) }, maxNodeBytes).root;
     model.set(Buffer.from(key(0)).toString('hex'), { ref: false, bytes: Buffer.from('w'.repeat(20)) });
     const inPlace = (k: string, v: Buffer): number => {
       t.mem().set(Buffer.from(k), t.probe);
