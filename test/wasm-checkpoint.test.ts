@@ -10,7 +10,7 @@ import fc from 'fast-check';
 import { Buffer } from 'node:buffer';
 import { describe, expect, it } from 'vitest';
 import { instance, type Instance, type Val } from './support/wasm-nodes.js';
-import { KIND_INDEX, PUT_DONE, PUT_MISS, PUT_NEEDS_SEAL, checkAll, switchWritten, takeUndoArea, encode, ingestAll, type Disk, type Tree, del, expectContents, expectLookups, keyArb, put, readTree, records, valArb, type Root } from './support/wasm-tree.js';
+import { KIND_INDEX, PUT_DONE, dropHeld, holdTree, PUT_MISS, PUT_NEEDS_SEAL, checkAll, switchWritten, takeUndoArea, encode, ingestAll, type Disk, type Tree, del, expectContents, expectLookups, keyArb, put, readTree, records, valArb, type Root } from './support/wasm-tree.js';
 
 /** asm/slab.ts results. */
 const ERR_BAD_PLAN = -2;
@@ -112,15 +112,9 @@ describe('checkpoints of the writer\'s tree (asm/wcheckpoint.ts)', () => {
           }
         };
         for (const op of ops) {
-          if (op.t === 'hold') {
-            if (writer.root.addr !== 0) t.ex.wtreeRetain(writer.root.addr);
-            held.push({ root: { ...writer.root }, model: new Map(writer.model) });
-          } else if (op.t === 'drop') {
-            if (held.length > 0) {
-              const [h] = held.splice(op.pick % held.length, 1);
-              if (h.root.addr !== 0) t.ex.wtreeRelease(h.root.addr);
-            }
-          } else if (op.t === 'checkpoint') {
+          if (op.t === 'hold') holdTree(t, writer, held);
+          else if (op.t === 'drop') dropHeld(t, held, op.pick);
+          else if (op.t === 'checkpoint') {
             if (writer.root.addr === 0) {
               for (const c of op.during) apply(c);
               continue; // nothing dirty: nothing to write

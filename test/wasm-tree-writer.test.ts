@@ -9,7 +9,7 @@ import fc from 'fast-check';
 import { Buffer } from 'node:buffer';
 import { describe, expect, it } from 'vitest';
 import { instance, type Instance, type Val } from './support/wasm-nodes.js';
-import { checkAll, encode, expectContents, expectRefs, readTree, switchWritten, takeUndoArea, type Disk, type Root, type Tree } from './support/wasm-tree.js';
+import { checkAll, dropHeld, encode, holdTree, expectContents, expectRefs, readTree, switchWritten, takeUndoArea, type Disk, type Root, type Tree } from './support/wasm-tree.js';
 import { CacheTooSmallError, TreeMemoryFullError, WasmTreeWriter, type TreeHost, type TreeValue } from '../src/engine/wasm-tree-writer.js';
 import { ValueRef } from '../src/engine/node.js';
 
@@ -78,15 +78,9 @@ describe('the writer over the tree in linear memory (src/engine/wasm-tree-writer
         // First a tree written whole: later batches, some after the cache forgot it, load what they need.
         const start: Op[] = [{ t: 'batch', inPlace: false, abort: false, evict: false, changes: [{ t: 'many', from: 0, n: 600, step: 1 }] }, { t: 'checkpoint' }];
         for (const op of [...start, ...ops]) {
-          if (op.t === 'hold') {
-            if (pub.root.addr !== 0) t.ex.wtreeRetain(pub.root.addr);
-            held.push({ root: { ...pub.root }, model: new Map(pub.model) });
-          } else if (op.t === 'drop') {
-            if (held.length > 0) {
-              const [h] = held.splice(op.pick % held.length, 1);
-              if (h.root.addr !== 0) t.ex.wtreeRelease(h.root.addr);
-            }
-          } else if (op.t === 'checkpoint') {
+          if (op.t === 'hold') holdTree(t, pub, held);
+          else if (op.t === 'drop') dropHeld(t, held, op.pick);
+          else if (op.t === 'checkpoint') {
             if (pub.root.addr !== 0) {
               const e = encode(t, pub.root, fileEnd);
               for (const [pos, entry] of e.entries) disk.set(pos, entry);

@@ -207,6 +207,19 @@ export const valArb: fc.Arbitrary<Val> = fc.oneof(
   { weight: 1, arbitrary: fc.record({ ref: fc.constant(true as const), pos: fc.integer({ min: 1, max: 2 ** 40 }), len: fc.integer({ min: 129, max: 1 << 20 }) }) },
 );
 
+/** A snapshot of `tree` kept in `held`: its root held (if dirty) and its model copied. */
+export function holdTree(t: Instance, tree: Tree, held: Tree[]): void {
+  if (tree.root.addr !== 0) t.ex.wtreeRetain(tree.root.addr);
+  held.push({ root: { ...tree.root }, model: new Map(tree.model) });
+}
+
+/** Lets go of snapshot `pick` (modulo how many there are), if there is one. */
+export function dropHeld(t: Instance, held: Tree[], pick: number): void {
+  if (held.length === 0) return;
+  const [h] = held.splice(pick % held.length, 1);
+  if (h.root.addr !== 0) t.ex.wtreeRelease(h.root.addr);
+}
+
 /**
  * The undo area (asm/wleaf.ts) takes its block for good on the first undoable overwrite: a test
  * comparing the region's use before and after takes it first, with a one-key tree it frees again.
