@@ -8,7 +8,7 @@
 //! Invariant: views on linear memory are re-created after every allocation there (it may grow the
 //! memory and detach old views, toolchain.md §3.1 pitfall 5).
 import { Buffer } from 'node:buffer';
-import { ALLOC_BYTES_MAX, WasmAllocationError, allocOrThrow, core, growCapacity } from '../wasm/module.js';
+import { ALLOC_BYTES_MAX, WasmAllocationError, allocOrThrow, core, growCapacity, type CoreExports } from '../wasm/module.js';
 import { assert } from './errors.js';
 import { Kind } from './format.js';
 import type { BinKey, InlineValue } from './keys.js';
@@ -91,10 +91,13 @@ export interface EncodedSlab {
 
 /**
  * Stages entries in linear memory and encodes them there. Its buffers (plan, output, row table,
- * encoder state) live in the process-wide core instance (src/wasm/module.ts), shared by every
- * store, so a store's writer must be dispose()d when the store closes: otherwise each closed store
- * leaves them behind (tens of MiB after one big value) and linear memory, which never shrinks,
- * grows with every open and close until allocation fails.
+ * encoder state) live in one instance: by default the process-wide core instance
+ * (src/wasm/module.ts), shared by every store, so a store's writer must be dispose()d when the
+ * store closes: otherwise each closed store leaves them behind (tens of MiB after one big value)
+ * and linear memory, which never shrinks, grows with every open and close until allocation fails.
+ * In a store's own instance (its node cache's, where the writer's tree lives, so that a
+ * checkpoint's nodes are encoded where they are), `memoryGrown` tells that instance's other users
+ * to make their views again after this writer allocated.
  */
 export class PlanWriter {
   private planPtr = 0;
@@ -114,6 +117,11 @@ export class PlanWriter {
   entries = 0;
   private isDisposed = false;
 
+  constructor(
+    private readonly ex: CoreExports = core,
+    private readonly memoryGrown: () => void = () => undefined,
+  ) {}
+
   /** True once dispose() has run: the writer holds no memory and must not be used again. */
   get disposed(): boolean {
     return this.isDisposed;
@@ -127,7 +135,7 @@ export class PlanWriter {
   dispose(): void {
     if (this.isDisposed) return;
     this.isDisposed = true;
-    for (const ptr of [this.planPtr, this.outPtr, this.tablePtr, this.statePtr]) if (ptr !== 0) core.free(ptr);
+    for (const ptr of [this.planPtr, this.outPtr, this.tablePtr, this.statePtr]) if (ptr !== 0) this.ex.free(ptr);
     // With no capacity left, the next staged record goes through growPlan, which asserts.
     this.planPtr = 0;
     this.planCap = 0;
@@ -158,7 +166,7 @@ export class PlanWriter {
    */
   refresh(): void {
     assert(!this.isDisposed, 'a slab plan used after dispose()');
-    const ab = core.memory.buffer;
+    const ab = this.ex.memory.buffer;
     if (this.mem.buffer === ab) return;
     this.mem = new Uint8Array(ab);
     this.buf = Buffer.from(ab);
@@ -173,15 +181,22 @@ export class PlanWriter {
     assert(!this.isDisposed, 'a slab plan used after dispose()');
     const used = this.p - this.planPtr;
     const cap = planCapacity(need, this.planCap);
-    const ptr = allocOrThrow(cap, 'the slab plan');
+    const ptr = this.alloc(cap, 'the slab plan');
     this.refresh();
     if (this.planPtr !== 0) {
       this.mem.copyWithin(ptr, this.planPtr, this.planPtr + used);
-      core.free(this.planPtr);
+      this.ex.free(this.planPtr);
     }
     this.planPtr = ptr;
     this.planCap = cap;
     this.p = ptr + used;
+  }
+
+  /** A block in this writer's instance (allocOrThrow); the instance's other views are told. */
+  private alloc(size: number, what: string): number {
+    const ptr = allocOrThrow(size, what, this.ex);
+    this.memoryGrown();
+    return ptr;
   }
 
   private ensure(n: number): void {
@@ -322,9 +337,29 @@ export class PlanWriter {
   }
 
   /**
+   * Stages records another writer of this instance puts in the plan (asm/wcheckpoint.ts wtreePlan:
+   * a checkpoint's Node records), each `recordBytes` long and one entry: `fill(at, cap)` writes
+   * them at `at` and returns the bytes written, or a negative number when `cap` bytes are too few
+   * (it is then called again with at least twice the room). Returns the number of entries staged.
+   */
+  staged(recordBytes: number, fill: (at: number, cap: number) => number): number {
+    for (;;) {
+      const cap = this.planPtr + this.planCap - this.p;
+      const n = cap > 0 ? fill(this.p, cap) : -1;
+      if (n >= 0) {
+        assert(n % recordBytes === 0, `staged records of ${n} bytes, not whole ${recordBytes}-byte records`);
+        this.p += n;
+        this.entries += n / recordBytes;
+        return n / recordBytes;
+      }
+      this.growPlan(this.p - this.planPtr + Math.max(2 * cap, PLAN_BYTES_MIN));
+    }
+  }
+
+  /**
    * Encodes the staged entries for a slab starting at file position `start`, leaving at least
    * `tailBytes` free after them (for the Commit entry). The output is valid until the next
-   * reset(), or anything else that allocates in the core instance's memory.
+   * reset(), or anything else that allocates in the instance's memory.
    */
   encode(start: number, tailBytes: number): EncodedSlab {
     const r = this.encodeSteps(start, tailBytes, 0).next();
@@ -349,36 +384,36 @@ export class PlanWriter {
     const planLen = this.p - this.planPtr;
     const rows = this.entries;
     let want = outputBytesWanted(planLen, rows, tailBytes);
-    if (sliceBytes > 0 && this.statePtr === 0) this.statePtr = allocOrThrow(16, 'the slab encoder state');
+    if (sliceBytes > 0 && this.statePtr === 0) this.statePtr = this.alloc(16, 'the slab encoder state');
     for (;;) {
       // The output and the table hold nothing to keep, so the old block is freed first (less
       // linear memory at the peak, which never shrinks afterwards) and the fields cleared before
       // allocating: a failed allocation leaves the writer empty, not pointing at a freed block.
       if (this.outCap < want) {
         const cap = growCapacity(want, this.outCap, 0);
-        if (this.outPtr !== 0) core.free(this.outPtr);
+        if (this.outPtr !== 0) this.ex.free(this.outPtr);
         this.outPtr = 0;
         this.outCap = 0;
-        this.outPtr = allocOrThrow(cap, 'the encoded slab');
+        this.outPtr = this.alloc(cap, 'the encoded slab');
         this.outCap = cap;
       }
       if (this.tableCap < rows) {
         const cap = growCapacity(rows * TABLE_ROW_BYTES, this.tableCap * TABLE_ROW_BYTES, 1024 * TABLE_ROW_BYTES);
         const capRows = Math.floor(cap / TABLE_ROW_BYTES);
-        if (this.tablePtr !== 0) core.free(this.tablePtr);
+        if (this.tablePtr !== 0) this.ex.free(this.tablePtr);
         this.tablePtr = 0;
         this.tableCap = 0;
-        this.tablePtr = allocOrThrow(capRows * TABLE_ROW_BYTES, 'the slab entry table');
+        this.tablePtr = this.alloc(capRows * TABLE_ROW_BYTES, 'the slab entry table');
         this.tableCap = capRows;
       }
       let n: number;
       if (sliceBytes === 0) {
-        n = core.slabEncode(this.planPtr, planLen, this.outPtr, this.outCap - tailBytes, this.tablePtr, rows, start);
+        n = this.ex.slabEncode(this.planPtr, planLen, this.outPtr, this.outCap - tailBytes, this.tablePtr, rows, start);
       } else {
         this.refresh();
         this.mem.fill(0, this.statePtr, this.statePtr + 16);
         for (;;) {
-          n = core.slabEncodePart(this.planPtr, planLen, this.outPtr, this.outCap - tailBytes, this.tablePtr, rows, start, this.statePtr, sliceBytes);
+          n = this.ex.slabEncodePart(this.planPtr, planLen, this.outPtr, this.outCap - tailBytes, this.tablePtr, rows, start, this.statePtr, sliceBytes);
           if (n !== ENCODE_PAUSED) break;
           yield;
         }
@@ -393,10 +428,10 @@ export class PlanWriter {
       assert(n >= 0, `slab encoding failed (${n})`);
       this.refresh();
       return {
-        out: Buffer.from(core.memory.buffer, this.outPtr, this.outCap),
+        out: Buffer.from(this.ex.memory.buffer, this.outPtr, this.outCap),
         outPtr: this.outPtr,
         len: n,
-        slabCrc: core.slabCrc() >>> 0,
+        slabCrc: this.ex.slabCrc() >>> 0,
       };
     }
   }

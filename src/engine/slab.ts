@@ -15,7 +15,7 @@
 //! staged and encoded in slices (buildSliced), and its objects get their positions only once the
 //! whole slab is appended (apply), so a failed or half-done append leaves the tree as it was.
 import { Buffer } from 'node:buffer';
-import { core } from '../wasm/module.js';
+import { core, type CoreExports } from '../wasm/module.js';
 import { COMMIT_ENTRY_BYTES, encodeCommitBody, type Action, type CommitRecord } from './codec.js';
 import { assert } from './errors.js';
 import { ENTRY_HEADER_BYTES, Kind } from './format.js';
@@ -61,7 +61,7 @@ export interface StagedSlab {
 
 export interface BuiltSlab {
   /**
-   * The slab, a view on the core instance's linear memory: valid until the next build, or
+   * The slab, a view on its builder's instance's linear memory: valid until the next build, or
    * anything else that allocates there. Call again after any pause (another store's work may
    * have grown the memory, which detaches older views); append it before `apply`.
    */
@@ -95,7 +95,7 @@ export interface BuiltSlab {
 }
 
 export class SlabBuilder {
-  private readonly plan = new PlanWriter();
+  private readonly plan: PlanWriter;
   /** Staged nodes and values with their entry indexes, for positions once encoded. */
   private nodes: TreeNode[] = [];
   private nodeEntries: number[] = [];
@@ -104,6 +104,14 @@ export class SlabBuilder {
   private indexes: IndexNode[] = [];
   /** performance.now() at which a sliced build pauses; 0 while building in one go. */
   private pauseAt = 0;
+
+  /** Builds in `ex`'s linear memory (PlanWriter: the core instance unless given another). */
+  constructor(
+    private readonly ex: CoreExports = core,
+    memoryGrown?: () => void,
+  ) {
+    this.plan = new PlanWriter(ex, memoryGrown);
+  }
 
   /**
    * Frees the plan's buffers in the process-wide linear memory (PlanWriter.dispose); for the
@@ -248,7 +256,7 @@ export class SlabBuilder {
     encodeCommitBody(out, off + ENTRY_HEADER_BYTES, commit);
     out.writeUInt32LE(COMMIT_ENTRY_BYTES - ENTRY_HEADER_BYTES, off + 4);
     out[off + 8] = Kind.Commit;
-    out.writeUInt32LE(core.crc32c(enc.outPtr + off + 4, COMMIT_ENTRY_BYTES - 4) >>> 0, off);
+    out.writeUInt32LE(this.ex.crc32c(enc.outPtr + off + 4, COMMIT_ENTRY_BYTES - 4) >>> 0, off);
 
     const nodes = this.nodes;
     const nodeEntries = this.nodeEntries;
@@ -257,6 +265,7 @@ export class SlabBuilder {
     const indexes = this.indexes;
     const outPtr = enc.outPtr;
     const outLen = off + COMMIT_ENTRY_BYTES;
+    const ex = this.ex;
     let applied = false;
     // Yields every 1,024 items once the slice's `sliceMs` are up (Infinity: never).
     function* applySteps(sliceMs: number): Generator<void, TreeNode[]> {
@@ -295,7 +304,7 @@ export class SlabBuilder {
     return {
       bytes: () => {
         assert(!plan.disposed, "a slab's bytes read after its builder was disposed");
-        return Buffer.from(core.memory.buffer, outPtr, outLen);
+        return Buffer.from(ex.memory.buffer, outPtr, outLen);
       },
       len: outLen,
       commit,

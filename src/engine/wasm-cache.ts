@@ -9,8 +9,10 @@
 //! objects for search. Measured (bench/RESULTS.md, round 6): at 1M keys, gets through JS nodes spent
 //! a third of their time in cache misses over scattered heap objects and the heap of small
 //! objects made GC the p99; one WASM descent over contiguous directories is faster.
-//! Invariant: nothing in this instance allocates after `cacheInit`, so memory never grows and the
-//! views made here stay valid.
+//! The instance may also hold a dirty region (asm/dirty.ts) for the writer's tree, and slab plans
+//! (plan.ts PlanWriter) built there, whose allocations grow its memory.
+//! Invariant: whatever allocates in this instance calls `refreshViews()` before the views made
+//! here are used again (a grown memory detaches them); the cache's own calls never allocate.
 import { Buffer } from 'node:buffer';
 import { addon } from '../native/addon.js';
 import { instantiateCore, type CacheExports } from '../wasm/module.js';
@@ -60,11 +62,11 @@ const enum Ingested {
 
 export class WasmNodeCache {
   private readonly ex: CacheExports;
-  private readonly mem: Buffer;
-  /** Views of the whole memory, for leaf views (range cursors) reading nodes in place. */
-  readonly u8: Uint8Array;
-  readonly u32: Uint32Array;
-  readonly f64: Float64Array;
+  private mem!: Buffer;
+  /** Views of the whole memory, for leaf views (range cursors) reading nodes in place (made again by refreshViews). */
+  u8!: Uint8Array;
+  u32!: Uint32Array;
+  f64!: Float64Array;
   /** Index in `u32` of the eviction epoch (asm/cache.ts, RESULT + 16). */
   readonly epochIndex: number;
   private readonly probe: number;
@@ -88,17 +90,16 @@ export class WasmNodeCache {
     private readonly log: FileLog,
     arenaBytes: number,
     hugePages = false,
+    /** Bytes reserved for the writer's dirty nodes (asm/dirty.ts), after the arena; 0: none. */
+    dirtyBytes = 0,
   ) {
     this.ex = instantiateCore();
-    const start = this.ex.cacheInit(arenaBytes, INPUT_BYTES, 0);
+    const start = this.ex.cacheInit(arenaBytes, INPUT_BYTES, dirtyBytes);
     if (start === 0) throw new Error(`solifuge: could not reserve ${arenaBytes} bytes of WebAssembly memory for the node cache`);
     // Before the ring or the table are touched, so their pages are faulted in huge from the start.
     const buf = this.ex.memory.buffer;
     this.hugePages = hugePages && addon?.adviseHugePages !== undefined && addon.adviseHugePages(buf, start, buf.byteLength - start) === 0;
-    this.mem = Buffer.from(this.ex.memory.buffer);
-    this.u8 = new Uint8Array(this.ex.memory.buffer);
-    this.u32 = new Uint32Array(this.ex.memory.buffer);
-    this.f64 = new Float64Array(this.ex.memory.buffer);
+    this.makeViews();
     // Addresses come back as i32: unsigned, they may pass 2 GiB (cacheBytes goes to 3 GiB).
     this.probe = this.ex.probeAddress() >>> 0;
     this.result = this.ex.resultAddress() >>> 0;
@@ -110,6 +111,24 @@ export class WasmNodeCache {
     // cacheInit bumps it: a module built before the epoch existed would leave it 0 and cursors
     // would never notice an eviction.
     assert(this.epoch !== 0, 'solifuge: the WebAssembly module has no eviction epoch; rebuild it (npm run build:wasm)');
+  }
+
+  /** The instance the cache lives in: the writer's tree and the store's slab plans share it. */
+  get instance(): CacheExports {
+    return this.ex;
+  }
+
+  /** Makes the views on the instance's memory again if it grew since (see the invariant above). */
+  refreshViews(): void {
+    if (this.u8.buffer !== this.ex.memory.buffer) this.makeViews();
+  }
+
+  private makeViews(): void {
+    const ab = this.ex.memory.buffer;
+    this.mem = Buffer.from(ab);
+    this.u8 = new Uint8Array(ab);
+    this.u32 = new Uint32Array(ab);
+    this.f64 = new Float64Array(ab);
   }
 
   /** Moves whenever a cached node may have been evicted; addresses taken before must be re-found. */

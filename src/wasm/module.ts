@@ -10,7 +10,7 @@ import { instantiateSync } from '@assemblyscript/loader';
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 
-type CoreExports = {
+export type CoreExports = {
   memory: WebAssembly.Memory;
   alloc(size: number): number;
   free(ptr: number): void;
@@ -153,15 +153,16 @@ export class WasmAllocationError extends Error {
 }
 
 /**
- * `core.alloc(size)`, failing with a WasmAllocationError (and changing nothing) when the allocator
- * cannot: it aborts for blocks over ALLOC_BYTES_MAX, and traps when linear memory cannot grow.
- * Requests over the limit are refused here, before the allocator is entered.
+ * `ex.alloc(size)` (the core instance's by default, or a store's own), failing with a
+ * WasmAllocationError (and changing nothing) when the allocator cannot: it aborts for blocks over
+ * ALLOC_BYTES_MAX, and traps when linear memory cannot grow. Requests over the limit are refused
+ * here, before the allocator is entered. The address comes back unsigned (it may pass 2 GiB).
  */
-export function allocOrThrow(size: number, what: string): number {
+export function allocOrThrow(size: number, what: string, ex: CoreExports = core): number {
   if (size > ALLOC_BYTES_MAX) throw new WasmAllocationError(size, what);
   let ptr: number;
   try {
-    ptr = core.alloc(size);
+    ptr = ex.alloc(size) >>> 0;
   } catch (err) {
     throw new WasmAllocationError(size, what, err);
   }

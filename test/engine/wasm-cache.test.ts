@@ -5,7 +5,8 @@ import { Buffer } from 'node:buffer';
 import fs from 'node:fs';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { open, CorruptionError, type Db } from '../../src/index.js';
-import { ENTRY_HEADER_BYTES, Kind } from '../../src/engine/format.js';
+import { DATA_START_POS, ENTRY_HEADER_BYTES, Kind } from '../../src/engine/format.js';
+import { PlanWriter } from '../../src/engine/plan.js';
 import { DiskRef, T, ValueRef, keyPrefixes, type TreeNode } from '../../src/engine/node.js';
 import { readNode } from '../../src/engine/cache.js';
 import { UNANSWERED, WasmNodeCache } from '../../src/engine/wasm-cache.js';
@@ -340,6 +341,30 @@ describe('WASM node cache, unit', () => {
     for (const k of ['', 'k', 'k2', 'k4', 'l', 'ma', 'z']) expect(c.getBin(root, k as never)).toBeUndefined();
     expect(c.nodes).toBe(3);
     expect(c.getBin(root, 'x'.repeat(70_000) as never)).toBe(UNANSWERED);
+  });
+
+  it("serves reads after a slab plan built in its instance grew that memory (refreshViews)", () => {
+    const leaf = entry(Kind.Leaf, [2, 0, 1, ...bytes('a'), 0, 2, ...bytes('xy'), 1, ...bytes('b'), 0, 1, ...bytes('z')]);
+    const { log, refs } = fakeLog([leaf]);
+    const c = new WasmNodeCache(log, 4 << 20, false, 1 << 20);
+    expect(c.getBytes(refs[0], Buffer.from('a'))).toEqual(Buffer.from('xy'));
+    const before = c.u8.buffer;
+    let told = 0;
+    const plan = new PlanWriter(c.instance, () => {
+      told++;
+      c.refreshViews();
+    });
+    plan.reset();
+    plan.value(Buffer.alloc(40 << 20, 7)); // past what the instance had: its memory grows
+    const enc = plan.encode(DATA_START_POS, 64);
+    expect(told).toBeGreaterThan(0);
+    expect(before.byteLength).toBe(0); // detached by the growth: the old views would read nothing
+    expect(c.u8.buffer).toBe(c.instance.memory.buffer);
+    expect(enc.out.buffer).toBe(c.instance.memory.buffer); // encoded where the cache lives
+    expect(enc.len).toBe(ENTRY_HEADER_BYTES + (40 << 20));
+    expect(c.getBytes(refs[0], Buffer.from('a'))).toEqual(Buffer.from('xy'));
+    expect(c.getBin(refs[0], 'b' as never)).toEqual(Buffer.from('z'));
+    plan.dispose();
   });
 
   it('reports a checksummed but malformed body as corruption', () => {
