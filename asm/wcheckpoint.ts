@@ -15,9 +15,10 @@
 // 2b. A node with a position is never changed in place (asm/wtree.ts copies it), so the entry the
 // file holds at that position is what it holds; 2a therefore changes how a tree refers to a node,
 // never what the tree holds, and may do so in nodes that other trees (snapshots) share.
-// The plan's Node records name every dirty node reachable by address, written or not: after 2a no
-// written node is reachable by address from the published tree, and after 2b none has a position,
-// so a node named again is one whose earlier write did not reach the file.
+// The plan's Node records name every unwritten dirty node reachable by address. A written node is
+// reachable by address only from a tree other than the one 2a switched (a later tree that shares
+// it); after 2b none has a position, so a node named again is one whose earlier write did not
+// reach the file.
 import { KIND_INDEX, adopt, bumpTreeEpoch, resultAddress } from './cache';
 import { PLAN_NODE, PLAN_NODE_BYTES } from './slab';
 import { recAt } from './wleaf';
@@ -30,6 +31,10 @@ let planFull = false;
 
 function planNodes(n: usize, depth: i32): void {
   if (depth >= MAX_DEPTH) unreachable(); // a tree the writer built is never this deep
+  // Written by an earlier checkpoint of another tree that shares it (the store's checkpoint of an
+  // earlier commit's tree, written beside later batches): its entry, and its children's, are in
+  // the file, and its parent's encode reads the position from its header.
+  if (written(n)) return;
   if (load<u32>(n, 4) == KIND_INDEX) {
     const count = load<u32>(n, 16);
     for (let i: u32 = 0; i < count && !planFull; i++) {

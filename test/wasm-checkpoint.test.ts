@@ -222,6 +222,51 @@ describe('checkpoints of the writer\'s tree (asm/wcheckpoint.ts)', () => {
     }
   });
 
+  it('plans only the unwritten nodes of a later tree that shares an earlier checkpoint\'s written nodes by address', () => {
+    // The store's background checkpoint: an earlier commit's tree is written while later batches
+    // change copies of its paths; the later tree still reaches the written nodes by address.
+    const t = instance(64 << 20);
+    const file = instance(0);
+    const key = (i: number) => Buffer.from(`key-${String(i).padStart(4, '0')}`);
+    const val = (i: number, v: number): Val => ({ ref: false, bytes: Buffer.alloc(30, v) });
+    let root: Root = { addr: 0, pos: 0, len: 0 };
+    const model = new Map<string, Val>();
+    for (let i = 0; i < 400; i++) {
+      root = put(t, root, key(i), val(i, i & 0xff), 512).root;
+      model.set(key(i).toString('hex'), val(i, i & 0xff));
+    }
+    const base = root.addr;
+    t.ex.wtreeRetain(base); // the checkpoint's hold; the writer goes on from the same tree
+    const changed = [5, 390];
+    for (const i of changed) {
+      root = put(t, root, key(i), val(i, 0xee), 512).root;
+      model.set(key(i).toString('hex'), val(i, 0xee));
+    }
+    const depth = (() => {
+      let d = 1;
+      for (let n = root.addr; t.mem().readUInt32LE(n + 4) === KIND_INDEX; d++) n = records(t, n)[0].child!.addr;
+      return d;
+    })();
+    const first = encode(t, { addr: base, pos: 0, len: 0 }, 8192);
+    ingestAll(file, first.entries);
+    t.ex.free(first.plan);
+    t.ex.wtreeWritten(base);
+    expect(t.mem().readUInt32LE(t.result)).toBe(0); // the base tree is clean now, all of it written
+    // The later tree: only the two copied paths are unwritten (at most 2 × depth nodes, the root
+    // shared between them); the rest it reaches by address was written by the first slab.
+    const second = encode(t, root, first.end);
+    expect(second.planLen / 5).toBeGreaterThan(depth);
+    expect(second.planLen / 5).toBeLessThanOrEqual(2 * depth - 1);
+    ingestAll(file, second.entries);
+    t.ex.free(second.plan);
+    root = switchWritten(t, root);
+    expect(root.addr).toBe(0);
+    // A fresh instance holding both slabs' entries reads the later tree whole.
+    expectContents(readTree(file, root, new Map(), new Set()), model);
+    expectLookups(file, root, model);
+    expect(t.ex.dirtyBytesInUse()).toBe(0);
+  });
+
   it('takes an abandoned checkpoint\'s positions back: a later slab at the same place does not claim its nodes', () => {
     const t = instance(64 << 20);
     const file = instance(0);
