@@ -206,58 +206,18 @@ export class SlabBuilder {
 
   private finish(input: SlabInput, rootRef: PlanRef | null, enc: EncodedSlab): BuiltSlab {
     const plan = this.plan;
-    const prev = input.prev;
     const start = input.start;
-
-    // One CommitRecord literal with every field, no spreads: object spread here measured ~7 µs
-    // per durable commit (bench/RESULTS.md round 9), on a CPU just back from an fdatasync.
-    const commitPos = start + enc.len;
-    const commit: CommitRecord = {
-      pos: commitPos,
-      len: COMMIT_ENTRY_BYTES,
-      seq: (prev?.seq ?? 0) + 1,
-      rootKind: 0,
-      rootPos: 0,
-      rootLen: 0,
-      prevCommitPos: prev?.pos ?? 0,
-      tag: input.tag,
-      keyCount: input.keyCount,
-      slabStart: start,
-      slabCrc: enc.slabCrc,
-      treeSeq: 0,
-      treeCommitPos: 0,
-      treeKeyCount: 0,
-    };
     let root: DiskRef | null = null;
-    if (input.checkpoint !== null) {
-      const c = input.checkpoint.root;
-      if (c !== null && rootRef !== null) {
-        if (c.t === T.Disk) root = c;
-        else if (rootRef.inner) root = new DiskRef(start + plan.entryOffset(rootRef.at), plan.entryLength(rootRef.at));
-        else root = new DiskRef(rootRef.at, rootRef.len);
-        commit.rootKind = c.t === T.Disk ? this.kindOfDiskRoot(prev) : c.t === T.Leaf ? Kind.Leaf : Kind.Index;
-        commit.rootPos = root.pos;
-        commit.rootLen = root.len;
-      }
-      const of = input.checkpoint.of;
-      commit.treeSeq = of === undefined ? commit.seq : of.seq;
-      commit.treeCommitPos = of === undefined ? commitPos : of.pos;
-      commit.treeKeyCount = input.checkpoint.keyCount;
-    } else if (prev !== null) {
-      commit.rootKind = prev.rootKind;
-      commit.rootPos = prev.rootPos;
-      commit.rootLen = prev.rootLen;
-      commit.treeSeq = prev.treeSeq;
-      commit.treeCommitPos = prev.treeCommitPos;
-      commit.treeKeyCount = prev.treeKeyCount;
+    let rootKind: Kind.Leaf | Kind.Index = Kind.Leaf;
+    const c = input.checkpoint?.root ?? null;
+    if (c !== null && rootRef !== null) {
+      if (c.t === T.Disk) root = c;
+      else if (rootRef.inner) root = new DiskRef(start + plan.entryOffset(rootRef.at), plan.entryLength(rootRef.at));
+      else root = new DiskRef(rootRef.at, rootRef.len);
+      rootKind = c.t === T.Disk ? kindOfDiskRoot(input.prev) : c.t === T.Leaf ? Kind.Leaf : Kind.Index;
     }
-    const out = enc.out;
+    const commit = sealCommit(this.ex, input, enc, root === null ? null : { pos: root.pos, len: root.len, kind: rootKind });
     const off = enc.len;
-    encodeCommitBody(out, off + ENTRY_HEADER_BYTES, commit);
-    out.writeUInt32LE(COMMIT_ENTRY_BYTES - ENTRY_HEADER_BYTES, off + 4);
-    out[off + 8] = Kind.Commit;
-    out.writeUInt32LE(this.ex.crc32c(enc.outPtr + off + 4, COMMIT_ENTRY_BYTES - 4) >>> 0, off);
-
     const nodes = this.nodes;
     const nodeEntries = this.nodeEntries;
     const values = this.values;
@@ -345,12 +305,6 @@ export class SlabBuilder {
     return { inner: true, at: e, len: v.len };
   }
 
-  /** The root is unchanged and on disk: its kind is the previous commit's. */
-  private kindOfDiskRoot(prev: CommitRecord | null): CommitRecord['rootKind'] {
-    assert(prev !== null && prev.rootKind !== 0, 'a disk root without a previous commit');
-    return prev.rootKind;
-  }
-
   /** Stages a changed node (children first); returns how its parent refers to it. */
   private *stageChild(c: Child): Generator<void, PlanRef> {
     if (c.t === T.Disk) return { inner: false, at: c.pos, len: c.len };
@@ -389,4 +343,75 @@ export class SlabBuilder {
     this.indexes.push(node);
     return this.plan.index(node.keys, kids);
   }
+}
+
+/** A checkpoint's root as its Commit names it: where the root's entry is, and its kind. */
+export interface CommitRoot {
+  pos: number;
+  len: number;
+  kind: Kind.Leaf | Kind.Index;
+}
+
+/** The root is unchanged and on disk: its kind is the previous commit's. */
+export function kindOfDiskRoot(prev: CommitRecord | null): Kind.Leaf | Kind.Index {
+  assert(prev !== null && prev.rootKind !== 0, 'a disk root without a previous commit');
+  return prev.rootKind;
+}
+
+/**
+ * Writes the Commit entry after a slab's encoded entries (`enc`, built in `ex`'s memory, with
+ * COMMIT_ENTRY_BYTES of room left after them) and returns its record: the checkpoint's `root`
+ * when the slab is one (null: an empty tree), else the tree the previous commit names.
+ */
+export function sealCommit(
+  ex: CoreExports,
+  input: Pick<SlabInput, 'keyCount' | 'tag' | 'prev' | 'start'> & { checkpoint: Pick<SlabCheckpoint, 'keyCount' | 'of'> | null },
+  enc: EncodedSlab,
+  root: CommitRoot | null,
+): CommitRecord {
+  const prev = input.prev;
+  // One CommitRecord literal with every field, no spreads: object spread here measured ~7 µs
+  // per durable commit (bench/RESULTS.md round 9), on a CPU just back from an fdatasync.
+  const commitPos = input.start + enc.len;
+  const commit: CommitRecord = {
+    pos: commitPos,
+    len: COMMIT_ENTRY_BYTES,
+    seq: (prev?.seq ?? 0) + 1,
+    rootKind: 0,
+    rootPos: 0,
+    rootLen: 0,
+    prevCommitPos: prev?.pos ?? 0,
+    tag: input.tag,
+    keyCount: input.keyCount,
+    slabStart: input.start,
+    slabCrc: enc.slabCrc,
+    treeSeq: 0,
+    treeCommitPos: 0,
+    treeKeyCount: 0,
+  };
+  if (input.checkpoint !== null) {
+    if (root !== null) {
+      commit.rootKind = root.kind;
+      commit.rootPos = root.pos;
+      commit.rootLen = root.len;
+    }
+    const of = input.checkpoint.of;
+    commit.treeSeq = of === undefined ? commit.seq : of.seq;
+    commit.treeCommitPos = of === undefined ? commitPos : of.pos;
+    commit.treeKeyCount = input.checkpoint.keyCount;
+  } else if (prev !== null) {
+    commit.rootKind = prev.rootKind;
+    commit.rootPos = prev.rootPos;
+    commit.rootLen = prev.rootLen;
+    commit.treeSeq = prev.treeSeq;
+    commit.treeCommitPos = prev.treeCommitPos;
+    commit.treeKeyCount = prev.treeKeyCount;
+  }
+  const out = enc.out;
+  const off = enc.len;
+  encodeCommitBody(out, off + ENTRY_HEADER_BYTES, commit);
+  out.writeUInt32LE(COMMIT_ENTRY_BYTES - ENTRY_HEADER_BYTES, off + 4);
+  out[off + 8] = Kind.Commit;
+  out.writeUInt32LE(ex.crc32c(enc.outPtr + off + 4, COMMIT_ENTRY_BYTES - 4) >>> 0, off);
+  return commit;
 }
