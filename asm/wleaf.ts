@@ -76,9 +76,28 @@ const ENCODE_UNWRITTEN_VALUE: i32 = -2;
 @inline export function addGarbage(n: usize, d: i32): void {
   store<u32>(n - PRE, <u32>(<i32>load<u32>(n - PRE, 4) + d), 4);
 }
+/**
+ * The sum of every dirty node's estimate (node.ts sizes: about what the nodes take encoded): the
+ * store weighs it against a commit's log record to decide whether to write the tree now, and
+ * bounds it. Kept here, beside every change to a node's estimate: its allocation, its builds,
+ * addEstimate, and its free.
+ */
+let estimateTotal: f64 = 0;
+
+/** Encoded bytes the dirty nodes in use would take, about (estimateTotal). */
+export function dirtyEstimateBytes(): f64 {
+  return estimateTotal;
+}
+
 // @ts-ignore: decorator
 @inline export function addEstimate(n: usize, d: i32): void {
   store<u32>(n - PRE, <u32>(<i32>load<u32>(n - PRE, 8) + d), 8);
+  estimateTotal += <f64>d;
+}
+// @ts-ignore: decorator
+@inline function setEstimate(n: usize, v: u32): void {
+  estimateTotal += <f64>v - <f64>load<u32>(n - PRE, 8);
+  store<u32>(n - PRE, v, 8);
 }
 
 // @ts-ignore: decorator
@@ -137,6 +156,7 @@ export function allocNode(kind: u32, bytes: u32): usize {
   setLow(n, capacity);
   store<u32>(n - PRE, 0, 4);
   store<u32>(n - PRE, NODE_OVERHEAD_BYTES, 8);
+  estimateTotal += <f64>NODE_OVERHEAD_BYTES;
   store<u32>(n - PRE, 1, 16);
   store<u32>(n - PRE, <u32>color, 20);
   store<i32>(n - PRE, -2, 24);
@@ -150,7 +170,11 @@ export function wleafEmpty(bytes: u32): usize {
 
 /** Gives a dirty node's block back; false if `n` is not one. */
 export function wleafFree(n: usize): bool {
-  return isDirtyNode(n) && dirtyFree(n - PRE - <usize>load<u32>(n - PRE, 20));
+  if (!isDirtyNode(n)) return false;
+  const estimate = load<u32>(n - PRE, 8);
+  if (!dirtyFree(n - PRE - <usize>load<u32>(n - PRE, 20))) return false;
+  estimateTotal -= <f64>estimate;
+  return true;
 }
 
 /** Whether `n` is a dirty node in use (an address the caller passed, checked before it is read). */
@@ -376,7 +400,7 @@ export function build(src: usize, from: u32, to: u32, withKey: bool, keyPtr: usi
     estimate += recEstimate(rec, kind);
   }
   setLow(n, off);
-  store<u32>(n - PRE, estimate, 8);
+  setEstimate(n, estimate);
   return n;
 }
 
@@ -465,7 +489,7 @@ export function buildConcat(left: usize, right: usize, sepPtr: usize, sepLen: u3
     estimate += recEstimate(rec, kind);
   }
   setLow(n, off);
-  store<u32>(n - PRE, estimate, 8);
+  setEstimate(n, estimate);
   return n;
 }
 

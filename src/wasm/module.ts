@@ -50,6 +50,8 @@ export type CacheExports = CoreExports & {
   cachedNode(pos: number): number;
   /** asm/dirty.ts: bytes in the writer's node blocks in use. */
   dirtyBytesInUse(): number;
+  /** asm/wleaf.ts: the sum of the dirty nodes' size estimates (about their encoded bytes). */
+  dirtyEstimateBytes(): number;
   /** asm/wleaf.ts: the writer's leaves in linear memory (its header comment has the layout and results). */
   wleafEmpty(bytes: number): number;
   wleafFree(node: number): number;

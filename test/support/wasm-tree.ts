@@ -155,10 +155,19 @@ export function expectContents(got: Array<[Buffer, Val]>, model: Map<string, Val
   }
 }
 
-/** Every dirty node's count equals the references counted (pre-header 16: node - 16). */
+/**
+ * Every dirty node's count equals the references counted (pre-header 16: node - 16), and the
+ * instance's running total of estimates is the sum of theirs (pre-header 8: node - 24): these are
+ * all the dirty nodes there are.
+ */
 export function expectRefs(t: Instance, refs: Map<number, number>): void {
   const m = t.mem();
-  for (const [addr, n] of refs) expect([addr, m.readUInt32LE(addr - 16)]).toEqual([addr, n]);
+  let estimates = 0;
+  for (const [addr, n] of refs) {
+    expect([addr, m.readUInt32LE(addr - 16)]).toEqual([addr, n]);
+    estimates += m.readUInt32LE(addr - 24);
+  }
+  expect(t.ex.dirtyEstimateBytes()).toBe(estimates);
 }
 
 
