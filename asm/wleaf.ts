@@ -31,7 +31,7 @@
 //       20 u32 color: how far past the block's first 32 bytes the node starts (allocNode)
 //       24 i32 last insert: the slot the writer last set in this leaf, -2 in a new node (tree.ts
 //          LeafNode.lastInsertAt: the split rule for ascending runs reads it; asm/wtree.ts)
-//       28..31 unused
+//       28 u32 stamp: the last wtreeSeal that counted this node (asm/wtree.ts)
 //   Header 0 (allocated bytes) is the capacity: from the node to the end of its block.
 // A value by reference (a Value entry) has REF_FLAG on its key length and an f64 position; a
 // negative one names a value not in the file yet (asm/pending.ts), which encode() resolves through
@@ -160,6 +160,7 @@ export function allocNode(kind: u32, bytes: u32): usize {
   store<u32>(n - PRE, 1, 16);
   store<u32>(n - PRE, <u32>color, 20);
   store<i32>(n - PRE, -2, 24);
+  store<u32>(n - PRE, 0, 28); // asm/wtree.ts wtreeSeal's stamp
   return n;
 }
 

@@ -274,8 +274,8 @@ describe('range cursors over the writer\'s tree (src/engine/wasm-tree-cursor.ts)
       }
       await db.close();
       db = await open(join(dir, 'store.db'), { durable: false, cacheBytes: 4 << 20 });
-      const inner = db as unknown as { cache: { fast: WasmNodeCache }; published: { root: DiskRef } };
-      const mem: TreeMemory = inner.cache.fast;
+      const inner = db as unknown as { tree: { cache: WasmNodeCache }; published: { root: DiskRef } };
+      const mem: TreeMemory = inner.tree.cache;
       const root = { addr: 0, pos: inner.published.root.pos, len: inner.published.root.len };
       const wide = fc.oneof(fc.nat({ max: 151_000 }).map(key), boundArb);
       fc.assert(
@@ -302,7 +302,7 @@ describe('range cursors over the writer\'s tree (src/engine/wasm-tree-cursor.ts)
         ),
         { numRuns: 150 },
       );
-      expect(inner.cache.fast.epoch).toBeGreaterThan(100); // the ring evicted, over and over
+      expect(inner.tree.cache.epoch).toBeGreaterThan(100); // the ring evicted, over and over
       await db.close();
     } finally {
       rmSync(dir, { recursive: true, force: true });

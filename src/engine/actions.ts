@@ -3,14 +3,21 @@
 import type { Action } from './codec.js';
 import { assert } from './errors.js';
 import type { BinKey } from './keys.js';
+import { Buffer } from 'node:buffer';
+import type { BatchWriter } from './batch-writer.js';
 import { ValueRef } from './node.js';
-import { Cursor, type NodeSource, type TreeWriter } from './tree.js';
+import { TreeRangeCursor, type StoreTree } from './store-tree.js';
 
-export function deletePrefixIn(src: NodeSource, w: TreeWriter, prefix: BinKey, actions: Action[]): number {
-  w.freeze();
+/** Deletes every key starting with `prefix` from the batch's tree, logging each; returns how many. */
+export function deletePrefixIn(tree: StoreTree, w: BatchWriter, prefix: BinKey, actions: Action[]): number {
+  const root = w.freeze();
   const keys: BinKey[] = [];
-  const c = new Cursor(src, w.root, { prefix });
-  while (c.next()) keys.push(c.key);
+  try {
+    const c = new TreeRangeCursor(tree, root, { prefix: Buffer.from(prefix, 'latin1') });
+    while (c.next()) keys.push(c.binKey());
+  } finally {
+    w.unfreeze(root);
+  }
   for (const k of keys) {
     assert(w.delete(k), 'deletePrefix lost a key it had just listed');
     actions.push({ key: k, val: null });
@@ -38,7 +45,7 @@ export function lastPerKey(actions: Action[]): Action[] {
 }
 
 /** Replays logged actions onto a tree. */
-export function applyActions(w: TreeWriter, actions: Action[]): void {
+export function applyActions(w: BatchWriter, actions: Action[]): void {
   for (const a of actions) {
     if (a.val === null) w.delete(a.key);
     else w.set(a.key, a.val);

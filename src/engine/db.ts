@@ -15,8 +15,7 @@ import os from 'node:os';
 import util from 'node:util';
 import { Buffer } from 'node:buffer';
 import { crc32c } from '../wasm/crc32c.js';
-import { NodeCache } from './cache.js';
-import { UNANSWERED } from './wasm-cache.js';
+import { readNode } from './cache.js';
 import type { Action, CommitRecord } from './codec.js';
 import { readEntry } from './entry.js';
 import {
@@ -29,8 +28,12 @@ import { copyOf, inlineValueAt, inlineValueBytes, toBinKey, toValueBuffer, type 
 import { FileLog, syncDirectory } from './log-file.js';
 import { DiskRef, T, ValueRef, type Child, type LeafValue, type TreeNode } from './node.js';
 import { recover, replayAfterCheckpoint } from './recovery.js';
-import { SlabBuilder, type BuiltSlab } from './slab.js';
 import { PLAN_VALUE_BYTES_MAX } from './plan.js';
+import { BatchWriter } from './batch-writer.js';
+import { EMPTY_ROOT, StoreTree, TreeRangeCursor } from './store-tree.js';
+import type { BuiltTreeSlab } from './tree-slab.js';
+import { PROBE_BYTES_MAX, WASM_CACHE_BYTES_MIN } from './wasm-cache.js';
+import type { TreeRoot } from './wasm-tree-cursor.js';
 import { WasmAllocationError } from '../wasm/module.js';
 import { PUNCH_STEP_BYTES, type AutoCompactOptions, type CompactOptions, type CompactProgress, type CompactResult, type CopyCursor } from './compaction.js';
 import { addon } from '../native/addon.js';
@@ -38,9 +41,8 @@ import { allowedCpusOfProcess, completionCpuOfFile } from '../native/completion-
 import { closeControl, listenControl } from './control.js';
 import { ValueVerifier, duplicateFd, sendSource, type SendValueOptions, type SendValueResult, type ValueSource } from './get-with.js';
 import type net from 'node:net';
-import { Cursor, TreeWriter, lookup, type NodeSource, type TreeState } from './tree.js';
 import { actionLogBytes, applyActions, deletePrefixIn, lastPerKey } from './actions.js';
-import { Snapshot, Transaction, entryIterator, keyIterator, toBounds } from './views.js';
+import { Snapshot, Transaction, entryIterator, keyIterator, toBounds, toByteBounds } from './views.js';
 import { checkStore, type CheckReport } from './check.js';
 
 export interface OpenOptions {
@@ -59,10 +61,13 @@ export interface OpenOptions {
   /** Target encoded size of a node; a node that grows past it splits. */
   nodeBytesMax?: number;
   /**
-   * Node bytes the WebAssembly node cache keeps (wasm-cache.ts; it serves get, exists and the reads
-   * built on them). Below 4 MiB there is no WASM cache and gets use decoded nodes. Default 512 MiB,
-   * reserved as address space and touched only as nodes arrive (in 2 MiB pages with `hugePages`;
-   * the native addon faults the next few MiB in ahead of them, off the JS thread).
+   * Node bytes the WebAssembly node cache keeps: the tree's nodes as the file holds them
+   * (wasm-cache.ts), which every read and the writer use. Values below 4 MiB are taken as 4 MiB;
+   * it must hold at least 64 nodes of `nodeBytesMax` (a change's whole path at once). Default
+   * 512 MiB, reserved as address space and touched only as nodes arrive (in 2 MiB pages with
+   * `hugePages`; the native addon faults the next few MiB in ahead of them, off the JS thread).
+   * The nodes changed since the last checkpoint live beside it, in a region sized from
+   * `checkpointIntervalBytes` (store-tree.ts); the two together must stay within 3 GiB.
    */
   cacheBytes?: number;
   /**
@@ -75,11 +80,8 @@ export interface OpenOptions {
    */
   hugePages?: boolean;
   /**
-   * Node bytes (leaves and index nodes) kept decoded as JS objects, for the writer and range
-   * scans (cache.ts). Default 256 MiB; decoded nodes cost the JS heap about three times their size.
-   * Their keys and inline values are strings on the V8 heap (keys.ts InlineValue), so this counts
-   * toward `--max-old-space-size`: keep it well below that limit. Leaves written for keys appended
-   * in order are left to the WebAssembly cache (cache.ts addWritten).
+   * No longer used (accepted and ignored): the tree's nodes, the writer's included, live in
+   * WebAssembly memory (`cacheBytes`), not as decoded JS objects.
    */
   decodedCacheBytes?: number;
   /** Rewrite the superblock once this many bytes were appended since the last one. */
@@ -226,23 +228,40 @@ export const DEFAULTS = {
 const DIRTY_OVER_INTERVAL_MAX = 4;
 
 /**
- * Checkpoints with at least `slicedCheckpointBytesMin` changed-node bytes (estimated) are built,
- * appended and cached in slices of `checkpointSliceMs`, with a turn of the event loop between
+ * The region the changed nodes live in (asm/dirty.ts), for a store checkpointing every
+ * `intervalBytes`: room for DIRTY_OVER_INTERVAL_MAX intervals of their estimated bytes, three
+ * times over (a node's block is a power of two with room to grow, so blocks hold about two to
+ * three times their nodes' estimates), at least 64 MiB and at most 1 GiB. A checkpoint is also
+ * due once DIRTY_REGION_SHARE_MAX of it is in use (checkpointDue).
+ */
+function dirtyRegionBytes(intervalBytes: number): number {
+  return Math.min(Math.max(3 * DIRTY_OVER_INTERVAL_MAX * Math.max(intervalBytes, 1), 64 * 2 ** 20), 2 ** 30);
+}
+const DIRTY_REGION_SHARE_MAX = 0.6;
+
+/** The largest nodeBytesMax (see its check in open). */
+const NODE_BYTES_MAX = 32 * 1024;
+
+/** Nodes of the largest size the cache must hold at once: a change's path, with room to spare. */
+const CACHE_NODES_MIN = 32;
+
+/** The largest node body the tree may hold: a full node, and one more record of the largest key and inline value. */
+function nodeBodyBytesMax(o: { nodeBytesMax: number; maxKeyBytes: number; inlineValueBytesMax: number }): number {
+  return o.nodeBytesMax + o.maxKeyBytes + o.inlineValueBytesMax + 4096;
+}
+
+/**
+ * Checkpoints with at least `slicedCheckpointBytesMin` changed-node bytes (estimated) are encoded
+ * and appended in slices of about `checkpointSliceMs`, with a turn of the event loop between
  * slices: one of 565k changed keys held the event loop for 1.9–4.0 s in one piece (bench/RESULTS.md
  * rounds 11, 12), long enough to miss timers, sockets and a cluster's lease renewals. Writes wait
  * for it either way; reads, timers and I/O go on. Smaller ones (a sorted load's, every commit)
- * stay in one piece. The append goes in parts of this many bytes.
+ * stay in one piece. A slice's bytes come from its time at about this rate (the encoder measured
+ * ~0.6 GB/s, bench/RESULTS.md round 26; an append to the page cache about as fast), and at least
+ * SLICE_BYTES_MIN. (The switch to the written nodes, ~80 ms for 119 MB, is one piece.)
  */
-const APPEND_SLICE_BYTES = 4 * 1024 * 1024;
-/**
- * A background checkpoint stages and caches in slices of at most this many ms, and a waiting
- * batch runs between two. With groups of 100 at 1M keys (~0.4 ms a commit), 10 ms slices let ~30
- * commits through a checkpoint's ~0.55 s of staging and caching, 1 ms slices ~230 through its
- * ~0.95 s; the longest commit, set by the encode and append that hold the writer (~0.45 s), was
- * the same either way (bench/RESULTS.md round 23).
- */
-const BACKGROUND_SLICE_MS_MAX = 1;
-
+const ENCODE_BYTES_PER_MS = 600 * 1024;
+const SLICE_BYTES_MIN = 64 * 1024;
 /**
  * A promise's outcome as data: started early and awaited later, a rejection must not count as
  * unhandled in between (Node would end the process).
@@ -271,36 +290,29 @@ function nextTurn(): Promise<void> {
 }
 
 interface Published {
-  root: Child | null;
+  /** The published tree; the store holds one reference on it while it is dirty. */
+  root: TreeRoot;
   count: number;
   tag: number | undefined;
   commit: CommitRecord | null;
 }
 
 /**
- * A checkpoint of an earlier commit's tree (`base`), written while later batches commit (Db,
- * startBackgroundCheckpoint). Its phases: 'staging' (slices, between batches), 'writing' (it holds
- * the writer while it encodes and appends: the encoding fixes its position), 'caching' (positions
- * and caches, between batches again).
+ * A checkpoint of an earlier commit's tree (`base`, whose root it holds a reference on), written
+ * while later batches commit (Db, startBackgroundCheckpoint). Its phases: 'waiting' (for the
+ * writer, between batches), 'writing' (it holds the writer while it encodes, appends and switches
+ * the tree to its written nodes).
  */
 interface BackgroundCheckpoint {
   readonly base: Published & { commit: CommitRecord };
-  phase: 'staging' | 'writing' | 'caching';
-  /** Set by a forced checkpoint or close() while it stages: it stops and writes nothing. */
+  phase: 'waiting' | 'writing';
+  /** Set by a forced checkpoint or close() while it waits: it stops and writes nothing. */
   cancelled: boolean;
   /** Set once its append starts: from then on a failure leaves the file's state unknown. */
   appending: boolean;
-  /** bytesSinceCheckpoint and dirtyBytesSinceCheckpoint when it started, given back if it writes nothing. */
+  /** bytesSinceCheckpoint and the dirty baseline when it started, given back if it writes nothing. */
   readonly bytesBefore: number;
-  readonly dirtyBefore: number;
-  /** Generations below this one are its tree's (TreeWriter.dirtyBelowGen). */
-  readonly gen: number;
-  /**
-   * Set when the changed nodes since it started pass DIRTY_OVER_INTERVAL_MAX intervals: no batch
-   * starts from then until it is done (startBatch), bounding the heap as a checkpoint in a commit
-   * does; the event loop still turns between its slices.
-   */
-  hurry: boolean;
+  readonly dirtyBaselineBefore: number;
   /** Settles once it is done, written or not (it never rejects). */
   done: Promise<void>;
 }
@@ -344,38 +356,32 @@ export class Db implements Reader {
   private running: Promise<void> | null = null;
   private failed: SolifugeError | null = null;
   private closed = false;
-  private gen = 1;
   /**
-   * In-place batches. A batch of writes may change the store's own dirty nodes in place instead
-   * of copying them (TreeWriter, in-place mode): those of generations from `sharedFromGen` on,
-   * which no snapshot, cursor or savepoint holds. `captured` marks that one was taken since:
-   * the next batch moves `sharedFromGen` past every node that exists. While a batch has changes
-   * in place (`inPlaceWriter`), every read of the published tree seals it first (readRoot), so no
-   * reader ever sees a change before it is durable and published.
+   * In-place batches. A batch of writes changes the published tree's own dirty nodes in place
+   * instead of copying them where nothing else holds them (a snapshot, a cursor, a savepoint, a
+   * background checkpoint: reference counts, asm/wtree.ts), journaled (wasm-tree-writer.ts).
+   * While a batch has changes in place (`inPlaceWriter`), every read of the published tree seals
+   * it first (readRoot), so no reader ever sees a change before it is durable and published.
    */
-  private sharedFromGen = 0;
+  private inPlaceWriter: BatchWriter | null = null;
+  /** Set by close(): the tree's instance is gone, and roots are no longer released into it. */
+  private treeDisposed = false;
   /** getWith calls (sendValue's among them) whose handlers have not settled: close() waits for them. */
   private readonly handlersRunning = new Set<Promise<unknown>>();
-  private captured = false;
-  private inPlaceWriter: TreeWriter | null = null;
+  /** The tree in WebAssembly memory: the node cache, the changed nodes, the slab plans (store-tree.ts). */
+  private readonly tree: StoreTree;
   private sb: Superblock;
   private sbPos: number;
-  private readonly slabs = new SlabBuilder();
   /** The background checkpoint running, if any (startBackgroundCheckpoint). */
   private background: BackgroundCheckpoint | null = null;
-  /**
-   * The slab plan batches build their slabs in while a background checkpoint holds `slabs`. That
-   * one keeps the checkpoints (its buffers in linear memory, which never shrinks, grow to a whole
-   * tree's size, and are warm: fresh pages cost a checkpoint of 119 MB ~0.3 s of page faults);
-   * this one stays the size of the commits.
-   */
-  private sideSlabs: SlabBuilder | null = null;
   private readonly pins = new Map<number, number>(); // commit seq -> pinned snapshots
   private bytesSinceCheckpoint = 0;
-  /** Estimated bytes of tree nodes made dirty since the last checkpoint (TreeWriter.dirtyBytes). */
-  private dirtyBytesSinceCheckpoint = 0;
-  /** The running batch's writer's dirtyBytes already added to dirtyBytesSinceCheckpoint. */
-  private dirtyCounted = 0;
+  /**
+   * The changed nodes' estimated bytes (the tree's total, StoreTree.dirtyEstimateBytes) that do
+   * not count as changed since the last checkpoint: those other trees (snapshots, a background
+   * checkpoint's base) still hold. dirtyBytesSinceCheckpoint() is the total above it.
+   */
+  private dirtyBaseline = 0;
   private compacting = false;
   /** Set by close(): a compaction still copying or waiting for snapshots stops (before its seal). */
   private compactionCancelled = false;
@@ -407,7 +413,6 @@ export class Db implements Reader {
     readonly path: string,
     private readonly log: FileLog,
     readonly options: Required<Omit<OpenOptions, 'create'>>,
-    private readonly cache: NodeCache,
     recovered: { sb: Superblock; sbPos: number; lastCommit: CommitRecord | null },
     /** Bytes cut from the end of the file by recovery. */
     readonly tornBytesCut: number,
@@ -415,21 +420,33 @@ export class Db implements Reader {
     this.sb = recovered.sb;
     this.sbPos = recovered.sbPos;
     this.verifier = new ValueVerifier(log);
+    this.tree = new StoreTree(log, {
+      cacheBytes: options.cacheBytes,
+      dirtyBytes: dirtyRegionBytes(options.checkpointIntervalBytes),
+      hugePages: options.hugePages,
+      nodeBytesMax: options.nodeBytesMax,
+      nodeBodyBytesMax: nodeBodyBytesMax(options),
+    });
     const c = recovered.lastCommit;
-    let root: Child | null = null;
+    let root: TreeRoot = EMPTY_ROOT;
     let count = 0;
     if (c !== null) {
       // The last commit's tree = its checkpoint + the actions of the commits after it.
-      const w = new TreeWriter(cache, { root: c.rootKind === 0 ? null : new DiskRef(c.rootPos, c.rootLen), count: c.treeKeyCount }, ++this.gen, options.nodeBytesMax);
-      const replayed = replayAfterCheckpoint(log, c, (actions) => applyActions(w, actions));
-      this.replayedSlabs = replayed.slabs;
-      // (A version-2 commit records no count: its sets changed the tree after it was written.)
-      if (c.keyCount !== null && w.count !== c.keyCount) throw new CorruptionError(c.pos, `replay gives ${w.count} keys, the commit records ${c.keyCount}`);
-      this.gen = w.gen + 1;
-      root = w.root;
+      const checkpointed: TreeRoot = c.rootKind === 0 ? EMPTY_ROOT : { addr: 0, pos: c.rootPos, len: c.rootLen };
+      const w = new BatchWriter(this.tree, checkpointed, c.treeKeyCount, false);
+      try {
+        const replayed = replayAfterCheckpoint(log, c, (actions) => applyActions(w, actions));
+        this.replayedSlabs = replayed.slabs;
+        // (A version-2 commit records no count: its sets changed the tree after it was written.)
+        if (c.keyCount !== null && w.count !== c.keyCount) throw new CorruptionError(c.pos, `replay gives ${w.count} keys, the commit records ${c.keyCount}`);
+        this.bytesSinceCheckpoint = replayed.logBytes;
+      } catch (err) {
+        w.abort();
+        this.tree.dispose();
+        throw err;
+      }
+      root = w.publish().root;
       count = w.count;
-      this.bytesSinceCheckpoint = replayed.logBytes;
-      this.dirtyBytesSinceCheckpoint = w.dirtyBytes;
     }
     this.published = { root, count, tag: c?.tag, commit: c };
     this.lastCompactedBytes = log.end - this.sb.liveStart;
@@ -465,18 +482,28 @@ export class Db implements Reader {
     if (!(opts.slicedCheckpointBytesMin >= 0)) throw new BadArgumentError('slicedCheckpointBytesMin must be a non-negative number');
     if (!(opts.checkpointSliceMs >= 0 && opts.checkpointSliceMs <= 10_000)) throw new BadArgumentError('checkpointSliceMs must be within 0 .. 10000');
     if (!(opts.checkpointTreeOverLogMax >= 0 && opts.checkpointTreeOverLogMax <= 1000)) throw new BadArgumentError('checkpointTreeOverLogMax must be within 0 .. 1000');
-    if (opts.nodeBytesMax < 512 || opts.nodeBytesMax > 1 << 24) throw new BadArgumentError('nodeBytesMax must be within 512 B .. 16 MiB');
-    if (!(opts.maxKeyBytes >= 1 && opts.maxKeyBytes <= 1 << 20)) throw new BadArgumentError('maxKeyBytes must be within 1 B .. 1 MiB');
+    // A node, room to grow and a copy's slack stay within one block of the changed nodes' region
+    // (asm/dirty.ts DIRTY_BLOCK_MAX, 256 KiB; asm/wtree.ts asks for 4 × nodeBytesMax in a seal).
+    if (!(opts.nodeBytesMax >= 512 && opts.nodeBytesMax <= NODE_BYTES_MAX)) throw new BadArgumentError(`nodeBytesMax must be within 512 B .. ${NODE_BYTES_MAX >> 10} KiB`);
+    // A key goes into the tree's PROBE area whole (wasm-cache.ts PROBE_BYTES_MAX).
+    if (!(opts.maxKeyBytes >= 1 && opts.maxKeyBytes <= PROBE_BYTES_MAX)) throw new BadArgumentError(`maxKeyBytes must be within 1 B .. ${PROBE_BYTES_MAX >> 10} KiB`);
     // A value goes through the slab encoder's linear memory whole (plan.ts PLAN_VALUE_BYTES_MAX).
     if (!(opts.maxValueBytes >= 0 && opts.maxValueBytes <= PLAN_VALUE_BYTES_MAX)) throw new BadArgumentError(`maxValueBytes must be within 0 .. ${PLAN_VALUE_BYTES_MAX >> 20} MiB`);
-    if (!(opts.cacheBytes >= 0 && opts.cacheBytes <= 3 * 2 ** 30)) throw new BadArgumentError('cacheBytes must be within 0 .. 3 GiB (WebAssembly memory is 32-bit)');
+    if (!(opts.cacheBytes >= 0)) throw new BadArgumentError('cacheBytes must be a non-negative number');
+    opts.cacheBytes = Math.max(opts.cacheBytes, WASM_CACHE_BYTES_MIN);
+    // Every node on a change's path is in the cache at once (wasm-tree-writer.ts CacheTooSmallError).
+    if (opts.cacheBytes < CACHE_NODES_MIN * nodeBodyBytesMax(opts)) {
+      throw new BadArgumentError(`cacheBytes must hold at least ${CACHE_NODES_MIN} nodes of nodeBytesMax (with maxKeyBytes): ${CACHE_NODES_MIN * nodeBodyBytesMax(opts)} bytes`);
+    }
+    if (opts.cacheBytes + dirtyRegionBytes(opts.checkpointIntervalBytes) > 3 * 2 ** 30) {
+      throw new BadArgumentError(`cacheBytes and the changed nodes' region (${dirtyRegionBytes(opts.checkpointIntervalBytes) >> 20} MiB for this checkpointIntervalBytes) must stay within 3 GiB (WebAssembly memory is 32-bit)`);
+    }
     if (typeof opts.hugePages !== 'boolean') throw new BadArgumentError('hugePages must be a boolean');
     if (typeof opts.syncDirect !== 'boolean') throw new BadArgumentError('syncDirect must be a boolean');
     if (!(opts.syncCpu === 'auto' || opts.syncCpu === 'off' || (Number.isInteger(opts.syncCpu) && opts.syncCpu >= 0 && opts.syncCpu < 1024))) {
       throw new BadArgumentError("syncCpu must be 'auto', 'off' or a CPU number within 0 .. 1023");
     }
     if (typeof opts.syncCpu === 'number') assertAllowedCpu(opts.syncCpu);
-    if (!(opts.decodedCacheBytes >= 0)) throw new BadArgumentError('decodedCacheBytes must be a non-negative number');
     if (opts.inlineValueBytesMax > opts.nodeBytesMax / 4) throw new BadArgumentError('inlineValueBytesMax must be at most nodeBytesMax / 4');
     const create = options.create ?? true;
     if (!fs.existsSync(file)) {
@@ -492,7 +519,7 @@ export class Db implements Reader {
         log.syncNow();
       }
       log.end = r.end;
-      const db = new Db(file, log, opts, new NodeCache(log, opts.cacheBytes, opts.decodedCacheBytes, opts.hugePages), r, opts.readOnly ? 0 : r.tornBytes);
+      const db = new Db(file, log, opts, r, opts.readOnly ? 0 : r.tornBytes);
       if (!opts.readOnly && db.sb.version < FORMAT_VERSION) {
         // Before this build writes a commit an older one cannot read (format.ts FORMAT_VERSION):
         // the same superblock again as this version, synced.
@@ -521,7 +548,7 @@ export class Db implements Reader {
   // --- reads ----------------------------------------------------------------------------------
 
   /** The published root, for a read: a batch's changes in place are sealed off first. */
-  private readRoot(): Child | null {
+  private readRoot(): TreeRoot {
     this.sealInPlace();
     return this.published.root;
   }
@@ -533,20 +560,14 @@ export class Db implements Reader {
 
   get(key: KeyInput): Buffer | undefined {
     this.assertOpen();
-    const root = this.readRoot();
-    // The common case, a byte key and a checkpointed root: one call into the WASM cache, whose
-    // inline values are already fresh copies.
-    if (root !== null && root.t === T.Disk && key instanceof Uint8Array && this.cache.fast !== null) {
-      const r = this.cache.fast.getBytes(root, key);
-      if (r !== UNANSWERED) return r instanceof ValueRef ? this.materialize(r) : r;
-    }
-    const v = lookup(this.cache, root, toBinKey(key));
+    // One call into the WASM tree, whose inline values come back as fresh copies.
+    const v = this.lookupIn(this.readRoot(), key);
     return v === undefined ? undefined : this.materialize(v);
   }
 
   exists(key: KeyInput): boolean {
     this.assertOpen();
-    return lookup(this.cache, this.readRoot(), toBinKey(key)) !== undefined;
+    return this.lookupIn(this.readRoot(), key) !== undefined;
   }
 
   count(): number {
@@ -609,18 +630,20 @@ export class Db implements Reader {
   snapshot(): Snapshot {
     this.assertOpen();
     const root = this.readRoot();
-    this.captured = true; // it keeps this tree: later batches must copy its nodes
+    // It holds this tree: later batches copy its nodes instead of changing them (reference counts).
+    this.tree.retain(root);
     const p = this.published;
     const seq = p.commit?.seq ?? 0;
     this.pins.set(seq, (this.pins.get(seq) ?? 0) + 1);
-    return new Snapshot(this, root, p.count, p.tag, seq);
+    return new Snapshot(this, { ...root }, p.count, p.tag, seq);
   }
 
-  /** @internal */
-  unpin(seq: number): void {
+  /** @internal A snapshot's release: its commit unpinned, its tree let go (unless the store closed, taking the tree with it). */
+  unpin(seq: number, root: TreeRoot): void {
     const n = (this.pins.get(seq) ?? 0) - 1;
     if (n <= 0) this.pins.delete(seq);
     else this.pins.set(seq, n);
+    if (!this.treeDisposed) this.tree.release(root);
   }
 
   /** Number of snapshots currently pinned. */
@@ -630,10 +653,9 @@ export class Db implements Reader {
     return n;
   }
 
-  /** @internal */
-  cursor(root: Child | null, opts: RangeOptions): Cursor {
-    // On-disk leaves are read in place from the WASM node cache when there is one (wasm-cache.ts).
-    return new Cursor(this.cache, root, toBounds(opts), this.cache.fast?.leafView() ?? null);
+  /** @internal A cursor over `root`, which the caller holds while using it. */
+  cursor(root: TreeRoot, opts: RangeOptions): TreeRangeCursor {
+    return new TreeRangeCursor(this.tree, root, toByteBounds(toBounds(opts)));
   }
 
   /**
@@ -703,14 +725,17 @@ export class Db implements Reader {
     return this.getWith(key, (src) => sendSource(socket, src, opts));
   }
 
-  /** @internal */
-  get nodeSource(): NodeSource {
-    return this.cache;
+  /** @internal The store's tree (for transactions: deletePrefix). */
+  get storeTree(): StoreTree {
+    return this.tree;
   }
 
   /** @internal */
-  lookupIn(root: Child | null, key: KeyInput): LeafValue | Buffer | undefined {
-    return lookup(this.cache, root, toBinKey(key));
+  lookupIn(root: TreeRoot, key: KeyInput): Buffer | ValueRef | undefined {
+    const k = key instanceof Uint8Array ? key : toBinKey(key);
+    // Longer than any key the store takes (and than the tree's probe area): absent.
+    if (k.length > this.options.maxKeyBytes) return undefined;
+    return this.tree.get(root, k);
   }
 
   // --- writes ---------------------------------------------------------------------------------
@@ -798,12 +823,6 @@ export class Db implements Reader {
     // on the same published tree, and one of the two would be lost). The running batch's end
     // schedules the next.
     if (this.running !== null || this.queue.length === 0) return;
-    // A background checkpoint that hurries (checkpointDue) lets no batch in until it is done.
-    const bg = this.background;
-    if (bg !== null && bg.hurry) {
-      void bg.done.then(() => this.scheduleBatch());
-      return;
-    }
     this.running = this.runBatch().finally(() => {
       this.running = null;
       this.scheduleBatch();
@@ -846,21 +865,12 @@ export class Db implements Reader {
       }
     }
     const base = this.published;
-    const batchGen = ++this.gen;
-    if (this.captured) {
-      this.sharedFromGen = batchGen;
-      this.captured = false;
-    }
     // Compaction and checkpoint jobs walk and rewrite the tree: their batches copy, as always.
     const inPlace = jobs.every((j) => j.k === 'set' || j.k === 'del' || j.k === 'delPrefix' || j.k === 'tx');
-    const shared = inPlace ? { fromGen: this.sharedFromGen, belowGen: batchGen } : null;
-    const w = new TreeWriter(this.cache, { root: base.root, count: base.count }, batchGen, this.options.nodeBytesMax, shared);
-    if (this.background !== null) w.dirtyBelowGen = this.background.gen;
+    const w = new BatchWriter(this.tree, base.root, base.count, inPlace);
     if (inPlace) this.inPlaceWriter = w;
     try {
       await this.applyAndCommit(jobs, base, w);
-      // Versions the new tree replaced (a failed or aborted batch's list only costs reloads).
-      this.cache.forget(w.replaced);
     } catch (err) {
       // A change that could not be made before anything was written: a node on its path failed
       // its checksum (CorruptionError) or could not be read. The batch publishes nothing, every
@@ -870,16 +880,15 @@ export class Db implements Reader {
       // erased what it appended (NothingWrittenError: a held-back set that could not be made).
       for (const j of jobs) j.reject(err);
     } finally {
-      if (this.inPlaceWriter === w) {
-        // Settled at publish; anything left belongs to a batch that published nothing (a failed
-        // commit, or only aborted transactions): the shared nodes get their contents back.
-        w.abortInPlace();
-        this.inPlaceWriter = null;
-      }
+      // Published (commit() ended it) or not: a batch that published nothing (a failed commit, or
+      // only aborted transactions) drops its tree, and the published one gets back what it changed
+      // in place.
+      if (!w.ended) w.abort();
+      if (this.inPlaceWriter === w) this.inPlaceWriter = null;
     }
   }
 
-  private async applyAndCommit(jobs: Job[], base: Published, w: TreeWriter): Promise<void> {
+  private async applyAndCommit(jobs: Job[], base: Published, w: BatchWriter): Promise<void> {
     const actions: Action[] = [];
     let forceCheckpoint = false;
     let tag = base.tag;
@@ -900,7 +909,7 @@ export class Db implements Reader {
           sync ||= this.options.durable;
           break;
         case 'delPrefix':
-          results[i] = deletePrefixIn(this.cache, w, job.prefix, actions);
+          results[i] = deletePrefixIn(this.tree, w, job.prefix, actions);
           sync ||= this.options.durable;
           break;
         case 'tx': {
@@ -909,12 +918,13 @@ export class Db implements Reader {
           const tx = new Transaction(this, w, actions);
           try {
             results[i] = await job.fn(tx);
-            // Its sets are held back (TreeWriter.setLater) until the commit only when it is the
+            // Its sets are held back (BatchWriter.setLater) until the commit only when it is the
             // batch's one job: a set that cannot be made (its path fails a checksum) then fails
             // the batch, which is this transaction alone. Beside other jobs they are made here,
             // where a failure aborts this transaction only, as a throw inside it does.
             if (jobs.length > 1) w.applyLater();
             w.throwLaterFailure();
+            w.drop(savepoint);
             if (job.opts.tag !== undefined) tag = job.opts.tag;
             sync ||= job.opts.durable ?? this.options.durable;
           } catch (err) {
@@ -960,23 +970,17 @@ export class Db implements Reader {
           throw new Error(`unknown job ${String(never)}`);
         }
       }
-      this.gen = w.gen;
     }
-    this.gen = w.gen + 1;
-    // Sets still held back (w.setsLater) add theirs when commit() makes them.
-    this.dirtyBytesSinceCheckpoint += w.dirtyBytes;
-    this.dirtyCounted = w.dirtyBytes;
     // Every held-back set logs an action, and an aborted transaction drops both.
     assert(actions.length > 0 || w.setsLater === 0, 'sets held back without actions');
-    if (actions.length === 0 && tag === base.tag && !forceCheckpoint && w.root !== base.root) {
+    if (actions.length === 0 && tag === base.tag && !forceCheckpoint && !sameRoot(w.root, base.root)) {
       // Only compaction copies changed the tree: same contents, same commit, nothing to write
       // yet (the next checkpoint writes the copies). Publish it so the next chunk builds on it.
       assert(w.count === base.count && this.compacting, 'a tree change without actions outside compaction');
-      this.published = { ...base, root: w.root };
+      this.publishTree(w);
     }
     if (actions.length > 0 || tag !== base.tag || forceCheckpoint) {
       try {
-        // The writer itself: a seal while the commit waits for its sync changes its root.
         await this.commit(w, lastPerKey(actions), tag, sync, forceCheckpoint);
       } catch (err) {
         if (err instanceof CommitTooLargeError) {
@@ -1015,16 +1019,17 @@ export class Db implements Reader {
 
   /**
    * Writes one slab (the actions, and the tree's changed nodes when it is time to checkpoint),
-   * syncs if asked, then publishes the new tree to readers.
+   * syncs if asked, then publishes the new tree to readers: the batch writer's (`w`), or with w
+   * null (close()'s last checkpoint) the published one.
    */
-  private async commit(state: TreeState, actions: Action[], tag: number | undefined, sync: boolean, forceCheckpoint: boolean): Promise<void> {
+  private async commit(w: BatchWriter | null, actions: Action[], tag: number | undefined, sync: boolean, forceCheckpoint: boolean): Promise<void> {
     const prev = this.published.commit;
     const start = this.log.end;
-    // Sets the batch's writer held back (TreeWriter.setLater) are made after the append, while
-    // the sync runs: the tree change of a small batch (~2 µs a set at 1M keys, ~220 µs for 100)
-    // then costs no time of its own in the commit's latency. The commit record cannot count the
-    // keys yet, and says so (codec.ts, commit version 2); replay counts them.
-    const later = state instanceof TreeWriter && state.setsLater > 0 ? state : null;
+    // Sets the batch's writer held back (BatchWriter.setLater) are made after the append, while
+    // the sync runs: the tree change of a small batch then costs no time of its own in the
+    // commit's latency. The commit record cannot count the keys yet, and says so (codec.ts,
+    // commit version 2); replay counts them.
+    const later = w !== null && w.setsLater > 0 ? w : null;
     let checkpoint: boolean;
     try {
       checkpoint = this.checkpointDue(actions, forceCheckpoint, later);
@@ -1035,21 +1040,23 @@ export class Db implements Reader {
     // A big checkpoint the store chose itself is written in the background, after this commit.
     const background = checkpoint && !forceCheckpoint && this.backgroundAllowed(actions);
     if (background) checkpoint = false;
-    // A checkpoint writes nodes (and gives them positions) that the published tree may share.
+    // A checkpoint writes nodes the published tree may share, which must not change in place
+    // from their encode on: the batch's changes in place are sealed off first.
     if (checkpoint) this.sealInPlace();
     const held = later !== null && later.setsLater > 0;
     assert(!(held && checkpoint), 'sets held back in a checkpoint');
+    const root = w !== null ? w.root : this.published.root;
+    const count = w !== null ? w.count : this.published.count;
     const input = {
-      actions, keyCount: held ? null : state.count, tag, prev, start,
-      checkpoint: checkpoint ? { root: state.root, keyCount: state.count } : null,
+      actions, keyCount: held ? null : count, tag, prev, start,
+      checkpoint: checkpoint ? { root, keyCount: count } : null,
     };
-    const sliced = checkpoint && this.dirtyBytesSinceCheckpoint >= this.options.slicedCheckpointBytesMin;
-    let slab: BuiltSlab;
+    const sliced = checkpoint && this.dirtyBytesSinceCheckpoint() >= this.options.slicedCheckpointBytesMin;
+    let slab: BuiltTreeSlab;
     try {
-      // (A background checkpoint, which waits for no batch, holds `slabs` from staging to caching;
-      // a cancelled one never touches it again.)
-      const slabs = this.background === null || this.background.cancelled ? this.slabs : (this.sideSlabs ??= new SlabBuilder());
-      slab = sliced ? await slabs.buildSliced(input, this.options.checkpointSliceMs, nextTurn) : slabs.build(input);
+      // (A background checkpoint builds in the same builder, holding the writer while it does.)
+      const slabs = this.tree.slabs;
+      slab = sliced ? await slabs.buildSliced(input, this.sliceBytes, nextTurn) : slabs.build(input);
     } catch (err) {
       // Nothing is written yet: a batch too big to encode is refused, and the store goes on.
       if (err instanceof WasmAllocationError) throw new CommitTooLargeError(err.message, err);
@@ -1066,15 +1073,37 @@ export class Db implements Reader {
     // Nothing in between may await: another commit on this thread would start a second one.
     const syncInlineStarted = syncDue && syncInline;
     assert(!(syncInlineStarted && sliced), 'an inline sync around a sliced checkpoint');
-    // Appended before the nodes get positions: if the append fails, the published tree (which
-    // shares them) still points at bytes in memory, never at a slab that was not written.
-    if (sliced) await this.appendSliced(slab.bytes, slab.len);
-    else if (syncInlineStarted) this.log.appendSynced(slab.bytes(), slab.len, this.options.syncSpinUs, this.options.syncDirect);
-    else this.log.append(slab.bytes(), slab.len);
-    // A pooled fdatasync starts now and runs while this thread gives the nodes their positions and
-    // fills the caches (in a sorted load ~0.3 ms of a commit, under a ~0.5 ms fdatasync). Nothing
-    // those steps change is visible to readers before the publish below, which waits for it.
+    // Appended before the tree refers to anything by position: if the append fails, the slab's
+    // positions are taken back (abandon) and the tree still holds everything in memory.
+    try {
+      if (sliced) await this.appendSliced(slab.bytes, slab.len);
+      else if (syncInlineStarted) this.log.appendSynced(slab.bytes(), slab.len, this.options.syncSpinUs, this.options.syncDirect);
+      else this.log.append(slab.bytes(), slab.len);
+    } catch (err) {
+      slab.abandon();
+      throw err;
+    }
+    // A pooled fdatasync starts now and runs while this thread switches the tree to its written
+    // nodes and makes held-back sets. Nothing those steps change is visible to readers before the
+    // publish below, which waits for it.
     const syncing = syncDue && !syncInline ? settled(this.log.sync()) : null;
+    try {
+      const written = slab.written();
+      if (written !== null) {
+        // The checkpointed tree's reference moved to `written` (its root, now written).
+        if (w !== null) w.rootWritten(written);
+        else this.published.root = written;
+      }
+    } catch (err) {
+      if (syncInlineStarted) {
+        try {
+          this.log.syncFinish();
+        } catch {
+          // This commit fails with err; the store stops writing either way.
+        }
+      }
+      throw err;
+    }
     if (held) {
       try {
         this.makeHeldSets(later);
@@ -1088,37 +1117,15 @@ export class Db implements Reader {
         throw new NothingWrittenError(err);
       }
     }
-    try {
-      const written = sliced ? await slab.applySliced(this.options.checkpointSliceMs, nextTurn) : slab.apply();
-      // Parents of the written nodes now refer to them by position: the cache must know them (a
-      // reader between two slices that misses it reads the node from the file: slower, not wrong).
-      if (sliced) await this.cacheWrittenSliced(written, slab.bytes, start);
-      else {
-        const bytes = slab.bytes();
-        for (const n of written) this.cache.addWritten(n, bytes, n.pos - start);
-      }
-      slab.release();
-      this.stats.commits++;
-      this.stats.bytesAppended += slab.len;
-      if (checkpoint) {
-        this.stats.checkpoints++;
-        if (sliced) this.stats.slicedCheckpoints++;
-        this.bytesSinceCheckpoint = 0;
-        this.dirtyBytesSinceCheckpoint = 0;
-        this.maybeAutoCompact();
-      } else {
-        this.bytesSinceCheckpoint += slab.len;
-        this.armIdleCheckpoint();
-      }
-    } catch (err) {
-      if (syncInlineStarted) {
-        try {
-          this.log.syncFinish();
-        } catch {
-          // This commit fails with err; the store stops writing either way.
-        }
-      }
-      throw err;
+    this.stats.commits++;
+    this.stats.bytesAppended += slab.len;
+    if (checkpoint) {
+      this.stats.checkpoints++;
+      if (sliced) this.stats.slicedCheckpoints++;
+      this.bytesSinceCheckpoint = 0;
+    } else {
+      this.bytesSinceCheckpoint += slab.len;
+      this.armIdleCheckpoint();
     }
     if (syncDue) {
       if (syncing === null) {
@@ -1133,13 +1140,46 @@ export class Db implements Reader {
       this.stats.syncs++;
       if (superblockDue) this.writeSuperblock(slab.commit);
     }
-    this.published = { root: checkpoint ? slab.rootRef : state.root, count: state.count, tag, commit: slab.commit };
-    if (this.inPlaceWriter !== null) {
-      this.stats.inPlaceChanges += this.inPlaceWriter.settleInPlace(); // same turn as the publish: no reader in between
-      this.inPlaceWriter = null;
+    if (w !== null) this.publishTree(w, { tag, commit: slab.commit });
+    else this.published = { ...this.published, tag, commit: slab.commit };
+    if (checkpoint) {
+      // What the tree still holds changed is what other trees (snapshots) keep: not this store's.
+      this.dirtyBaseline = this.tree.dirtyEstimateBytes;
+      this.tree.maybeForgetPending();
+      this.maybeAutoCompact();
     }
     if (this.background !== null) this.stats.backgroundCommits++;
     if (background) this.startBackgroundCheckpoint();
+  }
+
+  /**
+   * Publishes the batch's tree (with the commit it belongs to, if any): its reference becomes the
+   * store's, and the one on the tree it replaces is let go. Same turn as the commit's sync
+   * settling: no reader in between.
+   */
+  private publishTree(w: BatchWriter, commit?: { tag: number | undefined; commit: CommitRecord }): void {
+    const { root, changesInPlace } = w.publish();
+    const old = this.published.root;
+    this.published = { root, count: w.count, tag: commit?.tag ?? this.published.tag, commit: commit?.commit ?? this.published.commit };
+    this.tree.release(old);
+    this.stats.inPlaceChanges += changesInPlace;
+    if (this.inPlaceWriter === w) this.inPlaceWriter = null;
+  }
+
+  /**
+   * Bytes a sliced checkpoint encodes or appends between two turns of the event loop: about
+   * `checkpointSliceMs` of work at ENCODE_BYTES_PER_MS, at least SLICE_BYTES_MIN (0 ms: those).
+   */
+  private get sliceBytes(): number {
+    return Math.max(SLICE_BYTES_MIN, Math.round(this.options.checkpointSliceMs * ENCODE_BYTES_PER_MS));
+  }
+
+  /** Changed nodes' estimated bytes since the last checkpoint (see dirtyBaseline). */
+  private dirtyBytesSinceCheckpoint(): number {
+    const total = this.tree.dirtyEstimateBytes;
+    // Trees that held older changed nodes let go of them: those no longer count against the next checkpoint.
+    if (total < this.dirtyBaseline) this.dirtyBaseline = total;
+    return total - this.dirtyBaseline;
   }
 
   /**
@@ -1151,7 +1191,7 @@ export class Db implements Reader {
    */
   private backgroundAllowed(actions: Action[]): boolean {
     return this.options.backgroundCheckpoints && this.background === null && !this.compacting && !this.closed &&
-      this.closing === null && this.dirtyBytesSinceCheckpoint >= Math.max(this.options.slicedCheckpointBytesMin, 1) &&
+      this.closing === null && this.dirtyBytesSinceCheckpoint() >= Math.max(this.options.slicedCheckpointBytesMin, 1) &&
       this.options.checkpointIntervalBytes > 0 && !this.treeAboutLog(actions);
   }
 
@@ -1161,36 +1201,35 @@ export class Db implements Reader {
    */
   private treeAboutLog(actions: Action[]): boolean {
     const max = this.options.checkpointTreeOverLogMax;
-    return max > 0 && this.dirtyBytesSinceCheckpoint <= max * actionLogBytes(actions);
+    return max > 0 && this.dirtyBytesSinceCheckpoint() <= max * actionLogBytes(actions);
   }
 
   /**
-   * Checkpoints the tree just published while later batches commit. A sliced checkpoint held every
-   * write back for its whole run (~0.8 s for 119 MB at 1M keys, bench/RESULTS.md round 22); this
-   * holds them only while it encodes and appends. The slab it writes (its commit, `C_k`) carries
-   * the tree of the commit published now (`C_s`) and names it as its tree's commit: replay starts
-   * after `C_s` and replays the commits between them onto that tree (codec.ts, commit body), which
-   * is what the tree of `C_k` is. Later batches copy every node of this tree instead of changing
-   * it in place (`captured`, as for a snapshot), so staging may read it between their commits.
+   * Checkpoints the tree just published while later batches commit. A checkpoint in a commit
+   * holds every write back for its whole run; this one holds them only while it encodes, appends
+   * and switches the tree to its written nodes (the event loop turns between the encode's and the
+   * append's slices). The slab it writes (its commit, `C_k`) carries the tree of the commit
+   * published now (`C_s`) and names it as its tree's commit: replay starts after `C_s` and replays
+   * the commits between them onto that tree (codec.ts, commit body), which is what the tree of
+   * `C_k` is. It holds a reference on that tree, so later batches copy its nodes instead of
+   * changing them in place.
    */
   private startBackgroundCheckpoint(): void {
     const base = this.published;
     assert(base.commit !== null && this.inPlaceWriter === null && this.background === null, 'a background checkpoint without a commit to write');
-    this.captured = true;
+    this.tree.retain(base.root);
     const bg: BackgroundCheckpoint = {
-      base: base as BackgroundCheckpoint['base'],
-      phase: 'staging',
+      base: { ...base, root: { ...base.root } } as BackgroundCheckpoint['base'],
+      phase: 'waiting',
       cancelled: false,
       appending: false,
       bytesBefore: this.bytesSinceCheckpoint,
-      dirtyBefore: this.dirtyBytesSinceCheckpoint,
-      gen: this.gen + 1,
-      hurry: false,
+      dirtyBaselineBefore: this.dirtyBaseline,
       done: Promise.resolve(),
     };
     // From here on these count what the next checkpoint replays and writes: what comes after base.
     this.bytesSinceCheckpoint = 0;
-    this.dirtyBytesSinceCheckpoint = 0;
+    this.dirtyBaseline = this.tree.dirtyEstimateBytes;
     this.background = bg;
     bg.done = this.runBackgroundCheckpoint(bg).then(
       (written) => {
@@ -1205,53 +1244,56 @@ export class Db implements Reader {
       },
     ).finally(() => {
       this.background = null;
-      // The side plan is given back (a big value built beside a checkpoint grows it for good, and
-      // linear memory never shrinks), unless a batch may still be using what it built.
-      if (this.running === null && this.sideSlabs !== null) {
-        this.sideSlabs.dispose();
-        this.sideSlabs = null;
-      }
     });
   }
 
   /** Whether it was written (false: dropped before its append, nothing written). */
   private async runBackgroundCheckpoint(bg: BackgroundCheckpoint): Promise<boolean> {
-    // Short slices: a batch runs between two (one per turn), so writes go on at most of their rate.
-    const sliceMs = Math.min(this.options.checkpointSliceMs, BACKGROUND_SLICE_MS_MAX);
     const stop = () => bg.cancelled || this.failed !== null || this.closed || this.log.isClosed;
-    await nextTurn(); // the batch that started it settles first
-    if (stop()) return false;
-    const slabs = this.slabs;
-    const input = { actions: [], keyCount: null, tag: undefined, prev: null, start: 0, checkpoint: { root: bg.base.root, keyCount: bg.base.count, of: bg.base.commit } };
-    const staged = await slabs.stageSliced(input, sliceMs, nextTurn, stop);
-    if (staged === null) return false;
-    let start = 0;
-    const slab = await this.holdWriter(async () => {
-      if (stop()) return null;
-      bg.phase = 'writing';
-      const p = this.published;
-      start = this.log.end;
-      const built = await staged.encodeSliced({ keyCount: p.count, tag: p.tag, prev: p.commit, start }, nextTurn);
-      bg.appending = true;
-      await this.appendSliced(built.bytes, built.len);
-      assert(this.published === p, 'a commit while a background checkpoint held the writer');
-      // The tree readers see stays the live one; only the chain of commits moves on.
-      this.published = { ...p, commit: built.commit };
-      this.stats.commits++;
-      this.stats.bytesAppended += built.len;
-      return built;
-    });
-    if (slab === null) return false;
-    bg.phase = 'caching';
-    const written = await slab.applySliced(sliceMs, nextTurn);
-    await this.cacheWrittenSliced(written, slab.bytes, start, sliceMs);
-    slab.release();
+    let root: TreeRoot = bg.base.root; // the checkpoint's reference
+    try {
+      await nextTurn(); // the batch that started it settles first
+      if (stop()) return false;
+      const written = await this.holdWriter(async () => {
+        if (stop()) return false;
+        bg.phase = 'writing';
+        const p = this.published;
+        const start = this.log.end;
+        const input = {
+          actions: [], keyCount: p.count, tag: p.tag, prev: p.commit, start,
+          checkpoint: { root, keyCount: bg.base.count, of: bg.base.commit },
+        };
+        const built = await this.tree.slabs.buildSliced(input, this.sliceBytes, nextTurn);
+        bg.appending = true;
+        try {
+          await this.appendSliced(built.bytes, built.len);
+        } catch (err) {
+          built.abandon();
+          throw err;
+        }
+        assert(this.published === p, 'a commit while a background checkpoint held the writer');
+        root = built.written() ?? root;
+        // The tree readers see stays the live one; only the chain of commits moves on.
+        this.published = { ...p, commit: built.commit };
+        this.stats.commits++;
+        this.stats.bytesAppended += built.len;
+        // No batch changed the tree since: readers get its written root (then one call into the
+        // cache for a get, as after any checkpoint).
+        if (sameRoot(this.published.root, bg.base.root) && this.inPlaceWriter === null) {
+          const old = this.published.root;
+          this.tree.retain(root);
+          this.published = { ...this.published, root: { ...root } };
+          this.tree.release(old);
+        }
+        return true;
+      });
+      if (!written) return false;
+    } finally {
+      this.tree.release(root);
+    }
     this.stats.checkpoints++;
     this.stats.backgroundCheckpoints++;
-    // No batch changed the tree since: readers get its written root (gets then start in the
-    // WebAssembly cache, as after any checkpoint).
-    const p = this.published;
-    if (p.root === bg.base.root && this.inPlaceWriter === null) this.published = { ...p, root: slab.rootRef };
+    this.tree.maybeForgetPending();
     if (this.closing === null) {
       this.armIdleCheckpoint();
       this.maybeAutoCompact();
@@ -1264,23 +1306,23 @@ export class Db implements Reader {
     this.stats.backgroundDropped++;
     if (bg.cancelled) return; // the canceller gave the counts back (settleBackground)
     this.bytesSinceCheckpoint += bg.bytesBefore;
-    this.dirtyBytesSinceCheckpoint += bg.dirtyBefore;
+    this.dirtyBaseline = Math.min(this.dirtyBaseline, bg.dirtyBaselineBefore);
   }
 
   /**
-   * Stops a background checkpoint still staging (giving its counts back), or waits for one past
-   * its append. Called with the writer held (a batch, close()): one staging never waits for it.
+   * Stops a background checkpoint still waiting for the writer (giving its counts back), or waits
+   * for one past that. Called with the writer held (a batch, close()): one waiting never waits for it.
    */
   private async settleBackground(): Promise<void> {
     const bg = this.background;
     if (bg === null) return;
-    if (bg.phase === 'staging' && !bg.cancelled) {
+    if (bg.phase === 'waiting' && !bg.cancelled) {
       bg.cancelled = true;
       this.bytesSinceCheckpoint += bg.bytesBefore;
-      this.dirtyBytesSinceCheckpoint += bg.dirtyBefore;
-      return; // it ends at its next slice, or when it gets the writer, without writing
+      this.dirtyBaseline = Math.min(this.dirtyBaseline, bg.dirtyBaselineBefore);
+      return; // it ends when it gets the writer, without writing
     }
-    if (bg.phase === 'caching') await bg.done;
+    if (bg.phase === 'writing') await bg.done;
   }
 
   /**
@@ -1307,28 +1349,25 @@ export class Db implements Reader {
    * commit on, so the DIRTY_OVER_INTERVAL_MAX bound may be passed by one batch of at most
    * SET_LATER_MAX sets.
    */
-  private checkpointDue(actions: Action[], forceCheckpoint: boolean, later: TreeWriter | null): boolean {
+  private checkpointDue(actions: Action[], forceCheckpoint: boolean, later: BatchWriter | null): boolean {
     const dirtyBytesMax = DIRTY_OVER_INTERVAL_MAX * Math.max(this.options.checkpointIntervalBytes, 1);
-    // One checkpoint at a time: a background one running is the next checkpoint. Should the nodes
-    // changed since it started pass the bound below, batches wait for it from then on.
-    if (!forceCheckpoint && this.background !== null) {
-      if (this.dirtyBytesSinceCheckpoint >= dirtyBytesMax) this.background.hurry = true;
-      return false;
-    }
+    // The changed nodes' region itself must not fill up (a batch that finds it full fails).
+    const regionFull = () => this.tree.dirtyRegionBytesInUse >= DIRTY_REGION_SHARE_MAX * dirtyRegionBytes(this.options.checkpointIntervalBytes);
+    // One checkpoint at a time: a background one waiting for the writer is the next checkpoint
+    // (it takes the writer on the next turn, before any later batch: startBackgroundCheckpoint).
+    if (!forceCheckpoint && this.background !== null) return false;
     const due = () =>
       forceCheckpoint || this.bytesSinceCheckpoint >= this.options.checkpointIntervalBytes ||
-      this.dirtyBytesSinceCheckpoint >= dirtyBytesMax || this.treeAboutLog(actions);
+      this.dirtyBytesSinceCheckpoint() >= dirtyBytesMax || regionFull() || this.treeAboutLog(actions);
     if (!due()) return false;
     if (later === null) return true;
     this.makeHeldSets(later);
     return due();
   }
 
-  /** Makes the sets `w` held back, and counts the nodes they dirtied. */
-  private makeHeldSets(w: TreeWriter): void {
+  /** Makes the sets `w` held back. */
+  private makeHeldSets(w: BatchWriter): void {
     w.applyLater();
-    this.dirtyBytesSinceCheckpoint += w.dirtyBytes - this.dirtyCounted;
-    this.dirtyCounted = w.dirtyBytes;
   }
 
   /**
@@ -1350,27 +1389,14 @@ export class Db implements Reader {
     }
   }
 
-  /** Appends a big slab in pieces, a turn of the event loop between them; the end moves last. */
+  /** Appends a big slab in pieces (sliceBytes), a turn of the event loop between them; the end moves last. */
   private async appendSliced(bytes: () => Buffer, len: number): Promise<void> {
-    for (let off = 0; off < len; off += APPEND_SLICE_BYTES) {
+    const step = this.sliceBytes;
+    for (let off = 0; off < len; off += step) {
       if (off > 0) await nextTurn();
-      this.log.writeAhead(bytes().subarray(off), Math.min(APPEND_SLICE_BYTES, len - off), off);
+      this.log.writeAhead(bytes().subarray(off), Math.min(step, len - off), off);
     }
     this.log.advance(len);
-  }
-
-  private async cacheWrittenSliced(written: readonly TreeNode[], bytes: () => Buffer, start: number, sliceMs = this.options.checkpointSliceMs): Promise<void> {
-    let slab = bytes();
-    let until = performance.now() + sliceMs;
-    for (let i = 0; i < written.length; i++) {
-      if ((i & 255) === 255 && performance.now() >= until) {
-        await nextTurn();
-        slab = bytes();
-        until = performance.now() + sliceMs;
-      }
-      const n = written[i];
-      this.cache.addWritten(n, slab, n.pos - start);
-    }
   }
 
   private idleTimer: NodeJS.Timeout | null = null;
@@ -1503,7 +1529,6 @@ export class Db implements Reader {
       await new Promise((r) => setTimeout(r, 10));
     }
     await this.enqueue<undefined>({ k: 'compactSeal', boundary, resolve: noop, reject: noop });
-    this.cache.dropBelow(boundary);
     progress.phase = 'punch';
     report();
     let punchSkipped: string | undefined;
@@ -1546,33 +1571,39 @@ export class Db implements Reader {
    * as a sorted load does (a plain re-set would keep each leaf's old fill, ~70% after random
    * inserts). Values stored before the boundary are re-read into new Value entries.
    */
-  private copyForward(w: TreeWriter, boundary: number, cursor: CopyCursor, chunkBytes: number): CopyCursor {
+  private copyForward(w: BatchWriter, boundary: number, cursor: CopyCursor, chunkBytes: number): CopyCursor {
     const startedMs = performance.now();
-    const state = w.freeze(); // the cursor walks a frozen tree; the changes below copy
-    const c = new Cursor(this.cache, state.root, cursor.afterKey === null ? {} : { low: cursor.afterKey, lowInclusive: false });
+    const root = w.freeze(); // the cursor walks a frozen tree; the changes below copy
     const keys: BinKey[] = [];
     const vals: LeafValue[] = [];
     let bytes = 0;
     let done = true;
-    while (c.next()) {
-      let val = c.val;
-      if (val instanceof ValueRef && val.pos >= 0 && val.pos < boundary) {
-        const bytesOfValue = this.materialize(val);
-        val = new ValueRef(-1, bytesOfValue.length, bytesOfValue);
+    try {
+      const after = cursor.afterKey === null ? {} : { gt: Buffer.from(cursor.afterKey, 'latin1') };
+      const c = this.cursor(root, after);
+      while (c.next()) {
+        const key = c.binKey();
+        let val: LeafValue = c.leafValue();
+        if (val instanceof ValueRef && val.pos >= 0 && val.pos < boundary) {
+          const bytesOfValue = this.materialize(val);
+          val = new ValueRef(-1, bytesOfValue.length, bytesOfValue);
+        }
+        keys.push(key);
+        vals.push(val);
+        bytes += key.length + (val instanceof ValueRef ? val.len : val.length);
+        if (bytes >= chunkBytes) {
+          done = false;
+          break;
+        }
       }
-      keys.push(c.key);
-      vals.push(val);
-      bytes += c.key.length + (val instanceof ValueRef ? val.len : val.length);
-      if (bytes >= chunkBytes) {
-        done = false;
-        break;
-      }
+    } finally {
+      w.unfreeze(root);
     }
     for (const k of keys) assert(w.delete(k), 'compaction lost a key it had just listed');
     for (let i = 0; i < keys.length; i++) w.set(keys[i], vals[i]);
     const copied = cursor.keysCopied + keys.length;
     const sinceCheckpoint = cursor.bytesSinceCheckpoint + bytes;
-    if (done) assertNothingBelowAfterCheckpoint(this.cache, w.root, boundary);
+    if (done) assertNothingBelow(this.log, this.tree.jsTree(w.root), boundary);
     return {
       afterKey: keys.length > 0 ? keys[keys.length - 1] : cursor.afterKey,
       done,
@@ -1627,7 +1658,7 @@ export class Db implements Reader {
   check(): CheckReport {
     this.assertOpen();
     const root = this.readRoot();
-    return checkStore(this.log, this.published.commit, this.cache, root, this.published.count, this.sb.liveStart);
+    return checkStore(this.log, this.published.commit, diskNodes(this.log), this.tree.jsTree(root), this.published.count, this.sb.liveStart);
   }
 
   /**
@@ -1717,11 +1748,10 @@ export class Db implements Reader {
     while (this.handlersRunning.size > 0) await Promise.allSettled([...this.handlersRunning]);
     while (this.running !== null || this.queue.length > 0) {
       if (this.running !== null) await this.running;
-      else if (this.background?.hurry === true) await this.background.done; // (startBatch waits for it)
       else this.startBatch();
     }
-    // A background checkpoint still staging stops (the final checkpoint below writes the tree);
-    // one past its append finishes first.
+    // A background checkpoint still waiting stops (the final checkpoint below writes the tree);
+    // one writing finishes first.
     await this.settleBackground();
     while (this.background !== null) await this.background.done;
     this.closed = true;
@@ -1730,8 +1760,7 @@ export class Db implements Reader {
         let c = this.published.commit;
         if (c !== null && c.treeSeq !== c.seq) {
           // Checkpoint, so the next open replays nothing.
-          const p = this.published;
-          await this.commit({ root: p.root, count: p.count }, [], p.tag, true, true);
+          await this.commit(null, [], this.published.tag, true, true);
           c = this.published.commit;
         }
         this.log.trimAhead();
@@ -1742,14 +1771,10 @@ export class Db implements Reader {
         await this.log.sync();
       }
     } finally {
-      // Dropping the instance lets its memory go before this Db object does (and first, so clear()
-      // doesn't touch the whole hash table only to throw it away).
-      this.cache.fast = null;
-      this.cache.clear();
-      // The slab builder's buffers live in the process-wide WebAssembly memory, which never
-      // shrinks: kept, every store opened and closed left them behind.
-      this.slabs.dispose();
-      this.sideSlabs?.dispose();
+      // The tree's instance goes with this Db object; its buffers are given back now (snapshots
+      // still unreleased have nothing left to let go of: treeDisposed).
+      this.treeDisposed = true;
+      this.tree.dispose();
       await this.log.settlePrepare();
       this.log.close();
     }
@@ -1797,9 +1822,20 @@ function allocatedBytes(fd: number): number {
   return fs.fstatSync(fd).blocks * 512;
 }
 
+/** Whether two roots name the same tree (the same dirty node, or the same written one). */
+function sameRoot(a: TreeRoot, b: TreeRoot): boolean {
+  return a.addr === b.addr && a.pos === b.pos;
+}
+
+/** Nodes read straight from the file (the structural check's and compaction's walks). */
+function diskNodes(log: FileLog): { load(ref: DiskRef): TreeNode } {
+  return { load: (ref) => readNode(log, ref.pos, ref.len) };
+}
+
 /** Compaction's postcondition: nothing the live tree reaches lies before the boundary. */
-function assertNothingBelowAfterCheckpoint(src: NodeSource, root: Child | null, boundary: number): void {
+function assertNothingBelow(log: FileLog, root: Child | null, boundary: number): void {
   if (root === null) return;
+  const src = diskNodes(log);
   const walk = (c: Child): void => {
     if (c.t === T.Disk) assert(c.pos >= boundary, `compaction left a node at ${c.pos} below ${boundary}`);
     const n = c.t === T.Disk ? src.load(c) : c;

@@ -340,17 +340,19 @@ export class PlanWriter {
    * Stages records another writer of this instance puts in the plan (asm/wcheckpoint.ts wtreePlan:
    * a checkpoint's Node records), each `recordBytes` long and one entry: `fill(at, cap)` writes
    * them at `at` and returns the bytes written, or a negative number when `cap` bytes are too few
-   * (it is then called again with at least twice the room). Returns the number of entries staged.
+   * (it is then called again with at least twice the room). Returns where the records are in
+   * linear memory (until the next reset) and how many entries they are.
    */
-  staged(recordBytes: number, fill: (at: number, cap: number) => number): number {
+  staged(recordBytes: number, fill: (at: number, cap: number) => number): { at: number; count: number } {
     for (;;) {
       const cap = this.planPtr + this.planCap - this.p;
       const n = cap > 0 ? fill(this.p, cap) : -1;
       if (n >= 0) {
         assert(n % recordBytes === 0, `staged records of ${n} bytes, not whole ${recordBytes}-byte records`);
+        const at = this.p;
         this.p += n;
         this.entries += n / recordBytes;
-        return n / recordBytes;
+        return { at, count: n / recordBytes };
       }
       this.growPlan(this.p - this.planPtr + Math.max(2 * cap, PLAN_BYTES_MIN));
     }

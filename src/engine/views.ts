@@ -1,13 +1,22 @@
 //! Read views over a tree: range options, iterators, snapshots and the transaction handle.
 //! They hold a root (or the batch's writer) and call back into the Db for lookups and values.
-import type { Buffer } from 'node:buffer';
+import { Buffer } from 'node:buffer';
 import type { Action } from './codec.js';
 import { deletePrefixIn } from './actions.js';
 import type { Db, RangeOptions, Reader } from './db.js';
 import { BadArgumentError, ClosedError } from './errors.js';
 import { toBinKey, toValueBuffer as toValueBytes, type KeyInput, type ValueInput } from './keys.js';
-import type { Child, LeafValue } from './node.js';
-import type { Bounds, Cursor, TreeWriter } from './tree.js';
+import type { ValueRef } from './node.js';
+import type { Bounds } from './tree.js';
+import type { BatchWriter } from './batch-writer.js';
+import type { ByteBounds, TreeRoot } from './wasm-tree-cursor.js';
+
+/** What the iterators walk (store-tree.ts TreeRangeCursor). */
+interface Cursor {
+  next(): boolean;
+  keyBuffer(): Buffer;
+  valueBuffer(materialize: (v: Buffer | ValueRef) => Buffer): Buffer;
+}
 
 export function toBounds(o: RangeOptions): Bounds {
   const b: Bounds = { reverse: o.reverse === true };
@@ -38,6 +47,19 @@ export function toBounds(o: RangeOptions): Bounds {
     throw new BadArgumentError('limit must be an integer');
   }
   return b;
+}
+
+/** Bounds with their keys as bytes (the WebAssembly tree's cursors). */
+export function toByteBounds(b: Bounds): ByteBounds {
+  const bytes = (k: string | undefined) => (k === undefined ? undefined : Buffer.from(k, 'latin1'));
+  return {
+    low: bytes(b.low),
+    lowInclusive: b.lowInclusive,
+    high: bytes(b.high),
+    highInclusive: b.highInclusive,
+    prefix: bytes(b.prefix),
+    reverse: b.reverse,
+  };
 }
 
 /**
@@ -78,7 +100,7 @@ function endsWhenClosed<T>(g: Generator<T, void, undefined>, onEnd: (() => void)
 function* entries(
   db: Db, c: Cursor, limit: number | undefined, assertLive: () => void, onEnd?: () => void,
 ): Generator<[Buffer, Buffer], void, undefined> {
-  const materialize = (v: LeafValue): Buffer => db.materialize(v);
+  const materialize = (v: Buffer | ValueRef): Buffer => db.materialize(v);
   try {
     let left = limit === undefined || limit < 0 ? Infinity : limit;
     while (left-- > 0) {
@@ -108,12 +130,13 @@ function* keys(c: Cursor, limit: number | undefined, assertLive: () => void, onE
 export class Snapshot implements Reader {
   private released = false;
   /** @internal */
-  get rootForGetWith(): Child | null {
+  get rootForGetWith(): TreeRoot {
     return this.root;
   }
   constructor(
     private readonly db: Db,
-    private readonly root: Child | null,
+    /** Held (a reference, if dirty) until release(). */
+    private readonly root: TreeRoot,
     private readonly keyCount: number,
     readonly tag: number | undefined,
     readonly seq: number,
@@ -149,7 +172,7 @@ export class Snapshot implements Reader {
   release(): void {
     if (this.released) return;
     this.released = true;
-    this.db.unpin(this.seq);
+    this.db.unpin(this.seq, this.root);
   }
 }
 
@@ -158,14 +181,14 @@ export class Transaction implements Reader {
   private ended = false;
   constructor(
     private readonly db: Db,
-    private readonly w: TreeWriter,
+    private readonly w: BatchWriter,
     private readonly actions: Action[],
   ) {}
   /** @internal */
   end(): void {
     this.ended = true;
   }
-  private live(): TreeWriter {
+  private live(): BatchWriter {
     if (this.ended) throw new ClosedError('transaction');
     return this.w;
   }
@@ -198,7 +221,7 @@ export class Transaction implements Reader {
   }
   deletePrefix(prefix: KeyInput): number {
     const w = this.live();
-    return deletePrefixIn(this.db.nodeSource, w, this.db.checkKey(prefix), this.actions);
+    return deletePrefixIn(this.db.storeTree, w, this.db.checkKey(prefix), this.actions);
   }
   /**
    * Arakoon's TEST_AND_SET (spec/arakoon-client-protocol.md §5.2): if the current value equals
@@ -225,12 +248,13 @@ export class Transaction implements Reader {
   }
   range(opts: RangeOptions = {}): IterableIterator<[Buffer, Buffer]> {
     const w = this.live();
-    const state = w.freeze(); // later writes in this transaction copy instead of mutating
-    return entryIterator(this.db, this.db.cursor(state.root, opts), opts.limit, () => this.live());
+    // Held until the batch ends: later writes in this transaction copy instead of changing it.
+    const root = w.freeze();
+    return entryIterator(this.db, this.db.cursor(root, opts), opts.limit, () => this.live());
   }
   keys(opts: RangeOptions = {}): IterableIterator<Buffer> {
     const w = this.live();
-    const state = w.freeze();
-    return keyIterator(this.db.cursor(state.root, opts), opts.limit, () => this.live());
+    const root = w.freeze();
+    return keyIterator(this.db.cursor(root, opts), opts.limit, () => this.live());
   }
 }

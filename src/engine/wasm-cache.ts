@@ -31,6 +31,7 @@ export type FastAnswer = Buffer | ValueRef | undefined | typeof UNANSWERED;
 
 /** The longest key a call into the instance can take: its PROBE area (asm/cache.ts). */
 export const PROBE_BYTES_MAX = 65536;
+/** The INPUT area's size by default: the largest node body a load can take. */
 const INPUT_BYTES = 1 << 20;
 /**
  * How far ahead of the ring's head its pages get faulted in (by the addon, on a pool thread; a
@@ -92,9 +93,11 @@ export class WasmNodeCache {
     hugePages = false,
     /** Bytes reserved for the writer's dirty nodes (asm/dirty.ts), after the arena; 0: none. */
     dirtyBytes = 0,
+    /** The INPUT area: node bodies up to this size can be loaded (at least 1 MiB). */
+    private readonly inputBytes = INPUT_BYTES,
   ) {
     this.ex = instantiateCore();
-    const start = this.ex.cacheInit(arenaBytes, INPUT_BYTES, dirtyBytes);
+    const start = this.ex.cacheInit(arenaBytes, inputBytes, dirtyBytes);
     if (start === 0) throw new Error(`solifuge: could not reserve ${arenaBytes} bytes of WebAssembly memory for the node cache`);
     // Before the ring or the table are touched, so their pages are faulted in huge from the start.
     const buf = this.ex.memory.buffer;
@@ -116,6 +119,16 @@ export class WasmNodeCache {
   /** The instance the cache lives in: the writer's tree and the store's slab plans share it. */
   get instance(): CacheExports {
     return this.ex;
+  }
+
+  /** A Buffer over the instance's whole memory (valid until it grows: refreshViews). */
+  get buffer(): Buffer {
+    return this.mem;
+  }
+
+  /** The PROBE, INPUT and RESULT areas' addresses (asm/cache.ts). */
+  get areas(): { probe: number; input: number; result: number } {
+    return { probe: this.probe, input: this.input, result: this.result };
   }
 
   /** Makes the views on the instance's memory again if it grew since (see the invariant above). */
@@ -152,7 +165,7 @@ export class WasmNodeCache {
     const ptr = this.ex.cachedNode(pos) >>> 0;
     if (ptr !== 0) return ptr;
     // Too big to ingest: say so before reading it (callers fall back to decoded nodes each visit).
-    if (len - ENTRY_HEADER_BYTES > INPUT_BYTES) return 0;
+    if (len - ENTRY_HEADER_BYTES > this.inputBytes) return 0;
     if (!this.load(pos, len)) return 0;
     return this.ex.cachedNode(pos) >>> 0;
   }
@@ -228,10 +241,20 @@ export class WasmNodeCache {
   decoded(pos: number, len: number): TreeNode | null {
     const ptr = this.ex.cachedNode(pos) >>> 0;
     if (ptr === 0) return null;
+    assert(this.mem.readUInt32LE(ptr + 20) === len, `the node cache's copy of ${pos} disagrees with its reference`);
+    return this.decodedAt(ptr, pos, len, null);
+  }
+
+  /**
+   * The node at address `ptr` (the cache's copy, or a dirty node of the writer's tree: the same
+   * layout) as a decoded JS node with position `pos` (-1: not written). An index node's dirty
+   * children (negative positions) come out as DiskRef(-1, 0), their addresses in `dirtyKids`.
+   */
+  decodedAt(ptr: number, pos: number, len: number, dirtyKids: number[] | null): TreeNode {
     const m = this.mem;
     const kind = m.readUInt32LE(ptr + 4);
     const count = m.readUInt32LE(ptr + 16);
-    assert(m.readUInt32LE(ptr + 20) === len && (kind === Kind.Leaf || kind === Kind.Index), `the node cache's copy of ${pos} disagrees with its reference`);
+    assert(kind === Kind.Leaf || kind === Kind.Index, `a node of kind ${kind} at ${ptr}`);
     const slots = ptr + slotsAt(m.readUInt32LE(ptr + 24));
     if (kind === Kind.Index) {
       const keys: BinKey[] = new Array(count - 1);
@@ -248,7 +271,12 @@ export class WasmNodeCache {
           pfx[i - 1] = keyPrefixAt(m, rec + INDEX_KEY_AT, kl);
           bytes += indexItemBytes(key);
         }
-        kids[i] = new DiskRef(m.readDoubleLE(rec + 8), m.readUInt32LE(rec + 4));
+        const kidPos = m.readDoubleLE(rec + 8);
+        if (kidPos < 0) {
+          assert(dirtyKids !== null, 'a cached node with a child by address');
+          dirtyKids[i] = m.readUInt32LE(rec + 16);
+          kids[i] = new DiskRef(-1, 0);
+        } else kids[i] = new DiskRef(kidPos, m.readUInt32LE(rec + 4));
       }
       const node = new IndexNode(0, keys, kids, bytes);
       node.pfx = pfx;
@@ -288,7 +316,7 @@ export class WasmNodeCache {
   addWritten(pos: number, entry: Buffer): boolean {
     const kind = entry[8];
     const bodyLen = entry.length - ENTRY_HEADER_BYTES;
-    if ((kind !== Kind.Leaf && kind !== Kind.Index) || bodyLen > INPUT_BYTES) return false;
+    if ((kind !== Kind.Leaf && kind !== Kind.Index) || bodyLen > this.inputBytes) return false;
     this.u8.set(entry.subarray(ENTRY_HEADER_BYTES), this.input);
     const r = this.ex.cacheIngest(pos, entry.length, kind, bodyLen);
     // Our own encoder produced it: failing to parse it is a bug, not corruption on disk.
@@ -304,7 +332,7 @@ export class WasmNodeCache {
    * (The hash table is left alone: its pages are touched at random from the first nodes on, and
    * it is under 1% of the region.)
    */
-  private prefaultAhead(): void {
+  prefaultAhead(): void {
     if (this.prefaulting || this.prefaultedTo >= this.arenaEnd) return;
     const head = this.ex.ringHead() >>> 0;
     const ahead = Math.min(PREFAULT_AHEAD_BYTES, Math.max(PREFAULT_AHEAD_MIN_BYTES, head - this.arenaStart));
@@ -326,7 +354,7 @@ export class WasmNodeCache {
   private load(pos: number, len: number): boolean {
     this.misses++;
     const e = readNodeEntry(this.log, pos, len);
-    if (e.bodyLen > INPUT_BYTES) return false;
+    if (e.bodyLen > this.inputBytes) return false;
     this.mem.set(e.buf.subarray(ENTRY_HEADER_BYTES, ENTRY_HEADER_BYTES + e.bodyLen), this.input);
     const r = this.ex.cacheIngest(pos, len, e.kind, e.bodyLen);
     if (r === Ingested.Malformed) throw new CorruptionError(pos, `malformed ${e.kind === Kind.Leaf ? 'leaf' : 'index'} entry`);

@@ -20,7 +20,7 @@
 //! child entry length, f64 child position (negative: a dirty child), u32 at 16 the dirty child's
 //! address, key at 24.
 import { Buffer } from 'node:buffer';
-import { assert } from './errors.js';
+import { assert, childNotOlder } from './errors.js';
 import { Kind } from './format.js';
 import { ValueRef } from './node.js';
 import { INDEX_KEY_AT, REF_FLAG, leafKeyAt, slotsAt } from './node-layout.js';
@@ -238,7 +238,7 @@ export class WasmTreeCursor {
       // before a separator equal to k.
       else idx = this.sepBound(node, k, !this.reverse || inclusive);
       this.path.push({ ...ref, idx });
-      ref = this.childRef(node, idx);
+      ref = this.childRef(ref, node, idx);
       node = this.at(ref);
     }
     this.placeLeaf(ref, node);
@@ -258,12 +258,12 @@ export class WasmTreeCursor {
       if (idx < 0 || idx >= u32[(parent + 16) >>> 2]) continue;
       level.idx = idx;
       this.path.length = depth + 1;
-      let ref = this.childRef(parent, idx);
+      let ref = this.childRef(level, parent, idx);
       let node = this.at(ref);
       while (u32[(node + 4) >>> 2] === Kind.Index) {
         const edge = this.reverse ? u32[(node + 16) >>> 2] - 1 : 0;
         this.path.push({ ...ref, idx: edge });
-        ref = this.childRef(node, edge);
+        ref = this.childRef(ref, node, edge);
         node = this.at(ref);
       }
       this.placeLeaf(ref, node);
@@ -283,11 +283,16 @@ export class WasmTreeCursor {
     return { dirty, addr, pos, len, ringEpoch: -1 };
   }
 
-  /** Child `idx` of index node `node`: a dirty one by address, a clean one by position. */
-  private childRef(node: number, idx: number): NodeRef {
+  /**
+   * Child `idx` of index node `node` (`parent` its reference): a dirty one by address, a clean one
+   * by position. A clean node's children were written before it: one that is not (itself, or an
+   * ancestor: a damaged or hostile file) is corruption, reported instead of walked in a circle.
+   */
+  private childRef(parent: NodeRef, node: number, idx: number): NodeRef {
     const rec = this.record(node, idx);
     const pos = this.mem.f64[(rec + 8) >>> 3];
     if (pos < 0) return this.ref(true, this.mem.u32[(rec + 16) >>> 2], -1, 0);
+    if (!parent.dirty && pos >= parent.pos) throw childNotOlder(parent.pos, pos);
     return this.ref(false, 0, pos, this.mem.u32[(rec + 4) >>> 2]);
   }
 

@@ -61,12 +61,22 @@ export class CacheTooSmallError extends SolifugeError {
   }
 }
 
-/** A value as the tree holds it: inline bytes, or a Value entry (its position, or a pending id's). */
-export type TreeValue = Uint8Array | ValueRef;
+/**
+ * A key as the writer takes it: bytes, or a binary string (keys.ts BinKey: one char per byte),
+ * written into the instance as it is, without a Buffer in between.
+ */
+export type TreeKey = Uint8Array | string;
 
-/** A savepoint: a root held, and the count with it. */
+/** A value as the tree holds it: inline bytes (or a binary string), or a Value entry (its position, or a pending id's). */
+export type TreeValue = Uint8Array | string | ValueRef;
+
+/**
+ * A savepoint: a root held, and the count with it; or (root null) the published tree itself,
+ * taken while the batch changes it in place with nothing journaled yet: going back to it undoes
+ * the journal (or drops the tree a seal took since), and the batch goes on in place.
+ */
 export interface TreeSavepoint {
-  readonly root: TreeRoot;
+  readonly root: TreeRoot | null;
   readonly count: number;
 }
 
@@ -99,10 +109,10 @@ export class WasmTreeWriter {
   }
 
   /** Inserts or replaces; true when the key is new. */
-  set(key: Uint8Array, val: TreeValue): boolean {
+  set(key: TreeKey, val: TreeValue): boolean {
     const ref = val instanceof ValueRef ? val : null;
     const inline = val instanceof ValueRef ? null : val;
-    const len = ref !== null ? ref.len : (inline as Uint8Array).length;
+    const len = ref !== null ? ref.len : (inline as Uint8Array | string).length;
     const isRef = ref !== null ? 1 : 0;
     const refPos = ref !== null ? ref.pos : 0;
     if (this.own === null) {
@@ -120,7 +130,7 @@ export class WasmTreeWriter {
   }
 
   /** Removes a key; false (and nothing changed) when it is absent. */
-  delete(key: Uint8Array): boolean {
+  delete(key: TreeKey): boolean {
     this.seal(); // deletes merge: never in place
     const own = this.own as TreeRoot;
     if (own.addr === 0 && !(own.pos > 0)) return false;
@@ -135,19 +145,8 @@ export class WasmTreeWriter {
   }
 
   /** The value under `key` in the writer's tree (its own changes included): bytes, a Value entry's reference, or undefined. */
-  get(key: Uint8Array): Buffer | ValueRef | undefined {
-    const root = this.root;
-    if (root.addr === 0 && !(root.pos > 0)) return undefined;
-    const ex = this.host.ex;
-    const r = this.call(key, null, () => (root.addr !== 0 ? ex.cacheFindDirty(root.addr, key.length) : ex.cacheFind(root.pos, root.len, key.length)));
-    const m = this.host.mem();
-    if (r === FOUND_INLINE) {
-      const at = m.readUInt32LE(this.host.result);
-      return Buffer.from(m.subarray(at, at + m.readUInt32LE(this.host.result + 4)));
-    }
-    if (r === FOUND_REF) return new ValueRef(m.readDoubleLE(this.host.result), m.readUInt32LE(this.host.result + 8), undefined);
-    assert(r === 0, `the cache's find returned ${r}`);
-    return undefined;
+  get(key: TreeKey): Buffer | ValueRef | undefined {
+    return findIn(this.host, this.root, key);
   }
 
   /**
@@ -163,22 +162,54 @@ export class WasmTreeWriter {
     this.own = { addr: this.host.mem().readUInt32LE(this.host.result), pos: 0, len: 0 };
   }
 
-  /** A point to come back to (restore), or to give up (drop): the current tree, held. */
+  /**
+   * A point to come back to (restore), or to give up (drop): the current tree, held. At the start
+   * of an in-place batch (nothing journaled) it is the published tree, and the batch stays in
+   * place: a transaction that is the batch's first job does not cost it its changes in place.
+   */
   savepoint(): TreeSavepoint {
+    if (this.own === null && this.host.ex.wtreeJournaled() === 0) return { root: null, count: this.count };
     const root = this.freeze();
     return { root, count: this.count };
   }
 
   /** Back to a savepoint, which this uses up: the changes since are dropped. */
   restore(s: TreeSavepoint): void {
-    this.releaseOwn();
-    this.own = { ...s.root }; // the savepoint's reference becomes the writer's
+    if (s.root === null) {
+      // The published tree as the batch found it: undo what was changed in place, or drop the
+      // tree a seal took since (the seal gave the published tree its contents back).
+      if (this.own === null) this.host.ex.wtreeUndo();
+      else this.releaseOwn();
+      this.own = null;
+    } else {
+      this.releaseOwn();
+      this.own = { ...s.root }; // the savepoint's reference becomes the writer's
+    }
     this.count = s.count;
   }
 
   /** Gives up a savepoint without going back to it. */
   drop(s: TreeSavepoint): void {
-    if (s.root.addr !== 0) this.host.ex.wtreeRelease(s.root.addr);
+    if (s.root !== null && s.root.addr !== 0) this.host.ex.wtreeRelease(s.root.addr);
+  }
+
+  /**
+   * A checkpoint wrote the writer's tree and switched it to its written nodes (tree-slab.ts
+   * `written`): the writer's reference moved to `root`.
+   */
+  rootWritten(root: TreeRoot): void {
+    assert(this.own !== null, 'a tree changed in place was checkpointed without a seal');
+    this.own = { ...root };
+  }
+
+  /** Whether the batch is changing the published tree in place (not sealed yet). */
+  get inPlace(): boolean {
+    return this.own === null;
+  }
+
+  /** Changes made in place so far (the journal's length). */
+  get changesInPlace(): number {
+    return this.own === null ? this.host.ex.wtreeJournaled() : 0;
   }
 
   /**
@@ -225,35 +256,66 @@ export class WasmTreeWriter {
     return inserted;
   }
 
-  /**
-   * Puts `key` at PROBE (and an inline value at INPUT), then runs `op`, loading each clean node
-   * it misses and running it again. Errors it reports are thrown; other results are returned.
-   */
-  private call(key: Uint8Array, val: Uint8Array | null, op: () => number): number {
-    assert(key.length <= PROBE_BYTES_MAX, `a key of ${key.length} bytes is past the tree's ${PROBE_BYTES_MAX}`);
-    const loaded: number[] = [];
-    for (;;) {
-      const m = this.host.mem();
-      m.set(key, this.host.probe);
-      if (val !== null) m.set(val, this.host.input);
-      const r = op();
-      if (r === PUT_MISS) {
-        const mr = this.host.mem();
-        const pos = mr.readDoubleLE(this.host.result);
-        // Asked for a node it had loaded already: the cache evicted it to make room for the rest
-        // of the path, and would again. Said instead of going round forever.
-        if (loaded.includes(pos)) throw new CacheTooSmallError(pos);
-        loaded.push(pos);
-        this.host.load(pos, mr.readUInt32LE(this.host.result + 8));
-        continue;
-      }
-      if (r === PUT_NO_MEMORY) throw new TreeMemoryFullError();
-      if (r === PUT_CHILD_NOT_OLDER) {
-        const mr = this.host.mem();
-        throw childNotOlder(mr.readDoubleLE(this.host.result), mr.readDoubleLE(this.host.result + 8));
-      }
-      if (r === PUT_TOO_DEEP) throw new CorruptionError(0, 'the tree is deeper than the writer can descend');
-      return r;
+  private call(key: TreeKey, val: Uint8Array | string | null, op: () => number): number {
+    return callWithLoads(this.host, key, val, op);
+  }
+}
+
+/**
+ * The value under `key` in the tree at `root` (dirty or clean): inline bytes (a fresh copy), the
+ * reference a leaf holds (its position, or a pending id's: the caller resolves it), or undefined.
+ */
+export function findIn(host: TreeHost, root: TreeRoot, key: TreeKey): Buffer | ValueRef | undefined {
+  if (root.addr === 0 && !(root.pos > 0)) return undefined;
+  const ex = host.ex;
+  const r = callWithLoads(host, key, null, () => (root.addr !== 0 ? ex.cacheFindDirty(root.addr, key.length) : ex.cacheFind(root.pos, root.len, key.length)));
+  const m = host.mem();
+  if (r === FOUND_INLINE) {
+    const at = m.readUInt32LE(host.result);
+    return Buffer.from(m.subarray(at, at + m.readUInt32LE(host.result + 4)));
+  }
+  if (r === FOUND_REF) return new ValueRef(m.readDoubleLE(host.result), m.readUInt32LE(host.result + 8), undefined);
+  assert(r === 0, `the cache's find returned ${r}`);
+  return undefined;
+}
+
+/** `s` (one char per byte) into `m` at `at`: a JS loop for short ones, cheaper than a call into C++. */
+function putBin(m: Buffer, s: string, at: number): void {
+  const n = s.length;
+  if (n <= 32) for (let i = 0; i < n; i++) m[at + i] = s.charCodeAt(i);
+  else m.write(s, at, n, 'latin1');
+}
+
+/**
+ * Puts `key` at PROBE (and an inline value at INPUT), then runs `op`, loading each clean node
+ * it misses and running it again. Errors it reports are thrown; other results are returned.
+ */
+function callWithLoads(host: TreeHost, key: TreeKey, val: Uint8Array | string | null, op: () => number): number {
+  assert(key.length <= PROBE_BYTES_MAX, `a key of ${key.length} bytes is past the tree's ${PROBE_BYTES_MAX}`);
+  let loaded: number[] | null = null;
+  for (;;) {
+    const m = host.mem();
+    if (typeof key === 'string') putBin(m, key, host.probe);
+    else m.set(key, host.probe);
+    if (typeof val === 'string') putBin(m, val, host.input);
+    else if (val !== null) m.set(val, host.input);
+    const r = op();
+    if (r === PUT_MISS) {
+      const mr = host.mem();
+      const pos = mr.readDoubleLE(host.result);
+      // Asked for a node it had loaded already: the cache evicted it to make room for the rest
+      // of the path, and would again. Said instead of going round forever.
+      if (loaded?.includes(pos) === true) throw new CacheTooSmallError(pos);
+      (loaded ??= []).push(pos);
+      host.load(pos, mr.readUInt32LE(host.result + 8));
+      continue;
     }
+    if (r === PUT_NO_MEMORY) throw new TreeMemoryFullError();
+    if (r === PUT_CHILD_NOT_OLDER) {
+      const mr = host.mem();
+      throw childNotOlder(mr.readDoubleLE(host.result), mr.readDoubleLE(host.result + 8));
+    }
+    if (r === PUT_TOO_DEEP) throw new CorruptionError(0, 'the tree is deeper than the writer can descend');
+    return r;
   }
 }

@@ -146,7 +146,7 @@ const reads: Array<[string, string]> = [
 
 describe.each([
   ['the WebAssembly cache', {}],
-  ['no WebAssembly cache (cacheBytes: 0)', { cacheBytes: 0 }],
+  ['the least cache (cacheBytes: 0, taken as 4 MiB)', { cacheBytes: 0 }],
 ])('a root index node that is its own child, read with %s', (_label, cacheOpts) => {
   const opts = { readOnly: true, ...cacheOpts };
 

@@ -50,8 +50,10 @@ describe('in-place batches', () => {
     const { db, file } = await ownedStore();
     const before = db.stats.inPlaceChanges;
     const added: string[] = [];
+    // Into the last leaf, the one an ascending load leaves with room: a batch that must split a
+    // leaf is sealed and copies instead (wasm-tree-writer.ts).
     await db.transaction((tx) => {
-      for (let i = 0; i < KEYS.length; i += 10) {
+      for (let i = 580; i < KEYS.length; i += 10) {
         tx.set(`${KEYS[i]}a`, 'n');
         added.push(`${KEYS[i]}a`);
       }
@@ -282,7 +284,8 @@ describe('in-place batches', () => {
       fc.asyncProperty(
         fc.array(
           fc.record({
-            writes: fc.array(fc.record({ key: fc.integer({ min: 0, max: 79 }), value: fc.integer({ min: 0, max: 9 }), del: fc.boolean() }), { minLength: 1, maxLength: 30 }),
+            // Deletes one write in eight: a batch with one is sealed and copies (wasm-tree-writer.ts).
+            writes: fc.array(fc.record({ key: fc.integer({ min: 0, max: 79 }), value: fc.integer({ min: 0, max: 9 }), del: fc.integer({ min: 0, max: 7 }).map((d) => d === 0) }), { minLength: 1, maxLength: 30 }),
             abort: fc.boolean(),
             waitMs: fc.constantFrom(-1, -1, 0, 2),
             readAfterMs: fc.constantFrom(0, 1, 3),
@@ -345,6 +348,8 @@ describe('in-place batches', () => {
               : db.transaction(async (tx) => {
                 await new Promise((r) => setTimeout(r, spec.waitMs));
                 body(tx);
+                tx.count(); // makes its held-back sets now: in place while it waits
+                readNow(`inside ${i + 1}`); // a reader then seals them off (or finds them sealed already)
                 await new Promise((r) => setTimeout(r, spec.waitMs));
               }, { tag: i + 1 });
             pending.push(run.then(() => readNow(`after ${i + 1}`), () => readNow(`after abort ${i + 1}`)));
@@ -378,9 +383,8 @@ describe('in-place batches', () => {
     expect(totals.slicedCheckpoints, JSON.stringify(totals)).toBeGreaterThan(25);
   });
 
-  it('the same with every checkpoint in the background (batches commit between its steps)', async () => {
+  it('the same with every checkpoint in the background (readers between its steps)', async () => {
     const totals = await randomBatchesProperty({ checkpointIntervalBytes: 256, slicedCheckpointBytesMin: 0, checkpointSliceMs: 0 }, 25, 20261203);
     expect(totals.backgroundCheckpoints, JSON.stringify(totals)).toBeGreaterThan(25);
-    expect(totals.backgroundCommits, JSON.stringify(totals)).toBeGreaterThan(0);
   });
 });

@@ -269,7 +269,8 @@ export interface Tree {
 /**
  * Plans and encodes a checkpoint of `frozen` (dirty) for a slab at `start`, the way the store
  * would: the plan area and the output grow until they fit. Returns the slab's entries by position
- * (not yet in `disk`), the plan (for an abandon) and where the slab ends.
+ * (not yet in `disk`), the plan (for an abandon) and where the slab ends (no entries, when every
+ * node the tree reaches by address was written already).
  */
 export function encode(t: Instance, frozen: Root, start: number): { entries: Disk; plan: number; planLen: number; end: number } {
   let planCap = 5; // too small at first for any tree of more than one node: the -1 path
@@ -282,6 +283,11 @@ export function encode(t: Instance, frozen: Root, start: number): { entries: Dis
     planLen = t.ex.wtreePlan(frozen.addr, plan, planCap);
   }
   expect(planLen % 5).toBe(0);
+  if (planLen === 0) {
+    // Nothing unwritten: the tree's root (a written node, restored or still held) is in the file.
+    expect(t.mem().readDoubleLE(frozen.addr + 8)).toBeGreaterThan(0);
+    return { entries: new Map(), plan, planLen, end: start };
+  }
   const rows = planLen / 5;
   const table = t.ex.alloc(rows * 12) >>> 0;
   let outCap = 64; // and the encoder runs out of room a few times: ERR_OUT_OF_SPACE, then again

@@ -1,0 +1,1860 @@
+//! The embedded store's public API: `open(path)` → `Db`.
+//!
+//! Reads are synchronous against the last *durable* commit (or a pinned snapshot). Writes are
+//! queued and group-committed: everything issued in one event-loop turn becomes one slab, one
+//! append and (unless `durable: false`) one fdatasync; the promises settle after that. One batch
+//! is in flight at a time, so while a batch syncs the next one gathers. Transactions run in the
+//! batch, in order, against the tree as the batch has left it, and see their own writes.
+//! After a failed append or fdatasync the tail of the file is unknown, so the store turns
+//! read-only (IoFailedError) until it is reopened, when recovery decides what survived.
+import crypto from 'node:crypto';
+import fs from 'node:fs';
+import path from 'node:path';
+import { threadId } from 'node:worker_threads';
+import os from 'node:os';
+import util from 'node:util';
+import { Buffer } from 'node:buffer';
+import { crc32c } from '../wasm/crc32c.js';
+import { NodeCache } from './cache.js';
+import { UNANSWERED } from './wasm-cache.js';
+import type { Action, CommitRecord } from './codec.js';
+import { readEntry } from './entry.js';
+import {
+  BadArgumentError, ClosedError, CommitTooLargeError, CorruptionError, IoFailedError, KeyTooLargeError, SolifugeError, ValueTooLargeError, assert,
+} from './errors.js';
+import {
+  DATA_START_POS, ENTRY_HEADER_BYTES, FORMAT_VERSION, Kind, SUPERBLOCK_A_POS, SUPERBLOCK_B_POS, encodeSuperblock, type Superblock,
+} from './format.js';
+import { copyOf, inlineValueAt, inlineValueBytes, toBinKey, toValueBuffer, type BinKey, type KeyInput, type ValueInput } from './keys.js';
+import { FileLog, syncDirectory } from './log-file.js';
+import { DiskRef, T, ValueRef, type Child, type LeafValue, type TreeNode } from './node.js';
+import { recover, replayAfterCheckpoint } from './recovery.js';
+import { SlabBuilder, type BuiltSlab } from './slab.js';
+import { PLAN_VALUE_BYTES_MAX } from './plan.js';
+import { WasmAllocationError } from '../wasm/module.js';
+import { PUNCH_STEP_BYTES, type AutoCompactOptions, type CompactOptions, type CompactProgress, type CompactResult, type CopyCursor } from './compaction.js';
+import { addon } from '../native/addon.js';
+import { allowedCpusOfProcess, completionCpuOfFile } from '../native/completion-cpu.js';
+import { closeControl, listenControl } from './control.js';
+import { ValueVerifier, duplicateFd, sendSource, type SendValueOptions, type SendValueResult, type ValueSource } from './get-with.js';
+import type net from 'node:net';
+import { Cursor, TreeWriter, lookup, type NodeSource, type TreeState } from './tree.js';
+import { actionLogBytes, applyActions, deletePrefixIn, lastPerKey } from './actions.js';
+import { Snapshot, Transaction, entryIterator, keyIterator, toBounds } from './views.js';
+import { checkStore, type CheckReport } from './check.js';
+
+export interface OpenOptions {
+  /** A write's promise settles after fdatasync (default true). */
+  durable?: boolean;
+  /** Create the file if it does not exist (default true). */
+  create?: boolean;
+  /** Open without the exclusive lock, writes or truncation (inspection). */
+  readOnly?: boolean;
+  /** Cut everything after the first damaged slab even if valid commits follow it (default false). */
+  repair?: boolean;
+  maxKeyBytes?: number;
+  maxValueBytes?: number;
+  /** Values up to this size live inside their leaf; larger ones get their own Value entry. */
+  inlineValueBytesMax?: number;
+  /** Target encoded size of a node; a node that grows past it splits. */
+  nodeBytesMax?: number;
+  /**
+   * Node bytes the WebAssembly node cache keeps (wasm-cache.ts; it serves get, exists and the reads
+   * built on them). Below 4 MiB there is no WASM cache and gets use decoded nodes. Default 512 MiB,
+   * reserved as address space and touched only as nodes arrive (in 2 MiB pages with `hugePages`;
+   * the native addon faults the next few MiB in ahead of them, off the JS thread).
+   */
+  cacheBytes?: number;
+  /**
+   * Ask the kernel for transparent huge pages over the WASM node cache (madvise MADV_HUGEPAGE,
+   * through the native addon; default true). A get at 1M keys reads one leaf out of ~140 MiB, and
+   * with 4 KiB pages nearly every node it touches also misses the TLB. Without the addon, or with
+   * THP set to "never", this does nothing. The cost: the region is faulted in 2 MiB at a time (the
+   * hash table, touched at random, becomes resident whole), and with THP's defrag set to
+   * "madvise" a fault may wait for the kernel to compact memory.
+   */
+  hugePages?: boolean;
+  /**
+   * Node bytes (leaves and index nodes) kept decoded as JS objects, for the writer and range
+   * scans (cache.ts). Default 256 MiB; decoded nodes cost the JS heap about three times their size.
+   * Their keys and inline values are strings on the V8 heap (keys.ts InlineValue), so this counts
+   * toward `--max-old-space-size`: keep it well below that limit. Leaves written for keys appended
+   * in order are left to the WebAssembly cache (cache.ts addWritten).
+   */
+  decodedCacheBytes?: number;
+  /** Rewrite the superblock once this many bytes were appended since the last one. */
+  superblockIntervalBytes?: number;
+  /**
+   * Commits up to this size are made durable before the JS thread goes on (an fdatasync, or a
+   * direct write: `syncSpinUs`, `syncDirect`; default 64 KiB; 0: never). On this
+   * machine the hop to libuv's pool and back costs ~100 µs, about the price of the fdatasync
+   * itself, and a small commit's sync blocks the loop for ~0.1–0.3 ms, as better-sqlite3 and
+   * lmdb's synchronous commits do. Larger commits (bulk loads, checkpoints) sync on the pool.
+   */
+  syncInlineBytesMax?: number;
+  /**
+   * Commits that sync on the JS thread (`syncInlineBytesMax`) have their fdatasync run on the
+   * native addon's sync thread while the JS thread polls for it, for up to this many µs (then it
+   * sleeps until the sync is done); the sync thread then polls this long for the next commit.
+   * Default 1000 on machines with two or more cores, else 0: a plain fdatasync on the JS thread,
+   * as without the addon. Either way the write promise settles after the fdatasync returned.
+   * Why: a thread that blocks in fdatasync lets its core halt, and on this machine's VM waking it
+   * for the completion, and running the JS that follows on a cold core, cost more than a third of
+   * a small commit (bench/RESULTS.md round 16: single durable commits p50 159 µs against 227,
+   * 1.42× the commits/s). The cost: up to two cores busy from a small durable commit until this
+   * long after the last one (both polls yield to any other runnable thread). Set 0 where cores
+   * are shared with work that matters more, e.g. several stores' processes on one small machine.
+   */
+  syncSpinUs?: number;
+  /**
+   * With `syncSpinUs` > 0, a small durable commit is written through a second descriptor opened
+   * O_DIRECT | O_DSYNC, durable once that one write is done, instead of a buffered write and an
+   * fdatasync (the addon needed). Default false: on this machine's disk (write-back cache, no
+   * FUA, so the kernel follows the write with a flush) it measured no better in the bench:
+   * durable single commits 1.06× and 0.80×, groups of 100 0.88× and 0.69× of the fdatasync path
+   * (bench/RESULTS.md round 17); a disk with FUA may do better. Only after an fdatasync covered
+   * every buffered write before it (a commit is never durable before the slab ahead of it);
+   * file systems that refuse direct I/O are noticed on the first write and get the fdatasync.
+   * Direct writes drop the page cache's copy of their blocks: the last ~1 MiB so written is
+   * kept in memory for reads, and older values are read from the disk once.
+   */
+  syncDirect?: boolean;
+  /**
+   * Where the addon's sync thread serves this store's polled syncs (`syncSpinUs` > 0): 'auto'
+   * (the default) pins it to the CPU that takes the completion interrupts of the disk holding the
+   * file, when that is one CPU (a single-queue disk, read from sysfs and /proc/interrupts:
+   * src/native/completion-cpu.ts), with a SCHED_IDLE keeper thread that spins there while the
+   * sync waits for the disk, so the completions never meet a halted CPU and wake the sync thread
+   * where it is; otherwise as 'off'. The CPU is read when the store opens (irqbalance moving the
+   * interrupt later is not followed). A number names that CPU (it must be one the process may
+   * run on); 'off' leaves the thread anywhere, without a keeper. The sync thread is the
+   * process's: stores asking for different CPUs move it back and forth. Why (bench/RESULTS.md
+   * round 18): on this machine's VM, side by side in the bench at 1M keys, durable single commits
+   * ran at 7,773 commits/s against 5,623 with 'off', p50 102 against 141 µs. The cost: while a
+   * small durable commit waits for the disk, up to `syncSpinUs`, that CPU is busy with the keeper;
+   * it gives way to any other thread at once, but its time counts against a cgroup's CPU quota.
+   * `db.syncCpu` tells the choice.
+   */
+  syncCpu?: number | 'auto' | 'off';
+  /**
+   * Write the tree's changed nodes (a checkpoint) once this many bytes of slabs were appended
+   * since the last one. Larger: fewer node copies written, but more to replay on open and more
+   * changed nodes held in memory. Also once the changed nodes (estimated) reach four times this,
+   * and on close.
+   */
+  checkpointIntervalBytes?: number;
+  /**
+   * Also checkpoint at a commit whose changed nodes (estimated, since the last checkpoint) are at
+   * most this many times its log record: sorted and clustered batches then write the tree once
+   * instead of logging now and writing the nodes later (actions.ts). Default 1.5; 0: never.
+   */
+  checkpointTreeOverLogMax?: number;
+  /**
+   * Also checkpoint once writes have paused this long (ms; 0: never). Readers then find the whole
+   * tree on disk, where gets take one call into the WASM node cache (wasm-cache.ts) instead of
+   * walking changed nodes held as JS objects, and a reopen replays nothing. Default 1000.
+   */
+  checkpointIdleMs?: number;
+  /**
+   * Checkpoints with at least this many bytes of changed nodes (estimated) run in slices of
+   * `checkpointSliceMs`, giving the event loop back between them (README, "Big checkpoints give
+   * the event loop back"). Default 4 MiB; 0: every checkpoint.
+   */
+  slicedCheckpointBytesMin?: number;
+  /** How long one slice of a sliced checkpoint runs before it yields (ms; 0: after every node). Default 10. */
+  checkpointSliceMs?: number;
+  /**
+   * Checkpoints the store chooses itself that would run in slices (`slicedCheckpointBytesMin`)
+   * are built in the background while later batches commit; only their encoding and append hold
+   * writes back (README, "Big checkpoints run beside the writes"). Default true; false: the
+   * writes wait for the whole checkpoint, as before.
+   */
+  backgroundCheckpoints?: boolean;
+  /**
+   * Online compaction by policy (off by default): after a checkpoint, compact when the in-use part
+   * of the file is estimated to be `garbageRatio` garbage (compaction.ts) and is at least
+   * `minFileBytes`. Errors are kept in `db.lastAutoCompactError`.
+   */
+  autoCompact?: AutoCompactOptions | false;
+  /**
+   * Listen on the Unix socket `<file>.sock` so `solifuge compact --online FILE` (and `stats`) can
+   * reach this running store (control.ts). Off by default.
+   */
+  controlSocket?: boolean;
+}
+
+export interface RangeOptions {
+  gt?: KeyInput;
+  gte?: KeyInput;
+  lt?: KeyInput;
+  lte?: KeyInput;
+  prefix?: KeyInput;
+  reverse?: boolean;
+  limit?: number;
+}
+
+export interface TransactionOptions {
+  /** Stored with the commit; `db.lastTag` returns it (the cluster stores its applied instance). */
+  tag?: number;
+  /** Override the store's durability for the batch holding this transaction. */
+  durable?: boolean;
+}
+
+export const DEFAULTS = {
+  durable: true,
+  maxKeyBytes: 64 * 1024,
+  maxValueBytes: 64 * 1024 * 1024,
+  inlineValueBytesMax: 128,
+  nodeBytesMax: 4096,
+  cacheBytes: 512 * 1024 * 1024,
+  hugePages: true,
+  decodedCacheBytes: 256 * 1024 * 1024,
+  superblockIntervalBytes: 64 * 1024 * 1024,
+  checkpointIntervalBytes: 64 * 1024 * 1024,
+  checkpointTreeOverLogMax: 1.5,
+  checkpointIdleMs: 1000,
+  syncInlineBytesMax: 64 * 1024,
+  syncSpinUs: os.availableParallelism() > 1 ? 1000 : 0,
+  syncDirect: false,
+  syncCpu: 'auto',
+  slicedCheckpointBytesMin: 4 * 1024 * 1024,
+  checkpointSliceMs: 10,
+  backgroundCheckpoints: true,
+} as const;
+
+/** Changed-node bytes (estimated) that force a checkpoint, in checkpointIntervalBytes. */
+const DIRTY_OVER_INTERVAL_MAX = 4;
+
+/**
+ * Checkpoints with at least `slicedCheckpointBytesMin` changed-node bytes (estimated) are built,
+ * appended and cached in slices of `checkpointSliceMs`, with a turn of the event loop between
+ * slices: one of 565k changed keys held the event loop for 1.9–4.0 s in one piece (bench/RESULTS.md
+ * rounds 11, 12), long enough to miss timers, sockets and a cluster's lease renewals. Writes wait
+ * for it either way; reads, timers and I/O go on. Smaller ones (a sorted load's, every commit)
+ * stay in one piece. The append goes in parts of this many bytes.
+ */
+const APPEND_SLICE_BYTES = 4 * 1024 * 1024;
+/**
+ * A background checkpoint stages and caches in slices of at most this many ms, and a waiting
+ * batch runs between two. With groups of 100 at 1M keys (~0.4 ms a commit), 10 ms slices let ~30
+ * commits through a checkpoint's ~0.55 s of staging and caching, 1 ms slices ~230 through its
+ * ~0.95 s; the longest commit, set by the encode and append that hold the writer (~0.45 s), was
+ * the same either way (bench/RESULTS.md round 23).
+ */
+const BACKGROUND_SLICE_MS_MAX = 1;
+
+/**
+ * A promise's outcome as data: started early and awaited later, a rejection must not count as
+ * unhandled in between (Node would end the process).
+ */
+type Settled = { ok: true } | { ok: false; error: unknown };
+
+/**
+ * A commit failed before its publish and left nothing behind (its appended record erased): the
+ * batch's jobs fail with `cause`, and the store goes on writing.
+ */
+class NothingWrittenError extends Error {
+  constructor(override readonly cause: unknown) {
+    super('nothing written');
+  }
+}
+
+function settled(p: Promise<void>): Promise<Settled> {
+  return p.then(
+    () => ({ ok: true }) as const,
+    (error: unknown) => ({ ok: false, error }) as const,
+  );
+}
+
+function nextTurn(): Promise<void> {
+  return new Promise((resolve) => setImmediate(resolve));
+}
+
+interface Published {
+  root: Child | null;
+  count: number;
+  tag: number | undefined;
+  commit: CommitRecord | null;
+}
+
+/**
+ * A checkpoint of an earlier commit's tree (`base`), written while later batches commit (Db,
+ * startBackgroundCheckpoint). Its phases: 'staging' (slices, between batches), 'writing' (it holds
+ * the writer while it encodes and appends: the encoding fixes its position), 'caching' (positions
+ * and caches, between batches again).
+ */
+interface BackgroundCheckpoint {
+  readonly base: Published & { commit: CommitRecord };
+  phase: 'staging' | 'writing' | 'caching';
+  /** Set by a forced checkpoint or close() while it stages: it stops and writes nothing. */
+  cancelled: boolean;
+  /** Set once its append starts: from then on a failure leaves the file's state unknown. */
+  appending: boolean;
+  /** bytesSinceCheckpoint and dirtyBytesSinceCheckpoint when it started, given back if it writes nothing. */
+  readonly bytesBefore: number;
+  readonly dirtyBefore: number;
+  /** Generations below this one are its tree's (TreeWriter.dirtyBelowGen). */
+  readonly gen: number;
+  /**
+   * Set when the changed nodes since it started pass DIRTY_OVER_INTERVAL_MAX intervals: no batch
+   * starts from then until it is done (startBatch), bounding the heap as a checkpoint in a commit
+   * does; the event loop still turns between its slices.
+   */
+  hurry: boolean;
+  /** Settles once it is done, written or not (it never rejects). */
+  done: Promise<void>;
+}
+
+type Job =
+  | { k: 'set'; key: BinKey; val: LeafValue; resolve: (v: undefined) => void; reject: (e: unknown) => void }
+  | { k: 'del'; key: BinKey; resolve: (v: boolean) => void; reject: (e: unknown) => void }
+  | { k: 'delPrefix'; prefix: BinKey; resolve: (v: number) => void; reject: (e: unknown) => void }
+  | {
+      k: 'tx';
+      fn: (tx: Transaction) => unknown;
+      opts: TransactionOptions;
+      resolve: (v: unknown) => void;
+      reject: (e: unknown) => void;
+    }
+  | {
+      k: 'compactCopy';
+      boundary: number;
+      cursor: CopyCursor;
+      chunkBytes: number;
+      checkpointEveryBytes: number;
+      resolve: (v: CopyCursor) => void;
+      reject: (e: unknown) => void;
+    }
+  | { k: 'compactSeal'; boundary: number; resolve: (v: undefined) => void; reject: (e: unknown) => void }
+  | { k: 'checkpoint'; resolve: (v: undefined) => void; reject: (e: unknown) => void };
+
+/** The read surface shared by Db, Snapshot and Transaction. */
+export interface Reader {
+  get(key: KeyInput): Buffer | undefined;
+  exists(key: KeyInput): boolean;
+  count(): number;
+  range(opts?: RangeOptions): IterableIterator<[Buffer, Buffer]>;
+  keys(opts?: RangeOptions): IterableIterator<Buffer>;
+}
+
+export class Db implements Reader {
+  private published: Published;
+  private queue: Job[] = [];
+  private scheduled = false;
+  private running: Promise<void> | null = null;
+  private failed: SolifugeError | null = null;
+  private closed = false;
+  private gen = 1;
+  /**
+   * In-place batches. A batch of writes may change the store's own dirty nodes in place instead
+   * of copying them (TreeWriter, in-place mode): those of generations from `sharedFromGen` on,
+   * which no snapshot, cursor or savepoint holds. `captured` marks that one was taken since:
+   * the next batch moves `sharedFromGen` past every node that exists. While a batch has changes
+   * in place (`inPlaceWriter`), every read of the published tree seals it first (readRoot), so no
+   * reader ever sees a change before it is durable and published.
+   */
+  private sharedFromGen = 0;
+  /** getWith calls (sendValue's among them) whose handlers have not settled: close() waits for them. */
+  private readonly handlersRunning = new Set<Promise<unknown>>();
+  private captured = false;
+  private inPlaceWriter: TreeWriter | null = null;
+  private sb: Superblock;
+  private sbPos: number;
+  private readonly slabs = new SlabBuilder();
+  /** The background checkpoint running, if any (startBackgroundCheckpoint). */
+  private background: BackgroundCheckpoint | null = null;
+  /**
+   * The slab plan batches build their slabs in while a background checkpoint holds `slabs`. That
+   * one keeps the checkpoints (its buffers in linear memory, which never shrinks, grow to a whole
+   * tree's size, and are warm: fresh pages cost a checkpoint of 119 MB ~0.3 s of page faults);
+   * this one stays the size of the commits.
+   */
+  private sideSlabs: SlabBuilder | null = null;
+  private readonly pins = new Map<number, number>(); // commit seq -> pinned snapshots
+  private bytesSinceCheckpoint = 0;
+  /** Estimated bytes of tree nodes made dirty since the last checkpoint (TreeWriter.dirtyBytes). */
+  private dirtyBytesSinceCheckpoint = 0;
+  /** The running batch's writer's dirtyBytes already added to dirtyBytesSinceCheckpoint. */
+  private dirtyCounted = 0;
+  private compacting = false;
+  /** Set by close(): a compaction still copying or waiting for snapshots stops (before its seal). */
+  private compactionCancelled = false;
+  private control: net.Server | null = null;
+  /** Settles when the running compaction ends; close() waits for it (it punches through our fd). */
+  private compactionRun: Promise<void> | null = null;
+  /** In-use bytes right after the last compaction (or at open), for the auto-compaction policy. */
+  private lastCompactedBytes = 0;
+  private readonly verifier: ValueVerifier;
+  /** Commits replayed on open (those after the last checkpoint). */
+  readonly replayedSlabs: number = 0;
+  /**
+   * Counters since open. `inPlaceChanges`: slots changed in place by published batches (see
+   * "In-place batches"); `inPlaceSeals`: batches whose changes in place had to be sealed off
+   * for a reader of the published tree or for a checkpoint; `slicedCheckpoints`: checkpoints
+   * that ran in slices (slicedCheckpointBytesMin); `directSyncs`: syncs that were a direct write
+   * (syncDirect); `zerosPrepared`: times zeros were written and synced ahead of the log for the
+   * next big durable commits (FileLog.prepareAhead); `backgroundCheckpoints`: checkpoints written
+   * beside the writes (backgroundCheckpoints; also counted in `checkpoints`), `backgroundCommits`:
+   * commits published while one was running, `backgroundDropped`: ones that wrote nothing (a
+   * forced checkpoint or close() came first, or building failed).
+   */
+  readonly stats = {
+    commits: 0, syncs: 0, directSyncs: 0, checkpoints: 0, slicedCheckpoints: 0, bytesAppended: 0, autoCompactions: 0, inPlaceChanges: 0,
+    inPlaceSeals: 0, zerosPrepared: 0, backgroundCheckpoints: 0, backgroundCommits: 0, backgroundDropped: 0,
+  };
+
+  private constructor(
+    readonly path: string,
+    private readonly log: FileLog,
+    readonly options: Required<Omit<OpenOptions, 'create'>>,
+    private readonly cache: NodeCache,
+    recovered: { sb: Superblock; sbPos: number; lastCommit: CommitRecord | null },
+    /** Bytes cut from the end of the file by recovery. */
+    readonly tornBytesCut: number,
+  ) {
+    this.sb = recovered.sb;
+    this.sbPos = recovered.sbPos;
+    this.verifier = new ValueVerifier(log);
+    const c = recovered.lastCommit;
+    let root: Child | null = null;
+    let count = 0;
+    if (c !== null) {
+      // The last commit's tree = its checkpoint + the actions of the commits after it.
+      const w = new TreeWriter(cache, { root: c.rootKind === 0 ? null : new DiskRef(c.rootPos, c.rootLen), count: c.treeKeyCount }, ++this.gen, options.nodeBytesMax);
+      const replayed = replayAfterCheckpoint(log, c, (actions) => applyActions(w, actions));
+      this.replayedSlabs = replayed.slabs;
+      // (A version-2 commit records no count: its sets changed the tree after it was written.)
+      if (c.keyCount !== null && w.count !== c.keyCount) throw new CorruptionError(c.pos, `replay gives ${w.count} keys, the commit records ${c.keyCount}`);
+      this.gen = w.gen + 1;
+      root = w.root;
+      count = w.count;
+      this.bytesSinceCheckpoint = replayed.logBytes;
+      this.dirtyBytesSinceCheckpoint = w.dirtyBytes;
+    }
+    this.published = { root, count, tag: c?.tag, commit: c };
+    this.lastCompactedBytes = log.end - this.sb.liveStart;
+  }
+
+  static async open(file: string, options: OpenOptions = {}): Promise<Db> {
+    const opts = {
+      durable: options.durable ?? DEFAULTS.durable,
+      readOnly: options.readOnly ?? false,
+      repair: options.repair ?? false,
+      maxKeyBytes: options.maxKeyBytes ?? DEFAULTS.maxKeyBytes,
+      maxValueBytes: options.maxValueBytes ?? DEFAULTS.maxValueBytes,
+      inlineValueBytesMax: options.inlineValueBytesMax ?? DEFAULTS.inlineValueBytesMax,
+      nodeBytesMax: options.nodeBytesMax ?? DEFAULTS.nodeBytesMax,
+      cacheBytes: options.cacheBytes ?? DEFAULTS.cacheBytes,
+      decodedCacheBytes: options.decodedCacheBytes ?? DEFAULTS.decodedCacheBytes,
+      hugePages: options.hugePages ?? DEFAULTS.hugePages,
+      superblockIntervalBytes: options.superblockIntervalBytes ?? DEFAULTS.superblockIntervalBytes,
+      checkpointIntervalBytes: options.checkpointIntervalBytes ?? DEFAULTS.checkpointIntervalBytes,
+      checkpointTreeOverLogMax: options.checkpointTreeOverLogMax ?? DEFAULTS.checkpointTreeOverLogMax,
+      checkpointIdleMs: options.checkpointIdleMs ?? DEFAULTS.checkpointIdleMs,
+      syncInlineBytesMax: options.syncInlineBytesMax ?? DEFAULTS.syncInlineBytesMax,
+      syncSpinUs: options.syncSpinUs ?? DEFAULTS.syncSpinUs,
+      syncDirect: options.syncDirect ?? DEFAULTS.syncDirect,
+      syncCpu: options.syncCpu ?? DEFAULTS.syncCpu,
+      slicedCheckpointBytesMin: options.slicedCheckpointBytesMin ?? DEFAULTS.slicedCheckpointBytesMin,
+      checkpointSliceMs: options.checkpointSliceMs ?? DEFAULTS.checkpointSliceMs,
+      backgroundCheckpoints: options.backgroundCheckpoints ?? DEFAULTS.backgroundCheckpoints,
+      autoCompact: options.autoCompact ?? false,
+      controlSocket: options.controlSocket ?? false,
+    };
+    if (!(opts.syncSpinUs >= 0 && opts.syncSpinUs <= 1_000_000)) throw new BadArgumentError('syncSpinUs must be within 0 .. 1000000');
+    if (!(opts.slicedCheckpointBytesMin >= 0)) throw new BadArgumentError('slicedCheckpointBytesMin must be a non-negative number');
+    if (!(opts.checkpointSliceMs >= 0 && opts.checkpointSliceMs <= 10_000)) throw new BadArgumentError('checkpointSliceMs must be within 0 .. 10000');
+    if (!(opts.checkpointTreeOverLogMax >= 0 && opts.checkpointTreeOverLogMax <= 1000)) throw new BadArgumentError('checkpointTreeOverLogMax must be within 0 .. 1000');
+    if (opts.nodeBytesMax < 512 || opts.nodeBytesMax > 1 << 24) throw new BadArgumentError('nodeBytesMax must be within 512 B .. 16 MiB');
+    if (!(opts.maxKeyBytes >= 1 && opts.maxKeyBytes <= 1 << 20)) throw new BadArgumentError('maxKeyBytes must be within 1 B .. 1 MiB');
+    // A value goes through the slab encoder's linear memory whole (plan.ts PLAN_VALUE_BYTES_MAX).
+    if (!(opts.maxValueBytes >= 0 && opts.maxValueBytes <= PLAN_VALUE_BYTES_MAX)) throw new BadArgumentError(`maxValueBytes must be within 0 .. ${PLAN_VALUE_BYTES_MAX >> 20} MiB`);
+    if (!(opts.cacheBytes >= 0 && opts.cacheBytes <= 3 * 2 ** 30)) throw new BadArgumentError('cacheBytes must be within 0 .. 3 GiB (WebAssembly memory is 32-bit)');
+    if (typeof opts.hugePages !== 'boolean') throw new BadArgumentError('hugePages must be a boolean');
+    if (typeof opts.syncDirect !== 'boolean') throw new BadArgumentError('syncDirect must be a boolean');
+    if (!(opts.syncCpu === 'auto' || opts.syncCpu === 'off' || (Number.isInteger(opts.syncCpu) && opts.syncCpu >= 0 && opts.syncCpu < 1024))) {
+      throw new BadArgumentError("syncCpu must be 'auto', 'off' or a CPU number within 0 .. 1023");
+    }
+    if (typeof opts.syncCpu === 'number') assertAllowedCpu(opts.syncCpu);
+    if (!(opts.decodedCacheBytes >= 0)) throw new BadArgumentError('decodedCacheBytes must be a non-negative number');
+    if (opts.inlineValueBytesMax > opts.nodeBytesMax / 4) throw new BadArgumentError('inlineValueBytesMax must be at most nodeBytesMax / 4');
+    const create = options.create ?? true;
+    if (!fs.existsSync(file)) {
+      if (!create || opts.readOnly) throw new BadArgumentError(`${file} does not exist`);
+      initFile(file);
+    }
+    const log = FileLog.open(file, { readOnly: opts.readOnly });
+    try {
+      log.syncCpu = syncCpuFor(log, opts.syncCpu, opts.syncSpinUs);
+      const r = recover(log, { repair: opts.repair });
+      if (r.tornBytes > 0 && !opts.readOnly) {
+        log.truncate(r.end);
+        log.syncNow();
+      }
+      log.end = r.end;
+      const db = new Db(file, log, opts, new NodeCache(log, opts.cacheBytes, opts.decodedCacheBytes, opts.hugePages), r, opts.readOnly ? 0 : r.tornBytes);
+      if (!opts.readOnly && db.sb.version < FORMAT_VERSION) {
+        // Before this build writes a commit an older one cannot read (format.ts FORMAT_VERSION):
+        // the same superblock again as this version, synced.
+        try {
+          db.rewriteSuperblock();
+        } catch (err) {
+          await db.close();
+          throw err;
+        }
+      }
+      if (opts.controlSocket && !opts.readOnly) {
+        try {
+          db.control = await listenControl(file, db);
+        } catch (err) {
+          await db.close();
+          throw err;
+        }
+      }
+      return db;
+    } catch (err) {
+      log.close();
+      throw err;
+    }
+  }
+
+  // --- reads ----------------------------------------------------------------------------------
+
+  /** The published root, for a read: a batch's changes in place are sealed off first. */
+  private readRoot(): Child | null {
+    this.sealInPlace();
+    return this.published.root;
+  }
+
+  /** Gives the published tree its own contents back, if a batch changed shared nodes in place. */
+  private sealInPlace(): void {
+    if (this.inPlaceWriter !== null && this.inPlaceWriter.seal()) this.stats.inPlaceSeals++;
+  }
+
+  get(key: KeyInput): Buffer | undefined {
+    this.assertOpen();
+    const root = this.readRoot();
+    // The common case, a byte key and a checkpointed root: one call into the WASM cache, whose
+    // inline values are already fresh copies.
+    if (root !== null && root.t === T.Disk && key instanceof Uint8Array && this.cache.fast !== null) {
+      const r = this.cache.fast.getBytes(root, key);
+      if (r !== UNANSWERED) return r instanceof ValueRef ? this.materialize(r) : r;
+    }
+    const v = lookup(this.cache, root, toBinKey(key));
+    return v === undefined ? undefined : this.materialize(v);
+  }
+
+  exists(key: KeyInput): boolean {
+    this.assertOpen();
+    return lookup(this.cache, this.readRoot(), toBinKey(key)) !== undefined;
+  }
+
+  count(): number {
+    return this.published.count;
+  }
+
+  /**
+   * A short description for console.log and test-failure messages: the store holds views over its
+   * WebAssembly memory (hundreds of MiB), which a generic formatter would print byte by byte.
+   */
+  toJSON(): { path: string; keys: number; closed: boolean } {
+    return { path: this.path, keys: this.published.count, closed: this.closed };
+  }
+
+  [util.inspect.custom](): string {
+    return `Db ${JSON.stringify(this.toJSON())}`;
+  }
+
+  /** Tag of the last durable commit that carried one (see TransactionOptions.tag). */
+  get lastTag(): number | undefined {
+    return this.published.tag;
+  }
+
+  /** The CPU the addon's sync thread serves this store's small durable commits on, or null (OpenOptions.syncCpu). */
+  get syncCpu(): number | null {
+    return this.log.syncCpu >= 0 ? this.log.syncCpu : null;
+  }
+
+  range(opts: RangeOptions = {}): IterableIterator<[Buffer, Buffer]> {
+    this.assertOpen();
+    // The iterator pins the commit it reads (online compaction waits for it) until it finishes,
+    // breaks or is garbage-collected unfinished.
+    const snap = this.snapshot();
+    let it: IterableIterator<[Buffer, Buffer]>;
+    try {
+      it = entryIterator(this, this.cursor(snap.rootForGetWith, opts), opts.limit, () => snap.assertUsable(), () => snap.release());
+    } catch (err) {
+      snap.release(); // bad options: no iterator will ever release it (online compaction waits for pins)
+      throw err;
+    }
+    iteratorPins.register(it, snap);
+    return it;
+  }
+
+  keys(opts: RangeOptions = {}): IterableIterator<Buffer> {
+    this.assertOpen();
+    const snap = this.snapshot();
+    let it: IterableIterator<Buffer>;
+    try {
+      it = keyIterator(this.cursor(snap.rootForGetWith, opts), opts.limit, () => snap.assertUsable(), () => snap.release());
+    } catch (err) {
+      snap.release();
+      throw err;
+    }
+    iteratorPins.register(it, snap);
+    return it;
+  }
+
+  /** Pins the current commit: reads through the snapshot see it until `release()`. */
+  snapshot(): Snapshot {
+    this.assertOpen();
+    const root = this.readRoot();
+    this.captured = true; // it keeps this tree: later batches must copy its nodes
+    const p = this.published;
+    const seq = p.commit?.seq ?? 0;
+    this.pins.set(seq, (this.pins.get(seq) ?? 0) + 1);
+    return new Snapshot(this, root, p.count, p.tag, seq);
+  }
+
+  /** @internal */
+  unpin(seq: number): void {
+    const n = (this.pins.get(seq) ?? 0) - 1;
+    if (n <= 0) this.pins.delete(seq);
+    else this.pins.set(seq, n);
+  }
+
+  /** Number of snapshots currently pinned. */
+  get pinnedSnapshots(): number {
+    let n = 0;
+    for (const c of this.pins.values()) n += c;
+    return n;
+  }
+
+  /** @internal */
+  cursor(root: Child | null, opts: RangeOptions): Cursor {
+    // On-disk leaves are read in place from the WASM node cache when there is one (wasm-cache.ts).
+    return new Cursor(this.cache, root, toBounds(opts), this.cache.fast?.leafView() ?? null);
+  }
+
+  /**
+   * @internal Copies a stored value out (reading and verifying its entry when not inline). A
+   * Buffer is a copy the WASM cache already made (tree.ts lookup), handed over as it is.
+   */
+  materialize(v: LeafValue | Buffer): Buffer {
+    if (typeof v === 'string') return inlineValueBytes(v);
+    if (!(v instanceof ValueRef)) return v;
+    if (v.bytes !== undefined) return copyOf(v.bytes);
+    if (this.verifier.isVerified(v.pos, v.len)) {
+      // Checked once since open (get-with.ts): read the bytes alone, no second checksum pass.
+      return this.log.read(v.pos + ENTRY_HEADER_BYTES, v.len);
+    }
+    const e = readEntry(this.log, v.pos, ENTRY_HEADER_BYTES + v.len, Kind.Value);
+    this.verifier.markVerified(v.pos, v.len);
+    return e.buf.subarray(ENTRY_HEADER_BYTES);
+  }
+
+  /**
+   * Hands the value of `key` to `handler` as NotFound, Value or Location (see get-with.ts); the
+   * read's commit stays pinned and the Location's fd open until the handler's promise settles.
+   */
+  getWith<R>(key: KeyInput, handler: (src: ValueSource) => R | Promise<R>): Promise<R> {
+    this.assertOpen();
+    // close() waits for these: a handler's transfer reads the file through its own descriptor
+    // after the store let go of its pin, and online compaction in the next process to open the
+    // file could punch out the bytes it is still sending (the peer got zeros, the send resolved).
+    const p = this.getWithPinned(key, handler);
+    this.handlersRunning.add(p);
+    const forget = () => this.handlersRunning.delete(p);
+    p.then(forget, forget);
+    return p;
+  }
+
+  private async getWithPinned<R>(key: KeyInput, handler: (src: ValueSource) => R | Promise<R>): Promise<R> {
+    const snap = this.snapshot();
+    let fd = -1;
+    try {
+      const v = this.lookupIn(snap.rootForGetWith, key);
+      let src: ValueSource;
+      if (v === undefined) src = { kind: 'notFound' };
+      else if (!(v instanceof ValueRef) || v.bytes !== undefined) src = { kind: 'value', value: this.materialize(v) };
+      else {
+        this.verifier.verify(v.pos, v.len);
+        // Written directly moments ago, its blocks are not in the page cache: a send from the
+        // file would wait for the disk, a copy from the recent window does not.
+        const fresh = this.log.readRecent(v.pos + ENTRY_HEADER_BYTES, v.len);
+        if (fresh !== undefined) src = { kind: 'value', value: fresh };
+        else {
+          fd = duplicateFd(this.log);
+          src = { kind: 'location', fd, offset: v.pos + ENTRY_HEADER_BYTES, length: v.len };
+        }
+      }
+      return await handler(src);
+    } finally {
+      if (fd >= 0) fs.closeSync(fd);
+      snap.release();
+    }
+  }
+
+  /**
+   * Writes the value of `key` to a socket (by default after a u32 LE length), zero-copy when the
+   * native addon and a plain TCP socket allow. Nothing else may write to the socket until it settles.
+   */
+  sendValue(key: KeyInput, socket: net.Socket, opts: SendValueOptions = {}): Promise<SendValueResult> {
+    return this.getWith(key, (src) => sendSource(socket, src, opts));
+  }
+
+  /** @internal */
+  get nodeSource(): NodeSource {
+    return this.cache;
+  }
+
+  /** @internal */
+  lookupIn(root: Child | null, key: KeyInput): LeafValue | Buffer | undefined {
+    return lookup(this.cache, root, toBinKey(key));
+  }
+
+  // --- writes ---------------------------------------------------------------------------------
+
+  set(key: KeyInput, value: ValueInput): Promise<void> {
+    return this.submit(() => ({ k: 'set', key: this.checkKey(key), val: this.makeValue(value), resolve: noop, reject: noop }));
+  }
+
+  delete(key: KeyInput): Promise<boolean> {
+    return this.submit(() => ({ k: 'del', key: this.checkKey(key), resolve: noop, reject: noop }));
+  }
+
+  /** Arakoon's MULTI_GET_OPTION: the values in the keys' order, undefined for missing keys. */
+  getMany(keys: readonly KeyInput[]): Array<Buffer | undefined> {
+    return keys.map((k) => this.get(k));
+  }
+
+  /** Arakoon's TEST_AND_SET as its own transaction; see Transaction.testAndSet. */
+  testAndSet(key: KeyInput, expected: ValueInput | null, wanted: ValueInput | null): Promise<Buffer | undefined> {
+    return this.transaction((tx) => tx.testAndSet(key, expected, wanted));
+  }
+
+  /** Arakoon's REPLACE as its own transaction: resolves with the previous value. */
+  replace(key: KeyInput, wanted: ValueInput | null): Promise<Buffer | undefined> {
+    return this.transaction((tx) => tx.replace(key, wanted));
+  }
+
+  /** Arakoon's CONFIRM: like set, but writes nothing when the stored value is already equal. */
+  confirm(key: KeyInput, value: ValueInput): Promise<void> {
+    return this.transaction((tx) => tx.confirm(key, value));
+  }
+
+  /** Deletes every key starting with `prefix`; resolves with how many were deleted. */
+  deletePrefix(prefix: KeyInput): Promise<number> {
+    return this.submit(() => ({ k: 'delPrefix', prefix: this.checkKey(prefix), resolve: noop, reject: noop }));
+  }
+
+  /**
+   * Runs `fn` as one atomic unit: it commits with the batch it runs in, or, if it throws (or its
+   * promise rejects), none of its writes happen and the returned promise rejects with that error.
+   * Inside, use only `tx` for this store (awaiting `db.set` inside would wait for a later batch).
+   */
+  transaction<R>(fn: (tx: Transaction) => R | Promise<R>, opts: TransactionOptions = {}): Promise<R> {
+    return this.submit(() => {
+      if (opts.tag !== undefined && !(Number.isSafeInteger(opts.tag) && opts.tag >= 0)) {
+        throw new BadArgumentError('tag must be a non-negative safe integer');
+      }
+      return { k: 'tx', fn: fn as (tx: Transaction) => unknown, opts, resolve: noop, reject: noop };
+    });
+  }
+
+  /** Validates a write and queues it; bad input rejects the promise and queues nothing. */
+  private submit<R>(make: () => Job): Promise<R> {
+    let job: Job;
+    try {
+      this.assertWritable();
+      job = make();
+    } catch (err) {
+      return Promise.reject(err);
+    }
+    return this.enqueue<R>(job);
+  }
+
+  private enqueue<R>(job: Job): Promise<R> {
+    const p = new Promise<R>((resolve, reject) => {
+      (job as { resolve: (v: unknown) => void }).resolve = resolve as (v: unknown) => void;
+      job.reject = reject;
+    });
+    this.queue.push(job);
+    this.scheduleBatch();
+    return p;
+  }
+
+  /** Starts the queue's next batch on a later turn, unless one runs or is already due to start. */
+  private scheduleBatch(): void {
+    if (this.scheduled || this.running !== null || this.queue.length === 0) return;
+    this.scheduled = true;
+    setImmediate(() => this.startBatch());
+  }
+
+  private startBatch(): void {
+    this.scheduled = false;
+    // One batch at a time. close() starts the queue's batch itself, and a start scheduled before
+    // that still fires: it must not run a second batch beside the first (its commit would build
+    // on the same published tree, and one of the two would be lost). The running batch's end
+    // schedules the next.
+    if (this.running !== null || this.queue.length === 0) return;
+    // A background checkpoint that hurries (checkpointDue) lets no batch in until it is done.
+    const bg = this.background;
+    if (bg !== null && bg.hurry) {
+      void bg.done.then(() => this.scheduleBatch());
+      return;
+    }
+    this.running = this.runBatch().finally(() => {
+      this.running = null;
+      this.scheduleBatch();
+    });
+  }
+
+  /** @internal */
+  checkKey(key: KeyInput): BinKey {
+    const bin = toBinKey(key);
+    if (bin.length > this.options.maxKeyBytes) throw new KeyTooLargeError(bin.length, this.options.maxKeyBytes);
+    return bin;
+  }
+
+  /** @internal Copies the caller's bytes (they may change them after the call returns). */
+  makeValue(value: ValueInput): LeafValue {
+    const buf = toValueBuffer(value);
+    if (buf.length > this.options.maxValueBytes) throw new ValueTooLargeError(buf.length, this.options.maxValueBytes);
+    if (buf.length <= this.options.inlineValueBytesMax) return inlineValueAt(buf, 0, buf.length);
+    const copy = Buffer.allocUnsafeSlow(buf.length);
+    buf.copy(copy);
+    return new ValueRef(-1, buf.length, copy);
+  }
+
+  private async runBatch(): Promise<void> {
+    const jobs = this.queue;
+    this.queue = [];
+    if (this.failed !== null || this.closed) {
+      const err = this.failed ?? new ClosedError();
+      for (const j of jobs) j.reject(err);
+      return;
+    }
+    // A batch that writes the tree itself (a forced checkpoint, compaction) waits for a background
+    // checkpoint past its append, or stops one still staging: two must not give nodes positions.
+    if (this.background !== null && jobs.some((j) => j.k === 'checkpoint' || j.k === 'compactCopy' || j.k === 'compactSeal')) {
+      await this.settleBackground();
+      if (this.failed !== null || this.closed) {
+        const err = this.failed ?? new ClosedError();
+        for (const j of jobs) j.reject(err);
+        return;
+      }
+    }
+    const base = this.published;
+    const batchGen = ++this.gen;
+    if (this.captured) {
+      this.sharedFromGen = batchGen;
+      this.captured = false;
+    }
+    // Compaction and checkpoint jobs walk and rewrite the tree: their batches copy, as always.
+    const inPlace = jobs.every((j) => j.k === 'set' || j.k === 'del' || j.k === 'delPrefix' || j.k === 'tx');
+    const shared = inPlace ? { fromGen: this.sharedFromGen, belowGen: batchGen } : null;
+    const w = new TreeWriter(this.cache, { root: base.root, count: base.count }, batchGen, this.options.nodeBytesMax, shared);
+    if (this.background !== null) w.dirtyBelowGen = this.background.gen;
+    if (inPlace) this.inPlaceWriter = w;
+    try {
+      await this.applyAndCommit(jobs, base, w);
+      // Versions the new tree replaced (a failed or aborted batch's list only costs reloads).
+      this.cache.forget(w.replaced);
+    } catch (err) {
+      // A change that could not be made before anything was written: a node on its path failed
+      // its checksum (CorruptionError) or could not be read. The batch publishes nothing, every
+      // job in it fails with that error (settled ones stay as they are), and the store goes on:
+      // the file is as it was, and other keys may still be read and written. Failures from the
+      // append on were handled in applyAndCommit: the store stops writing, unless the commit
+      // erased what it appended (NothingWrittenError: a held-back set that could not be made).
+      for (const j of jobs) j.reject(err);
+    } finally {
+      if (this.inPlaceWriter === w) {
+        // Settled at publish; anything left belongs to a batch that published nothing (a failed
+        // commit, or only aborted transactions): the shared nodes get their contents back.
+        w.abortInPlace();
+        this.inPlaceWriter = null;
+      }
+    }
+  }
+
+  private async applyAndCommit(jobs: Job[], base: Published, w: TreeWriter): Promise<void> {
+    const actions: Action[] = [];
+    let forceCheckpoint = false;
+    let tag = base.tag;
+    let sync = false;
+    const results: unknown[] = new Array(jobs.length);
+    const errors: unknown[] = new Array(jobs.length);
+    for (let i = 0; i < jobs.length; i++) {
+      const job = jobs[i];
+      switch (job.k) {
+        case 'set':
+          w.setLater(job.key, job.val); // made while the commit syncs (see commit)
+          actions.push({ key: job.key, val: job.val });
+          sync ||= this.options.durable;
+          break;
+        case 'del':
+          results[i] = w.delete(job.key);
+          if (results[i] === true) actions.push({ key: job.key, val: null });
+          sync ||= this.options.durable;
+          break;
+        case 'delPrefix':
+          results[i] = deletePrefixIn(this.cache, w, job.prefix, actions);
+          sync ||= this.options.durable;
+          break;
+        case 'tx': {
+          const savepoint = w.savepoint();
+          const mark = actions.length;
+          const tx = new Transaction(this, w, actions);
+          try {
+            results[i] = await job.fn(tx);
+            // Its sets are held back (TreeWriter.setLater) until the commit only when it is the
+            // batch's one job: a set that cannot be made (its path fails a checksum) then fails
+            // the batch, which is this transaction alone. Beside other jobs they are made here,
+            // where a failure aborts this transaction only, as a throw inside it does.
+            if (jobs.length > 1) w.applyLater();
+            w.throwLaterFailure();
+            if (job.opts.tag !== undefined) tag = job.opts.tag;
+            sync ||= job.opts.durable ?? this.options.durable;
+          } catch (err) {
+            w.restore(savepoint);
+            actions.length = mark;
+            errors[i] = err ?? new Error('transaction aborted');
+          } finally {
+            tx.end();
+          }
+          break;
+        }
+        case 'compactCopy':
+          w.applyLater(); // copyForward reads the writer's root
+          try {
+            const next = this.copyForward(w, job.boundary, job.cursor, job.chunkBytes);
+            // Copies stay in memory (dirty) between chunks; a checkpoint writes them every few
+            // MiB and after the last chunk, so small chunks keep writer pauses short.
+            if (next.done || next.bytesSinceCheckpoint >= job.checkpointEveryBytes) {
+              forceCheckpoint = true;
+              next.bytesSinceCheckpoint = 0;
+            }
+            results[i] = next;
+          } catch (err) {
+            errors[i] = err;
+          }
+          break;
+        case 'checkpoint':
+          forceCheckpoint = true;
+          break;
+        case 'compactSeal':
+          w.applyLater();
+          try {
+            await this.sealCompaction(job.boundary);
+          } catch (err) {
+            // A failed fdatasync leaves the file's state unknown (fsyncgate): read-only until
+            // reopened, as after a failed commit.
+            this.failed ??= err instanceof SolifugeError ? err : new IoFailedError(String(err), err);
+            errors[i] = this.failed;
+          }
+          break;
+        default: {
+          const never: never = job;
+          throw new Error(`unknown job ${String(never)}`);
+        }
+      }
+      this.gen = w.gen;
+    }
+    this.gen = w.gen + 1;
+    // Sets still held back (w.setsLater) add theirs when commit() makes them.
+    this.dirtyBytesSinceCheckpoint += w.dirtyBytes;
+    this.dirtyCounted = w.dirtyBytes;
+    // Every held-back set logs an action, and an aborted transaction drops both.
+    assert(actions.length > 0 || w.setsLater === 0, 'sets held back without actions');
+    if (actions.length === 0 && tag === base.tag && !forceCheckpoint && w.root !== base.root) {
+      // Only compaction copies changed the tree: same contents, same commit, nothing to write
+      // yet (the next checkpoint writes the copies). Publish it so the next chunk builds on it.
+      assert(w.count === base.count && this.compacting, 'a tree change without actions outside compaction');
+      this.published = { ...base, root: w.root };
+    }
+    if (actions.length > 0 || tag !== base.tag || forceCheckpoint) {
+      try {
+        // The writer itself: a seal while the commit waits for its sync changes its root.
+        await this.commit(w, lastPerKey(actions), tag, sync, forceCheckpoint);
+      } catch (err) {
+        if (err instanceof CommitTooLargeError) {
+          for (const j of jobs) j.reject(err); // nothing written (runBatch undoes the changes in place)
+          return;
+        }
+        if (err instanceof NothingWrittenError) {
+          for (const j of jobs) j.reject(err.cause); // as above
+          return;
+        }
+        // (runBatch undoes the batch's changes in place; a reader before that seals them off.)
+        const e = err instanceof SolifugeError ? err : new IoFailedError(String(err), err);
+        this.failed = e;
+        for (const j of jobs) j.reject(e);
+        return;
+      }
+    } else if (sync && this.log.hasUnsyncedWrites) {
+      // Nothing to write, but a durable answer (a confirm of an equal value, a failed
+      // testAndSet, a delete of a missing key, a read-only transaction) may rest on commits made
+      // with durable: false: they are synced before it is given.
+      try {
+        await this.log.sync();
+        this.stats.syncs++;
+      } catch (err) {
+        const e = err instanceof SolifugeError ? err : new IoFailedError(String(err), err);
+        this.failed = e; // fsyncgate: the file's state is unknown after a failed fdatasync
+        for (const j of jobs) j.reject(e);
+        return;
+      }
+    }
+    for (let i = 0; i < jobs.length; i++) {
+      if (errors[i] !== undefined) jobs[i].reject(errors[i]);
+      else jobs[i].resolve(results[i] as never);
+    }
+  }
+
+  /**
+   * Writes one slab (the actions, and the tree's changed nodes when it is time to checkpoint),
+   * syncs if asked, then publishes the new tree to readers.
+   */
+  private async commit(state: TreeState, actions: Action[], tag: number | undefined, sync: boolean, forceCheckpoint: boolean): Promise<void> {
+    const prev = this.published.commit;
+    const start = this.log.end;
+    // Sets the batch's writer held back (TreeWriter.setLater) are made after the append, while
+    // the sync runs: the tree change of a small batch (~2 µs a set at 1M keys, ~220 µs for 100)
+    // then costs no time of its own in the commit's latency. The commit record cannot count the
+    // keys yet, and says so (codec.ts, commit version 2); replay counts them.
+    const later = state instanceof TreeWriter && state.setsLater > 0 ? state : null;
+    let checkpoint: boolean;
+    try {
+      checkpoint = this.checkpointDue(actions, forceCheckpoint, later);
+    } catch (err) {
+      // A held-back set met a node it could not read: nothing is written yet.
+      throw new NothingWrittenError(err);
+    }
+    // A big checkpoint the store chose itself is written in the background, after this commit.
+    const background = checkpoint && !forceCheckpoint && this.backgroundAllowed(actions);
+    if (background) checkpoint = false;
+    // A checkpoint writes nodes (and gives them positions) that the published tree may share.
+    if (checkpoint) this.sealInPlace();
+    const held = later !== null && later.setsLater > 0;
+    assert(!(held && checkpoint), 'sets held back in a checkpoint');
+    const input = {
+      actions, keyCount: held ? null : state.count, tag, prev, start,
+      checkpoint: checkpoint ? { root: state.root, keyCount: state.count } : null,
+    };
+    const sliced = checkpoint && this.dirtyBytesSinceCheckpoint >= this.options.slicedCheckpointBytesMin;
+    let slab: BuiltSlab;
+    try {
+      // (A background checkpoint, which waits for no batch, holds `slabs` from staging to caching;
+      // a cancelled one never touches it again.)
+      const slabs = this.background === null || this.background.cancelled ? this.slabs : (this.sideSlabs ??= new SlabBuilder());
+      slab = sliced ? await slabs.buildSliced(input, this.options.checkpointSliceMs, nextTurn) : slabs.build(input);
+    } catch (err) {
+      // Nothing is written yet: a batch too big to encode is refused, and the store goes on.
+      if (err instanceof WasmAllocationError) throw new CommitTooLargeError(err.message, err);
+      throw err;
+    }
+    // A superblock may only name data already durable, so it is written after a sync. Checkpoints
+    // the store chose itself need no sync of their own (a lost one is replayed from the one
+    // before); forced ones (db.checkpoint(), compaction, close) resolve once durable.
+    const superblockDue = forceCheckpoint || slab.commit.pos + slab.commit.len - this.sb.dataEnd >= this.options.superblockIntervalBytes;
+    const syncDue = sync || superblockDue;
+    const syncInline = !checkpoint && slab.len <= this.options.syncInlineBytesMax;
+    // A small commit's sync starts with its append, on the addon's sync thread (syncSpinUs), and
+    // the steps up to the publish run while it does; this thread polls for it after them.
+    // Nothing in between may await: another commit on this thread would start a second one.
+    const syncInlineStarted = syncDue && syncInline;
+    assert(!(syncInlineStarted && sliced), 'an inline sync around a sliced checkpoint');
+    // Appended before the nodes get positions: if the append fails, the published tree (which
+    // shares them) still points at bytes in memory, never at a slab that was not written.
+    if (sliced) await this.appendSliced(slab.bytes, slab.len);
+    else if (syncInlineStarted) this.log.appendSynced(slab.bytes(), slab.len, this.options.syncSpinUs, this.options.syncDirect);
+    else this.log.append(slab.bytes(), slab.len);
+    // A pooled fdatasync starts now and runs while this thread gives the nodes their positions and
+    // fills the caches (in a sorted load ~0.3 ms of a commit, under a ~0.5 ms fdatasync). Nothing
+    // those steps change is visible to readers before the publish below, which waits for it.
+    const syncing = syncDue && !syncInline ? settled(this.log.sync()) : null;
+    if (held) {
+      try {
+        this.makeHeldSets(later);
+      } catch (err) {
+        // A node on a set's path failed its checksum or could not be read. Before the tree
+        // changed first, such a batch wrote nothing and the store went on; so it does here: the
+        // record just appended is erased (zeros, synced) before the batch fails. (A crash after
+        // the record's sync and before the zeros' replays it on open, and meets that node again:
+        // the open then reports the corruption, as the file holds it.)
+        await this.eraseAppended(start, syncInlineStarted, syncing);
+        throw new NothingWrittenError(err);
+      }
+    }
+    try {
+      const written = sliced ? await slab.applySliced(this.options.checkpointSliceMs, nextTurn) : slab.apply();
+      // Parents of the written nodes now refer to them by position: the cache must know them (a
+      // reader between two slices that misses it reads the node from the file: slower, not wrong).
+      if (sliced) await this.cacheWrittenSliced(written, slab.bytes, start);
+      else {
+        const bytes = slab.bytes();
+        for (const n of written) this.cache.addWritten(n, bytes, n.pos - start);
+      }
+      slab.release();
+      this.stats.commits++;
+      this.stats.bytesAppended += slab.len;
+      if (checkpoint) {
+        this.stats.checkpoints++;
+        if (sliced) this.stats.slicedCheckpoints++;
+        this.bytesSinceCheckpoint = 0;
+        this.dirtyBytesSinceCheckpoint = 0;
+        this.maybeAutoCompact();
+      } else {
+        this.bytesSinceCheckpoint += slab.len;
+        this.armIdleCheckpoint();
+      }
+    } catch (err) {
+      if (syncInlineStarted) {
+        try {
+          this.log.syncFinish();
+        } catch {
+          // This commit fails with err; the store stops writing either way.
+        }
+      }
+      throw err;
+    }
+    if (syncDue) {
+      if (syncing === null) {
+        if (this.log.syncFinish()) this.stats.directSyncs++;
+      } else {
+        const outcome = await syncing;
+        if (!outcome.ok) throw outcome.error;
+        // Zeros ahead for the next big append, now that this one is durable (see prepareAhead);
+        // not for close()'s last checkpoint, after which they would only be cut off again.
+        if (!this.closed && this.log.prepareAhead(slab.len)) this.stats.zerosPrepared++;
+      }
+      this.stats.syncs++;
+      if (superblockDue) this.writeSuperblock(slab.commit);
+    }
+    this.published = { root: checkpoint ? slab.rootRef : state.root, count: state.count, tag, commit: slab.commit };
+    if (this.inPlaceWriter !== null) {
+      this.stats.inPlaceChanges += this.inPlaceWriter.settleInPlace(); // same turn as the publish: no reader in between
+      this.inPlaceWriter = null;
+    }
+    if (this.background !== null) this.stats.backgroundCommits++;
+    if (background) this.startBackgroundCheckpoint();
+  }
+
+  /**
+   * Whether a checkpoint due now may run in the background (OpenOptions.backgroundCheckpoints).
+   * Not when it is due because this commit should write the tree instead of logging its actions
+   * (`treeAboutLog`: a big sorted batch, compactTo's output), nor when every commit is to be a
+   * checkpoint (`checkpointIntervalBytes` 0): in the background the commit would log its actions
+   * and the checkpoint then write the same keys again (compactTo's file measured 2.05× logical).
+   */
+  private backgroundAllowed(actions: Action[]): boolean {
+    return this.options.backgroundCheckpoints && this.background === null && !this.compacting && !this.closed &&
+      this.closing === null && this.dirtyBytesSinceCheckpoint >= Math.max(this.options.slicedCheckpointBytesMin, 1) &&
+      this.options.checkpointIntervalBytes > 0 && !this.treeAboutLog(actions);
+  }
+
+  /**
+   * Whether the nodes changed since the last checkpoint are at most `checkpointTreeOverLogMax`
+   * times this commit's Actions entry: writing them now costs about what logging does.
+   */
+  private treeAboutLog(actions: Action[]): boolean {
+    const max = this.options.checkpointTreeOverLogMax;
+    return max > 0 && this.dirtyBytesSinceCheckpoint <= max * actionLogBytes(actions);
+  }
+
+  /**
+   * Checkpoints the tree just published while later batches commit. A sliced checkpoint held every
+   * write back for its whole run (~0.8 s for 119 MB at 1M keys, bench/RESULTS.md round 22); this
+   * holds them only while it encodes and appends. The slab it writes (its commit, `C_k`) carries
+   * the tree of the commit published now (`C_s`) and names it as its tree's commit: replay starts
+   * after `C_s` and replays the commits between them onto that tree (codec.ts, commit body), which
+   * is what the tree of `C_k` is. Later batches copy every node of this tree instead of changing
+   * it in place (`captured`, as for a snapshot), so staging may read it between their commits.
+   */
+  private startBackgroundCheckpoint(): void {
+    const base = this.published;
+    assert(base.commit !== null && this.inPlaceWriter === null && this.background === null, 'a background checkpoint without a commit to write');
+    this.captured = true;
+    const bg: BackgroundCheckpoint = {
+      base: base as BackgroundCheckpoint['base'],
+      phase: 'staging',
+      cancelled: false,
+      appending: false,
+      bytesBefore: this.bytesSinceCheckpoint,
+      dirtyBefore: this.dirtyBytesSinceCheckpoint,
+      gen: this.gen + 1,
+      hurry: false,
+      done: Promise.resolve(),
+    };
+    // From here on these count what the next checkpoint replays and writes: what comes after base.
+    this.bytesSinceCheckpoint = 0;
+    this.dirtyBytesSinceCheckpoint = 0;
+    this.background = bg;
+    bg.done = this.runBackgroundCheckpoint(bg).then(
+      (written) => {
+        if (!written) this.dropBackground(bg);
+      },
+      (err: unknown) => {
+        // From its append on, a failure leaves the file's state unknown: the store stops writing,
+        // as after a failed commit. Before that (building it could not allocate, say), nothing
+        // was written and the store goes on; the next checkpoint due tries again.
+        if (bg.appending) this.failed ??= err instanceof SolifugeError ? err : new IoFailedError(String(err), err);
+        else this.dropBackground(bg);
+      },
+    ).finally(() => {
+      this.background = null;
+      // The side plan is given back (a big value built beside a checkpoint grows it for good, and
+      // linear memory never shrinks), unless a batch may still be using what it built.
+      if (this.running === null && this.sideSlabs !== null) {
+        this.sideSlabs.dispose();
+        this.sideSlabs = null;
+      }
+    });
+  }
+
+  /** Whether it was written (false: dropped before its append, nothing written). */
+  private async runBackgroundCheckpoint(bg: BackgroundCheckpoint): Promise<boolean> {
+    // Short slices: a batch runs between two (one per turn), so writes go on at most of their rate.
+    const sliceMs = Math.min(this.options.checkpointSliceMs, BACKGROUND_SLICE_MS_MAX);
+    const stop = () => bg.cancelled || this.failed !== null || this.closed || this.log.isClosed;
+    await nextTurn(); // the batch that started it settles first
+    if (stop()) return false;
+    const slabs = this.slabs;
+    const input = { actions: [], keyCount: null, tag: undefined, prev: null, start: 0, checkpoint: { root: bg.base.root, keyCount: bg.base.count, of: bg.base.commit } };
+    const staged = await slabs.stageSliced(input, sliceMs, nextTurn, stop);
+    if (staged === null) return false;
+    let start = 0;
+    const slab = await this.holdWriter(async () => {
+      if (stop()) return null;
+      bg.phase = 'writing';
+      const p = this.published;
+      start = this.log.end;
+      const built = await staged.encodeSliced({ keyCount: p.count, tag: p.tag, prev: p.commit, start }, nextTurn);
+      bg.appending = true;
+      await this.appendSliced(built.bytes, built.len);
+      assert(this.published === p, 'a commit while a background checkpoint held the writer');
+      // The tree readers see stays the live one; only the chain of commits moves on.
+      this.published = { ...p, commit: built.commit };
+      this.stats.commits++;
+      this.stats.bytesAppended += built.len;
+      return built;
+    });
+    if (slab === null) return false;
+    bg.phase = 'caching';
+    const written = await slab.applySliced(sliceMs, nextTurn);
+    await this.cacheWrittenSliced(written, slab.bytes, start, sliceMs);
+    slab.release();
+    this.stats.checkpoints++;
+    this.stats.backgroundCheckpoints++;
+    // No batch changed the tree since: readers get its written root (gets then start in the
+    // WebAssembly cache, as after any checkpoint).
+    const p = this.published;
+    if (p.root === bg.base.root && this.inPlaceWriter === null) this.published = { ...p, root: slab.rootRef };
+    if (this.closing === null) {
+      this.armIdleCheckpoint();
+      this.maybeAutoCompact();
+    }
+    return true;
+  }
+
+  /** A background checkpoint that wrote nothing: what it would have covered counts again. */
+  private dropBackground(bg: BackgroundCheckpoint): void {
+    this.stats.backgroundDropped++;
+    if (bg.cancelled) return; // the canceller gave the counts back (settleBackground)
+    this.bytesSinceCheckpoint += bg.bytesBefore;
+    this.dirtyBytesSinceCheckpoint += bg.dirtyBefore;
+  }
+
+  /**
+   * Stops a background checkpoint still staging (giving its counts back), or waits for one past
+   * its append. Called with the writer held (a batch, close()): one staging never waits for it.
+   */
+  private async settleBackground(): Promise<void> {
+    const bg = this.background;
+    if (bg === null) return;
+    if (bg.phase === 'staging' && !bg.cancelled) {
+      bg.cancelled = true;
+      this.bytesSinceCheckpoint += bg.bytesBefore;
+      this.dirtyBytesSinceCheckpoint += bg.dirtyBefore;
+      return; // it ends at its next slice, or when it gets the writer, without writing
+    }
+    if (bg.phase === 'caching') await bg.done;
+  }
+
+  /**
+   * Runs `fn` while no batch runs, as a batch does (startBatch): writes queue behind it, and the
+   * next batch starts when it ends.
+   */
+  private async holdWriter<T>(fn: () => Promise<T>): Promise<T> {
+    while (this.running !== null) await this.running;
+    const p = fn();
+    this.running = p.then(noop, noop).finally(() => {
+      this.running = null;
+      this.scheduleBatch();
+    });
+    return p;
+  }
+
+  /**
+   * Whether this commit also writes the tree (a checkpoint). Also when the changed nodes grow past
+   * DIRTY_OVER_INTERVAL_MAX intervals: scattered writes to a big tree can dirty a leaf per key, and
+   * a checkpoint slab (staged and encoded in linear memory) and the JS heap holding those nodes
+   * must stay bounded. With sets held back in `later`, the nodes they will dirty are not counted
+   * yet: if the estimate without them calls for a checkpoint, they are made now and it is decided
+   * again (a checkpoint needs the whole tree anyway). Otherwise their nodes count from the next
+   * commit on, so the DIRTY_OVER_INTERVAL_MAX bound may be passed by one batch of at most
+   * SET_LATER_MAX sets.
+   */
+  private checkpointDue(actions: Action[], forceCheckpoint: boolean, later: TreeWriter | null): boolean {
+    const dirtyBytesMax = DIRTY_OVER_INTERVAL_MAX * Math.max(this.options.checkpointIntervalBytes, 1);
+    // One checkpoint at a time: a background one running is the next checkpoint. Should the nodes
+    // changed since it started pass the bound below, batches wait for it from then on.
+    if (!forceCheckpoint && this.background !== null) {
+      if (this.dirtyBytesSinceCheckpoint >= dirtyBytesMax) this.background.hurry = true;
+      return false;
+    }
+    const due = () =>
+      forceCheckpoint || this.bytesSinceCheckpoint >= this.options.checkpointIntervalBytes ||
+      this.dirtyBytesSinceCheckpoint >= dirtyBytesMax || this.treeAboutLog(actions);
+    if (!due()) return false;
+    if (later === null) return true;
+    this.makeHeldSets(later);
+    return due();
+  }
+
+  /** Makes the sets `w` held back, and counts the nodes they dirtied. */
+  private makeHeldSets(w: TreeWriter): void {
+    w.applyLater();
+    this.dirtyBytesSinceCheckpoint += w.dirtyBytes - this.dirtyCounted;
+    this.dirtyCounted = w.dirtyBytes;
+  }
+
+  /**
+   * Erases the slab appended at `start` by a commit that fails before its publish and must leave
+   * nothing behind (its sync, if started, is waited for first): zeros over it, synced, and the end
+   * back at `start`. Recovery sees zeros as a torn tail, so a reopen never replays it. If that
+   * fails too, the store stops writing (the caller's error is then an IoFailedError).
+   */
+  private async eraseAppended(start: number, syncInlineStarted: boolean, syncing: Promise<Settled> | null): Promise<void> {
+    try {
+      if (syncInlineStarted) this.log.syncFinish();
+      else if (syncing !== null) {
+        const outcome = await syncing;
+        if (!outcome.ok) throw outcome.error;
+      }
+      this.log.eraseFrom(start);
+    } catch (err) {
+      throw err instanceof SolifugeError ? err : new IoFailedError(String(err), err);
+    }
+  }
+
+  /** Appends a big slab in pieces, a turn of the event loop between them; the end moves last. */
+  private async appendSliced(bytes: () => Buffer, len: number): Promise<void> {
+    for (let off = 0; off < len; off += APPEND_SLICE_BYTES) {
+      if (off > 0) await nextTurn();
+      this.log.writeAhead(bytes().subarray(off), Math.min(APPEND_SLICE_BYTES, len - off), off);
+    }
+    this.log.advance(len);
+  }
+
+  private async cacheWrittenSliced(written: readonly TreeNode[], bytes: () => Buffer, start: number, sliceMs = this.options.checkpointSliceMs): Promise<void> {
+    let slab = bytes();
+    let until = performance.now() + sliceMs;
+    for (let i = 0; i < written.length; i++) {
+      if ((i & 255) === 255 && performance.now() >= until) {
+        await nextTurn();
+        slab = bytes();
+        until = performance.now() + sliceMs;
+      }
+      const n = written[i];
+      this.cache.addWritten(n, slab, n.pos - start);
+    }
+  }
+
+  private idleTimer: NodeJS.Timeout | null = null;
+
+  /** (Re)starts the idle-checkpoint timer: it fires once no commit came for checkpointIdleMs. */
+  private armIdleCheckpoint(): void {
+    const ms = this.options.checkpointIdleMs;
+    if (ms <= 0) return;
+    if (this.idleTimer !== null) {
+      this.idleTimer.refresh();
+      return;
+    }
+    this.idleTimer = setTimeout(() => {
+      this.idleTimer = null;
+      if (this.closed || this.closing !== null || this.failed !== null || this.log.readOnly || this.log.isClosed) return;
+      if (this.bytesSinceCheckpoint === 0 || this.running !== null || this.queue.length > 0 || this.background !== null) {
+        if (this.bytesSinceCheckpoint > 0) this.armIdleCheckpoint(); // still busy: look again later
+        return;
+      }
+      // A failure here already made the store fail-stop (the batch records it); nothing to add.
+      this.checkpoint().catch(() => undefined);
+    }, ms);
+    this.idleTimer.unref();
+  }
+
+  /**
+   * Writes the tree's changed nodes now (they are otherwise written every checkpointIntervalBytes,
+   * after checkpointIdleMs without writes, and on close). Resolves once durable.
+   */
+  async checkpoint(): Promise<void> {
+    this.assertWritable();
+    await this.enqueue<undefined>({ k: 'checkpoint', resolve: noop, reject: noop });
+  }
+
+  /** Writes the other superblock copy; it becomes durable with the next fdatasync. */
+  /**
+   * Writes the current superblock again, as this build's format version, into the other copy,
+   * and syncs it. It names what the current one names, which is durable.
+   */
+  private rewriteSuperblock(): void {
+    this.putSuperblock({ ...this.sb, version: FORMAT_VERSION, counter: this.sb.counter + 1 });
+    this.log.syncNow();
+  }
+
+  private writeSuperblock(c: CommitRecord | null, liveStart = this.sb.liveStart): void {
+    this.putSuperblock({
+      version: FORMAT_VERSION,
+      counter: this.sb.counter + 1,
+      lastCommitPos: c?.pos ?? 0,
+      lastCommitLen: c?.len ?? 0,
+      dataEnd: c === null ? DATA_START_POS : c.pos + c.len,
+      liveStart,
+    });
+  }
+
+  /** Writes `sb` into the superblock copy not in use (unsynced) and makes it the current one. */
+  private putSuperblock(sb: Superblock): void {
+    const pos = this.sbPos === SUPERBLOCK_A_POS ? SUPERBLOCK_B_POS : SUPERBLOCK_A_POS;
+    const block = encodeSuperblock(sb, (b, s, e) => crc32c(b, s, e));
+    this.log.writeAt(block, block.length, pos);
+    this.sb = sb;
+    this.sbPos = pos;
+  }
+
+  // --- maintenance ----------------------------------------------------------------------------
+
+  /**
+   * Online compaction (compaction.ts): copies the live tree forward in chunks while reads and
+   * writes go on, waits for older snapshots, then punches the space before the copy. One at a time.
+   */
+  async compact(opts: CompactOptions = {}): Promise<CompactResult> {
+    this.assertWritable();
+    if (this.compacting) throw new BadArgumentError('a compaction is already running');
+    this.compacting = true;
+    const run = this.runCompaction(opts);
+    this.compactionRun = run.then(noop, noop);
+    try {
+      return await run;
+    } finally {
+      this.compacting = false;
+      this.compactionRun = null;
+    }
+  }
+
+  /**
+   * The file's allocated bytes less the zeros written ahead of the log (up to 1 MiB, dropped on
+   * close): compaction's before and after, which otherwise showed a store growing from 40 KiB to
+   * 1 MiB when a write laid zeros ahead in between.
+   */
+  private dataAllocatedBytes(): number {
+    return Math.max(0, allocatedBytes(this.log.fd) - Math.ceil(this.log.zerosAheadBytes / PAGE_BYTES) * PAGE_BYTES);
+  }
+
+  private async runCompaction(opts: CompactOptions): Promise<CompactResult> {
+    const chunkBytes = opts.chunkBytes ?? 64 * 1024;
+    const checkpointEveryBytes = opts.checkpointEveryBytes ?? 64 << 20;
+    const allocatedBytesBefore = this.dataAllocatedBytes();
+    // Checkpoint first, so no node changed before compaction is still waiting in memory: the
+    // copy's checkpoints then write copies only, not also the old tree's pending changes.
+    await this.enqueue<undefined>({ k: 'checkpoint', resolve: noop, reject: noop });
+    // Everything so far is the old region; the boundary is a slab boundary.
+    const boundary = this.log.end;
+    const keysTotal = this.count();
+    const progress: CompactProgress = {
+      phase: 'copy', keysCopied: 0, keysTotal, pinnedSnapshots: 0, bytesReclaimed: 0, bytesToReclaim: boundary - DATA_START_POS,
+    };
+    const report = () => opts.onProgress?.({ ...progress });
+    report();
+    const loadShare = opts.loadShare ?? 0.15;
+    if (!(loadShare > 0 && loadShare <= 1)) throw new BadArgumentError('loadShare must be in (0, 1]');
+    let cursor: CopyCursor = { afterKey: null, done: false, keysCopied: 0, bytesSinceCheckpoint: 0, chunkMs: 0 };
+    while (!cursor.done) {
+      if (this.compactionCancelled) throw new ClosedError();
+      cursor = await this.enqueue<CopyCursor>({ k: 'compactCopy', boundary, cursor, chunkBytes, checkpointEveryBytes, resolve: noop, reject: noop });
+      progress.keysCopied = cursor.keysCopied;
+      report();
+      // Pace: rest long enough that copying takes about `loadShare` of the event loop.
+      const restMs = cursor.chunkMs * (1 / loadShare - 1);
+      await new Promise((r) => (restMs >= 1 ? setTimeout(r, restMs) : setImmediate(r)));
+    }
+    const sealedSeq = this.published.commit?.seq ?? 0;
+    progress.phase = 'wait';
+    for (;;) {
+      if (this.compactionCancelled) throw new ClosedError(); // nothing reclaimed yet: harmless
+      let older = 0;
+      for (const [seq, n] of this.pins) if (seq < sealedSeq) older += n;
+      progress.pinnedSnapshots = older;
+      if (older === 0) break;
+      report();
+      await new Promise((r) => setTimeout(r, 10));
+    }
+    await this.enqueue<undefined>({ k: 'compactSeal', boundary, resolve: noop, reject: noop });
+    this.cache.dropBelow(boundary);
+    progress.phase = 'punch';
+    report();
+    let punchSkipped: string | undefined;
+    if (addon === null) {
+      punchSkipped = 'hole punching needs the native addon';
+    } else {
+      // Whole pages only: punching part of a page zeroes it in place, and a sendfile that already
+      // settled may still hold that page for a peer that has not read it yet (native/zerocopy.cc);
+      // whole pages leave the page cache while the socket keeps its references to them.
+      const punchEnd = boundary - (boundary % PAGE_BYTES);
+      for (let at = DATA_START_POS; at < punchEnd; at += PUNCH_STEP_BYTES) {
+        const len = Math.min(PUNCH_STEP_BYTES, punchEnd - at);
+        const rc = this.log.punchHole(at, len);
+        if (rc < 0) {
+          punchSkipped = `fallocate(PUNCH_HOLE) failed: errno ${-rc}`;
+          break;
+        }
+        progress.bytesReclaimed += len;
+        report();
+        await new Promise((r) => setImmediate(r));
+      }
+    }
+    this.lastCompactedBytes = this.log.end - boundary;
+    progress.phase = 'done';
+    report();
+    return {
+      boundary,
+      keysCopied: cursor.keysCopied,
+      bytesReclaimed: progress.bytesReclaimed,
+      ...(punchSkipped === undefined ? {} : { punchSkipped }),
+      allocatedBytesBefore,
+      allocatedBytesAfter: this.dataAllocatedBytes(),
+    };
+  }
+
+  /**
+   * One copy chunk, inside a batch. The chunk's entries (in key order, after the cursor) are
+   * deleted and inserted again in ascending order with their current values, so the copies are
+   * both new (after the boundary) and densely packed: ascending inserts split leaves full-left,
+   * as a sorted load does (a plain re-set would keep each leaf's old fill, ~70% after random
+   * inserts). Values stored before the boundary are re-read into new Value entries.
+   */
+  private copyForward(w: TreeWriter, boundary: number, cursor: CopyCursor, chunkBytes: number): CopyCursor {
+    const startedMs = performance.now();
+    const state = w.freeze(); // the cursor walks a frozen tree; the changes below copy
+    const c = new Cursor(this.cache, state.root, cursor.afterKey === null ? {} : { low: cursor.afterKey, lowInclusive: false });
+    const keys: BinKey[] = [];
+    const vals: LeafValue[] = [];
+    let bytes = 0;
+    let done = true;
+    while (c.next()) {
+      let val = c.val;
+      if (val instanceof ValueRef && val.pos >= 0 && val.pos < boundary) {
+        const bytesOfValue = this.materialize(val);
+        val = new ValueRef(-1, bytesOfValue.length, bytesOfValue);
+      }
+      keys.push(c.key);
+      vals.push(val);
+      bytes += c.key.length + (val instanceof ValueRef ? val.len : val.length);
+      if (bytes >= chunkBytes) {
+        done = false;
+        break;
+      }
+    }
+    for (const k of keys) assert(w.delete(k), 'compaction lost a key it had just listed');
+    for (let i = 0; i < keys.length; i++) w.set(keys[i], vals[i]);
+    const copied = cursor.keysCopied + keys.length;
+    const sinceCheckpoint = cursor.bytesSinceCheckpoint + bytes;
+    if (done) assertNothingBelowAfterCheckpoint(this.cache, w.root, boundary);
+    return {
+      afterKey: keys.length > 0 ? keys[keys.length - 1] : cursor.afterKey,
+      done,
+      keysCopied: copied,
+      bytesSinceCheckpoint: sinceCheckpoint,
+      chunkMs: performance.now() - startedMs,
+    };
+  }
+
+  /** Inside a batch: makes the compaction's commit durable and both superblocks name it. */
+  private async sealCompaction(boundary: number): Promise<void> {
+    const c = this.published.commit;
+    assert(c !== null && c.pos >= boundary && c.treeCommitPos >= boundary, 'compaction sealed before its checkpoint');
+    await this.log.sync();
+    this.writeSuperblock(c, boundary);
+    await this.log.sync();
+    this.writeSuperblock(c, boundary);
+    await this.log.sync();
+  }
+
+  /** @internal What the control socket's `stats` command reports. */
+  controlStats(): Record<string, number> {
+    return {
+      keys: this.count(),
+      fileBytes: this.log.end,
+      allocatedBytes: allocatedBytes(this.log.fd),
+      liveStart: this.sb.liveStart,
+      commits: this.stats.commits,
+      checkpoints: this.stats.checkpoints,
+      pinnedSnapshots: this.pinnedSnapshots,
+    };
+  }
+
+  /** Last error of a compaction started by the autoCompact policy. */
+  lastAutoCompactError: unknown = undefined;
+
+  private maybeAutoCompact(): void {
+    const policy = this.options.autoCompact;
+    if (policy === false || this.compacting || this.closed || this.failed !== null) return;
+    const inUse = this.log.end - this.sb.liveStart;
+    if (inUse < (policy.minFileBytes ?? 64 << 20)) return;
+    const garbageRatio = Math.min(Math.max(policy.garbageRatio ?? 0.5, 0.05), 0.95);
+    if (1 - this.lastCompactedBytes / inUse < garbageRatio) return;
+    this.stats.autoCompactions++;
+    this.compact().catch((err: unknown) => {
+      this.lastAutoCompactError = err;
+    });
+  }
+
+
+  /** Verifies the whole file and the live tree; problems are reported as data. */
+  check(): CheckReport {
+    this.assertOpen();
+    const root = this.readRoot();
+    return checkStore(this.log, this.published.commit, this.cache, root, this.published.count, this.sb.liveStart);
+  }
+
+  /**
+   * Writes the live tree of the current commit into a fresh file at `target` (which must not
+   * exist): dense, sorted, one version, the same tag. Reads and writes go on meanwhile.
+   */
+  async compactTo(target: string, opts: { batchBytes?: number } = {}): Promise<{ keys: number; bytes: number }> {
+    this.assertOpen();
+    if (fs.existsSync(target)) throw new BadArgumentError(`${target} already exists`);
+    const snap = this.snapshot();
+    let out: Db;
+    try {
+      out = await Db.open(target, {
+        durable: false,
+        checkpointIntervalBytes: 0, // every batch is a checkpoint, in its commit: the new file holds the tree only
+        nodeBytesMax: this.options.nodeBytesMax,
+        inlineValueBytesMax: this.options.inlineValueBytesMax,
+        maxKeyBytes: this.options.maxKeyBytes,
+        maxValueBytes: this.options.maxValueBytes,
+      });
+    } catch (err) {
+      snap.release(); // a pin left behind would hold online compaction up until close
+      throw err;
+    }
+    const batchBytes = opts.batchBytes ?? 4 << 20;
+    let keys = 0;
+    try {
+      const it = snap.range();
+      let done = false;
+      while (!done) {
+        await out.transaction((tx) => {
+          let bytes = 0;
+          for (;;) {
+            const r = it.next();
+            if (r.done === true) {
+              done = true;
+              break;
+            }
+            tx.set(r.value[0], r.value[1]);
+            keys++;
+            bytes += r.value[0].length + r.value[1].length;
+            if (bytes >= batchBytes) break;
+          }
+        });
+      }
+      await out.transaction(() => undefined, { tag: snap.tag, durable: true });
+      await out.close();
+    } catch (err) {
+      await out.close().catch(() => undefined);
+      fs.rmSync(target, { force: true });
+      throw err;
+    } finally {
+      snap.release();
+    }
+    syncDirectory(path.dirname(path.resolve(target)));
+    return { keys, bytes: fs.statSync(target).size };
+  }
+
+  /** File size and how it splits, for inspection and benchmarks. */
+  fileInfo(): { fileBytes: number; lastCommit: CommitRecord | null; superblock: Superblock; superblockPos: number } {
+    return { fileBytes: this.log.end, lastCommit: this.published.commit, superblock: { ...this.sb }, superblockPos: this.sbPos };
+  }
+
+  /** Waits for queued writes, writes a final superblock, syncs and releases the lock. */
+  close(): Promise<void> {
+    // Concurrent calls share one close: a second must not write a second final checkpoint.
+    this.closing ??= this.closeOnce();
+    return this.closing;
+  }
+
+  private closing: Promise<void> | null = null;
+
+  private async closeOnce(): Promise<void> {
+    if (this.closed) return;
+    if (this.idleTimer !== null) clearTimeout(this.idleTimer);
+    this.idleTimer = null;
+    // A compaction still copying or waiting for snapshots stops first (it may be the one a
+    // control connection asked for, and closing the control server waits for that connection).
+    this.compactionCancelled = true;
+    if (this.control !== null) {
+      const server = this.control;
+      this.control = null;
+      await closeControl(this.path, server);
+    }
+    if (this.compactionRun !== null) await this.compactionRun;
+    // Handlers may still read (a transfer streaming a Location) and write; new ones may start.
+    while (this.handlersRunning.size > 0) await Promise.allSettled([...this.handlersRunning]);
+    while (this.running !== null || this.queue.length > 0) {
+      if (this.running !== null) await this.running;
+      else if (this.background?.hurry === true) await this.background.done; // (startBatch waits for it)
+      else this.startBatch();
+    }
+    // A background checkpoint still staging stops (the final checkpoint below writes the tree);
+    // one past its append finishes first.
+    await this.settleBackground();
+    while (this.background !== null) await this.background.done;
+    this.closed = true;
+    try {
+      if (!this.log.readOnly && this.failed === null) {
+        let c = this.published.commit;
+        if (c !== null && c.treeSeq !== c.seq) {
+          // Checkpoint, so the next open replays nothing.
+          const p = this.published;
+          await this.commit({ root: p.root, count: p.count }, [], p.tag, true, true);
+          c = this.published.commit;
+        }
+        this.log.trimAhead();
+        if (c !== null && c.pos + c.len !== this.sb.dataEnd) {
+          await this.log.sync();
+          this.writeSuperblock(c);
+        }
+        await this.log.sync();
+      }
+    } finally {
+      // Dropping the instance lets its memory go before this Db object does (and first, so clear()
+      // doesn't touch the whole hash table only to throw it away).
+      this.cache.fast = null;
+      this.cache.clear();
+      // The slab builder's buffers live in the process-wide WebAssembly memory, which never
+      // shrinks: kept, every store opened and closed left them behind.
+      this.slabs.dispose();
+      this.sideSlabs?.dispose();
+      await this.log.settlePrepare();
+      this.log.close();
+    }
+  }
+
+  get isClosed(): boolean {
+    return this.closed;
+  }
+
+  private assertOpen(): void {
+    if (this.closed) throw new ClosedError();
+  }
+
+  private assertWritable(): void {
+    this.assertOpen();
+    if (this.log.readOnly) throw new BadArgumentError(`${this.path} is open read-only`);
+    if (this.failed !== null) throw this.failed;
+  }
+}
+
+function noop(): void {}
+
+/** OpenOptions.syncCpu as the CPU number FileLog passes to the addon (-1: anywhere). */
+function syncCpuFor(log: FileLog, option: number | 'auto' | 'off', spinUs: number): number {
+  if (option === 'off' || spinUs === 0 || log.readOnly || addon?.fdatasyncStart === undefined) return -1;
+  if (option !== 'auto') return option;
+  return completionCpuOfFile(log.fd) ?? -1;
+}
+
+/** Throws unless `cpu` is one this process may run on (where /proc tells). */
+function assertAllowedCpu(cpu: number): void {
+  const allowed = allowedCpusOfProcess();
+  if (allowed !== null && !allowed.includes(cpu)) {
+    throw new BadArgumentError(`syncCpu ${cpu} is not a CPU this process may run on (${allowed.join(',')})`);
+  }
+}
+
+/** Releases the snapshot of a range iterator dropped unfinished (no return(), no end). */
+const iteratorPins = new FinalizationRegistry<Snapshot>((snap) => snap.release());
+
+/** Page size for hole punching (x86-64 and arm64 Linux default). */
+const PAGE_BYTES = 4096;
+
+function allocatedBytes(fd: number): number {
+  return fs.fstatSync(fd).blocks * 512;
+}
+
+/** Compaction's postcondition: nothing the live tree reaches lies before the boundary. */
+function assertNothingBelowAfterCheckpoint(src: NodeSource, root: Child | null, boundary: number): void {
+  if (root === null) return;
+  const walk = (c: Child): void => {
+    if (c.t === T.Disk) assert(c.pos >= boundary, `compaction left a node at ${c.pos} below ${boundary}`);
+    const n = c.t === T.Disk ? src.load(c) : c;
+    assert(n.pos === -1 || n.pos >= boundary, `compaction left a node at ${n.pos} below ${boundary}`);
+    if (n.t === T.Leaf) {
+      for (const v of n.vals) if (v instanceof ValueRef) assert(v.pos === -1 || v.pos >= boundary, `compaction left a value at ${v.pos}`);
+    } else {
+      for (const k of n.kids) walk(k);
+    }
+  };
+  walk(root);
+}
+
+/** Creates a new, empty data file atomically: written under a temporary name, synced, renamed. */
+function initFile(file: string): void {
+  const tmp = `${file}.init-${process.pid}-${threadId}-${crypto.randomBytes(4).toString('hex')}`;
+  const crc = (b: Uint8Array, s: number, e: number) => crc32c(b, s, e);
+  const a = encodeSuperblock({ version: FORMAT_VERSION, counter: 0, lastCommitPos: 0, lastCommitLen: 0, dataEnd: DATA_START_POS, liveStart: DATA_START_POS }, crc);
+  const b = encodeSuperblock({ version: FORMAT_VERSION, counter: 1, lastCommitPos: 0, lastCommitLen: 0, dataEnd: DATA_START_POS, liveStart: DATA_START_POS }, crc);
+  const fd = fs.openSync(tmp, 'wx');
+  try {
+    fs.writeSync(fd, a, 0, a.length, SUPERBLOCK_A_POS);
+    fs.writeSync(fd, b, 0, b.length, SUPERBLOCK_B_POS);
+    fs.fsyncSync(fd);
+  } finally {
+    fs.closeSync(fd);
+  }
+  try {
+    // A link, not a rename: it fails if another opener created the file meanwhile, where a rename
+    // would put a fresh file in place of one that opener may hold locked and be writing (its
+    // acknowledged writes then gone with the old inode). The file found is opened, and locked,
+    // as any existing store.
+    fs.linkSync(tmp, file);
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'EPERM' || code === 'ENOTSUP' || code === 'EOPNOTSUPP' || code === 'ENOSYS') {
+      // No hard links here: an exclusive copy, which also never replaces a file.
+      try {
+        fs.copyFileSync(tmp, file, fs.constants.COPYFILE_EXCL);
+      } catch (e) {
+        if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
+      }
+    } else if (code !== 'EEXIST') {
+      throw err;
+    }
+  } finally {
+    fs.rmSync(tmp, { force: true });
+  }
+  syncDirectory(path.dirname(path.resolve(file)));
+}
+
+/** Opens (creating if needed) a Solifuge store. */
+export function open(file: string, options?: OpenOptions): Promise<Db> {
+  return Db.open(file, options);
+}
+
+export { T };
+export { Snapshot, Transaction };

@@ -1,0 +1,14 @@
+import { open } from '../dist/index.js';
+import fs from 'node:fs';
+fs.rmSync('/tmp/smoke.db', { force: true });
+let db = await open('/tmp/smoke.db');
+for (let i = 0; i < 1000; i++) await db.set('k' + i, 'v' + i);
+await db.transaction(async (tx) => { for (let i = 0; i < 500; i++) tx.set('t' + i, Buffer.alloc(300, i)); console.log('tx sees', tx.get('t5')?.length, tx.count()); });
+console.log(db.get('k5')?.toString(), db.count(), db.get('t7')?.length);
+console.log([...db.range({ prefix: 'k99' })].map(([k]) => k.toString()));
+console.log(await db.delete('k5'), db.get('k5'), await db.deletePrefix('k9'));
+console.log(db.check());
+await db.close();
+db = await open('/tmp/smoke.db');
+console.log(db.count(), db.get('t7')?.length, db.get('k42')?.toString(), db.check().ok);
+await db.close();
