@@ -63,7 +63,7 @@ export interface OpenOptions {
   /**
    * Node bytes the WebAssembly node cache keeps: the tree's nodes as the file holds them
    * (wasm-cache.ts), which every read and the writer use. Values below 4 MiB are taken as 4 MiB;
-   * it must hold at least 64 nodes of `nodeBytesMax` (a change's whole path at once). Default
+   * it must hold at least 32 nodes of `nodeBytesMax` (a change's whole path at once). Default
    * 512 MiB, reserved as address space and touched only as nodes arrive (in 2 MiB pages with
    * `hugePages`; the native addon faults the next few MiB in ahead of them, off the JS thread).
    * The nodes changed since the last checkpoint live beside it, in a region sized from
