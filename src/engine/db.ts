@@ -1106,7 +1106,7 @@ export class Db implements Reader {
     }
     if (held) {
       try {
-        this.makeHeldSets(later);
+        later.applyLater();
       } catch (err) {
         // A node on a set's path failed its checksum or could not be read. Before the tree
         // changed first, such a batch wrote nothing and the store went on; so it does here: the
@@ -1361,13 +1361,8 @@ export class Db implements Reader {
       this.dirtyBytesSinceCheckpoint() >= dirtyBytesMax || regionFull() || this.treeAboutLog(actions);
     if (!due()) return false;
     if (later === null) return true;
-    this.makeHeldSets(later);
+    later.applyLater();
     return due();
-  }
-
-  /** Makes the sets `w` held back. */
-  private makeHeldSets(w: BatchWriter): void {
-    w.applyLater();
   }
 
   /**
