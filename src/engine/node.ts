@@ -61,8 +61,8 @@ export class LeafNode {
   /**
    * In memory only: whether this leaf holds keys the writer came back to (a copy of a leaf that
    * already existed, a merge, the part of a split that is not a new last leaf), as opposed to one
-   * a split at the end made for keys appended in order. Once written, only such leaves stay in
-   * the decoded cache (NodeCache.addWritten).
+   * a split at the end made for keys appended in order. The decoded-node cache that kept only
+   * such leaves went with the JS writer (round 27); tree.ts, now the tests' reference, still sets it.
    */
   revisited = false;
   /**

@@ -208,7 +208,7 @@ export class Transaction implements Reader {
     const w = this.live();
     const k = this.db.checkKey(key);
     const v = this.db.makeValue(value);
-    // Made by the next read or change of the tree (TreeWriter.setLater), or while the commit syncs.
+    // Made by the next read or change of the tree (BatchWriter.setLater), or while the commit syncs.
     w.setLater(k, v);
     this.actions.push({ key: k, val: v });
   }

@@ -309,23 +309,6 @@ export class WasmNodeCache {
   }
 
   /**
-   * Caches a node entry this process just wrote (`entry` holds its bytes, header included): a
-   * checkpoint's nodes go straight in, so gets after a checkpoint find them warm. Returns whether
-   * it took the node (one too big for the input area is left out).
-   */
-  addWritten(pos: number, entry: Buffer): boolean {
-    const kind = entry[8];
-    const bodyLen = entry.length - ENTRY_HEADER_BYTES;
-    if ((kind !== Kind.Leaf && kind !== Kind.Index) || bodyLen > this.inputBytes) return false;
-    this.u8.set(entry.subarray(ENTRY_HEADER_BYTES), this.input);
-    const r = this.ex.cacheIngest(pos, entry.length, kind, bodyLen);
-    // Our own encoder produced it: failing to parse it is a bug, not corruption on disk.
-    if (r === Ingested.Malformed) throw new Error(`solifuge: the node cache could not parse the node just written at ${pos}`);
-    this.prefaultAhead();
-    return r === Ingested.Ok;
-  }
-
-  /**
    * Asks the addon to fault in the pages ahead of the ring's head, one request at a time: as far
    * ahead as the ring has come so far (a small store stays small), at most PREFAULT_AHEAD_BYTES.
    * Once requests reached the arena's end every page has been touched, and nothing more is asked.
