@@ -110,8 +110,15 @@ export class WasmTreeCursor {
   private i = 0;
   private started = false;
   private done = false;
-  /** The key last given (a copy): where to seek again from after a switch. */
+  /**
+   * The key last given (a copy): where to seek again from after a switch. Kept only over a dirty
+   * root: a clean tree's nodes are all found again by position, which a switch does not change.
+   */
   private last: Buffer | null = null;
+  /** Whether the cursor stands on a key (next() said true). */
+  private onKey = false;
+  /** Whether a switch can free nodes of this cursor's tree (its root is dirty). */
+  private readonly dirty: boolean;
 
   constructor(
     private readonly mem: TreeMemory,
@@ -141,12 +148,19 @@ export class WasmTreeCursor {
     this.lowInc = lowInc;
     this.seekHigh = seekHigh;
     this.seekHighInc = seekHighInc;
+    this.dirty = root.addr !== 0;
+  }
+
+  /** Whether a switch freed nodes this cursor may stand on since its last seek. */
+  private switched(): boolean {
+    return this.dirty && this.mem.treeEpoch !== this.treeEpoch;
   }
 
   /** The current key (a fresh Buffer each call). */
   key(): Buffer {
-    assert(this.last !== null, 'a cursor read before next() or after its end');
-    return Buffer.from(this.last);
+    assert(this.onKey, 'a cursor read before next() or after its end');
+    if (this.last !== null) return Buffer.from(this.last);
+    return Buffer.from(this.keyAt(this.at(this.leaf!), this.i));
   }
 
   /**
@@ -155,8 +169,8 @@ export class WasmTreeCursor {
    * table of pending values (asm/pending.ts), which the caller resolves.
    */
   value(): Buffer | ValueRef {
-    assert(this.last !== null, 'a cursor read before next() or after its end');
-    if (this.mem.treeEpoch !== this.treeEpoch) this.seek(this.last, true); // back onto the same key
+    assert(this.onKey, 'a cursor read before next() or after its end');
+    if (this.switched()) this.seek(this.last!, true); // back onto the same key
     const { u8, u32, f64 } = this.mem;
     const rec = this.record(this.at(this.leaf!), this.i);
     const kw = u32[rec >>> 2];
@@ -172,7 +186,7 @@ export class WasmTreeCursor {
       this.started = true;
       if (this.reverse) this.seek(this.seekHigh, this.seekHighInc);
       else this.seek(this.low, this.lowInc);
-    } else if (this.mem.treeEpoch !== this.treeEpoch) {
+    } else if (this.switched()) {
       this.seek(this.last!, false); // a switch freed nodes: to the key after the one last given
     } else {
       this.i += this.reverse ? -1 : 1;
@@ -186,7 +200,8 @@ export class WasmTreeCursor {
         continue;
       }
       if (this.past(leaf)) return this.stop();
-      this.last = Buffer.from(this.keyAt(leaf, this.i));
+      if (this.dirty) this.last = Buffer.from(this.keyAt(leaf, this.i));
+      this.onKey = true;
       return true;
     }
   }
@@ -194,6 +209,7 @@ export class WasmTreeCursor {
   private stop(): false {
     this.done = true;
     this.last = null;
+    this.onKey = false;
     return false;
   }
 
