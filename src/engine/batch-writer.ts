@@ -11,7 +11,8 @@
 import type { Buffer } from 'node:buffer';
 import { assert } from './errors.js';
 import type { BinKey } from './keys.js';
-import { ValueRef, type LeafValue } from './node.js';
+import { ValueRef } from './node.js';
+import type { WriteValue } from './codec.js';
 import type { StoreTree } from './store-tree.js';
 import type { TreeRoot } from './wasm-tree-cursor.js';
 import type { TreeSavepoint, WasmTreeWriter } from './wasm-tree-writer.js';
@@ -29,7 +30,7 @@ export const SET_LATER_MAX = 128;
 export class BatchWriter {
   private readonly w: WasmTreeWriter;
   private readonly laterKeys: BinKey[] = [];
-  private readonly laterVals: LeafValue[] = [];
+  private readonly laterVals: WriteValue[] = [];
   /** Set once the writer took SET_LATER_MAX sets: from then on every set is made at once. */
   private laterOff = false;
   /** The first error making held sets threw (see throwLaterFailure). */
@@ -83,7 +84,7 @@ export class BatchWriter {
    * A set made later: by the next call that reads or changes the tree, by applyLater(), or after
    * the commit's append. Past SET_LATER_MAX sets they are made at once.
    */
-  setLater(key: BinKey, val: LeafValue): void {
+  setLater(key: BinKey, val: WriteValue): void {
     if (this.laterOff || this.laterKeys.length >= SET_LATER_MAX) {
       this.laterOff = true;
       this.set(key, val);
@@ -123,12 +124,12 @@ export class BatchWriter {
   }
 
   /** Inserts or replaces; true when the key is new. */
-  set(key: BinKey, val: LeafValue): boolean {
+  set(key: BinKey, val: WriteValue): boolean {
     if (this.laterKeys.length !== 0) this.applyLater();
     return this.put(key, val);
   }
 
-  private put(key: BinKey, val: LeafValue): boolean {
+  private put(key: BinKey, val: WriteValue): boolean {
     // A value not in the file yet goes into the tree under an id until its slab is appended.
     if (val instanceof ValueRef && val.pos === -1) {
       this.tree.pending.add(val);

@@ -241,11 +241,18 @@ export function decodeCommitBody(b: Uint8Array, start: number, end: number, pos:
   return c;
 }
 
-/** One change of a commit: a set (inline bytes or a Value entry) or a delete (`val` null). */
+/**
+ * One change of a commit: a set (inline bytes, or a Value entry) or a delete (`val` null). Inline
+ * bytes are a binary string when read back from the log (keys.ts InlineValue), and a Buffer the
+ * store copied from its caller when written (db.ts makeValue): the tree takes either.
+ */
 export interface Action {
   key: BinKey;
-  val: LeafValue | null;
+  val: WriteValue | null;
 }
+
+/** A value as a write carries it: inline bytes (a binary string or a Buffer), or a Value entry. */
+export type WriteValue = LeafValue | Uint8Array;
 
 /** Decodes an actions body; inline values are copied out (keys.ts InlineValue). */
 export function decodeActionsBody(b: Buffer, start: number, end: number, entryPos: number): Action[] {

@@ -16,7 +16,7 @@ import util from 'node:util';
 import { Buffer } from 'node:buffer';
 import { crc32c } from '../wasm/crc32c.js';
 import { readNode } from './cache.js';
-import type { Action, CommitRecord } from './codec.js';
+import type { Action, CommitRecord, WriteValue } from './codec.js';
 import { readEntry } from './entry.js';
 import {
   BadArgumentError, ClosedError, CommitTooLargeError, CorruptionError, IoFailedError, KeyTooLargeError, SolifugeError, ValueTooLargeError, assert,
@@ -318,7 +318,7 @@ interface BackgroundCheckpoint {
 }
 
 type Job =
-  | { k: 'set'; key: BinKey; val: LeafValue; resolve: (v: undefined) => void; reject: (e: unknown) => void }
+  | { k: 'set'; key: BinKey; val: WriteValue; resolve: (v: undefined) => void; reject: (e: unknown) => void }
   | { k: 'del'; key: BinKey; resolve: (v: boolean) => void; reject: (e: unknown) => void }
   | { k: 'delPrefix'; prefix: BinKey; resolve: (v: number) => void; reject: (e: unknown) => void }
   | {
@@ -836,11 +836,14 @@ export class Db implements Reader {
     return bin;
   }
 
-  /** @internal Copies the caller's bytes (they may change them after the call returns). */
-  makeValue(value: ValueInput): LeafValue {
+  /**
+   * @internal Copies the caller's bytes (they may change them after the call returns): inline ones
+   * as a Buffer, which goes into the tree and the log as it is (no string in between: round 27).
+   */
+  makeValue(value: ValueInput): WriteValue {
     const buf = toValueBuffer(value);
     if (buf.length > this.options.maxValueBytes) throw new ValueTooLargeError(buf.length, this.options.maxValueBytes);
-    if (buf.length <= this.options.inlineValueBytesMax) return inlineValueAt(buf, 0, buf.length);
+    if (buf.length <= this.options.inlineValueBytesMax) return Buffer.from(buf);
     const copy = Buffer.allocUnsafeSlow(buf.length);
     buf.copy(copy);
     return new ValueRef(-1, buf.length, copy);

@@ -13,6 +13,7 @@ import { assert } from './errors.js';
 import { Kind } from './format.js';
 import type { BinKey, InlineValue } from './keys.js';
 import { ValueRef, type LeafValue } from './node.js';
+import type { WriteValue } from './codec.js';
 
 /** A reference as the plan holds it: an Outer file position, or an Inner entry index. */
 export interface PlanRef {
@@ -308,31 +309,47 @@ export class PlanWriter {
     return this.entries++;
   }
 
-  /** Stages an Actions entry; `refs[i]` for a set whose value is kept in a Value entry. */
-  actions(list: ReadonlyArray<{ key: BinKey; val: LeafValue | null }>, refs: readonly PlanRef[] | null): number {
+  /**
+   * Stages an Actions entry; `refs[i]` for a set whose value is kept in a Value entry. Inline
+   * values are binary strings or bytes (codec.ts WriteValue).
+   */
+  actions(list: ReadonlyArray<{ key: BinKey; val: WriteValue | null }>, refs: readonly PlanRef[] | null): number {
     let bound = 5;
     for (const a of list) bound += 5 + a.key.length + (a.val === null ? 0 : a.val instanceof ValueRef ? 13 : 4 + a.val.length);
     this.ensure(bound);
     this.u8(Kind.Actions);
     this.u32(list.length);
-    // As in leaf(): the headers, then the keys and inline values with one write.
+    // As in leaf(): the headers, then the keys and inline values, strings joined into one write
+    // (bytes, the store's own writes, go in where they fall: the joined strings first).
     let bytes = '';
+    let tail: Array<string | Uint8Array> | null = null;
     for (let i = 0; i < list.length; i++) {
       const k = list[i].key;
       const v = list[i].val;
       this.u8(v === null ? 0 : v instanceof ValueRef ? 2 : 1);
       this.u32(k.length);
-      bytes += k;
+      if (tail === null) bytes += k;
+      else tail.push(k);
       if (v === null) continue;
       if (v instanceof ValueRef) {
         assert(refs !== null && refs[i] !== undefined, 'a value entry without its reference');
         this.ref(refs[i]);
       } else {
         this.u32(v.length);
-        bytes += v;
+        if (typeof v === 'string' && tail === null) bytes += v;
+        else (tail ??= []).push(v);
       }
     }
     this.joined(bytes);
+    if (tail !== null) {
+      for (const part of tail) {
+        if (typeof part === 'string') this.joined(part);
+        else {
+          this.mem.set(part, this.p);
+          this.p += part.length;
+        }
+      }
+    }
     return this.entries++;
   }
 

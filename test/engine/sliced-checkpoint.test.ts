@@ -1,7 +1,6 @@
-// Big checkpoints run in slices (db.ts SLICED_CHECKPOINT_BYTES_MIN): the event loop turns between
-// them, readers in between see exactly the published tree, writes wait, another store may use the
-// shared WebAssembly encoder meanwhile, and a failure in the middle of the append loses nothing
-// that was published.
+// Big checkpoints run in slices (db.ts, slicedCheckpointBytesMin): the event loop turns between
+// them, readers in between see exactly the published tree, writes wait, another store commits
+// meanwhile, and a failure in the middle of the append loses nothing that was published.
 import { afterAll, describe, expect, it } from 'vitest';
 import { BadArgumentError, ClosedError, IoFailedError, open, type Db } from '../../src/index.js';
 import { SlabBuilder, type SlabInput } from '../../src/engine/slab.js';
@@ -93,7 +92,8 @@ describe('sliced checkpoints', () => {
   });
 
   it('an iterator opened before it walks on through it; a close issued during it waits for it', async () => {
-    const db = await open(tmp.file(`i${n++}.db`), opts);
+    // Slices of ~1 ms (~600 KiB): some twenty turns through ~7 MiB, at 500 keys read a turn.
+    const db = await open(tmp.file(`i${n++}.db`), { ...opts, checkpointSliceMs: 1 });
     const model = new Map<string, Buffer>();
     await load(db, model, 4);
     const sorted = [...model.keys()].sort();

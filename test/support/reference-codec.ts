@@ -235,7 +235,7 @@ export function encodeActionsBody(w: ByteWriter, actions: readonly Action[]): vo
       w.varint(v.len);
     } else {
       w.varint(v.length);
-      w.bytes(Buffer.from(v, 'latin1'));
+      w.bytes(typeof v === 'string' ? Buffer.from(v, 'latin1') : v);
     }
   }
 }
