@@ -193,11 +193,17 @@ export class Transaction implements Reader {
     return this.w;
   }
   get(key: KeyInput): Buffer | undefined {
-    const v = this.live().get(toBinKey(key));
+    const v = this.lookup(key);
     return v === undefined ? undefined : this.db.materialize(v);
   }
   exists(key: KeyInput): boolean {
-    return this.live().get(toBinKey(key)) !== undefined;
+    return this.lookup(key) !== undefined;
+  }
+  /** The transaction's value for `key`; a key longer than the store takes is absent (as in Db.lookupIn). */
+  private lookup(key: KeyInput): Buffer | ValueRef | undefined {
+    const w = this.live();
+    const k = toBinKey(key);
+    return k.length > this.db.options.maxKeyBytes ? undefined : w.get(k);
   }
   count(): number {
     const w = this.live();

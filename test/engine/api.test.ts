@@ -161,6 +161,19 @@ describe('limits and bad input', () => {
     await expect(db.set(Buffer.alloc(64 * 1024 + 1, 1), 'v')).rejects.toBeInstanceOf(KeyTooLargeError);
     await expect(db.set('big', Buffer.alloc(64 * 1024 * 1024 + 1))).rejects.toBeInstanceOf(ValueTooLargeError);
     expect(db.get(Buffer.alloc(64 * 1024, 1))?.toString()).toBe('max key');
+    // A key longer than any the store takes (and than the tree's probe area) is simply absent.
+    const tooLong = Buffer.alloc(64 * 1024 + 1, 1);
+    expect(db.get(tooLong)).toBeUndefined();
+    expect(db.exists(tooLong)).toBe(false);
+    await db.transaction((tx) => {
+      expect(tx.get(tooLong)).toBeUndefined();
+      expect(tx.exists(tooLong)).toBe(false);
+      expect(tx.get(Buffer.alloc(64 * 1024, 1))?.toString()).toBe('max key');
+    });
+    const snap = db.snapshot();
+    expect(snap.get(tooLong)).toBeUndefined();
+    snap.release();
+    await expect(open(fresh(), { maxKeyBytes: 64 * 1024 + 1 })).rejects.toBeInstanceOf(BadArgumentError);
     expect(db.check().ok).toBe(true);
     await db.close();
   });
