@@ -1,12 +1,12 @@
 //! The point-lookup node cache in WebAssembly memory (asm/cache.ts), one instance per open store.
 //!
-//! Owns: answering "what is under this key, below this on-disk node?" in one call into WASM per
-//! lookup, loading (pread, CRC check, then parse in WASM) the nodes it is missing. The writer keeps
-//! using decoded JS nodes (cache.ts); this cache serves gets, exists and the reads built on them
-//! (getWith, getMany, testAndSet), and range cursors read its leaves in place (WasmLeafView).
+//! Owns: the clean nodes, by file position: loading (pread, CRC check, then parse in WASM) the
+//! nodes a read or the writer is missing (store-tree.ts), and answering "what is under this key,
+//! below this on-disk node?" in one call. Every read and the writer (asm/wtree.ts) use it; the
+//! writer's changed nodes live beside it in the same instance.
 //!
-//! Why a second cache: the engine issue asks whether nodes kept in WASM memory beat decoded JS
-//! objects for search. Measured (bench/RESULTS.md, round 6): at 1M keys, gets through JS nodes spent
+//! Why in WASM memory: the engine issue asks whether nodes kept there beat decoded JS objects for
+//! search. Measured (bench/RESULTS.md, round 6): at 1M keys, gets through JS nodes spent
 //! a third of their time in cache misses over scattered heap objects and the heap of small
 //! objects made GC the p99; one WASM descent over contiguous directories is faster.
 //! The instance may also hold a dirty region (asm/dirty.ts) for the writer's tree, and slab plans

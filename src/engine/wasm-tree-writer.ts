@@ -1,6 +1,6 @@
-//! The writer over the tree in linear memory (asm/wtree.ts): what tree.ts TreeWriter does for the
-//! store, with keys and values as bytes (step 6 of bench/RESULTS.md round 25's plan; the store
-//! does not drive it yet).
+//! The writer over the tree in linear memory (asm/wtree.ts): the store's writer since round 27
+//! (batch-writer.ts drives it for db.ts), doing what tree.ts TreeWriter, now the tests' reference,
+//! does, with keys and values as bytes or binary strings.
 //!
 //! Owns: one batch's (or transaction's) tree, and the references it holds on dirty nodes. A batch
 //! starts from the published tree. In in-place mode it changes the published tree's own nodes in

@@ -45,7 +45,7 @@ export type CacheExports = CoreExports & {
   inputAddress(): number;
   cacheIngest(pos: number, entryLen: number, kind: number, bodyLen: number): number;
   cacheFind(rootPos: number, rootLen: number, probeLen: number): number;
-  /** cacheFind from a dirty node of the writer's tree (asm/wtree.ts; not used by the store yet). */
+  /** cacheFind from a dirty node of the writer's tree (asm/wtree.ts). */
   cacheFindDirty(root: number, probeLen: number): number;
   cachedNode(pos: number): number;
   /** asm/dirty.ts: bytes in the writer's node blocks in use. */
@@ -64,7 +64,7 @@ export type CacheExports = CoreExports & {
   wleafRebuild(src: number, withProbe: number, probeLen: number, extraBytes: number): number;
   wleafSplit(node: number, at: number, extraBytes: number): number;
   wleafEncode(node: number, out: number, outCap: number): number;
-  /** asm/windex.ts, asm/wtree.ts: the writer's tree in linear memory (not used by the store yet). */
+  /** asm/windex.ts, asm/wtree.ts: the writer's tree in linear memory. */
   widxChildSlot(node: number, keyPtr: number, keyLen: number): number;
   widxRecord(node: number, slot: number): number;
   widxEncode(node: number, out: number, outCap: number): number;
