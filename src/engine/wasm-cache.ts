@@ -22,7 +22,7 @@ import { ENTRY_HEADER_BYTES, Kind } from './format.js';
 import { inlineValueAt, latin1At, type BinKey } from './keys.js';
 import type { FileLog } from './log-file.js';
 import { assert } from './errors.js';
-import { INDEX_KEY_AT, REF_FLAG, leafKeyAt, slotsAt } from './node-layout.js';
+import { INDEX_KEY_AT, REF_FLAG, copyOut, leafKeyAt, slotsAt } from './node-layout.js';
 import { DiskRef, IndexNode, LeafNode, ValueRef, INDEX_CHILD0_BYTES, NODE_OVERHEAD_BYTES, indexItemBytes, keyPrefixAt, leafItemBytes, type LeafValue, type TreeNode } from './node.js';
 
 /** find() couldn't answer (a node too big for the cache, a key longer than the probe area). */
@@ -453,10 +453,3 @@ export class WasmLeafView {
   }
 }
 
-/** `u8[p, p + n)` into a fresh (pooled) Buffer: a byte loop for short runs, TypedArray#set above. */
-function copyOut(u8: Uint8Array, p: number, n: number): Buffer {
-  const out = Buffer.allocUnsafe(n);
-  if (n <= 32) for (let j = 0; j < n; j++) out[j] = u8[p + j];
-  else out.set(u8.subarray(p, p + n));
-  return out;
-}

@@ -23,7 +23,7 @@ import { Buffer } from 'node:buffer';
 import { assert, childNotOlder } from './errors.js';
 import { Kind } from './format.js';
 import { ValueRef } from './node.js';
-import { INDEX_KEY_AT, REF_FLAG, leafKeyAt, slotsAt } from './node-layout.js';
+import { INDEX_KEY_AT, REF_FLAG, copyOut, leafKeyAt, slotsAt } from './node-layout.js';
 
 /** The instance's memory as the cursor reads it. */
 export interface TreeMemory {
@@ -62,6 +62,14 @@ function compareBytes(a: Uint8Array, b: Uint8Array): number {
   for (let i = 0; i < n; i++) if (a[i] !== b[i]) return a[i] - b[i];
   return a.length - b.length;
 }
+
+/** Sign of (u8[at, at + n) − b), unsigned bytes then length, read in place (no view made). */
+function compareAt(u8: Uint8Array, at: number, n: number, b: Uint8Array): number {
+  const m = Math.min(n, b.length);
+  for (let i = 0; i < m; i++) if (u8[at + i] !== b[i]) return u8[at + i] - b[i];
+  return n - b.length;
+}
+
 
 /** The least key after every key starting with `prefix`, or null (all bytes 0xff). */
 function prefixSuccessor(prefix: Uint8Array): Uint8Array | null {
@@ -160,7 +168,9 @@ export class WasmTreeCursor {
   key(): Buffer {
     assert(this.onKey, 'a cursor read before next() or after its end');
     if (this.last !== null) return Buffer.from(this.last);
-    return Buffer.from(this.keyAt(this.at(this.leaf!), this.i));
+    const rec = this.record(this.at(this.leaf!), this.i);
+    const kw = this.mem.u32[rec >>> 2];
+    return copyOut(this.mem.u8, leafKeyAt(rec, kw), kw & ~REF_FLAG);
   }
 
   /**
@@ -176,8 +186,7 @@ export class WasmTreeCursor {
     const kw = u32[rec >>> 2];
     const vl = u32[(rec + 4) >>> 2];
     if ((kw & REF_FLAG) !== 0) return new ValueRef(f64[(rec + 8) >>> 3], vl, undefined);
-    const at = rec + 8 + kw;
-    return Buffer.from(u8.subarray(at, at + vl));
+    return copyOut(u8, rec + 8 + kw, vl);
   }
 
   next(): boolean {
@@ -215,19 +224,23 @@ export class WasmTreeCursor {
 
   /** Whether entry i of `leaf` lies past the bounds in the walk's direction. */
   private past(leaf: number): boolean {
-    const key = this.keyAt(leaf, this.i);
+    const u8 = this.mem.u8;
+    const rec = this.record(leaf, this.i);
+    const kw = this.mem.u32[rec >>> 2];
+    const at = leafKeyAt(rec, kw);
+    const n = kw & ~REF_FLAG;
     if (!this.reverse) {
       if (this.high !== undefined) {
-        const c = compareBytes(key, this.high);
+        const c = compareAt(u8, at, n, this.high);
         if (this.highInc ? c > 0 : c >= 0) return true;
       }
     } else if (this.low !== undefined) {
-      const c = compareBytes(key, this.low);
+      const c = compareAt(u8, at, n, this.low);
       if (this.lowInc ? c < 0 : c <= 0) return true;
     }
     if (this.prefix === undefined) return false;
-    if (key.length < this.prefix.length) return true;
-    for (let j = 0; j < this.prefix.length; j++) if (key[j] !== this.prefix[j]) return true;
+    if (n < this.prefix.length) return true;
+    for (let j = 0; j < this.prefix.length; j++) if (u8[at + j] !== this.prefix[j]) return true;
     return false;
   }
 
