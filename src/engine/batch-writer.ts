@@ -24,7 +24,13 @@ export interface BatchSavepoint {
   readonly pendingIds: number;
 }
 
-/** Sets held back at most: past this many a batch makes every set at once (its commit may have to write the tree). */
+/**
+ * Most sets a batch holds back (setLater). A batch of up to this many sets is logged before its
+ * tree changes (Db.commit: those run while its sync does). A bigger one changes the tree first,
+ * since whether its commit also writes the tree depends on what the change dirtied: a sorted
+ * load's 1,000-key batches write their leaves at once instead of logging them
+ * (checkpointTreeOverLogMax). Groups of 100 sets hold back; 1,000-key loads do not.
+ */
 export const SET_LATER_MAX = 128;
 
 export class BatchWriter {

@@ -130,15 +130,6 @@ function shortestSeparator(left: string, right: string): BinKey {
   return right.slice(0, i + 1) as BinKey;
 }
 
-/**
- * Most sets a writer holds back for later (setLater). A batch of up to this many sets is logged
- * before its tree changes (Db.commit: those run while its sync does). A bigger one changes the
- * tree first, since whether its commit also writes the tree depends on what the change dirtied:
- * a sorted load's 1,000-key batches write their leaves at once instead of logging them
- * (checkpointTreeOverLogMax). Groups of 100 sets hold back; 1,000-key loads do not.
- */
-export const SET_LATER_MAX = 128;
-
 export interface TreeState {
   root: Child | null;
   count: number;
@@ -220,19 +211,6 @@ export class TreeWriter {
 
   private shared: SharedGens | null;
   private readonly journal: JournalEntry[] = [];
-  /**
-   * Sets taken with setLater and not yet made (keys and values side by side, in order). Every
-   * other call that reads or changes the tree makes them first, so nothing but their timing
-   * changes; `root` and `count` leave them out until then (callers reading those call
-   * applyLater() first).
-   */
-  private readonly laterKeys: BinKey[] = [];
-  private readonly laterVals: LeafValue[] = [];
-  /** Set once the writer took SET_LATER_MAX sets: from then on every set is made at once. */
-  private laterOff = false;
-  /** The first error making held sets threw (see laterFailure). */
-  private laterError: { error: unknown } | null = null;
-
   constructor(
     private readonly src: NodeSource,
     state: TreeState,
@@ -253,7 +231,6 @@ export class TreeWriter {
    * over the writer's tree. Seals first, so the frozen tree holds no node changed in place.
    */
   freeze(): TreeState {
-    this.applyLater();
     this.seal();
     this.gen++;
     return { root: this.root, count: this.count };
@@ -264,7 +241,6 @@ export class TreeWriter {
    * before it are sealed first, so an abort undoes only the transaction's own.
    */
   savepoint(): TreeState {
-    this.applyLater(); // the sets before it are not the transaction's: restore() keeps them
     // A seal inside the transaction (for a reader or a cursor) undoes every change in place,
     // which would take those made before the savepoint with it: so there are none, and every
     // change in the journal from here on is the transaction's.
@@ -275,7 +251,6 @@ export class TreeWriter {
 
   /** Back to a savepoint: the transaction's changes in place are undone, its copies dropped. */
   restore(s: TreeState): void {
-    this.dropLater(); // taken after the savepoint (which made those before it)
     this.undo();
     this.root = s.root;
     this.count = s.count;
@@ -303,7 +278,6 @@ export class TreeWriter {
 
   /** The batch failed or was dropped: shared nodes get their published contents back. */
   abortInPlace(): void {
-    this.dropLater();
     this.undo();
     this.shared = null;
   }
@@ -356,67 +330,11 @@ export class TreeWriter {
   }
 
   get(key: BinKey): LeafValue | Buffer | undefined {
-    if (this.laterKeys.length !== 0) this.applyLater();
     return lookup(this.src, this.root, key);
-  }
-
-  /**
-   * A set made later, by the next call that reads or changes the tree, or by applyLater(): a
-   * small batch of sets is logged and its sync started before the tree changes, which then run
-   * while the disk works (Db.commit). Past SET_LATER_MAX sets they are made at once (a big batch
-   * must change the tree first: whether its commit writes the tree depends on what it changed).
-   */
-  setLater(key: BinKey, val: LeafValue): void {
-    if (this.laterOff || this.laterKeys.length >= SET_LATER_MAX) {
-      this.laterOff = true;
-      this.set(key, val);
-      return;
-    }
-    this.laterKeys.push(key);
-    this.laterVals.push(val);
-  }
-
-  /** Sets taken by setLater and not made yet. */
-  get setsLater(): number {
-    return this.laterKeys.length;
-  }
-
-  /** Makes the sets taken by setLater, in order. */
-  applyLater(): void {
-    const keys = this.laterKeys;
-    const vals = this.laterVals;
-    const n = keys.length;
-    if (n === 0) return;
-    // Emptied first: after a throw none is left for a later call to make again. The failure is
-    // kept (throwLaterFailure), and the transaction or batch that held them fails.
-    const ks = keys.splice(0, n);
-    const vs = vals.splice(0, n);
-    try {
-      for (let i = 0; i < n; i++) this.put1(ks[i], vs[i]);
-    } catch (error) {
-      this.laterError ??= { error };
-      throw error;
-    }
-  }
-
-  /**
-   * Throws what making held sets threw, if it did since the last restore(): a transaction whose
-   * sets could not all be made must not commit, even if its callback caught the error (a read
-   * inside it makes the held sets first, and its error may come from one of them).
-   */
-  throwLaterFailure(): void {
-    if (this.laterError !== null) throw this.laterError.error;
-  }
-
-  private dropLater(): void {
-    this.laterKeys.length = 0;
-    this.laterVals.length = 0;
-    this.laterError = null;
   }
 
   /** Inserts or replaces; returns true when the key is new. */
   set(key: BinKey, val: LeafValue): boolean {
-    if (this.laterKeys.length !== 0) this.applyLater();
     return this.put1(key, val);
   }
 
@@ -444,7 +362,6 @@ export class TreeWriter {
 
   /** Removes a key; returns false (and changes nothing) when it is absent. */
   delete(key: BinKey): boolean {
-    if (this.laterKeys.length !== 0) this.applyLater();
     if (this.root === null) return false;
     const node = this.del(this.root, key);
     if (node === null) return false;

@@ -1,4 +1,4 @@
-// Sets made after their commit's record is appended (TreeWriter.setLater, Db.commit): a batch of
+// Sets made after their commit's record is appended (BatchWriter.setLater, Db.commit): a batch of
 // up to SET_LATER_MAX sets is logged and its sync started first, and its tree change runs while
 // the disk works. The record then carries no key count (commit version 2, codec.ts), and replay
 // counts. Reads inside a transaction still see its own sets; an abort still drops them; a set
@@ -9,7 +9,7 @@ import { afterAll, describe, expect, it, vi } from 'vitest';
 import { COMMIT_BODY_BYTES, decodeCommitBody, encodeCommitBody } from '../../src/engine/codec.js';
 import { CorruptionError } from '../../src/engine/errors.js';
 import { FileLog } from '../../src/engine/log-file.js';
-import { SET_LATER_MAX } from '../../src/engine/tree.js';
+import { SET_LATER_MAX } from '../../src/engine/batch-writer.js';
 import { open, type OpenOptions } from '../../src/index.js';
 import { directIoWorks } from '../support/direct-io.js';
 import { writeCorruptStore } from '../support/corrupt-store.js';
