@@ -732,10 +732,7 @@ export class Db implements Reader {
 
   /** @internal */
   lookupIn(root: TreeRoot, key: KeyInput): Buffer | ValueRef | undefined {
-    const k = key instanceof Uint8Array ? key : toBinKey(key);
-    // Longer than any key the store takes (and than the tree's probe area): absent.
-    if (k.length > this.options.maxKeyBytes) return undefined;
-    return this.tree.get(root, k);
+    return this.tree.get(root, key instanceof Uint8Array ? key : toBinKey(key));
   }
 
   // --- writes ---------------------------------------------------------------------------------

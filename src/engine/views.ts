@@ -193,17 +193,11 @@ export class Transaction implements Reader {
     return this.w;
   }
   get(key: KeyInput): Buffer | undefined {
-    const v = this.lookup(key);
+    const v = this.live().get(toBinKey(key));
     return v === undefined ? undefined : this.db.materialize(v);
   }
   exists(key: KeyInput): boolean {
-    return this.lookup(key) !== undefined;
-  }
-  /** The transaction's value for `key`; a key longer than the store takes is absent (as in Db.lookupIn). */
-  private lookup(key: KeyInput): Buffer | ValueRef | undefined {
-    const w = this.live();
-    const k = toBinKey(key);
-    return k.length > this.db.options.maxKeyBytes ? undefined : w.get(k);
+    return this.live().get(toBinKey(key)) !== undefined;
   }
   count(): number {
     const w = this.live();

@@ -266,7 +266,8 @@ export class WasmTreeWriter {
  * reference a leaf holds (its position, or a pending id's: the caller resolves it), or undefined.
  */
 export function findIn(host: TreeHost, root: TreeRoot, key: TreeKey): Buffer | ValueRef | undefined {
-  if (root.addr === 0 && !(root.pos > 0)) return undefined;
+  // Longer than the probe area holds, so longer than any key the store takes (maxKeyBytes): absent.
+  if ((root.addr === 0 && !(root.pos > 0)) || key.length > PROBE_BYTES_MAX) return undefined;
   const ex = host.ex;
   const r = callWithLoads(host, key, null, () => (root.addr !== 0 ? ex.cacheFindDirty(root.addr, key.length) : ex.cacheFind(root.pos, root.len, key.length)));
   const m = host.mem();
