@@ -5,7 +5,7 @@
 // `update_n` position-modulo-N ballots collided after restarts; spec §C.4).
 // Invariant: node ids are in [0, NODE_SLOTS); rounds stay below 2^40 (safe-integer range).
 
-import { assert } from './assert.js';
+import { AssertionError, assert } from './assert.js';
 import type { Ballot, NodeId } from './types.js';
 
 export const NODE_SLOTS = 256;
@@ -15,8 +15,8 @@ const ROUND_MAX = 2 ** 40;
 export const BALLOT_ZERO = 0 as Ballot;
 
 export function makeBallot(round: number, node: NodeId): Ballot {
-  assert(Number.isInteger(round) && round >= 1 && round < ROUND_MAX, `ballot round out of range: ${round}`);
-  assert(Number.isInteger(node) && node >= 0 && node < NODE_SLOTS, `node id out of range: ${node}`);
+  if (!(Number.isInteger(round) && round >= 1 && round < ROUND_MAX)) throw new AssertionError(`ballot round out of range: ${round}`);
+  if (!(Number.isInteger(node) && node >= 0 && node < NODE_SLOTS)) throw new AssertionError(`node id out of range: ${node}`);
   return (round * NODE_SLOTS + node) as Ballot;
 }
 

@@ -12,7 +12,7 @@
 //  - Preferred-master mode: a non-preferred master that sees a healthy, caught-up preferred node
 //    makes way by letting its lease run out (handoverTarget); it never shortens anyone's lease.
 
-import { assert } from './assert.js';
+import { AssertionError, assert } from './assert.js';
 import { armTimer, persist, send, sendAfterDurable, type StepContext } from './context.js';
 import { adoptBallot, followMaster, isVoter, stepDown } from './election.js';
 import { learnDecided } from './catchup.js';
@@ -106,7 +106,7 @@ export function applyDecided(state: State, ctx: StepContext): void {
   while (state.appliedUpTo < state.decidedUpTo) {
     const instance = (state.appliedUpTo + 1) as Instance;
     const entry = state.log.get(instance);
-    assert(entry !== undefined, `decided instance ${instance} has no entry`);
+    if (entry === undefined) throw new AssertionError(`decided instance ${instance} has no entry`);
     ctx.effects.push({ kind: 'apply', instance, value: entry.value });
     state.appliedUpTo = instance;
     state.log.delete(instance);

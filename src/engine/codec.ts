@@ -55,7 +55,7 @@
 //! of the same layouts, which the codec tests compare byte for byte.
 import type { Buffer } from 'node:buffer';
 import { core, scratch } from '../wasm/module.js';
-import { assert, CorruptionError } from './errors.js';
+import { AssertionError, assert, CorruptionError } from './errors.js';
 import { Kind, readU32, readU64, writeU64 } from './format.js';
 import { inlineValueAt, latin1At, type BinKey } from './keys.js';
 import { DiskRef, IndexNode, LeafNode, ValueRef, leafItemBytes, indexItemBytes, NODE_OVERHEAD_BYTES, INDEX_CHILD0_BYTES, type Child, type LeafValue } from './node.js';
@@ -124,7 +124,7 @@ function parseRows(kind: Kind, b: Uint8Array, start: number, end: number, entryP
   const n = core.parseBody(kind, ptr, len, ptr + bodyBytes, maxRows);
   if (n < 0) {
     const detail = PARSE_ERRORS[n];
-    assert(detail !== undefined, `body parser failed (${n})`);
+    if (detail === undefined) throw new AssertionError(`body parser failed (${n})`);
     throw new CorruptionError(entryPos, `${what}: ${detail}`);
   }
   return new Float64Array(core.memory.buffer, ptr + bodyBytes, (n + 1) * ROW_F64S);

@@ -19,7 +19,7 @@ import { readNode } from './cache.js';
 import type { Action, CommitRecord, WriteValue } from './codec.js';
 import { readEntry } from './entry.js';
 import {
-  BadArgumentError, ClosedError, CommitTooLargeError, CorruptionError, IoFailedError, KeyTooLargeError, SolifugeError, ValueTooLargeError, assert,
+  AssertionError, BadArgumentError, ClosedError, CommitTooLargeError, CorruptionError, IoFailedError, KeyTooLargeError, SolifugeError, ValueTooLargeError, assert,
 } from './errors.js';
 import {
   DATA_START_POS, ENTRY_HEADER_BYTES, FORMAT_VERSION, Kind, SUPERBLOCK_A_POS, SUPERBLOCK_B_POS, encodeSuperblock, type Superblock,
@@ -1832,11 +1832,11 @@ function assertNothingBelow(log: FileLog, root: Child | null, boundary: number):
   if (root === null) return;
   const src = diskNodes(log);
   const walk = (c: Child): void => {
-    if (c.t === T.Disk) assert(c.pos >= boundary, `compaction left a node at ${c.pos} below ${boundary}`);
+    if (c.t === T.Disk && c.pos < boundary) throw new AssertionError(`compaction left a node at ${c.pos} below ${boundary}`);
     const n = c.t === T.Disk ? src.load(c) : c;
-    assert(n.pos === -1 || n.pos >= boundary, `compaction left a node at ${n.pos} below ${boundary}`);
+    if (n.pos !== -1 && n.pos < boundary) throw new AssertionError(`compaction left a node at ${n.pos} below ${boundary}`);
     if (n.t === T.Leaf) {
-      for (const v of n.vals) if (v instanceof ValueRef) assert(v.pos === -1 || v.pos >= boundary, `compaction left a value at ${v.pos}`);
+      for (const v of n.vals) if (v instanceof ValueRef && v.pos !== -1 && v.pos < boundary) throw new AssertionError(`compaction left a value at ${v.pos}`);
     } else {
       for (const k of n.kids) walk(k);
     }

@@ -13,7 +13,7 @@
 //! no leaf can still name one.
 import { Buffer } from 'node:buffer';
 import { allocOrThrow, growCapacity, type CacheExports } from '../wasm/module.js';
-import { assert } from './errors.js';
+import { AssertionError, assert } from './errors.js';
 import { ValueRef } from './node.js';
 
 const TABLE_ROWS_MIN = 1024;
@@ -66,11 +66,11 @@ export class PendingValues {
   resolve(pos: number, len: number): ValueRef {
     const id = PendingValues.idOf(pos);
     if (id === 0) return new ValueRef(pos, len, undefined);
-    assert(id < this.next, `the tree names pending value ${id}, past the ${this.next - 1} handed out`);
+    if (id >= this.next) throw new AssertionError(`the tree names pending value ${id}, past the ${this.next - 1} handed out`);
     const at = this.f64()[this.table / 8 + id];
     if (at >= 0) return new ValueRef(at, len, undefined);
     const bytes = this.bytes[id];
-    assert(bytes !== undefined && bytes.length === len, `pending value ${id} has neither a position nor its bytes`);
+    if (!(bytes !== undefined && bytes.length === len)) throw new AssertionError(`pending value ${id} has neither a position nor its bytes`);
     return new ValueRef(-1, len, bytes);
   }
 
@@ -107,7 +107,7 @@ export class PendingValues {
    * more, and no slab is to write its bytes.
    */
   forget(id: number): void {
-    assert(id > 0 && id < this.next, `pending value ${id} is not one handed out`);
+    if (!(id > 0 && id < this.next)) throw new AssertionError(`pending value ${id} is not one handed out`);
     this.bytes[id] = undefined;
     this.unplaced.delete(id);
   }
@@ -125,7 +125,7 @@ export class PendingValues {
   }
 
   private set(id: number, v: number): void {
-    assert(id > 0 && id < this.next, `pending value ${id} is not one handed out`);
+    if (!(id > 0 && id < this.next)) throw new AssertionError(`pending value ${id} is not one handed out`);
     this.f64()[this.table / 8 + id] = v;
   }
 

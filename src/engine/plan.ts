@@ -9,7 +9,7 @@
 //! memory and detach old views, toolchain.md §3.1 pitfall 5).
 import { Buffer } from 'node:buffer';
 import { ALLOC_BYTES_MAX, WasmAllocationError, allocOrThrow, core, growCapacity, type CoreExports } from '../wasm/module.js';
-import { assert } from './errors.js';
+import { AssertionError, assert } from './errors.js';
 import { Kind } from './format.js';
 import type { BinKey, InlineValue } from './keys.js';
 import { ValueRef, type LeafValue } from './node.js';
@@ -365,7 +365,7 @@ export class PlanWriter {
       const cap = this.planPtr + this.planCap - this.p;
       const n = cap > 0 ? fill(this.p, cap) : -1;
       if (n >= 0) {
-        assert(n % recordBytes === 0, `staged records of ${n} bytes, not whole ${recordBytes}-byte records`);
+        if (n % recordBytes !== 0) throw new AssertionError(`staged records of ${n} bytes, not whole ${recordBytes}-byte records`);
         const at = this.p;
         this.p += n;
         this.entries += n / recordBytes;
@@ -444,7 +444,7 @@ export class PlanWriter {
         continue;
       }
       assert(n !== ERR_BAD_PLAN, 'the slab plan is malformed (unsorted keys or a bad reference)');
-      assert(n >= 0, `slab encoding failed (${n})`);
+      if (n < 0) throw new AssertionError(`slab encoding failed (${n})`);
       this.refresh();
       return {
         out: Buffer.from(this.ex.memory.buffer, this.outPtr, this.outCap),

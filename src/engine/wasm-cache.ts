@@ -21,7 +21,7 @@ import { CorruptionError, childNotOlder } from './errors.js';
 import { ENTRY_HEADER_BYTES, Kind } from './format.js';
 import { inlineValueAt, latin1At, type BinKey } from './keys.js';
 import type { FileLog } from './log-file.js';
-import { assert } from './errors.js';
+import { AssertionError, assert } from './errors.js';
 import { INDEX_KEY_AT, REF_FLAG, copyOut, leafKeyAt, slotsAt } from './node-layout.js';
 import { DiskRef, IndexNode, LeafNode, ValueRef, INDEX_CHILD0_BYTES, NODE_OVERHEAD_BYTES, indexItemBytes, keyPrefixAt, leafItemBytes, type LeafValue, type TreeNode } from './node.js';
 
@@ -225,7 +225,7 @@ export class WasmNodeCache {
       const pos = m.readDoubleLE(at);
       if (r === Found.ValueRef) return new ValueRef(pos, m.readUInt32LE(at + 8), undefined);
       if (r === Found.ChildNotOlder) throw childNotOlder(pos, m.readDoubleLE(at + 8));
-      assert(r === Found.Miss, `the node cache's find returned ${r}`);
+      if (r !== Found.Miss) throw new AssertionError(`the node cache's find returned ${r}`);
       if (!this.load(pos, m.readUInt32LE(at + 8))) return UNANSWERED;
     }
     return UNANSWERED;
@@ -241,7 +241,7 @@ export class WasmNodeCache {
   decoded(pos: number, len: number): TreeNode | null {
     const ptr = this.ex.cachedNode(pos) >>> 0;
     if (ptr === 0) return null;
-    assert(this.mem.readUInt32LE(ptr + 20) === len, `the node cache's copy of ${pos} disagrees with its reference`);
+    if (this.mem.readUInt32LE(ptr + 20) !== len) throw new AssertionError(`the node cache's copy of ${pos} disagrees with its reference`);
     return this.decodedAt(ptr, pos, len, null);
   }
 
@@ -254,7 +254,7 @@ export class WasmNodeCache {
     const m = this.mem;
     const kind = m.readUInt32LE(ptr + 4);
     const count = m.readUInt32LE(ptr + 16);
-    assert(kind === Kind.Leaf || kind === Kind.Index, `a node of kind ${kind} at ${ptr}`);
+    if (!(kind === Kind.Leaf || kind === Kind.Index)) throw new AssertionError(`a node of kind ${kind} at ${ptr}`);
     const slots = ptr + slotsAt(m.readUInt32LE(ptr + 24));
     if (kind === Kind.Index) {
       const keys: BinKey[] = new Array(count - 1);
@@ -398,7 +398,7 @@ export class WasmLeafView {
     if (c.epoch === this.epoch) return;
     const ptr = c.nodeAt(this.pos, this.len);
     // It was cached once, so it fits; failing now would be a bug in the ring, not bad data.
-    assert(ptr !== 0, `the node cache could not reload leaf ${this.pos}`);
+    if (ptr === 0) throw new AssertionError(`the node cache could not reload leaf ${this.pos}`);
     this.place(ptr);
   }
 

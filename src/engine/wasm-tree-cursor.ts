@@ -20,7 +20,7 @@
 //! child entry length, f64 child position (negative: a dirty child), u32 at 16 the dirty child's
 //! address, key at 24.
 import { Buffer } from 'node:buffer';
-import { assert, childNotOlder } from './errors.js';
+import { AssertionError, assert, childNotOlder } from './errors.js';
 import { Kind } from './format.js';
 import { ValueRef } from './node.js';
 import { INDEX_KEY_AT, REF_FLAG, copyOut, leafKeyAt, slotsAt } from './node-layout.js';
@@ -304,7 +304,7 @@ export class WasmTreeCursor {
 
   private placeLeaf(ref: NodeRef, node: number): void {
     const kind = this.mem.u32[(node + 4) >>> 2];
-    assert(kind === Kind.Leaf, `a cursor reached node ${node} of kind ${kind}, not a leaf`);
+    if (kind !== Kind.Leaf) throw new AssertionError(`a cursor reached node ${node} of kind ${kind}, not a leaf`);
     this.leaf = ref;
   }
 
@@ -330,7 +330,7 @@ export class WasmTreeCursor {
     if (ref.dirty) return ref.addr;
     if (ref.ringEpoch === this.mem.epoch) return ref.addr;
     const n = this.mem.nodeAt(ref.pos, ref.len);
-    assert(n !== 0, `the node cache cannot hold node ${ref.pos} (${ref.len} bytes) for a cursor`);
+    if (n === 0) throw new AssertionError(`the node cache cannot hold node ${ref.pos} (${ref.len} bytes) for a cursor`);
     ref.addr = n;
     ref.ringEpoch = this.mem.epoch; // after the load: it may have moved the epoch itself
     return n;

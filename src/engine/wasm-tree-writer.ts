@@ -15,7 +15,7 @@
 //! One writer at a time per instance: the in-place journal and the undo area are the instance's.
 import { Buffer } from 'node:buffer';
 import type { CacheExports } from '../wasm/module.js';
-import { CorruptionError, SolifugeError, assert, childNotOlder } from './errors.js';
+import { AssertionError, CorruptionError, SolifugeError, assert, childNotOlder } from './errors.js';
 import { ValueRef } from './node.js';
 import { PROBE_BYTES_MAX } from './wasm-cache.js';
 import type { TreeRoot } from './wasm-tree-cursor.js';
@@ -115,18 +115,37 @@ export class WasmTreeWriter {
     const len = ref !== null ? ref.len : (inline as Uint8Array | string).length;
     const isRef = ref !== null ? 1 : 0;
     const refPos = ref !== null ? ref.pos : 0;
+    // Called once per key written: the call is made directly, and only a miss (a clean node to
+    // load first) goes through callWithLoads, with the closure that makes it again.
     if (this.own === null) {
-      const r = this.call(key, inline, () => this.host.ex.wtreePutInPlace(this.published.addr, key.length, this.host.input, len, isRef, refPos, this.maxNodeBytes));
+      writeInputs(this.host, key, inline);
+      let r = this.putInPlace(key.length, len, isRef, refPos);
+      r = r === PUT_MISS ? this.call(key, inline, () => this.putInPlace(key.length, len, isRef, refPos)) : checked(this.host, r);
       if (r === PUT_DONE) return this.counted(this.host.mem().readUInt32LE(this.host.result) === 1);
-      assert(r === PUT_NEEDS_SEAL, `wtreePutInPlace returned ${r}`);
+      if (r !== PUT_NEEDS_SEAL) throw new AssertionError(`wtreePutInPlace returned ${r}`);
       this.seal();
     }
-    const own = this.own as TreeRoot;
-    const r = this.call(key, inline, () => this.host.ex.wtreePut(own.addr, own.pos, own.len, key.length, this.host.input, len, isRef, refPos, this.maxNodeBytes));
-    assert(r === PUT_DONE, `wtreePut returned ${r}`);
+    writeInputs(this.host, key, inline);
+    let r = this.putOwn(key.length, len, isRef, refPos);
+    r = r === PUT_MISS ? this.call(key, inline, () => this.putOwn(key.length, len, isRef, refPos)) : checked(this.host, r);
+    if (r !== PUT_DONE) throw new AssertionError(`wtreePut returned ${r}`);
     const m = this.host.mem();
-    this.own = { addr: m.readUInt32LE(this.host.result), pos: 0, len: 0 };
+    const addr = m.readUInt32LE(this.host.result);
+    // The same dirty root (the path was this writer's already): the object stays.
+    const own = this.own as TreeRoot;
+    if (addr !== own.addr || own.pos !== 0 || own.len !== 0) this.own = { addr, pos: 0, len: 0 };
     return this.counted(m.readUInt32LE(this.host.result + 4) === 1);
+  }
+
+  /** wtreePutInPlace on the published tree, the key and value already at PROBE and INPUT. */
+  private putInPlace(keyLen: number, len: number, isRef: number, refPos: number): number {
+    return this.host.ex.wtreePutInPlace(this.published.addr, keyLen, this.host.input, len, isRef, refPos, this.maxNodeBytes);
+  }
+
+  /** wtreePut on the writer's own tree, the key and value already at PROBE and INPUT. */
+  private putOwn(keyLen: number, len: number, isRef: number, refPos: number): number {
+    const own = this.own as TreeRoot;
+    return this.host.ex.wtreePut(own.addr, own.pos, own.len, keyLen, this.host.input, len, isRef, refPos, this.maxNodeBytes);
   }
 
   /** Removes a key; false (and nothing changed) when it is absent. */
@@ -136,7 +155,7 @@ export class WasmTreeWriter {
     if (own.addr === 0 && !(own.pos > 0)) return false;
     const r = this.call(key, null, () => this.host.ex.wtreeDelete(own.addr, own.pos, own.len, key.length, this.maxNodeBytes));
     if (r === DEL_NOT_FOUND) return false;
-    assert(r === PUT_DONE, `wtreeDelete returned ${r}`);
+    if (r !== PUT_DONE) throw new AssertionError(`wtreeDelete returned ${r}`);
     const m = this.host.mem();
     const addr = m.readUInt32LE(this.host.result);
     this.own = addr !== 0 ? { addr, pos: 0, len: 0 } : { addr: 0, pos: m.readDoubleLE(this.host.result + 8), len: m.readUInt32LE(this.host.result + 4) };
@@ -158,7 +177,7 @@ export class WasmTreeWriter {
     if (this.own !== null) return;
     const r = this.host.ex.wtreeSeal(this.published.addr, this.maxNodeBytes);
     if (r === PUT_NO_MEMORY) throw new TreeMemoryFullError();
-    assert(r === PUT_DONE, `wtreeSeal returned ${r}`);
+    if (r !== PUT_DONE) throw new AssertionError(`wtreeSeal returned ${r}`);
     this.own = { addr: this.host.mem().readUInt32LE(this.host.result), pos: 0, len: 0 };
   }
 
@@ -276,7 +295,7 @@ export function findIn(host: TreeHost, root: TreeRoot, key: TreeKey): Buffer | V
     return Buffer.from(m.subarray(at, at + m.readUInt32LE(host.result + 4)));
   }
   if (r === FOUND_REF) return new ValueRef(m.readDoubleLE(host.result), m.readUInt32LE(host.result + 8), undefined);
-  assert(r === 0, `the cache's find returned ${r}`);
+  if (r !== 0) throw new AssertionError(`the cache's find returned ${r}`);
   return undefined;
 }
 
@@ -292,31 +311,38 @@ function putBin(m: Buffer, s: string, at: number): void {
  * it misses and running it again. Errors it reports are thrown; other results are returned.
  */
 function callWithLoads(host: TreeHost, key: TreeKey, val: Uint8Array | string | null, op: () => number): number {
-  assert(key.length <= PROBE_BYTES_MAX, `a key of ${key.length} bytes is past the tree's ${PROBE_BYTES_MAX}`);
   let loaded: number[] | null = null;
   for (;;) {
-    const m = host.mem();
-    if (typeof key === 'string') putBin(m, key, host.probe);
-    else m.set(key, host.probe);
-    if (typeof val === 'string') putBin(m, val, host.input);
-    else if (val !== null) m.set(val, host.input);
+    writeInputs(host, key, val);
     const r = op();
-    if (r === PUT_MISS) {
-      const mr = host.mem();
-      const pos = mr.readDoubleLE(host.result);
-      // Asked for a node it had loaded already: the cache evicted it to make room for the rest
-      // of the path, and would again. Said instead of going round forever.
-      if (loaded?.includes(pos) === true) throw new CacheTooSmallError(pos);
-      (loaded ??= []).push(pos);
-      host.load(pos, mr.readUInt32LE(host.result + 8));
-      continue;
-    }
-    if (r === PUT_NO_MEMORY) throw new TreeMemoryFullError();
-    if (r === PUT_CHILD_NOT_OLDER) {
-      const mr = host.mem();
-      throw childNotOlder(mr.readDoubleLE(host.result), mr.readDoubleLE(host.result + 8));
-    }
-    if (r === PUT_TOO_DEEP) throw new CorruptionError(0, 'the tree is deeper than the writer can descend');
-    return r;
+    if (r !== PUT_MISS) return checked(host, r);
+    const mr = host.mem();
+    const pos = mr.readDoubleLE(host.result);
+    // Asked for a node it had loaded already: the cache evicted it to make room for the rest
+    // of the path, and would again. Said instead of going round forever.
+    if (loaded?.includes(pos) === true) throw new CacheTooSmallError(pos);
+    (loaded ??= []).push(pos);
+    host.load(pos, mr.readUInt32LE(host.result + 8));
   }
+}
+
+/** Puts `key` at PROBE and an inline value at INPUT, where the asm calls read them. */
+function writeInputs(host: TreeHost, key: TreeKey, val: Uint8Array | string | null): void {
+  if (key.length > PROBE_BYTES_MAX) throw new AssertionError(`a key of ${key.length} bytes is past the tree's ${PROBE_BYTES_MAX}`);
+  const m = host.mem();
+  if (typeof key === 'string') putBin(m, key, host.probe);
+  else m.set(key, host.probe);
+  if (typeof val === 'string') putBin(m, val, host.input);
+  else if (val !== null) m.set(val, host.input);
+}
+
+/** A result other than a miss: the errors the asm side reports are thrown, the rest returned. */
+function checked(host: TreeHost, r: number): number {
+  if (r === PUT_NO_MEMORY) throw new TreeMemoryFullError();
+  if (r === PUT_CHILD_NOT_OLDER) {
+    const mr = host.mem();
+    throw childNotOlder(mr.readDoubleLE(host.result), mr.readDoubleLE(host.result + 8));
+  }
+  if (r === PUT_TOO_DEEP) throw new CorruptionError(0, 'the tree is deeper than the writer can descend');
+  return r;
 }

@@ -101,9 +101,19 @@ function compile(): WebAssembly.Module {
   return new WebAssembly.Module(bytes as Uint8Array<ArrayBuffer>);
 }
 
+/**
+ * The instance's own exports, not the loader's: the loader wraps every function in
+ * `(...args) => { setArgumentsLength(args.length); return elem(...args) }`, a rest array and a
+ * spread on every call (each tree write and get makes one or more). None of ours takes optional
+ * arguments (the module exports no `__setArgumentsLength`), so the raw call is the same call.
+ * A plain copy: the instance's exports object is frozen, and unsignedAlloc derives from it.
+ */
 function instantiate(): CacheExports {
   compiled ??= compile();
-  return instantiateSync<CacheExports>(compiled).exports as unknown as CacheExports;
+  const { instance } = instantiateSync<CacheExports>(compiled);
+  const raw = instance.exports;
+  assert(!('__setArgumentsLength' in raw) && !('__argumentsLength' in raw), 'an export takes optional arguments: call it through the loader');
+  return { ...raw } as unknown as CacheExports;
 }
 
 /**
