@@ -98,6 +98,7 @@ let liveNodes: u32 = 0;
 let maxLiveNodes: u32 = 0;
 let arenaStart: usize = 0;
 let arenaEnd: usize = 0;
+let regionEnd: usize = 0;
 let head: usize = 0;
 let tail: usize = 0;
 /** While the ring is wrapped: the end of the upper live segment; 0 otherwise. */
@@ -128,6 +129,7 @@ export function cacheInit(arenaBytes: u32, inputBytesWanted: u32, dirtyBytes: u3
   const pages = <i32>((total + 0xffff) >>> 16);
   if (memory.grow(pages) < 0) return 0;
   regionStart = start;
+  regionEnd = start + (<usize>pages << 16);
   probePtr = start;
   resultPtr = probePtr + PROBE_BYTES;
   inputPtr = resultPtr + RESULT_BYTES;
@@ -142,6 +144,15 @@ export function cacheInit(arenaBytes: u32, inputBytesWanted: u32, dirtyBytes: u3
   // Freshly grown memory is zero: the table is already empty. (Filling it here would touch every
   // page, ~4 MiB of resident memory per open store at the default size, for nothing.)
   resetRing();
+  // The runtime's allocator grows memory by at least its current size (TLSF growMemory doubles)
+  // the first time it needs room, and the region now makes that ~1.3 GiB at once. V8 counts grown
+  // WebAssembly memory as external memory and answers such a jump with a full collection, 100–250
+  // ms in a process holding a big heap: in a store's first commit, it was a tenth of a 1M-key
+  // sorted load (bench/RESULTS.md round 28). It happens here, at open, instead: the room it gives
+  // holds the slab plans of later commits and checkpoints (a 1M-key tree's whole plan is ~150 MB).
+  // Past 4 GiB the doubling fails and the runtime grows by what it needs, now and later.
+  // (More than its first pool, all memory below the region, can hold: the allocation grows memory.)
+  heap.free(heap.alloc(start + (1 << 20)));
   return start;
 }
 
@@ -161,6 +172,11 @@ export function cachedNodes(): u32 {
 export function ringHead(): usize {
   return head;
 }
+/** The end of the memory cacheInit reserved (the runtime's heap may grow past it). */
+export function regionEndAddress(): usize {
+  return regionEnd;
+}
+
 export function arenaEndAddress(): usize {
   return arenaEnd;
 }

@@ -13,7 +13,7 @@ export function alloc(size: usize): usize {
 export function free(ptr: usize): void {
   heap.free(ptr);
 }
-export { cacheInit, cacheClear, cachedNodes, ringHead, arenaEndAddress, probeAddress, resultAddress, inputAddress, ingest as cacheIngest, adopt as cacheAdopt, find as cacheFind, findDirty as cacheFindDirty, cachedNode } from './cache';
+export { cacheInit, cacheClear, cachedNodes, ringHead, arenaEndAddress, regionEndAddress, probeAddress, resultAddress, inputAddress, ingest as cacheIngest, adopt as cacheAdopt, find as cacheFind, findDirty as cacheFindDirty, cachedNode } from './cache';
 export { slabEncode, slabEncodePart, slabCrc, parseBody } from './slab';
 export { dirtyBytesInUse } from './dirty';
 export { dirtyEstimateBytes, wleafEmpty, wleafFree, wleafSearch, wleafSet, wleafUndoReset, wleafUndoOverwrite, wleafUndoReplace, wleafRemove, wleafRebuild, wleafSplit, wleafEncode } from './wleaf';

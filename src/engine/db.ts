@@ -18,6 +18,7 @@ import { crc32c } from '../wasm/crc32c.js';
 import { readNode } from './cache.js';
 import type { Action, CommitRecord, WriteValue } from './codec.js';
 import { readEntry } from './entry.js';
+import { ValueArena } from './value-arena.js';
 import {
   AssertionError, BadArgumentError, ClosedError, CommitTooLargeError, CorruptionError, IoFailedError, KeyTooLargeError, SolifugeError, ValueTooLargeError, assert,
 } from './errors.js';
@@ -370,6 +371,8 @@ export class Db implements Reader {
   private readonly handlersRunning = new Set<Promise<unknown>>();
   /** The tree in WebAssembly memory: the node cache, the changed nodes, the slab plans (store-tree.ts). */
   private readonly tree: StoreTree;
+  /** Copies of the inline values the running batch's transactions set (makeTxValue). */
+  private readonly txValues = new ValueArena();
   private sb: Superblock;
   private sbPos: number;
   /** The background checkpoint running, if any (startBackgroundCheckpoint). */
@@ -846,6 +849,22 @@ export class Db implements Reader {
     return new ValueRef(-1, buf.length, copy);
   }
 
+  /**
+   * @internal A transaction's value (Transaction.set): an inline one copied into the batch's
+   * arena (value-arena.ts), which the store reuses once the batch ends; others as makeValue.
+   */
+  makeTxValue(value: ValueInput): WriteValue {
+    const o = this.options;
+    if (value instanceof Uint8Array) {
+      if (value.length <= o.inlineValueBytesMax && value.length <= o.maxValueBytes) return this.txValues.copy(value);
+    } else if (typeof value === 'string' && value.length <= o.inlineValueBytesMax) {
+      // (UTF-8 takes at least a byte a UTF-16 unit: a longer string is never inline.)
+      const n = Buffer.byteLength(value, 'utf8');
+      if (n <= o.inlineValueBytesMax && n <= o.maxValueBytes) return this.txValues.copyString(value, n);
+    }
+    return this.makeValue(value);
+  }
+
   private async runBatch(): Promise<void> {
     const jobs = this.queue;
     this.queue = [];
@@ -885,6 +904,8 @@ export class Db implements Reader {
       // in place.
       if (!w.ended) w.abort();
       if (this.inPlaceWriter === w) this.inPlaceWriter = null;
+      // Nothing holds the batch's transaction values any more (value-arena.ts): the next reuses them.
+      this.txValues.reset();
     }
   }
 

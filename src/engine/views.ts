@@ -207,7 +207,7 @@ export class Transaction implements Reader {
   set(key: KeyInput, value: ValueInput): void {
     const w = this.live();
     const k = this.db.checkKey(key);
-    const v = this.db.makeValue(value);
+    const v = this.db.makeTxValue(value);
     // Made by the next read or change of the tree (BatchWriter.setLater), or while the commit syncs.
     w.setLater(k, v);
     this.actions.push({ key: k, val: v });

@@ -100,8 +100,10 @@ export class WasmNodeCache {
     const start = this.ex.cacheInit(arenaBytes, inputBytes, dirtyBytes);
     if (start === 0) throw new Error(`solifuge: could not reserve ${arenaBytes} bytes of WebAssembly memory for the node cache`);
     // Before the ring or the table are touched, so their pages are faulted in huge from the start.
+    // (Only the region: the runtime's heap, grown past it at init, holds plans, not nodes.)
     const buf = this.ex.memory.buffer;
-    this.hugePages = hugePages && addon?.adviseHugePages !== undefined && addon.adviseHugePages(buf, start, buf.byteLength - start) === 0;
+    const regionEnd = this.ex.regionEndAddress() >>> 0;
+    this.hugePages = hugePages && addon?.adviseHugePages !== undefined && addon.adviseHugePages(buf, start, regionEnd - start) === 0;
     this.makeViews();
     // Addresses come back as i32: unsigned, they may pass 2 GiB (cacheBytes goes to 3 GiB).
     this.probe = this.ex.probeAddress() >>> 0;

@@ -40,6 +40,8 @@ export type CacheExports = CoreExports & {
   cachedNodes(): number;
   ringHead(): number;
   arenaEndAddress(): number;
+  /** The end of the memory cacheInit reserved: the ring, the table and the dirty region end before it. */
+  regionEndAddress(): number;
   probeAddress(): number;
   resultAddress(): number;
   inputAddress(): number;
