@@ -18,6 +18,6 @@ export { slabEncode, slabEncodePart, slabCrc, parseBody } from './slab';
 export { dirtyBytesInUse } from './dirty';
 export { dirtyEstimateBytes, wleafEmpty, wleafFree, wleafSearch, wleafSet, wleafUndoReset, wleafUndoOverwrite, wleafUndoReplace, wleafRemove, wleafRebuild, wleafSplit, wleafEncode } from './wleaf';
 export { widxChildSlot, widxRecord, widxEncode } from './windex';
-export { wtreePut, wtreeDelete, wtreeRetain, wtreeRelease, wtreePutInPlace, wtreeUndo, wtreeSettle, wtreeSeal, wtreeJournaled } from './wtree';
+export { wtreePut, wtreeDelete, wtreeRetain, wtreeRelease, wtreePutInPlace, wtreeUndo, wtreeSettle, wtreeSeal, wtreeJournaled, wtreePutStaged, wtreeStagedAt, wtreeStagedInserted, wtreeStagedRoot } from './wtree';
 export { wtreePlan, wtreePlanAbandon, wtreeWritten } from './wcheckpoint';
 export { pendingTable } from './pending';

@@ -729,3 +729,71 @@ export function wtreeSeal(rootAddr: u32, maxNodeBytes: u32): i32 {
   store<u32>(result, root);
   return PUT_DONE;
 }
+
+/**
+ * Staged sets (wtreePutStaged): records written by the caller one after another, each
+ *   u32 keyLen @0 | u32 valLen @4 | u32 ref @8 (1: a Value entry at refPos) | u32 0 @12 |
+ *   f64 refPos @16 | key (keyLen bytes) @24 | inline value (valLen bytes, none if ref)
+ * padded to a multiple of 8 bytes (src/engine/staged-sets.ts writes them).
+ */
+const STAGED_HEADER_BYTES: u32 = 24;
+/** Where wtreePutStaged stopped (the offset of the first record not made), new keys among those made, and the root after them. */
+let stagedAt: u32 = 0;
+let stagedInserted: u32 = 0;
+let stagedRoot: u32 = 0;
+
+export function wtreeStagedAt(): u32 {
+  return stagedAt;
+}
+export function wtreeStagedInserted(): u32 {
+  return stagedInserted;
+}
+export function wtreeStagedRoot(): u32 {
+  return stagedRoot;
+}
+
+/**
+ * Makes the staged sets at [`at`, `end`) of `staged`, in order, as wtreePut (`inPlace` 0, on the
+ * tree at `rootAddr` / `rootPos` / `rootLen`) or wtreePutInPlace (`inPlace` 1, on the published
+ * tree at `rootAddr`) would one by one: one call for a group of sets instead of one a set. Stops
+ * at the first set that does not return PUT_DONE, with nothing of that set changed, and returns
+ * its result (RESULT as that put left it); PUT_DONE once all are made. Either way wtreeStagedAt()
+ * is the offset of the first set not made, wtreeStagedInserted() how many of those made were new
+ * keys, and (`inPlace` 0) wtreeStagedRoot() the root after them, holding the caller's reference
+ * (`rootAddr` as given when none was made).
+ */
+export function wtreePutStaged(rootAddr: u32, rootPos: f64, rootLen: u32, inPlace: u32, staged: usize, at: u32, end: u32, maxNodeBytes: u32): i32 {
+  const result = resultAddress();
+  const probe = probeAddress();
+  let root = rootAddr;
+  let pos = rootPos;
+  let len = rootLen;
+  let inserted: u32 = 0;
+  let r: i32 = PUT_DONE;
+  while (at < end) {
+    const rec = staged + <usize>at;
+    const keyLen = load<u32>(rec);
+    const valLen = load<u32>(rec, 4);
+    const ref = load<u32>(rec, 8);
+    const refPos = load<f64>(rec, 16);
+    memory.copy(probe, rec + STAGED_HEADER_BYTES, keyLen);
+    const valPtr = rec + STAGED_HEADER_BYTES + <usize>keyLen;
+    if (inPlace != 0) {
+      r = wtreePutInPlace(root, keyLen, valPtr, valLen, ref, refPos, maxNodeBytes);
+      if (r != PUT_DONE) break;
+      inserted += load<u32>(result);
+    } else {
+      r = wtreePut(root, pos, len, keyLen, valPtr, valLen, ref, refPos, maxNodeBytes);
+      if (r != PUT_DONE) break;
+      root = load<u32>(result);
+      pos = 0;
+      len = 0;
+      inserted += load<u32>(result, 4);
+    }
+    at += (STAGED_HEADER_BYTES + keyLen + (ref != 0 ? 0 : valLen) + 7) & ~7;
+  }
+  stagedAt = at;
+  stagedInserted = inserted;
+  stagedRoot = root;
+  return r;
+}

@@ -12,6 +12,7 @@ import { instance, type Instance, type Val } from './support/wasm-nodes.js';
 import { checkAll, dropHeld, encode, holdTree, expectContents, expectRefs, readTree, switchWritten, takeUndoArea, type Disk, type Root, type Tree } from './support/wasm-tree.js';
 import { CacheTooSmallError, TreeMemoryFullError, WasmTreeWriter, type TreeHost, type TreeValue } from '../src/engine/wasm-tree-writer.js';
 import { ValueRef } from '../src/engine/node.js';
+import { StagedSets } from '../src/engine/staged-sets.js';
 
 function hostOver(t: Instance, disk: Disk): TreeHost & { loads: number } {
   return {
@@ -40,14 +41,14 @@ const valArb: fc.Arbitrary<Val> = fc.oneof(
 );
 type Change =
   | { t: 'put'; k: number; v: Val }
-  | { t: 'many'; from: number; n: number; step: number }
+  | { t: 'many'; from: number; n: number; step: number; staged: boolean }
   | { t: 'del'; k: number; n: number }
   | { t: 'get'; k: number }
   | { t: 'txn'; changes: Array<{ k: number; v: Val }>; abort: boolean }
   | { t: 'read' };
 const changeArb: fc.Arbitrary<Change> = fc.oneof(
   { weight: 5, arbitrary: fc.record({ t: fc.constant('put' as const), k: fc.nat({ max: 1000 }), v: valArb }) },
-  { weight: 2, arbitrary: fc.record({ t: fc.constant('many' as const), from: fc.nat({ max: 1000 }), n: fc.integer({ min: 1, max: 120 }), step: fc.constantFrom(1, 7, 389) }) },
+  { weight: 2, arbitrary: fc.record({ t: fc.constant('many' as const), from: fc.nat({ max: 1000 }), n: fc.integer({ min: 1, max: 120 }), step: fc.constantFrom(1, 7, 389), staged: fc.boolean() }) },
   { weight: 2, arbitrary: fc.record({ t: fc.constant('del' as const), k: fc.nat({ max: 1000 }), n: fc.integer({ min: 1, max: 80 }) }) },
   { weight: 2, arbitrary: fc.record({ t: fc.constant('get' as const), k: fc.nat({ max: 1000 }) }) },
   { weight: 1, arbitrary: fc.record({ t: fc.constant('txn' as const), changes: fc.array(fc.record({ k: fc.nat({ max: 1000 }), v: valArb }), { maxLength: 20 }), abort: fc.boolean() }) },
@@ -65,6 +66,7 @@ describe('the writer over the tree in linear memory (src/engine/wasm-tree-writer
   it('runs batches, transactions and readers as the store would, against a model', () => {
     let inPlaceBatches = 0;
     let loads = 0;
+    let stagedGroups = 0;
     fc.assert(
       fc.property(fc.array(opArb, { minLength: 3, maxLength: 14 }), fc.constantFrom(256, 512, 4096), (ops, maxNodeBytes) => {
         const t = instance(64 << 20);
@@ -76,7 +78,8 @@ describe('the writer over the tree in linear memory (src/engine/wasm-tree-writer
         const pub: Tree = { root: { addr: 0, pos: 0, len: 0 }, model: new Map() };
         const held: Tree[] = [];
         // First a tree written whole: later batches, some after the cache forgot it, load what they need.
-        const start: Op[] = [{ t: 'batch', inPlace: false, abort: false, evict: false, changes: [{ t: 'many', from: 0, n: 600, step: 1 }] }, { t: 'checkpoint' }];
+        const start: Op[] = [{ t: 'batch', inPlace: false, abort: false, evict: false, changes: [{ t: 'many', from: 0, n: 600, step: 1, staged: false }] }, { t: 'checkpoint' }];
+        const staged = new StagedSets(t.ex, () => t.mem(), () => {});
         for (const op of [...start, ...ops]) {
           if (op.t === 'hold') holdTree(t, pub, held);
           else if (op.t === 'drop') dropHeld(t, held, op.pick);
@@ -99,7 +102,27 @@ describe('the writer over the tree in linear memory (src/engine/wasm-tree-writer
             };
             for (const c of op.changes) {
               if (c.t === 'put') set(key(c.k), c.v);
-              else if (c.t === 'many') {
+              else if (c.t === 'many' && c.staged) {
+                // The same sets made as a group in one call (staged-sets.ts): misses, a seal
+                // half-way through an in-place batch, and references among them.
+                let isNew = 0;
+                const seen = new Set<string>();
+                for (let i = 0; i < c.n; i++) {
+                  const k = key((c.from + i * c.step) % 1001);
+                  const v: Val = i % 5 === 4 ? { ref: true, pos: 4096 + i, len: 200 + i } : { ref: false, bytes: Buffer.alloc(8 + (i % 30), i & 0xff) };
+                  const hex = k.toString('hex');
+                  if (!model.has(hex) && !seen.has(hex)) isNew++;
+                  seen.add(hex);
+                  model.set(hex, v);
+                  if (!staged.fits(k, valueOf(v))) throw new Error('a group of 120 small sets must fit');
+                  staged.add(k, valueOf(v));
+                }
+                const count = w.count;
+                expect(w.putStaged(staged)).toBe(isNew);
+                expect(w.count).toBe(count + isNew);
+                staged.clear();
+                stagedGroups++;
+              } else if (c.t === 'many') {
                 for (let i = 0; i < c.n; i++) {
                   const k = (c.from + i * c.step) % 1001;
                   set(key(k), { ref: false, bytes: Buffer.alloc(8 + (k % 30), (k + i) & 0xff) });
@@ -162,6 +185,7 @@ describe('the writer over the tree in linear memory (src/engine/wasm-tree-writer
     );
     expect(inPlaceBatches).toBeGreaterThan(10); // batches that changed the published tree in place (~28)
     expect(loads).toBeGreaterThan(100); // clean nodes read from the file (~700)
+    expect(stagedGroups).toBeGreaterThan(10);
   });
 
   it('says so when the cache cannot hold a change\'s path, instead of loading forever', () => {
@@ -197,6 +221,35 @@ describe('the writer over the tree in linear memory (src/engine/wasm-tree-writer
     expect(w.count).toBe(i);
     for (let j = 0; j < i; j += 97) expect(Buffer.from(w.get(key(j)) as Buffer).equals(Buffer.alloc(60, j & 0xff))).toBe(true);
     expect(w.get(key(i))).toBeUndefined();
+    const root: Root = w.publish();
+    t.ex.wtreeRelease(root.addr);
+    expect(t.ex.dirtyBytesInUse()).toBe(0);
+  });
+
+  it('says so when its node region fills in the middle of a staged group, with the sets before it made and counted', () => {
+    const t = instance(1 << 20);
+    const w = new WasmTreeWriter(hostOver(t, new Map()), { addr: 0, pos: 0, len: 0 }, 0, 4096, false);
+    const staged = new StagedSets(t.ex, () => t.mem(), () => {});
+    let full: unknown = null;
+    let taken = 0;
+    try {
+      for (let g = 0; g < 1000; g++) {
+        for (let j = 0; j < 100; j++) staged.add(key(taken + j), Buffer.alloc(60, (taken + j) & 0xff));
+        taken += 100;
+        w.putStaged(staged);
+        staged.clear();
+      }
+    } catch (err) {
+      full = err;
+    }
+    expect(full).toBeInstanceOf(TreeMemoryFullError);
+    const made = w.count;
+    // Stopped inside the last group: some of it made, not all.
+    expect(made).toBeGreaterThan(taken - 100);
+    expect(made).toBeLessThan(taken);
+    for (let j = 0; j < made; j += 97) expect(Buffer.from(w.get(key(j)) as Buffer).equals(Buffer.alloc(60, j & 0xff))).toBe(true);
+    expect(Buffer.from(w.get(key(made - 1)) as Buffer).equals(Buffer.alloc(60, (made - 1) & 0xff))).toBe(true);
+    expect(w.get(key(made))).toBeUndefined();
     const root: Root = w.publish();
     t.ex.wtreeRelease(root.addr);
     expect(t.ex.dirtyBytesInUse()).toBe(0);

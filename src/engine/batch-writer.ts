@@ -9,7 +9,7 @@
 //! changes the tree makes them first, so nothing but their timing changes; `root` and `count` leave
 //! them out until then (callers reading those call applyLater() first).
 import type { Buffer } from 'node:buffer';
-import { assert } from './errors.js';
+import { AssertionError, assert } from './errors.js';
 import type { BinKey } from './keys.js';
 import { ValueRef } from './node.js';
 import type { WriteValue } from './codec.js';
@@ -17,6 +17,7 @@ import type { StoreTree } from './store-tree.js';
 import type { TreeRoot } from './wasm-tree-cursor.js';
 import type { TreeSavepoint, WasmTreeWriter } from './wasm-tree-writer.js';
 import { PendingValues } from './pending-values.js';
+import type { StagedSets } from './staged-sets.js';
 
 /** A transaction's starting point: the tree's, and how many pending ids the batch had given then. */
 export interface BatchSavepoint {
@@ -29,15 +30,17 @@ export interface BatchSavepoint {
  * tree changes (Db.commit: those run while its sync does). A bigger one changes the tree first,
  * since whether its commit also writes the tree depends on what the change dirtied: a sorted
  * load's 1,000-key batches write their leaves at once instead of logging them
- * (checkpointTreeOverLogMax). Groups of 100 sets hold back; 1,000-key loads do not.
+ * (checkpointTreeOverLogMax). Groups of 100 sets hold back; 1,000-key loads do not. A bigger
+ * batch's sets are still made in groups of up to this many, each in one call (staged-sets.ts),
+ * the last before the commit's append (changesFirst).
  */
 export const SET_LATER_MAX = 128;
 
 export class BatchWriter {
   private readonly w: WasmTreeWriter;
-  private readonly laterKeys: BinKey[] = [];
-  private readonly laterVals: WriteValue[] = [];
-  /** Set once the writer took SET_LATER_MAX sets: from then on every set is made at once. */
+  /** The sets held back, as records in the instance (the store's, one batch at a time). */
+  private readonly staged: StagedSets;
+  /** Set once the writer took SET_LATER_MAX sets: from then on its tree changes before its append. */
   private laterOff = false;
   /** The first error making held sets threw (see throwLaterFailure). */
   private laterError: { error: unknown } | null = null;
@@ -54,6 +57,7 @@ export class BatchWriter {
     inPlace: boolean,
   ) {
     this.w = tree.writer(published, count, inPlace);
+    this.staged = tree.staged;
   }
 
   /** The writer's tree (without sets still held back). */
@@ -82,42 +86,53 @@ export class BatchWriter {
 
   /** The value under `key` with the batch's own changes: inline bytes, a Value entry's reference, or undefined. */
   get(key: BinKey): Buffer | ValueRef | undefined {
-    if (this.laterKeys.length !== 0) this.applyLater();
+    if (this.staged.count !== 0) this.applyLater();
     return this.tree.resolve(this.w.get(key));
   }
 
   /**
    * A set made later: by the next call that reads or changes the tree, by applyLater(), or after
-   * the commit's append. Past SET_LATER_MAX sets they are made at once.
+   * the commit's append. Every SET_LATER_MAX sets are made together, and the batch then changes
+   * its tree before its append (changesFirst).
    */
   setLater(key: BinKey, val: WriteValue): void {
-    if (this.laterOff || this.laterKeys.length >= SET_LATER_MAX) {
-      this.laterOff = true;
-      this.set(key, val);
-      return;
+    const staged = this.staged;
+    if (staged.owner !== this) {
+      if (staged.count !== 0) throw new AssertionError('two batches holding back sets at once');
+      staged.owner = this;
     }
-    this.laterKeys.push(key);
-    this.laterVals.push(val);
+    this.givePendingId(val);
+    if (!staged.fits(key, val)) this.applyLater();
+    staged.add(key, val);
+    if (staged.count >= SET_LATER_MAX) {
+      this.laterOff = true;
+      this.applyLater();
+    }
   }
 
   /** Sets taken by setLater and not made yet. */
   get setsLater(): number {
-    return this.laterKeys.length;
+    return this.staged.owner === this ? this.staged.count : 0;
   }
 
-  /** Makes the sets taken by setLater, in order. */
+  /** Whether the batch took more than SET_LATER_MAX sets: its commit makes them all before its append. */
+  get changesFirst(): boolean {
+    return this.laterOff;
+  }
+
+  /** Makes the sets taken by setLater, in order, in one call. */
   applyLater(): void {
-    const n = this.laterKeys.length;
-    if (n === 0) return;
-    // Emptied first: after a throw none is left for a later call to make again. The failure is
-    // kept (throwLaterFailure), and the transaction or batch that held them fails.
-    const ks = this.laterKeys.splice(0, n);
-    const vs = this.laterVals.splice(0, n);
+    const staged = this.staged;
+    if (staged.owner !== this || staged.count === 0) return;
+    // Emptied after, made or not: after a throw none is left for a later call to make again.
+    // The failure is kept (throwLaterFailure), and the transaction or batch that held them fails.
     try {
-      for (let i = 0; i < n; i++) this.put(ks[i], vs[i]);
+      this.w.putStaged(staged);
     } catch (error) {
       this.laterError ??= { error };
       throw error;
+    } finally {
+      staged.clear();
     }
   }
 
@@ -131,22 +146,26 @@ export class BatchWriter {
 
   /** Inserts or replaces; true when the key is new. */
   set(key: BinKey, val: WriteValue): boolean {
-    if (this.laterKeys.length !== 0) this.applyLater();
+    if (this.staged.count !== 0) this.applyLater();
     return this.put(key, val);
   }
 
   private put(key: BinKey, val: WriteValue): boolean {
-    // A value not in the file yet goes into the tree under an id until its slab is appended.
+    this.givePendingId(val);
+    return this.w.set(key, val);
+  }
+
+  /** A value not in the file yet goes into the tree under an id until its slab is appended. */
+  private givePendingId(val: WriteValue): void {
     if (val instanceof ValueRef && val.pos === -1) {
       this.tree.pending.add(val);
       this.pendingIds.push(PendingValues.idOf(val.pos));
     }
-    return this.w.set(key, val);
   }
 
   /** Removes a key; false (and nothing changed) when it is absent. */
   delete(key: BinKey): boolean {
-    if (this.laterKeys.length !== 0) this.applyLater();
+    if (this.staged.count !== 0) this.applyLater();
     return this.w.delete(key);
   }
 
@@ -202,7 +221,7 @@ export class BatchWriter {
    * releases the old published root) and how many changes were made in place.
    */
   publish(): { root: TreeRoot; changesInPlace: number } {
-    assert(this.laterKeys.length === 0, 'a batch published with sets held back');
+    assert(this.setsLater === 0, 'a batch published with sets held back');
     const changesInPlace = this.w.changesInPlace;
     const root = this.w.publish();
     this.end();
@@ -220,13 +239,16 @@ export class BatchWriter {
   /** Releases the roots frozen for cursors (they throw ClosedError from then on: views.ts). */
   private end(): void {
     this.isEnded = true;
+    if (this.staged.owner === this) this.staged.owner = null;
     for (const r of this.frozen) this.tree.release(r);
     this.frozen.length = 0;
   }
 
   private dropLater(): void {
-    this.laterKeys.length = 0;
-    this.laterVals.length = 0;
+    if (this.staged.owner === this) {
+      this.staged.clear();
+      this.staged.owner = null;
+    }
     this.laterError = null;
   }
 }

@@ -1050,10 +1050,11 @@ export class Db implements Reader {
     // the sync runs: the tree change of a small batch then costs no time of its own in the
     // commit's latency. The commit record cannot count the keys yet, and says so (codec.ts,
     // commit version 2); replay counts them.
-    const later = w !== null && w.setsLater > 0 ? w : null;
     let checkpoint: boolean;
     try {
-      checkpoint = this.checkpointDue(actions, forceCheckpoint, later);
+      // A batch past SET_LATER_MAX sets makes its last group now: its tree changes before the append.
+      if (w !== null && w.changesFirst) w.applyLater();
+      checkpoint = this.checkpointDue(actions, forceCheckpoint, w !== null && w.setsLater > 0 ? w : null);
     } catch (err) {
       // A held-back set met a node it could not read: nothing is written yet.
       throw new NothingWrittenError(err);
@@ -1064,7 +1065,8 @@ export class Db implements Reader {
     // A checkpoint writes nodes the published tree may share, which must not change in place
     // from their encode on: the batch's changes in place are sealed off first.
     if (checkpoint) this.sealInPlace();
-    const held = later !== null && later.setsLater > 0;
+    const later = w !== null && w.setsLater > 0 ? w : null;
+    const held = later !== null;
     assert(!(held && checkpoint), 'sets held back in a checkpoint');
     const root = w !== null ? w.root : this.published.root;
     const count = w !== null ? w.count : this.published.count;

@@ -7,6 +7,7 @@
 //! (`retain`, `release`) for as long as anything reads it.
 //! Invariant: everything that allocates in the instance tells it (`memoryGrown`), so the views of
 //! its memory that the cache, cursors and writers read are made again before the next use.
+import { StagedSets } from './staged-sets.js';
 import { Buffer } from 'node:buffer';
 import type { CacheExports } from '../wasm/module.js';
 import type { FileLog } from './log-file.js';
@@ -38,6 +39,8 @@ export class StoreTree implements TreeHost {
   readonly input: number;
   readonly result: number;
   readonly pending: PendingValues;
+  /** The sets the running batch holds back (batch-writer.ts). */
+  readonly staged: StagedSets;
   /** The slab builder (one at a time: a background checkpoint builds holding the store's writer). */
   readonly slabs: TreeSlabBuilder;
 
@@ -53,6 +56,7 @@ export class StoreTree implements TreeHost {
     this.result = a.result;
     const grown = () => this.cache.refreshViews();
     this.pending = new PendingValues(this.ex, grown);
+    this.staged = new StagedSets(this.ex, () => this.cache.buffer, grown);
     this.slabs = new TreeSlabBuilder(this.ex, this.pending, grown, () => this.cache.prefaultAhead());
   }
 

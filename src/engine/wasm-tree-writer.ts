@@ -19,6 +19,7 @@ import { AssertionError, CorruptionError, SolifugeError, assert, childNotOlder }
 import { ValueRef } from './node.js';
 import { PROBE_BYTES_MAX } from './wasm-cache.js';
 import type { TreeRoot } from './wasm-tree-cursor.js';
+import type { StagedSets } from './staged-sets.js';
 
 /** asm/wtree.ts results. */
 const PUT_DONE = 0;
@@ -135,6 +136,47 @@ export class WasmTreeWriter {
     const own = this.own as TreeRoot;
     if (addr !== own.addr || own.pos !== 0 || own.len !== 0) this.own = { addr, pos: 0, len: 0 };
     return this.counted(m.readUInt32LE(this.host.result + 4) === 1);
+  }
+
+  /**
+   * Makes the sets staged (staged-sets.ts), in order, as set() would one by one; returns how many
+   * keys were new. A throw leaves the sets before the one that failed made (and counted).
+   */
+  putStaged(staged: StagedSets): number {
+    const ex = this.host.ex;
+    const end = staged.bytes;
+    let at = 0;
+    let inserted = 0;
+    let loaded: number[] | null = null;
+    while (at < end) {
+      const inPlace = this.own === null;
+      const own = this.own ?? this.published;
+      const r = ex.wtreePutStaged(own.addr, inPlace ? 0 : own.pos, inPlace ? 0 : own.len, inPlace ? 1 : 0, staged.address, at, end, this.maxNodeBytes);
+      const stoppedAt = ex.wtreeStagedAt() >>> 0;
+      inserted += ex.wtreeStagedInserted();
+      if (!inPlace) {
+        // The root after the sets made, holding the writer's reference (the same one if none was).
+        const addr = ex.wtreeStagedRoot() >>> 0;
+        if (addr !== own.addr) this.own = { addr, pos: 0, len: 0 };
+      }
+      if (stoppedAt !== at) loaded = null; // progress: a node loaded again now is no loop
+      at = stoppedAt;
+      if (r === PUT_DONE) break;
+      if (r === PUT_NEEDS_SEAL && inPlace) {
+        this.seal();
+        continue;
+      }
+      if (r === PUT_MISS) {
+        loaded = loadMissed(this.host, loaded);
+        continue;
+      }
+      this.count += inserted;
+      inserted = 0;
+      checked(this.host, r); // throws what the asm side reported
+      throw new AssertionError(`wtreePutStaged returned ${r}`);
+    }
+    this.count += inserted;
+    return inserted;
   }
 
   /** wtreePutInPlace on the published tree, the key and value already at PROBE and INPUT. */
@@ -300,7 +342,7 @@ export function findIn(host: TreeHost, root: TreeRoot, key: TreeKey): Buffer | V
 }
 
 /** `s` (one char per byte) into `m` at `at`: a JS loop for short ones, cheaper than a call into C++. */
-function putBin(m: Buffer, s: string, at: number): void {
+export function putBin(m: Buffer, s: string, at: number): void {
   const n = s.length;
   if (n <= 32) for (let i = 0; i < n; i++) m[at + i] = s.charCodeAt(i);
   else m.write(s, at, n, 'latin1');
@@ -316,14 +358,24 @@ function callWithLoads(host: TreeHost, key: TreeKey, val: Uint8Array | string | 
     writeInputs(host, key, val);
     const r = op();
     if (r !== PUT_MISS) return checked(host, r);
-    const mr = host.mem();
-    const pos = mr.readDoubleLE(host.result);
-    // Asked for a node it had loaded already: the cache evicted it to make room for the rest
-    // of the path, and would again. Said instead of going round forever.
-    if (loaded?.includes(pos) === true) throw new CacheTooSmallError(pos);
-    (loaded ??= []).push(pos);
-    host.load(pos, mr.readUInt32LE(host.result + 8));
+    loaded = loadMissed(host, loaded);
   }
+}
+
+/**
+ * Loads the clean node a call missed (RESULT: its position and entry length); `loaded` lists
+ * those loaded since the call last made progress. Returns that list with this one.
+ */
+function loadMissed(host: TreeHost, loaded: number[] | null): number[] {
+  const mr = host.mem();
+  const pos = mr.readDoubleLE(host.result);
+  // Asked for a node it had loaded already: the cache evicted it to make room for the rest of
+  // the path, and would again. Said instead of going round forever.
+  if (loaded?.includes(pos) === true) throw new CacheTooSmallError(pos);
+  const list = loaded ?? [];
+  list.push(pos);
+  host.load(pos, mr.readUInt32LE(host.result + 8));
+  return list;
 }
 
 /** Puts `key` at PROBE and an inline value at INPUT, where the asm calls read them. */

@@ -77,6 +77,11 @@ export type CacheExports = CoreExports & {
   wtreeSettle(): void;
   wtreeSeal(rootAddr: number, maxNodeBytes: number): number;
   wtreeJournaled(): number;
+  /** asm/wtree.ts: staged sets (src/engine/staged-sets.ts) made in one call, and where it stopped. */
+  wtreePutStaged(rootAddr: number, rootPos: number, rootLen: number, inPlace: number, staged: number, at: number, end: number, maxNodeBytes: number): number;
+  wtreeStagedAt(): number;
+  wtreeStagedInserted(): number;
+  wtreeStagedRoot(): number;
   wtreeRetain(node: number): void;
   wtreeRelease(node: number): void;
   /** asm/wcheckpoint.ts: a checkpoint of the writer's tree (its header comment has the steps). */
