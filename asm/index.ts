@@ -19,5 +19,5 @@ export { dirtyBytesInUse } from './dirty';
 export { dirtyEstimateBytes, wleafEmpty, wleafFree, wleafSearch, wleafSet, wleafUndoReset, wleafUndoOverwrite, wleafUndoReplace, wleafRemove, wleafRebuild, wleafSplit, wleafEncode } from './wleaf';
 export { widxChildSlot, widxRecord, widxEncode } from './windex';
 export { wtreePut, wtreeDelete, wtreeRetain, wtreeRelease, wtreePutInPlace, wtreeUndo, wtreeSettle, wtreeSeal, wtreeJournaled, wtreePutStaged, wtreeStagedAt, wtreeStagedInserted, wtreeStagedRoot } from './wtree';
-export { wtreePlan, wtreePlanAbandon, wtreeWritten } from './wcheckpoint';
+export { wtreePlan, wtreePlanAbandon, wtreeWritten, wtreeWrittenStart, wtreeWrittenStep } from './wcheckpoint';
 export { pendingTable } from './pending';

@@ -78,39 +78,78 @@ export function wtreePlanAbandon(plan: usize, planLen: u32): void {
   }
 }
 
-/** Every record below the dirty index node `n` that points at a written node points at its position. */
-function switchBelow(n: usize, depth: i32): void {
-  if (depth >= MAX_DEPTH) unreachable();
-  const count = load<u32>(n, 16);
-  for (let i: u32 = 0; i < count; i++) {
-    const rec = recAt(n, i);
-    if (load<f64>(rec, 8) >= 0) continue; // clean already
-    const child = <usize>load<u32>(rec, 16);
-    // Children first: a written index node's own written children go to the cache before the
-    // node is released (which would free them unseen).
-    if (load<u32>(child, 4) == KIND_INDEX) switchBelow(child, depth + 1);
-    if (written(child)) {
-      // The cache's copy spares the next visit a read; if the ring cannot take it (a node over
-      // half its size), the next visit reads it from the file like any other clean node.
-      adopt(child);
-      widxSetChild(n, i, load<f64>(child, 8), load<u32>(child, 20), 0);
-      wtreeRelease(child);
-    }
+/**
+ * 2a in slices: the walk below the root is kept here between calls (wtreeWrittenStart, then
+ * wtreeWrittenStep until it returns 0), so a big switch need not hold the JS thread in one piece
+ * (330 ms after a 1M-key random load in one call: bench/RESULTS.md round 27). Between steps the
+ * tree may be read (each record switched names the same node, by position instead of address) but
+ * not changed, and no other switch may start; the caller's reference on the root keeps every node
+ * on the walk's stack alive. Per level of the stack: u32 index node, u32 the record being visited.
+ */
+const WALK = memory.data(MAX_DEPTH * 8);
+let walkRoot: usize = 0;
+let walkDepth: i32 = -1;
+/** Bytes a visited record counts against a step's budget (a switched node counts its entry length). */
+const RECORD_COST: u32 = 16;
+
+/** Starts switching the tree whose root is the dirty node `root` (2a; see wtreeWrittenStep). */
+export function wtreeWrittenStart(root: usize): void {
+  walkRoot = root;
+  walkDepth = -1;
+  if (load<u32>(root, 4) == KIND_INDEX) {
+    walkDepth = 0;
+    store<u32>(WALK, <u32>root);
+    store<u32>(WALK, 0, 4);
   }
 }
 
 /**
- * 2a above, for the tree whose root is the dirty node `root` (the caller's reference on it moves
- * to the root returned). RESULT: u32 at 0 the root if it is still dirty, else 0 with f64 at 8 its
- * position and u32 at 4 its entry length (the root itself was written: the tree is clean now).
+ * Switches records below the root, children first, until about `budgetBytes` of nodes were
+ * switched (and records visited); returns 1 while more remain. The last step switches the root
+ * and returns 0, with RESULT as wtreeWritten says (the caller's reference on the root moves to it).
  */
-export function wtreeWritten(root: usize): void {
+export function wtreeWrittenStep(budgetBytes: u32): i32 {
   bumpTreeEpoch(); // written nodes are released below: cursors holding their addresses find them again
+  let spent: u32 = 0;
+  while (walkDepth >= 0) {
+    if (spent >= budgetBytes) return 1;
+    const level = WALK + (<usize>walkDepth << 3);
+    const n = <usize>load<u32>(level);
+    const i = load<u32>(level, 4);
+    if (i >= load<u32>(n, 16)) {
+      // Every record of `n` done: back in its parent, the record that led here is switched.
+      walkDepth--;
+      if (walkDepth >= 0) {
+        const up = WALK + (<usize>walkDepth << 3);
+        const j = load<u32>(up, 4);
+        spent += switchRecord(<usize>load<u32>(up), j);
+        store<u32>(up, j + 1, 4);
+      }
+      continue;
+    }
+    spent += RECORD_COST;
+    const rec = recAt(n, i);
+    if (load<f64>(rec, 8) < 0) {
+      const child = <usize>load<u32>(rec, 16);
+      // Children first: a written index node's own written children go to the cache before the
+      // node is released (which would free them unseen).
+      if (load<u32>(child, 4) == KIND_INDEX) {
+        if (walkDepth + 1 >= MAX_DEPTH) unreachable();
+        walkDepth++;
+        const down = WALK + (<usize>walkDepth << 3);
+        store<u32>(down, <u32>child);
+        store<u32>(down, 0, 4);
+        continue;
+      }
+      spent += switchRecord(n, i);
+    }
+    store<u32>(level, i + 1, 4);
+  }
+  const root = walkRoot;
   const result = resultAddress();
   store<u32>(result, <u32>root);
   store<u32>(result, 0, 4);
   store<f64>(result, 0, 8);
-  if (load<u32>(root, 4) == KIND_INDEX) switchBelow(root, 0);
   if (written(root)) {
     adopt(root);
     store<u32>(result, 0);
@@ -118,4 +157,34 @@ export function wtreeWritten(root: usize): void {
     store<f64>(result, load<f64>(root, 8), 8);
     wtreeRelease(root);
   }
+  walkRoot = 0;
+  return 0;
+}
+
+/**
+ * Record `i` of the dirty index node `n`, pointing at a dirty node by address: if that node was
+ * written, the record points at its position instead, and the node goes to the cache. Returns the
+ * node's entry length if it was switched, else 0.
+ */
+function switchRecord(n: usize, i: u32): u32 {
+  const child = <usize>load<u32>(recAt(n, i), 16);
+  if (!written(child)) return 0;
+  const len = load<u32>(child, 20);
+  // The cache's copy spares the next visit a read; if the ring cannot take it (a node over half
+  // its size), the next visit reads it from the file like any other clean node.
+  adopt(child);
+  widxSetChild(n, i, load<f64>(child, 8), len, 0);
+  wtreeRelease(child);
+  return len;
+}
+
+/**
+ * 2a above, for the tree whose root is the dirty node `root`, in one call (the caller's reference
+ * on it moves to the root returned). RESULT: u32 at 0 the root if it is still dirty, else 0 with
+ * f64 at 8 its position and u32 at 4 its entry length (the root itself was written: the tree is
+ * clean now).
+ */
+export function wtreeWritten(root: usize): void {
+  wtreeWrittenStart(root);
+  wtreeWrittenStep(u32.MAX_VALUE);
 }

@@ -10,7 +10,7 @@ import fc from 'fast-check';
 import { Buffer } from 'node:buffer';
 import { describe, expect, it } from 'vitest';
 import { instance, type Instance, type Val } from './support/wasm-nodes.js';
-import { KIND_INDEX, PUT_DONE, dropHeld, holdTree, PUT_MISS, PUT_NEEDS_SEAL, checkAll, switchWritten, takeUndoArea, encode, ingestAll, type Disk, type Tree, del, expectContents, expectLookups, keyArb, put, readTree, records, valArb, type Root } from './support/wasm-tree.js';
+import { KIND_INDEX, PUT_DONE, dropHeld, holdTree, PUT_MISS, PUT_NEEDS_SEAL, checkAll, switchWritten, switchWrittenInSteps, takeUndoArea, encode, ingestAll, type Disk, type Tree, del, expectContents, expectLookups, keyArb, put, readTree, records, valArb, type Root } from './support/wasm-tree.js';
 
 /** asm/slab.ts results. */
 const ERR_BAD_PLAN = -2;
@@ -35,7 +35,8 @@ function expectCacheIsFile(t: Instance, root: Root, file: Instance): void {
 }
 
 type Change = { t: 'put'; key: Buffer; val: Val } | { t: 'inPlace'; key: Buffer; val: Val } | { t: 'many'; from: number; n: number } | { t: 'del'; pick: number; n: number } | { t: 'restore'; pick: number };
-type Op = Change | { t: 'hold' } | { t: 'drop'; pick: number } | { t: 'checkpoint'; append: boolean; during: Change[] };
+/** stepBytes: 0 switches in one call; else in steps of that budget, every tree read back between them. */
+type Op = Change | { t: 'hold' } | { t: 'drop'; pick: number } | { t: 'checkpoint'; append: boolean; during: Change[]; stepBytes: number };
 const changeArb: fc.Arbitrary<Change> = fc.oneof(
   { weight: 4, arbitrary: fc.record({ t: fc.constant('put' as const), key: keyArb, val: valArb }) },
   { weight: 2, arbitrary: fc.record({ t: fc.constant('inPlace' as const), key: keyArb, val: valArb }) },
@@ -47,7 +48,7 @@ const opArb: fc.Arbitrary<Op> = fc.oneof(
   { weight: 6, arbitrary: changeArb },
   { weight: 1, arbitrary: fc.record({ t: fc.constant('hold' as const) }) },
   { weight: 1, arbitrary: fc.record({ t: fc.constant('drop' as const), pick: fc.nat() }) },
-  { weight: 4, arbitrary: fc.record({ t: fc.constant('checkpoint' as const), append: fc.boolean(), during: fc.array(changeArb, { maxLength: 4 }) }) },
+  { weight: 4, arbitrary: fc.record({ t: fc.constant('checkpoint' as const), append: fc.boolean(), during: fc.array(changeArb, { maxLength: 4 }), stepBytes: fc.constantFrom(0, 2048, 16384) }) },
 );
 
 describe('checkpoints of the writer\'s tree (asm/wcheckpoint.ts)', () => {
@@ -56,6 +57,7 @@ describe('checkpoints of the writer\'s tree (asm/wcheckpoint.ts)', () => {
     let abandoned = 0;
     let cleanRoots = 0;
     let inPlace = 0;
+    let steppedSwitches = 0;
     fc.assert(
       fc.property(fc.array(opArb, { minLength: 6, maxLength: 24 }), fc.constantFrom(256, 512, 4096), (ops, maxNodeBytes) => {
         const t = instance(64 << 20);
@@ -129,7 +131,14 @@ describe('checkpoints of the writer\'s tree (asm/wcheckpoint.ts)', () => {
               ingestAll(file, e.entries);
               fileEnd = e.end;
               const written: Root = { addr: 0, pos: t.mem().readDoubleLE(frozen.root.addr + 8), len: t.mem().readUInt32LE(frozen.root.addr + 20) };
-              if (writer.root.addr !== 0) {
+              if (writer.root.addr !== 0 && op.stepBytes > 0) {
+                // Readers between the steps see every tree as its model, every count exact (the
+                // checkpoint's own hold on the tree it wrote among them).
+                const s = switchWrittenInSteps(t, writer.root, op.stepBytes, () => checkAll(t, writer, [...held, frozen]));
+                writer.root = s.root;
+                if (s.steps > 2) steppedSwitches++;
+                if (writer.root.addr === 0) cleanRoots++;
+              } else if (writer.root.addr !== 0) {
                 writer.root = switchWritten(t, writer.root);
                 if (writer.root.addr === 0) cleanRoots++;
               }
@@ -158,6 +167,7 @@ describe('checkpoints of the writer\'s tree (asm/wcheckpoint.ts)', () => {
     expect(abandoned).toBeGreaterThan(80);
     expect(cleanRoots).toBeGreaterThan(15);
     expect(inPlace).toBeGreaterThan(50);
+    expect(steppedSwitches).toBeGreaterThan(20);
   });
 
   it('never changes a written node in place: a restored snapshot of a written tree is copied as it changes', () => {

@@ -259,9 +259,12 @@ function nodeBodyBytesMax(o: { nodeBytesMax: number; maxKeyBytes: number; inline
  * for it either way; reads, timers and I/O go on. Smaller ones (a sorted load's, every commit)
  * stay in one piece. A slice's bytes come from its time at about this rate (the encoder measured
  * ~0.6 GB/s, bench/RESULTS.md round 26; an append to the page cache about as fast), and at least
- * SLICE_BYTES_MIN. (The switch to the written nodes, ~80 ms for 119 MB, is one piece.)
+ * SLICE_BYTES_MIN. The switch to the written nodes after the append runs in slices too (330 ms
+ * in one piece after a 1M-key random load, bench/RESULTS.md round 27): ~120 MB in those 330 ms,
+ * about half the encoder's rate, so its slices get half the bytes.
  */
 const ENCODE_BYTES_PER_MS = 600 * 1024;
+const SWITCH_BYTES_PER_MS = 300 * 1024;
 const SLICE_BYTES_MIN = 64 * 1024;
 /**
  * A promise's outcome as data: started early and awaited later, a rejection must not count as
@@ -400,7 +403,8 @@ export class Db implements Reader {
    * Counters since open. `inPlaceChanges`: slots changed in place by published batches (see
    * "In-place batches"); `inPlaceSeals`: batches whose changes in place had to be sealed off
    * for a reader of the published tree or for a checkpoint; `slicedCheckpoints`: checkpoints
-   * that ran in slices (slicedCheckpointBytesMin); `directSyncs`: syncs that were a direct write
+   * that ran in slices (slicedCheckpointBytesMin), `switchSlices`: the turns their switches to
+   * the written nodes paused for (background checkpoints' among them); `directSyncs`: syncs that were a direct write
    * (syncDirect); `zerosPrepared`: times zeros were written and synced ahead of the log for the
    * next big durable commits (FileLog.prepareAhead); `backgroundCheckpoints`: checkpoints written
    * beside the writes (backgroundCheckpoints; also counted in `checkpoints`), `backgroundCommits`:
@@ -408,7 +412,7 @@ export class Db implements Reader {
    * forced checkpoint or close() came first, or building failed).
    */
   readonly stats = {
-    commits: 0, syncs: 0, directSyncs: 0, checkpoints: 0, slicedCheckpoints: 0, bytesAppended: 0, autoCompactions: 0, inPlaceChanges: 0,
+    commits: 0, syncs: 0, directSyncs: 0, checkpoints: 0, slicedCheckpoints: 0, switchSlices: 0, bytesAppended: 0, autoCompactions: 0, inPlaceChanges: 0,
     inPlaceSeals: 0, zerosPrepared: 0, backgroundCheckpoints: 0, backgroundCommits: 0, backgroundDropped: 0,
   };
 
@@ -1111,7 +1115,7 @@ export class Db implements Reader {
     // publish below, which waits for it.
     const syncing = syncDue && !syncInline ? settled(this.log.sync()) : null;
     try {
-      const written = slab.written();
+      const written = sliced ? await slab.writtenSliced(this.switchSliceBytes, this.switchPause) : slab.written();
       if (written !== null) {
         // The checkpointed tree's reference moved to `written` (its root, now written).
         if (w !== null) w.rootWritten(written);
@@ -1195,6 +1199,17 @@ export class Db implements Reader {
    */
   private get sliceBytes(): number {
     return Math.max(SLICE_BYTES_MIN, Math.round(this.options.checkpointSliceMs * ENCODE_BYTES_PER_MS));
+  }
+
+  /** A turn of the event loop between slices of a switch to the written nodes (counted). */
+  private readonly switchPause = (): Promise<void> => {
+    this.stats.switchSlices++;
+    return nextTurn();
+  };
+
+  /** A slice of the switch to the written nodes (SWITCH_BYTES_PER_MS), as sliceBytes. */
+  private get switchSliceBytes(): number {
+    return Math.max(SLICE_BYTES_MIN, Math.round(this.options.checkpointSliceMs * SWITCH_BYTES_PER_MS));
   }
 
   /** Changed nodes' estimated bytes since the last checkpoint (see dirtyBaseline). */
@@ -1295,7 +1310,7 @@ export class Db implements Reader {
           throw err;
         }
         assert(this.published === p, 'a commit while a background checkpoint held the writer');
-        root = built.written() ?? root;
+        root = (await built.writtenSliced(this.switchSliceBytes, this.switchPause)) ?? root;
         // The tree readers see stays the live one; only the chain of commits moves on.
         this.published = { ...p, commit: built.commit };
         this.stats.commits++;

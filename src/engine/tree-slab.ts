@@ -58,6 +58,12 @@ export interface BuiltTreeSlab {
    * when the slab is no checkpoint.
    */
   written(): TreeRoot | null;
+  /**
+   * written() with the checkpointed tree switched in steps of about `budgetBytes` of nodes,
+   * awaiting `pause()` between them (asm/wcheckpoint.ts wtreeWrittenStep): readers may run
+   * between steps, nothing may change the tree.
+   */
+  writtenSliced(budgetBytes: number, pause: () => Promise<void>): Promise<TreeRoot | null>;
   /** The slab was not appended: every position it gave is taken back. */
   abandon(): void;
 }
@@ -175,6 +181,35 @@ export class TreeSlabBuilder {
       assert(!settled, 'a slab settled twice');
       settled = true;
     };
+    // written(), up to the switch: the values' positions; then null (no checkpoint), the clean
+    // root as it was (nothing dirty to switch), or undefined with the switch started.
+    const placed = (): TreeRoot | null | undefined => {
+      settle();
+      plan.refresh();
+      for (let i = 0; i < staged.values.length; i++) {
+        const v = staged.values[i];
+        const pos = start + plan.entryOffset(staged.entries[i]);
+        const id = PendingValues.idOf(v.pos);
+        if (id !== 0) this.pending.place(id, pos);
+        v.pos = pos;
+        v.bytes = undefined;
+      }
+      for (const { id, entry } of staged.pendingOnly) this.pending.place(id, start + plan.entryOffset(entry));
+      if (cp === null) return null;
+      const r = cp.root;
+      if (r.addr === 0) return { ...r };
+      this.pending.register();
+      ex.wtreeWrittenStart(r.addr);
+      return undefined;
+    };
+    // After the switch's last step: the root the caller's reference moved to (RESULT).
+    const switched = (): TreeRoot => {
+      this.nodesCached();
+      const m = Buffer.from(ex.memory.buffer);
+      const result = ex.resultAddress() >>> 0;
+      const addr = m.readUInt32LE(result);
+      return addr !== 0 ? { addr, pos: 0, len: 0 } : { addr: 0, pos: m.readDoubleLE(result + 8), len: m.readUInt32LE(result + 4) };
+    };
     return {
       bytes: () => {
         assert(!plan.disposed, "a slab's bytes read after its builder was disposed");
@@ -183,27 +218,16 @@ export class TreeSlabBuilder {
       len,
       commit,
       written: () => {
-        settle();
-        plan.refresh();
-        for (let i = 0; i < staged.values.length; i++) {
-          const v = staged.values[i];
-          const pos = start + plan.entryOffset(staged.entries[i]);
-          const id = PendingValues.idOf(v.pos);
-          if (id !== 0) this.pending.place(id, pos);
-          v.pos = pos;
-          v.bytes = undefined;
-        }
-        for (const { id, entry } of staged.pendingOnly) this.pending.place(id, start + plan.entryOffset(entry));
-        if (cp === null) return null;
-        const r = cp.root;
-        if (r.addr === 0) return { ...r };
-        this.pending.register();
-        ex.wtreeWritten(r.addr);
-        this.nodesCached();
-        const m = Buffer.from(ex.memory.buffer);
-        const result = ex.resultAddress() >>> 0;
-        const addr = m.readUInt32LE(result);
-        return addr !== 0 ? { addr, pos: 0, len: 0 } : { addr: 0, pos: m.readDoubleLE(result + 8), len: m.readUInt32LE(result + 4) };
+        const r = placed();
+        if (r !== undefined) return r;
+        while (ex.wtreeWrittenStep(0xffffffff) !== 0);
+        return switched();
+      },
+      writtenSliced: async (budgetBytes, pause) => {
+        const r = placed();
+        if (r !== undefined) return r;
+        while (ex.wtreeWrittenStep(budgetBytes) !== 0) await pause();
+        return switched();
       },
       abandon: () => {
         settle();

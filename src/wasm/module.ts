@@ -88,6 +88,9 @@ export type CacheExports = CoreExports & {
   wtreePlan(root: number, plan: number, planCap: number): number;
   wtreePlanAbandon(plan: number, planLen: number): void;
   wtreeWritten(root: number): void;
+  /** wtreeWritten in steps: start, then step until it returns 0 (asm/wcheckpoint.ts). */
+  wtreeWrittenStart(root: number): void;
+  wtreeWrittenStep(budgetBytes: number): number;
   /** asm/cache.ts adopt: a written dirty node copied into the cache under its position. */
   cacheAdopt(node: number): number;
   /** asm/pending.ts: the caller's table of positions for values not in the file yet (`count` f64). */

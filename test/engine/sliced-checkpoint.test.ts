@@ -79,6 +79,8 @@ describe('sliced checkpoints', () => {
     await during;
     expect(db.stats.commits).toBe(KEYS / 2_000 + 2); // the load's, the checkpoint's and its own
     expect(db.stats.slicedCheckpoints).toBe(1);
+    // The switch to the written nodes too (~7 MiB of nodes in ~3 MB slices at checkpointSliceMs 10: 2 pauses).
+    expect(db.stats.switchSlices).toBeGreaterThan(0);
     expect(turns).toBeGreaterThan(3); // the loop really turned in between (a one-piece build runs 0)
     expect(db.get('written during the checkpoint')?.toString()).toBe('yes');
     expect(db.check().problems).toEqual([]);

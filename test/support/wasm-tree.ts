@@ -250,6 +250,24 @@ export function takeUndoArea(t: Instance, maxNodeBytes: number): number {
  */
 export function switchWritten(t: Instance, root: Root): Root {
   t.ex.wtreeWritten(root.addr);
+  return switchedRoot(t);
+}
+
+/**
+ * switchWritten in steps of about `budgetBytes` (asm/wcheckpoint.ts wtreeWrittenStep), with
+ * `between()` after every step but the last; returns the root and how many steps it took.
+ */
+export function switchWrittenInSteps(t: Instance, root: Root, budgetBytes: number, between: () => void): { root: Root; steps: number } {
+  t.ex.wtreeWrittenStart(root.addr);
+  let steps = 1;
+  while (t.ex.wtreeWrittenStep(budgetBytes) !== 0) {
+    between();
+    steps++;
+  }
+  return { root: switchedRoot(t), steps };
+}
+
+function switchedRoot(t: Instance): Root {
   const m = t.mem();
   const a = m.readUInt32LE(t.result);
   return a !== 0 ? { addr: a, pos: 0, len: 0 } : { addr: 0, pos: m.readDoubleLE(t.result + 8), len: m.readUInt32LE(t.result + 4) };
