@@ -17,12 +17,18 @@ import type { StoreTree } from './store-tree.js';
 import type { TreeRoot } from './wasm-tree-cursor.js';
 import type { TreeSavepoint, WasmTreeWriter } from './wasm-tree-writer.js';
 import { PendingValues } from './pending-values.js';
-import type { StagedSets } from './staged-sets.js';
+import type { StagedSets, StagedValue } from './staged-sets.js';
+import type { InlineValue } from './keys.js';
+
+/** A value as a set takes it: inline bytes (or a binary string, from the log), or a Value entry. */
+export type SetValue = Uint8Array | InlineValue | ValueRef;
 
 /** A transaction's starting point: the tree's, and how many pending ids the batch had given then. */
 export interface BatchSavepoint {
   readonly tree: TreeSavepoint;
   readonly pendingIds: number;
+  /** Where the batch's staged records ended (all made): an undo drops those after. */
+  readonly staged: number;
 }
 
 /**
@@ -95,19 +101,21 @@ export class BatchWriter {
    * the commit's append. Every SET_LATER_MAX sets are made together, and the batch then changes
    * its tree before its append (changesFirst).
    */
-  setLater(key: BinKey, val: WriteValue): void {
+  setLater(key: BinKey, val: SetValue): ValueRef | StagedValue {
     const staged = this.staged;
     if (staged.owner !== this) {
-      if (staged.count !== 0) throw new AssertionError('two batches holding back sets at once');
+      if (staged.bytes !== 0) throw new AssertionError('two batches staging sets at once');
       staged.owner = this;
     }
     this.givePendingId(val);
-    if (!staged.fits(key, val)) this.applyLater();
-    staged.add(key, val);
+    const named = staged.add(key, val);
     if (staged.count >= SET_LATER_MAX) {
       this.laterOff = true;
       this.applyLater();
     }
+    // What the batch's actions log: an inline value by its record (copied once, into the
+    // instance), a Value entry's reference as it is.
+    return val instanceof ValueRef ? val : named;
   }
 
   /** Sets taken by setLater and not made yet. */
@@ -124,7 +132,7 @@ export class BatchWriter {
   applyLater(): void {
     const staged = this.staged;
     if (staged.owner !== this || staged.count === 0) return;
-    // Emptied after, made or not: after a throw none is left for a later call to make again.
+    // Marked made after, made or not: after a throw none is left for a later call to make again.
     // The failure is kept (throwLaterFailure), and the transaction or batch that held them fails.
     try {
       this.w.putStaged(staged);
@@ -132,7 +140,7 @@ export class BatchWriter {
       this.laterError ??= { error };
       throw error;
     } finally {
-      staged.clear();
+      staged.allMade();
     }
   }
 
@@ -145,18 +153,14 @@ export class BatchWriter {
   }
 
   /** Inserts or replaces; true when the key is new. */
-  set(key: BinKey, val: WriteValue): boolean {
+  set(key: BinKey, val: SetValue): boolean {
     if (this.staged.count !== 0) this.applyLater();
-    return this.put(key, val);
-  }
-
-  private put(key: BinKey, val: WriteValue): boolean {
     this.givePendingId(val);
     return this.w.set(key, val);
   }
 
   /** A value not in the file yet goes into the tree under an id until its slab is appended. */
-  private givePendingId(val: WriteValue): void {
+  private givePendingId(val: SetValue): void {
     if (val instanceof ValueRef && val.pos === -1) {
       this.tree.pending.add(val);
       this.pendingIds.push(PendingValues.idOf(val.pos));
@@ -172,12 +176,13 @@ export class BatchWriter {
   /** A transaction's starting point (the sets held before it are made first: they are not its own). */
   savepoint(): BatchSavepoint {
     this.applyLater();
-    return { tree: this.w.savepoint(), pendingIds: this.pendingIds.length };
+    return { tree: this.w.savepoint(), pendingIds: this.pendingIds.length, staged: this.staged.owner === this ? this.staged.bytes : 0 };
   }
 
   /** Back to a savepoint: the changes since, held-back sets among them, are dropped. */
   restore(s: BatchSavepoint): void {
-    this.dropLater();
+    if (this.staged.owner === this) this.staged.truncate(s.staged);
+    this.laterError = null;
     this.w.restore(s.tree);
     this.forgetPendingFrom(s.pendingIds);
   }
@@ -230,25 +235,23 @@ export class BatchWriter {
 
   /** Ends the batch without its changes. */
   abort(): void {
-    this.dropLater();
+    this.laterError = null;
     this.w.abort();
     this.forgetPendingFrom(0);
     this.end();
   }
 
-  /** Releases the roots frozen for cursors (they throw ClosedError from then on: views.ts). */
+  /**
+   * Releases the roots frozen for cursors (they throw ClosedError from then on: views.ts) and the
+   * staged records (the batch's actions, which named values by them, are written or dropped).
+   */
   private end(): void {
     this.isEnded = true;
-    if (this.staged.owner === this) this.staged.owner = null;
-    for (const r of this.frozen) this.tree.release(r);
-    this.frozen.length = 0;
-  }
-
-  private dropLater(): void {
     if (this.staged.owner === this) {
       this.staged.clear();
       this.staged.owner = null;
     }
-    this.laterError = null;
+    for (const r of this.frozen) this.tree.release(r);
+    this.frozen.length = 0;
   }
 }

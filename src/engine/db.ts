@@ -18,7 +18,6 @@ import { crc32c } from '../wasm/crc32c.js';
 import { readNode } from './cache.js';
 import type { Action, CommitRecord, WriteValue } from './codec.js';
 import { readEntry } from './entry.js';
-import { ValueArena } from './value-arena.js';
 import {
   AssertionError, BadArgumentError, ClosedError, CommitTooLargeError, CorruptionError, IoFailedError, KeyTooLargeError, SolifugeError, ValueTooLargeError, assert,
 } from './errors.js';
@@ -30,7 +29,7 @@ import { FileLog, syncDirectory } from './log-file.js';
 import { DiskRef, T, ValueRef, type Child, type LeafValue, type TreeNode } from './node.js';
 import { recover, replayAfterCheckpoint } from './recovery.js';
 import { PLAN_VALUE_BYTES_MAX } from './plan.js';
-import { BatchWriter } from './batch-writer.js';
+import { BatchWriter, type SetValue } from './batch-writer.js';
 import { EMPTY_ROOT, StoreTree, TreeRangeCursor } from './store-tree.js';
 import type { BuiltTreeSlab } from './tree-slab.js';
 import { PROBE_BYTES_MAX, WASM_CACHE_BYTES_MIN } from './wasm-cache.js';
@@ -42,7 +41,7 @@ import { allowedCpusOfProcess, completionCpuOfFile } from '../native/completion-
 import { closeControl, listenControl } from './control.js';
 import { ValueVerifier, duplicateFd, sendSource, type SendValueOptions, type SendValueResult, type ValueSource } from './get-with.js';
 import type net from 'node:net';
-import { actionLogBytes, applyActions, deletePrefixIn, lastPerKey } from './actions.js';
+import { actionLogBytes, applyActions, deletePrefixIn, lastPerKey, type BatchAction } from './actions.js';
 import { Snapshot, Transaction, entryIterator, keyIterator, toBounds, toByteBounds } from './views.js';
 import { checkStore, type CheckReport } from './check.js';
 
@@ -374,8 +373,6 @@ export class Db implements Reader {
   private readonly handlersRunning = new Set<Promise<unknown>>();
   /** The tree in WebAssembly memory: the node cache, the changed nodes, the slab plans (store-tree.ts). */
   private readonly tree: StoreTree;
-  /** Copies of the inline values the running batch's transactions set (makeTxValue). */
-  private readonly txValues = new ValueArena();
   private sb: Superblock;
   private sbPos: number;
   /** The background checkpoint running, if any (startBackgroundCheckpoint). */
@@ -854,18 +851,12 @@ export class Db implements Reader {
   }
 
   /**
-   * @internal A transaction's value (Transaction.set): an inline one copied into the batch's
-   * arena (value-arena.ts), which the store reuses once the batch ends; others as makeValue.
+   * @internal A transaction's value (Transaction.set): inline bytes as the caller gave them, for
+   * BatchWriter.setLater to copy into the instance at once (staged-sets.ts); others as makeValue.
    */
-  makeTxValue(value: ValueInput): WriteValue {
+  txValue(value: ValueInput): SetValue {
     const o = this.options;
-    if (value instanceof Uint8Array) {
-      if (value.length <= o.inlineValueBytesMax && value.length <= o.maxValueBytes) return this.txValues.copy(value);
-    } else if (typeof value === 'string' && value.length <= o.inlineValueBytesMax) {
-      // (UTF-8 takes at least a byte a UTF-16 unit: a longer string is never inline.)
-      const n = Buffer.byteLength(value, 'utf8');
-      if (n <= o.inlineValueBytesMax && n <= o.maxValueBytes) return this.txValues.copyString(value, n);
-    }
+    if (value instanceof Uint8Array && value.length <= o.inlineValueBytesMax && value.length <= o.maxValueBytes) return value;
     return this.makeValue(value);
   }
 
@@ -908,13 +899,11 @@ export class Db implements Reader {
       // in place.
       if (!w.ended) w.abort();
       if (this.inPlaceWriter === w) this.inPlaceWriter = null;
-      // Nothing holds the batch's transaction values any more (value-arena.ts): the next reuses them.
-      this.txValues.reset();
     }
   }
 
   private async applyAndCommit(jobs: Job[], base: Published, w: BatchWriter): Promise<void> {
-    const actions: Action[] = [];
+    const actions: BatchAction[] = [];
     let forceCheckpoint = false;
     let tag = base.tag;
     let sync = false;
@@ -924,8 +913,8 @@ export class Db implements Reader {
       const job = jobs[i];
       switch (job.k) {
         case 'set':
-          w.setLater(job.key, job.val); // made while the commit syncs (see commit)
-          actions.push({ key: job.key, val: job.val });
+          // Made while the commit syncs (see commit); the action names the value's staged copy.
+          actions.push({ key: job.key, val: w.setLater(job.key, job.val) });
           sync ||= this.options.durable;
           break;
         case 'del':
@@ -1047,7 +1036,7 @@ export class Db implements Reader {
    * syncs if asked, then publishes the new tree to readers: the batch writer's (`w`), or with w
    * null (close()'s last checkpoint) the published one.
    */
-  private async commit(w: BatchWriter | null, actions: Action[], tag: number | undefined, sync: boolean, forceCheckpoint: boolean): Promise<void> {
+  private async commit(w: BatchWriter | null, actions: BatchAction[], tag: number | undefined, sync: boolean, forceCheckpoint: boolean): Promise<void> {
     const prev = this.published.commit;
     const start = this.log.end;
     // Sets the batch's writer held back (BatchWriter.setLater) are made after the append, while
@@ -1227,7 +1216,7 @@ export class Db implements Reader {
    * checkpoint (`checkpointIntervalBytes` 0): in the background the commit would log its actions
    * and the checkpoint then write the same keys again (compactTo's file measured 2.05× logical).
    */
-  private backgroundAllowed(actions: Action[]): boolean {
+  private backgroundAllowed(actions: BatchAction[]): boolean {
     return this.options.backgroundCheckpoints && this.background === null && !this.compacting && !this.closed &&
       this.closing === null && this.dirtyBytesSinceCheckpoint() >= Math.max(this.options.slicedCheckpointBytesMin, 1) &&
       this.options.checkpointIntervalBytes > 0 && !this.treeAboutLog(actions);
@@ -1237,9 +1226,9 @@ export class Db implements Reader {
    * Whether the nodes changed since the last checkpoint are at most `checkpointTreeOverLogMax`
    * times this commit's Actions entry: writing them now costs about what logging does.
    */
-  private treeAboutLog(actions: Action[]): boolean {
+  private treeAboutLog(actions: BatchAction[]): boolean {
     const max = this.options.checkpointTreeOverLogMax;
-    return max > 0 && this.dirtyBytesSinceCheckpoint() <= max * actionLogBytes(actions);
+    return max > 0 && this.dirtyBytesSinceCheckpoint() <= max * actionLogBytes(actions, this.tree.staged);
   }
 
   /**
@@ -1387,7 +1376,7 @@ export class Db implements Reader {
    * commit on, so the DIRTY_OVER_INTERVAL_MAX bound may be passed by one batch of at most
    * SET_LATER_MAX sets.
    */
-  private checkpointDue(actions: Action[], forceCheckpoint: boolean, later: BatchWriter | null): boolean {
+  private checkpointDue(actions: BatchAction[], forceCheckpoint: boolean, later: BatchWriter | null): boolean {
     const dirtyBytesMax = DIRTY_OVER_INTERVAL_MAX * Math.max(this.options.checkpointIntervalBytes, 1);
     // The changed nodes' region itself must not fill up (a batch that finds it full fails).
     const regionFull = () => this.tree.dirtyRegionBytesInUse >= DIRTY_REGION_SHARE_MAX * dirtyRegionBytes(this.options.checkpointIntervalBytes);

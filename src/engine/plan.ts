@@ -14,6 +14,7 @@ import { Kind } from './format.js';
 import type { BinKey, InlineValue } from './keys.js';
 import { ValueRef, type LeafValue } from './node.js';
 import type { WriteValue } from './codec.js';
+import type { StagedSets, StagedValue } from './staged-sets.js';
 
 /** A reference as the plan holds it: an Outer file position, or an Inner entry index. */
 export interface PlanRef {
@@ -313,16 +314,22 @@ export class PlanWriter {
    * Stages an Actions entry; `refs[i]` for a set whose value is kept in a Value entry. Inline
    * values are binary strings or bytes (codec.ts WriteValue).
    */
-  actions(list: ReadonlyArray<{ key: BinKey; val: WriteValue | null }>, refs: readonly PlanRef[] | null): number {
+  actions(list: ReadonlyArray<{ key: BinKey; val: WriteValue | StagedValue | null }>, refs: readonly PlanRef[] | null, staged: StagedSets | null = null): number {
+    // A value a batch staged is in this instance already (staged-sets.ts): copied within it.
+    const lengthOf = (v: string | Uint8Array | StagedValue): number => {
+      if (typeof v !== 'number') return v.length;
+      if (staged === null) throw new AssertionError('a staged value without its staged sets');
+      return staged.valueLength(v);
+    };
     let bound = 5;
-    for (const a of list) bound += 5 + a.key.length + (a.val === null ? 0 : a.val instanceof ValueRef ? 13 : 4 + a.val.length);
+    for (const a of list) bound += 5 + a.key.length + (a.val === null ? 0 : a.val instanceof ValueRef ? 13 : 4 + lengthOf(a.val));
     this.ensure(bound);
     this.u8(Kind.Actions);
     this.u32(list.length);
     // As in leaf(): the headers, then the keys and inline values, strings joined into one write
     // (bytes, the store's own writes, go in where they fall: the joined strings first).
     let bytes = '';
-    let tail: Array<string | Uint8Array> | null = null;
+    let tail: Array<string | Uint8Array | StagedValue> | null = null;
     for (let i = 0; i < list.length; i++) {
       const k = list[i].key;
       const v = list[i].val;
@@ -335,7 +342,7 @@ export class PlanWriter {
         assert(refs !== null && refs[i] !== undefined, 'a value entry without its reference');
         this.ref(refs[i]);
       } else {
-        this.u32(v.length);
+        this.u32(lengthOf(v));
         if (typeof v === 'string' && tail === null) bytes += v;
         else (tail ??= []).push(v);
       }
@@ -344,7 +351,11 @@ export class PlanWriter {
     if (tail !== null) {
       for (const part of tail) {
         if (typeof part === 'string') this.joined(part);
-        else {
+        else if (typeof part === 'number') {
+          const { at, len } = (staged as StagedSets).valueAt(part);
+          this.mem.copyWithin(this.p, at, at + len);
+          this.p += len;
+        } else {
           this.mem.set(part, this.p);
           this.p += part.length;
         }

@@ -57,7 +57,7 @@ export class StoreTree implements TreeHost {
     const grown = () => this.cache.refreshViews();
     this.pending = new PendingValues(this.ex, grown);
     this.staged = new StagedSets(this.ex, () => this.cache.buffer, grown);
-    this.slabs = new TreeSlabBuilder(this.ex, this.pending, grown, () => this.cache.prefaultAhead());
+    this.slabs = new TreeSlabBuilder(this.ex, this.pending, this.staged, grown, () => this.cache.prefaultAhead());
   }
 
   // --- TreeHost ---

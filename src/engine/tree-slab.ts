@@ -13,7 +13,9 @@
 //! (pending-values.ts), and its entry is this slab's entry for the encoder to resolve leaves by.
 import { Buffer } from 'node:buffer';
 import type { CacheExports } from '../wasm/module.js';
-import { COMMIT_ENTRY_BYTES, type Action, type CommitRecord } from './codec.js';
+import { COMMIT_ENTRY_BYTES, type CommitRecord } from './codec.js';
+import type { BatchAction } from './actions.js';
+import type { StagedSets } from './staged-sets.js';
 import { assert } from './errors.js';
 import { Kind } from './format.js';
 import { ValueRef } from './node.js';
@@ -27,7 +29,7 @@ const PLAN_NODE_BYTES = 5;
 
 export interface TreeSlabInput {
   /** This commit's changes (at most one per key). */
-  actions: readonly Action[];
+  actions: readonly BatchAction[];
   /** Live keys after this commit; null: not known yet (sets held back until after the append). */
   keyCount: number | null;
   tag: number | undefined;
@@ -74,6 +76,8 @@ export class TreeSlabBuilder {
   constructor(
     private readonly ex: CacheExports,
     private readonly pending: PendingValues,
+    /** The running batch's staged sets, whose records its actions' inline values name. */
+    private readonly staged: StagedSets,
     memoryGrown: () => void,
     /** Told after a switch copied written nodes into the cache's ring (wasm-cache.ts prefaultAhead). */
     private readonly nodesCached: () => void,
@@ -132,7 +136,7 @@ export class TreeSlabBuilder {
     // A checkpoint's tree holds this commit's changes, and replay starts after it: its Actions
     // entry (every slab has one) is empty. Its leaves may name any value not placed yet, logged
     // or not (compaction's copies are not): each gets its entry here.
-    if (input.checkpoint === null) plan.actions(actions, refs);
+    if (input.checkpoint === null) plan.actions(actions, refs, this.staged);
     else {
       plan.actions([], null);
       for (const { id, bytes } of this.pending.unplacedValues()) {

@@ -1,7 +1,7 @@
 //! Read views over a tree: range options, iterators, snapshots and the transaction handle.
 //! They hold a root (or the batch's writer) and call back into the Db for lookups and values.
 import { Buffer } from 'node:buffer';
-import type { Action } from './codec.js';
+import type { BatchAction } from './actions.js';
 import { deletePrefixIn } from './actions.js';
 import type { Db, RangeOptions, Reader } from './db.js';
 import { BadArgumentError, ClosedError } from './errors.js';
@@ -182,7 +182,7 @@ export class Transaction implements Reader {
   constructor(
     private readonly db: Db,
     private readonly w: BatchWriter,
-    private readonly actions: Action[],
+    private readonly actions: BatchAction[],
   ) {}
   /** @internal */
   end(): void {
@@ -207,10 +207,9 @@ export class Transaction implements Reader {
   set(key: KeyInput, value: ValueInput): void {
     const w = this.live();
     const k = this.db.checkKey(key);
-    const v = this.db.makeTxValue(value);
-    // Made by the next read or change of the tree (BatchWriter.setLater), or while the commit syncs.
-    w.setLater(k, v);
-    this.actions.push({ key: k, val: v });
+    // Copied into the instance now; made by the next read or change of the tree
+    // (BatchWriter.setLater), or while the commit syncs. The action names the copy.
+    this.actions.push({ key: k, val: w.setLater(k, this.db.txValue(value)) });
   }
   delete(key: KeyInput): boolean {
     const w = this.live();

@@ -139,13 +139,14 @@ export class WasmTreeWriter {
   }
 
   /**
-   * Makes the sets staged (staged-sets.ts), in order, as set() would one by one; returns how many
-   * keys were new. A throw leaves the sets before the one that failed made (and counted).
+   * Makes the sets staged (staged-sets.ts) and not made yet, in order, as set() would one by
+   * one; returns how many keys were new. A throw leaves the sets before the one that failed made
+   * (and counted). The caller marks them made (StagedSets.allMade).
    */
   putStaged(staged: StagedSets): number {
     const ex = this.host.ex;
     const end = staged.bytes;
-    let at = 0;
+    let at = staged.applied;
     let inserted = 0;
     let loaded: number[] | null = null;
     while (at < end) {
