@@ -12,7 +12,7 @@ import { IndexNode, LeafNode, indexBytes, leafBytes, type Child, type LeafValue 
 import type { BinKey, InlineValue } from '../src/engine/keys.js';
 import { ByteWriter, encodeIndexBody, encodeLeafBody } from './support/reference-codec.js';
 import { DiskRef } from '../src/engine/node.js';
-import { TreeWriter, type NodeSource } from '../src/engine/tree.js';
+import { TreeWriter, type NodeSource } from './support/js-tree.js';
 
 type Op =
   | { t: 'put'; key: Buffer; val: Val }

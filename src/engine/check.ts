@@ -14,8 +14,12 @@ import { readEntry } from './entry.js';
 import { DATA_START_POS, ENTRY_HEADER_BYTES, Kind } from './format.js';
 import type { FileLog } from './log-file.js';
 import { DiskRef, T, ValueRef, type Child, type TreeNode } from './node.js';
-import type { NodeSource } from './tree.js';
 import { scanSlab } from './recovery.js';
+
+/** Loads (from a cache or the file) the node an on-disk reference points at. */
+export interface NodeSource {
+  load(ref: DiskRef): TreeNode;
+}
 
 export interface CheckReport {
   ok: boolean;
@@ -142,7 +146,7 @@ function walkTree(
     for (let i = 0; i < node.kids.length; i++) {
       const kid = node.kids[i];
       // Children are written before their parents. One that is not could be the node itself or
-      // an ancestor (tree.ts childNotOlder): reported, and not followed, so the walk ends.
+      // an ancestor (errors.ts childNotOlder): reported, and not followed, so the walk ends.
       if (node.pos >= 0 && kid.pos >= node.pos) {
         problem(`node at ${kid.pos} is not older than its parent at ${node.pos} (child ${i}; not followed)`);
         continue;

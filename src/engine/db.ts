@@ -664,7 +664,7 @@ export class Db implements Reader {
 
   /**
    * @internal Copies a stored value out (reading and verifying its entry when not inline). A
-   * Buffer is a copy the WASM cache already made (tree.ts lookup), handed over as it is.
+   * Buffer is a copy the WASM cache already made (wasm-tree-writer.ts findIn), handed over as it is.
    */
   materialize(v: LeafValue | Buffer): Buffer {
     if (typeof v === 'string') return inlineValueBytes(v);

@@ -3,7 +3,8 @@
 //!
 //! A node with `pos >= 0` is on disk and immutable: anything that changes it copies it first.
 //! A dirty node (`pos === -1`) belongs to the writer; it may be changed in place only while
-//! `gen` equals the writer's current generation (tree.ts), which is how savepoints (aborted
+//! `gen` equals the writer's current generation (test/support/js-tree.ts, the JS writer the tests
+//! keep as the reference), which is how savepoints (aborted
 //! transactions) and live iterators stay correct without copying on every write.
 //!
 //! Children are referenced by object while dirty (Baardskeerder's Inner positions) and by
@@ -58,13 +59,6 @@ export class LeafNode {
   len = 0;
   /** Where the writer last inserted into this copy (in memory only): detects ascending runs. */
   lastInsertAt = -2;
-  /**
-   * In memory only: whether this leaf holds keys the writer came back to (a copy of a leaf that
-   * already existed, a merge, the part of a split that is not a new last leaf), as opposed to one
-   * a split at the end made for keys appended in order. The decoded-node cache that kept only
-   * such leaves went with the JS writer (round 27); tree.ts, now the tests' reference, still sets it.
-   */
-  revisited = false;
   /**
    * Search accelerator (see keyPrefixes): null, or exactly keyPrefixes(keys). Built by lookups,
    * by the writer for index nodes it can no longer change, and from bytes when decoded from the

@@ -1,13 +1,11 @@
 //! Read views over a tree: range options, iterators, snapshots and the transaction handle.
 //! They hold a root (or the batch's writer) and call back into the Db for lookups and values.
 import { Buffer } from 'node:buffer';
-import type { BatchAction } from './actions.js';
-import { deletePrefixIn } from './actions.js';
+import { deletePrefixIn, type BatchAction } from './actions.js';
 import type { Db, RangeOptions, Reader } from './db.js';
 import { BadArgumentError, ClosedError } from './errors.js';
-import { toBinKey, toValueBuffer as toValueBytes, type KeyInput, type ValueInput } from './keys.js';
+import { toBinKey, toValueBuffer as toValueBytes, type BinKey, type KeyInput, type ValueInput } from './keys.js';
 import type { ValueRef } from './node.js';
-import type { Bounds } from './tree.js';
 import type { BatchWriter } from './batch-writer.js';
 import type { ByteBounds, TreeRoot } from './wasm-tree-cursor.js';
 
@@ -17,6 +15,19 @@ interface Cursor {
   keyBuffer(): Buffer;
   valueBuffer(materialize: (v: Buffer | ValueRef) => Buffer): Buffer;
 }
+
+/** A range as the store's cursors take it: keys as binary strings (keys.ts BinKey). */
+export interface Bounds {
+  /** Lower bound and whether it is included. */
+  low?: BinKey;
+  lowInclusive?: boolean;
+  high?: BinKey;
+  highInclusive?: boolean;
+  /** Only keys starting with this prefix (in addition to the bounds). */
+  prefix?: BinKey;
+  reverse?: boolean;
+}
+
 
 export function toBounds(o: RangeOptions): Bounds {
   const b: Bounds = { reverse: o.reverse === true };

@@ -51,7 +51,7 @@ const enum Found {
   Inline = 1,
   ValueRef = 2,
   Miss = 3,
-  /** An index node's child is not before it (tree.ts childNotOlder): a damaged or hostile file. */
+  /** An index node's child is not before it (errors.ts childNotOlder): a damaged or hostile file. */
   ChildNotOlder = 4,
 }
 
@@ -349,7 +349,7 @@ export class WasmNodeCache {
 }
 
 /**
- * Reads one cached leaf in place for a range cursor (tree.ts LeafView): keys and inline values are
+ * Reads one cached leaf in place for a range cursor (test/support/js-tree.ts LeafView): keys and inline values are
  * copied straight from the node's records into the Buffers a scan returns, with no decoded JS
  * node, key string or value string in between.
  *

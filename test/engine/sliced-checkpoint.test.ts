@@ -4,7 +4,7 @@
 import { afterAll, describe, expect, it } from 'vitest';
 import { BadArgumentError, ClosedError, IoFailedError, open, type Db } from '../../src/index.js';
 import { SlabBuilder, type SlabInput } from '../../src/engine/slab.js';
-import { TreeWriter } from '../../src/engine/tree.js';
+import { TreeWriter } from '../support/js-tree.js';
 import { T } from '../../src/engine/node.js';
 import type { BinKey, InlineValue } from '../../src/engine/keys.js';
 import { core } from '../../src/wasm/module.js';

@@ -6,7 +6,7 @@ import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import type { BinKey, InlineValue } from '../../src/engine/keys.js';
 import { keyPrefixes, T, type Child, type TreeNode } from '../../src/engine/node.js';
-import { lookup, TreeWriter } from '../../src/engine/tree.js';
+import { lookup, TreeWriter } from '../support/js-tree.js';
 import { memoryOnly } from '../support/memory-tree.js';
 
 

@@ -1,6 +1,6 @@
 // Helpers for tests that build trees in memory or compare a store with a model Map.
 import type { Db } from '../../src/index.js';
-import type { NodeSource } from '../../src/engine/tree.js';
+import type { NodeSource } from './js-tree.js';
 
 /** A NodeSource for trees that live wholly in memory: loading an on-disk node is a test bug. */
 export const memoryOnly: NodeSource = {

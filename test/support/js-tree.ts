@@ -1,4 +1,6 @@
-//! The copy-on-write B+tree: lookup, insert, delete and ordered cursors over a root.
+//! The copy-on-write B+tree in JS objects: lookup, insert, delete and ordered cursors over a root.
+//! The store's writer until round 27 (now asm/wtree.ts through src/engine/wasm-tree-writer.ts);
+//! kept here as the tests' reference.
 //!
 //! Owns: the tree algorithms, written once, synchronously, over a `NodeSource` that loads
 //! on-disk nodes (Baardskeerder's functor over LOG, style.md §2). No I/O here.
@@ -6,19 +8,20 @@
 //! index bounds child i (all keys < sep) and child i + 1 (all keys >= sep); all leaves at one
 //! depth; no empty leaf except an empty root, which is represented as "no root".
 //! The writer never changes a node that is on disk or older than its generation; it copies it.
-import { assert, childNotOlder } from './errors.js';
+import type { NodeSource as StoreNodeSource } from '../../src/engine/check.js';
+import type { Bounds } from '../../src/engine/views.js';
+import { assert, childNotOlder } from '../../src/engine/errors.js';
 import type { Buffer } from 'node:buffer';
-import { binKeyToBuffer, type BinKey } from './keys.js';
-import { UNANSWERED, type FastAnswer } from './wasm-cache.js';
+import { binKeyToBuffer, type BinKey } from '../../src/engine/keys.js';
+import { UNANSWERED, type FastAnswer } from '../../src/engine/wasm-cache.js';
 import {
   DiskRef, IndexNode, LeafNode, T, ValueRef,
   indexBytes, indexItemBytes, keyPrefix, keyPrefixes, leafBytes, leafItemBytes,
   type Child, type LeafValue, type TreeNode,
-} from './node.js';
+} from '../../src/engine/node.js';
 
-export interface NodeSource {
-  /** Loads (from cache or disk) the node an on-disk reference points at. */
-  load(ref: DiskRef): TreeNode;
+/** The store's node source (check.ts), with an optional fast path for point lookups. */
+export interface NodeSource extends StoreNodeSource {
   /**
    * Optionally answers a point lookup below an on-disk node without decoding it (the WASM cache);
    * UNANSWERED sends the lookup down the decoded path. Inline values come back as fresh copies.
@@ -412,7 +415,6 @@ export class TreeWriter {
   private copyLeaf(n: LeafNode): LeafNode {
     const c = new LeafNode(this.gen, n.keys.slice(), n.vals.slice(), n.bytes);
     c.pfx = n.pfx;
-    c.revisited = true;
     return c;
   }
 
@@ -527,7 +529,6 @@ export class TreeWriter {
     // A split at the end starts a new last leaf for keys appended in order (a sorted load), which
     // the writer does not come back to once it is full. Any other split shares out keys that
     // were there, and the writer may come back to either half.
-    right.revisited = insertedAt !== n - 1 && w.revisited;
     this.splitKey = shortestSeparator(w.keys[mid - 1], right.keys[0]);
     this.splitRight = right;
   }
@@ -591,7 +592,6 @@ export class TreeWriter {
       const bytes = leafBytes(keys, vals);
       if (bytes <= this.maxNodeBytes || keys.length < 2) {
         const merged = new LeafNode(this.gen, keys, vals, bytes);
-        merged.revisited = true;
         w.kids.splice(a, 2, merged);
         w.keys.splice(a, 1);
       } else {
@@ -600,8 +600,6 @@ export class TreeWriter {
         const r = new LeafNode(this.gen, keys.slice(mid), vals.slice(mid), 0);
         l.bytes = leafBytes(l.keys, l.vals);
         r.bytes = leafBytes(r.keys, r.vals);
-        l.revisited = true;
-        r.revisited = true;
         w.kids.splice(a, 2, l, r);
         w.keys[a] = shortestSeparator(l.keys[mid - 1], r.keys[0]);
       }
@@ -640,16 +638,6 @@ function splitPointByBytes(keys: BinKey[], vals: LeafValue[]): number {
 
 // --- cursors ----------------------------------------------------------------------------------
 
-export interface Bounds {
-  /** Lower bound and whether it is included. */
-  low?: BinKey;
-  lowInclusive?: boolean;
-  high?: BinKey;
-  highInclusive?: boolean;
-  /** Only keys starting with this prefix (in addition to the bounds). */
-  prefix?: BinKey;
-  reverse?: boolean;
-}
 
 /**
  * A cursor's window onto on-disk leaves held outside the JS heap (the WASM node cache's
