@@ -5,7 +5,7 @@
 // `update_n` position-modulo-N ballots collided after restarts; spec §C.4).
 // Invariant: node ids are in [0, NODE_SLOTS); rounds stay below 2^40 (safe-integer range).
 
-import { AssertionError, assert } from './assert.js';
+import { AssertionError } from './assert.js';
 import type { Ballot, NodeId } from './types.js';
 
 export const NODE_SLOTS = 256;

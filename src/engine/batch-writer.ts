@@ -12,7 +12,6 @@ import type { Buffer } from 'node:buffer';
 import { AssertionError, assert } from './errors.js';
 import type { BinKey } from './keys.js';
 import { ValueRef } from './node.js';
-import type { WriteValue } from './codec.js';
 import type { StoreTree } from './store-tree.js';
 import type { TreeRoot } from './wasm-tree-cursor.js';
 import type { TreeSavepoint, WasmTreeWriter } from './wasm-tree-writer.js';

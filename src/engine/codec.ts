@@ -55,7 +55,7 @@
 //! of the same layouts, which the codec tests compare byte for byte.
 import type { Buffer } from 'node:buffer';
 import { core, scratch } from '../wasm/module.js';
-import { AssertionError, assert, CorruptionError } from './errors.js';
+import { AssertionError, CorruptionError } from './errors.js';
 import { Kind, readU32, readU64, writeU64 } from './format.js';
 import { inlineValueAt, latin1At, type BinKey } from './keys.js';
 import { DiskRef, IndexNode, LeafNode, ValueRef, leafItemBytes, indexItemBytes, NODE_OVERHEAD_BYTES, INDEX_CHILD0_BYTES, type Child, type LeafValue } from './node.js';

@@ -16,7 +16,7 @@ import util from 'node:util';
 import { Buffer } from 'node:buffer';
 import { crc32c } from '../wasm/crc32c.js';
 import { readNode } from './cache.js';
-import type { Action, CommitRecord, WriteValue } from './codec.js';
+import type { CommitRecord, WriteValue } from './codec.js';
 import { readEntry } from './entry.js';
 import {
   AssertionError, BadArgumentError, ClosedError, CommitTooLargeError, CorruptionError, IoFailedError, KeyTooLargeError, SolifugeError, ValueTooLargeError, assert,
@@ -24,7 +24,7 @@ import {
 import {
   DATA_START_POS, ENTRY_HEADER_BYTES, FORMAT_VERSION, Kind, SUPERBLOCK_A_POS, SUPERBLOCK_B_POS, encodeSuperblock, type Superblock,
 } from './format.js';
-import { copyOf, inlineValueAt, inlineValueBytes, toBinKey, toValueBuffer, type BinKey, type KeyInput, type ValueInput } from './keys.js';
+import { copyOf, inlineValueBytes, toBinKey, toValueBuffer, type BinKey, type KeyInput, type ValueInput } from './keys.js';
 import { FileLog, syncDirectory } from './log-file.js';
 import { DiskRef, T, ValueRef, type Child, type LeafValue, type TreeNode } from './node.js';
 import { recover, replayAfterCheckpoint } from './recovery.js';

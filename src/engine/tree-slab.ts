@@ -21,7 +21,7 @@ import { Kind } from './format.js';
 import { ValueRef } from './node.js';
 import { PendingValues } from './pending-values.js';
 import { PlanWriter, type EncodedSlab, type PlanRef } from './plan.js';
-import { kindOfDiskRoot, sealCommit, type CommitRoot } from './slab.js';
+import { kindOfDiskRoot, sealCommit, type CommitRoot } from './commit-seal.js';
 import type { TreeRoot } from './wasm-tree-cursor.js';
 
 /** asm/slab.ts PLAN_NODE_BYTES: one Node record. */

@@ -2,7 +2,7 @@
 // of its log record writes the tree instead of its actions; a scattered one keeps logging. Either
 // way, a crash copy of the file reopens with every acknowledged write.
 import { afterAll, describe, expect, it } from 'vitest';
-import { open, type Db } from '../../src/index.js';
+import { open } from '../../src/index.js';
 import { crashCopy } from '../support/crash-copy.js';
 import { tempDir } from '../support/tmp.js';
 

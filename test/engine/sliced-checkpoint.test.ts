@@ -3,7 +3,7 @@
 // meanwhile, and a failure in the middle of the append loses nothing that was published.
 import { afterAll, describe, expect, it } from 'vitest';
 import { BadArgumentError, ClosedError, IoFailedError, open, type Db } from '../../src/index.js';
-import { SlabBuilder, type SlabInput } from '../../src/engine/slab.js';
+import { SlabBuilder, type SlabInput } from '../support/js-slab.js';
 import { TreeWriter } from '../support/js-tree.js';
 import { T } from '../../src/engine/node.js';
 import type { BinKey, InlineValue } from '../../src/engine/keys.js';

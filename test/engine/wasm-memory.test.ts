@@ -9,7 +9,7 @@ import { AssertionError, CorruptionError } from '../../src/engine/errors.js';
 import type { BinKey } from '../../src/engine/keys.js';
 import { ValueRef } from '../../src/engine/node.js';
 import { PLAN_VALUE_BYTES_MAX, PlanWriter, outputBytesWanted, planCapacity } from '../../src/engine/plan.js';
-import { SlabBuilder } from '../../src/engine/slab.js';
+import { SlabBuilder } from '../support/js-slab.js';
 import { crc32c } from '../../src/wasm/crc32c.js';
 import { varintBytesOf } from '../support/reference-codec.js';
 import { ALLOC_BYTES_MAX, WasmAllocationError, core, growCapacity, scratch } from '../../src/wasm/module.js';

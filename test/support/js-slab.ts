@@ -1,4 +1,5 @@
-//! Building a slab: the new entries of one commit, written with one append.
+//! Building a slab from the JS tree (js-tree.ts): the new entries of one commit, written with one
+//! append. The store's builder until round 27 (now src/engine/tree-slab.ts); the tests' reference.
 //!
 //! Every slab: the commit's new Value entries, its Actions entry, then the Commit. A checkpoint
 //! slab also walks the dirty part of the tree (nodes with pos -1) children first, so every
@@ -15,12 +16,13 @@
 //! staged and encoded in slices (buildSliced), and its objects get their positions only once the
 //! whole slab is appended (apply), so a failed or half-done append leaves the tree as it was.
 import { Buffer } from 'node:buffer';
-import { core, type CoreExports } from '../wasm/module.js';
-import { COMMIT_ENTRY_BYTES, encodeCommitBody, type Action, type CommitRecord } from './codec.js';
-import { assert } from './errors.js';
-import { ENTRY_HEADER_BYTES, Kind } from './format.js';
-import { DiskRef, IndexNode, LeafNode, T, ValueRef, type Child, type TreeNode } from './node.js';
-import { PlanWriter, type EncodedSlab, type PlanRef } from './plan.js';
+import { core, type CoreExports } from '../../src/wasm/module.js';
+import { COMMIT_ENTRY_BYTES, type Action, type CommitRecord } from '../../src/engine/codec.js';
+import { assert } from '../../src/engine/errors.js';
+import { Kind } from '../../src/engine/format.js';
+import { DiskRef, IndexNode, LeafNode, T, ValueRef, type Child, type TreeNode } from '../../src/engine/node.js';
+import { PlanWriter, type EncodedSlab, type PlanRef } from '../../src/engine/plan.js';
+import { kindOfDiskRoot, sealCommit } from '../../src/engine/commit-seal.js';
 
 /** Output bytes per part of a sliced encode (~7 ms at the ~0.6 GB/s measured here). */
 const ENCODE_SLICE_BYTES = 4 * 1024 * 1024;
@@ -343,75 +345,4 @@ export class SlabBuilder {
     this.indexes.push(node);
     return this.plan.index(node.keys, kids);
   }
-}
-
-/** A checkpoint's root as its Commit names it: where the root's entry is, and its kind. */
-export interface CommitRoot {
-  pos: number;
-  len: number;
-  kind: Kind.Leaf | Kind.Index;
-}
-
-/** The root is unchanged and on disk: its kind is the previous commit's. */
-export function kindOfDiskRoot(prev: CommitRecord | null): Kind.Leaf | Kind.Index {
-  assert(prev !== null && prev.rootKind !== 0, 'a disk root without a previous commit');
-  return prev.rootKind;
-}
-
-/**
- * Writes the Commit entry after a slab's encoded entries (`enc`, built in `ex`'s memory, with
- * COMMIT_ENTRY_BYTES of room left after them) and returns its record: the checkpoint's `root`
- * when the slab is one (null: an empty tree), else the tree the previous commit names.
- */
-export function sealCommit(
-  ex: CoreExports,
-  input: Pick<SlabInput, 'keyCount' | 'tag' | 'prev' | 'start'> & { checkpoint: Pick<SlabCheckpoint, 'keyCount' | 'of'> | null },
-  enc: EncodedSlab,
-  root: CommitRoot | null,
-): CommitRecord {
-  const prev = input.prev;
-  // One CommitRecord literal with every field, no spreads: object spread here measured ~7 µs
-  // per durable commit (bench/RESULTS.md round 9), on a CPU just back from an fdatasync.
-  const commitPos = input.start + enc.len;
-  const commit: CommitRecord = {
-    pos: commitPos,
-    len: COMMIT_ENTRY_BYTES,
-    seq: (prev?.seq ?? 0) + 1,
-    rootKind: 0,
-    rootPos: 0,
-    rootLen: 0,
-    prevCommitPos: prev?.pos ?? 0,
-    tag: input.tag,
-    keyCount: input.keyCount,
-    slabStart: input.start,
-    slabCrc: enc.slabCrc,
-    treeSeq: 0,
-    treeCommitPos: 0,
-    treeKeyCount: 0,
-  };
-  if (input.checkpoint !== null) {
-    if (root !== null) {
-      commit.rootKind = root.kind;
-      commit.rootPos = root.pos;
-      commit.rootLen = root.len;
-    }
-    const of = input.checkpoint.of;
-    commit.treeSeq = of === undefined ? commit.seq : of.seq;
-    commit.treeCommitPos = of === undefined ? commitPos : of.pos;
-    commit.treeKeyCount = input.checkpoint.keyCount;
-  } else if (prev !== null) {
-    commit.rootKind = prev.rootKind;
-    commit.rootPos = prev.rootPos;
-    commit.rootLen = prev.rootLen;
-    commit.treeSeq = prev.treeSeq;
-    commit.treeCommitPos = prev.treeCommitPos;
-    commit.treeKeyCount = prev.treeKeyCount;
-  }
-  const out = enc.out;
-  const off = enc.len;
-  encodeCommitBody(out, off + ENTRY_HEADER_BYTES, commit);
-  out.writeUInt32LE(COMMIT_ENTRY_BYTES - ENTRY_HEADER_BYTES, off + 4);
-  out[off + 8] = Kind.Commit;
-  out.writeUInt32LE(ex.crc32c(enc.outPtr + off + 4, COMMIT_ENTRY_BYTES - 4) >>> 0, off);
-  return commit;
 }
