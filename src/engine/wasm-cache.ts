@@ -22,7 +22,7 @@ import { ENTRY_HEADER_BYTES, Kind } from './format.js';
 import { inlineValueAt, latin1At, type BinKey } from './keys.js';
 import type { FileLog } from './log-file.js';
 import { AssertionError, assert } from './errors.js';
-import { INDEX_KEY_AT, REF_FLAG, copyOut, leafKeyAt, slotsAt } from './node-layout.js';
+import { INDEX_KEY_AT, REF_FLAG, leafKeyAt, slotsAt } from './node-layout.js';
 import { DiskRef, IndexNode, LeafNode, ValueRef, INDEX_CHILD0_BYTES, NODE_OVERHEAD_BYTES, indexItemBytes, keyPrefixAt, leafItemBytes, type LeafValue, type TreeNode } from './node.js';
 
 /** find() couldn't answer (a node too big for the cache, a key longer than the probe area). */
@@ -170,11 +170,6 @@ export class WasmNodeCache {
     if (len - ENTRY_HEADER_BYTES > this.inputBytes) return 0;
     if (!this.load(pos, len)) return 0;
     return this.ex.cachedNode(pos) >>> 0;
-  }
-
-  /** A cursor's window onto cached leaves (one per cursor: it holds a position). */
-  leafView(): WasmLeafView {
-    return new WasmLeafView(this);
   }
 
   get nodes(): number {
@@ -347,111 +342,3 @@ export class WasmNodeCache {
     return r === Ingested.Ok;
   }
 }
-
-/**
- * Reads one cached leaf in place for a range cursor (test/support/js-tree.ts LeafView): keys and inline values are
- * copied straight from the node's records into the Buffers a scan returns, with no decoded JS
- * node, key string or value string in between.
- *
- * Why: range scans over decoded leaves spent ~60% of their time making the two Buffers per entry
- * from key strings and values scattered over the JS heap (decoded leaves hold the objects the
- * writer or the decoder allocated, in that order), and GC walks those objects. A cached node's
- * keys and values sit contiguous in linear memory (bench/RESULTS.md, round 9).
- *
- * The ring may evict the node whenever anything loads another (a get between two steps of the
- * scan, the scan's own next leaf): callers run `revalidate()` before reading entries after
- * anything else may have touched the cache (the Cursor does, in keyBuffer() and valueBuffer()); it
- * re-finds the node by position once the cache's eviction epoch moved. The node's bytes are the
- * same wherever it lands (same entry, same parse), so indexes stay valid.
- */
-export class WasmLeafView {
-  private ptr = 0;
-  private pos = -1;
-  private len = 0;
-  private epoch = -1;
-  /** Address of the slot array (asm/cache.ts node layout). */
-  private slots = 0;
-  count = 0;
-
-  constructor(private readonly cache: WasmNodeCache) {}
-
-  /** Positions the view on the on-disk node `ref` when it is a leaf the cache can hold. */
-  open(ref: DiskRef): boolean {
-    const c = this.cache;
-    const ptr = c.nodeAt(ref.pos, ref.len);
-    if (ptr === 0 || c.u32[(ptr + 4) >>> 2] !== Kind.Leaf) return false;
-    this.pos = ref.pos;
-    this.len = ref.len;
-    this.place(ptr);
-    return true;
-  }
-
-  private place(ptr: number): void {
-    const u32 = this.cache.u32;
-    this.ptr = ptr;
-    this.count = u32[(ptr + 16) >>> 2];
-    this.slots = ptr + slotsAt(u32[(ptr + 24) >>> 2]);
-    this.epoch = this.cache.epoch;
-  }
-
-  /** Re-finds the node if anything may have evicted it since it was last read. */
-  revalidate(): void {
-    const c = this.cache;
-    if (c.epoch === this.epoch) return;
-    const ptr = c.nodeAt(this.pos, this.len);
-    // It was cached once, so it fits; failing now would be a bug in the ring, not bad data.
-    if (ptr === 0) throw new AssertionError(`the node cache could not reload leaf ${this.pos}`);
-    this.place(ptr);
-  }
-
-  /** Address of record i (8-aligned): u32 key length | REF_FLAG, u32 value length, … */
-  private record(i: number): number {
-    return this.ptr + this.cache.u32[(this.slots + i * 8 + 4) >>> 2];
-  }
-
-  /** Sign of (key i − `key`) in unsigned-byte order (Arakoon's memcmp, then length). */
-  compare(i: number, key: BinKey): number {
-    const c = this.cache;
-    const rec = this.record(i);
-    const kl = c.u32[rec >>> 2];
-    const p = leafKeyAt(rec, kl);
-    const keyLen = kl & ~REF_FLAG;
-    const u8 = c.u8;
-    const n = Math.min(keyLen, key.length);
-    for (let j = 0; j < n; j++) {
-      const d = u8[p + j] - key.charCodeAt(j);
-      if (d !== 0) return d;
-    }
-    return keyLen - key.length;
-  }
-
-  startsWith(i: number, prefix: BinKey): boolean {
-    const c = this.cache;
-    const rec = this.record(i);
-    const kl = c.u32[rec >>> 2];
-    const p = leafKeyAt(rec, kl);
-    if ((kl & ~REF_FLAG) < prefix.length) return false;
-    const u8 = c.u8;
-    for (let j = 0; j < prefix.length; j++) if (u8[p + j] !== prefix.charCodeAt(j)) return false;
-    return true;
-  }
-
-  /** Key i as a fresh Buffer. */
-  keyBuffer(i: number): Buffer {
-    const c = this.cache;
-    const rec = this.record(i);
-    const kl = c.u32[rec >>> 2];
-    return copyOut(c.u8, leafKeyAt(rec, kl), kl & ~REF_FLAG);
-  }
-
-  /** Value i: an inline value as a fresh Buffer, else the reference to its Value entry. */
-  value(i: number): Buffer | ValueRef {
-    const c = this.cache;
-    const rec = this.record(i);
-    const kl = c.u32[rec >>> 2];
-    const vl = c.u32[(rec + 4) >>> 2];
-    if ((kl & REF_FLAG) !== 0) return new ValueRef(c.f64[(rec + 8) >>> 3], vl, undefined);
-    return copyOut(c.u8, leafKeyAt(rec, kl) + kl, vl); // inline: kl is the bare key length
-  }
-}
-

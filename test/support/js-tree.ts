@@ -641,7 +641,7 @@ function splitPointByBytes(keys: BinKey[], vals: LeafValue[]): number {
 
 /**
  * A cursor's window onto on-disk leaves held outside the JS heap (the WASM node cache's
- * WasmLeafView): entries are read in place and come out as fresh Buffers. `open` answers false for
+ * WasmLeafView until round 28): entries are read in place and come out as fresh Buffers. `open` answers false for
  * an index node or a node the view can't hold; the cursor then resolves it as a decoded node.
  * Anything may evict the node between two calls: `revalidate()` makes it readable again.
  */
