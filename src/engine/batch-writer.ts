@@ -11,16 +11,13 @@
 import type { Buffer } from 'node:buffer';
 import { AssertionError, assert } from './errors.js';
 import type { BinKey } from './keys.js';
+import type { WriteValue } from './codec.js';
 import { ValueRef } from './node.js';
 import type { StoreTree } from './store-tree.js';
 import type { TreeRoot } from './wasm-tree-cursor.js';
 import type { TreeSavepoint, WasmTreeWriter } from './wasm-tree-writer.js';
 import { PendingValues } from './pending-values.js';
 import type { StagedSets, StagedValue } from './staged-sets.js';
-import type { InlineValue } from './keys.js';
-
-/** A value as a set takes it: inline bytes (or a binary string, from the log), or a Value entry. */
-export type SetValue = Uint8Array | InlineValue | ValueRef;
 
 /** A transaction's starting point: the tree's, and how many pending ids the batch had given then. */
 export interface BatchSavepoint {
@@ -100,7 +97,7 @@ export class BatchWriter {
    * the commit's append. Every SET_LATER_MAX sets are made together, and the batch then changes
    * its tree before its append (changesFirst).
    */
-  setLater(key: BinKey, val: SetValue): ValueRef | StagedValue {
+  setLater(key: BinKey, val: WriteValue): ValueRef | StagedValue {
     const staged = this.staged;
     if (staged.owner !== this) {
       if (staged.bytes !== 0) throw new AssertionError('two batches staging sets at once');
@@ -152,14 +149,14 @@ export class BatchWriter {
   }
 
   /** Inserts or replaces; true when the key is new. */
-  set(key: BinKey, val: SetValue): boolean {
+  set(key: BinKey, val: WriteValue): boolean {
     if (this.staged.count !== 0) this.applyLater();
     this.givePendingId(val);
     return this.w.set(key, val);
   }
 
   /** A value not in the file yet goes into the tree under an id until its slab is appended. */
-  private givePendingId(val: SetValue): void {
+  private givePendingId(val: WriteValue): void {
     if (val instanceof ValueRef && val.pos === -1) {
       this.tree.pending.add(val);
       this.pendingIds.push(PendingValues.idOf(val.pos));

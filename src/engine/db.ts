@@ -29,7 +29,7 @@ import { FileLog, syncDirectory } from './log-file.js';
 import { DiskRef, T, ValueRef, type Child, type LeafValue, type TreeNode } from './node.js';
 import { recover, replayAfterCheckpoint } from './recovery.js';
 import { PLAN_VALUE_BYTES_MAX } from './plan.js';
-import { BatchWriter, type SetValue } from './batch-writer.js';
+import { BatchWriter } from './batch-writer.js';
 import { EMPTY_ROOT, StoreTree, TreeRangeCursor } from './store-tree.js';
 import type { BuiltTreeSlab } from './tree-slab.js';
 import { PROBE_BYTES_MAX, WASM_CACHE_BYTES_MIN } from './wasm-cache.js';
@@ -401,8 +401,8 @@ export class Db implements Reader {
    * "In-place batches"); `inPlaceSeals`: batches whose changes in place had to be sealed off
    * for a reader of the published tree or for a checkpoint; `slicedCheckpoints`: checkpoints
    * that ran in slices (slicedCheckpointBytesMin), `switchSlices`: the turns their switches to
-   * the written nodes paused for (background checkpoints' among them); `directSyncs`: syncs that were a direct write
-   * (syncDirect); `zerosPrepared`: times zeros were written and synced ahead of the log for the
+   * the written nodes paused for (background checkpoints' among them); `directSyncs`: syncs that
+   * were a direct write (syncDirect); `zerosPrepared`: times zeros were written and synced ahead of the log for the
    * next big durable commits (FileLog.prepareAhead); `backgroundCheckpoints`: checkpoints written
    * beside the writes (backgroundCheckpoints; also counted in `checkpoints`), `backgroundCommits`:
    * commits published while one was running, `backgroundDropped`: ones that wrote nothing (a
@@ -854,7 +854,7 @@ export class Db implements Reader {
    * @internal A transaction's value (Transaction.set): inline bytes as the caller gave them, for
    * BatchWriter.setLater to copy into the instance at once (staged-sets.ts); others as makeValue.
    */
-  txValue(value: ValueInput): SetValue {
+  txValue(value: ValueInput): WriteValue {
     const o = this.options;
     if (value instanceof Uint8Array && value.length <= o.inlineValueBytesMax && value.length <= o.maxValueBytes) return value;
     return this.makeValue(value);
