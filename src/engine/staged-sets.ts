@@ -15,6 +15,7 @@ import type { Buffer } from 'node:buffer';
 import { WasmAllocationError, allocOrThrow, growCapacity, type CacheExports } from '../wasm/module.js';
 import { AssertionError, CommitTooLargeError } from './errors.js';
 import { ValueRef } from './node.js';
+import { PROBE_BYTES_MAX } from './wasm-cache.js';
 import { putBin, type TreeValue, type TreeKey } from './wasm-tree-writer.js';
 
 /**
@@ -67,6 +68,9 @@ export class StagedSets {
    * cannot hold the batch's records.
    */
   add(key: TreeKey, val: TreeValue): StagedValue {
+    // wtreePutStaged copies each key into PROBE: one longer would run past it (the store's keys
+    // are at most maxKeyBytes, itself at most this).
+    if (key.length > PROBE_BYTES_MAX) throw new AssertionError(`a staged key of ${key.length} bytes is past the tree's ${PROBE_BYTES_MAX}`);
     const ref = val instanceof ValueRef;
     const n = (HEADER_BYTES + key.length + (ref ? 0 : val.length) + 7) & ~7;
     if (this.used + n > this.cap) this.grow(this.used + n);

@@ -45,6 +45,9 @@ describe('StagedSets', () => {
     expect(() => staged.valueAt(later)).toThrow(/assertion failed/);
     staged.clear();
     expect(staged.bytes).toBe(0);
+    // A key longer than the probe area it is copied into is refused, nothing staged.
+    expect(() => staged.add(Buffer.alloc(65_537), Buffer.from('v'))).toThrow(/assertion failed/);
+    expect(staged.bytes).toBe(0);
   });
 });
 
