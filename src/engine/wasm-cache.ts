@@ -17,7 +17,7 @@ import { Buffer } from 'node:buffer';
 import { addon } from '../native/addon.js';
 import { instantiateCore, type CacheExports } from '../wasm/module.js';
 import { readNodeEntry } from './entry.js';
-import { CorruptionError, childNotOlder } from './errors.js';
+import { CorruptionError } from './errors.js';
 import { ENTRY_HEADER_BYTES, Kind } from './format.js';
 import { inlineValueAt, latin1At, type BinKey } from './keys.js';
 import type { FileLog } from './log-file.js';
@@ -25,9 +25,6 @@ import { AssertionError, assert } from './errors.js';
 import { INDEX_KEY_AT, REF_FLAG, leafKeyAt, slotsAt } from './node-layout.js';
 import { DiskRef, IndexNode, LeafNode, ValueRef, INDEX_CHILD0_BYTES, NODE_OVERHEAD_BYTES, indexItemBytes, keyPrefixAt, leafItemBytes, type LeafValue, type TreeNode } from './node.js';
 
-/** find() couldn't answer (a node too big for the cache, a key longer than the probe area). */
-export const UNANSWERED: unique symbol = Symbol('unanswered');
-export type FastAnswer = Buffer | ValueRef | undefined | typeof UNANSWERED;
 
 /** The longest key a call into the instance can take: its PROBE area (asm/cache.ts). */
 export const PROBE_BYTES_MAX = 65536;
@@ -45,15 +42,6 @@ const PREFAULT_AHEAD_BYTES = 8 << 20;
 const PREFAULT_AHEAD_MIN_BYTES = 1 << 20;
 /** Fewer bytes than this and a lookup's path might not fit; the cache is not worth having. */
 export const WASM_CACHE_BYTES_MIN = 4 << 20;
-
-const enum Found {
-  NotFound = 0,
-  Inline = 1,
-  ValueRef = 2,
-  Miss = 3,
-  /** An index node's child is not before it (errors.ts childNotOlder): a damaged or hostile file. */
-  ChildNotOlder = 4,
-}
 
 const enum Ingested {
   Ok = 0,
@@ -178,68 +166,6 @@ export class WasmNodeCache {
 
   clear(): void {
     this.ex.cacheClear();
-  }
-
-  /** Looks `key` (bytes) up below the on-disk node `ref`; inline values come back as fresh copies. */
-  getBytes(ref: DiskRef, key: Uint8Array): FastAnswer {
-    const n = key.length;
-    if (n > PROBE_BYTES_MAX) return UNANSWERED;
-    const m = this.mem;
-    const p = this.probe;
-    m.set(key, p);
-    return this.find(ref, n);
-  }
-
-  /** The same for a binary-string key (one char per byte). */
-  getBin(ref: DiskRef, key: BinKey): FastAnswer {
-    const n = key.length;
-    if (n > PROBE_BYTES_MAX) return UNANSWERED;
-    const m = this.mem;
-    const p = this.probe;
-    if (n <= 32) for (let i = 0; i < n; i++) m[p + i] = key.charCodeAt(i);
-    else m.write(key, p, n, 'latin1');
-    return this.find(ref, n);
-  }
-
-  private find(ref: DiskRef, keyLen: number): FastAnswer {
-    const ex = this.ex;
-    // Each miss loads one node and restarts from the top (upper levels are hot); a path needs at
-    // most its depth in loads, so the bound only stops a cache too small to hold a path.
-    for (let attempt = 0; attempt < 64; attempt++) {
-      const r = ex.cacheFind(ref.pos, ref.len, keyLen);
-      if (r === Found.NotFound) return undefined;
-      const m = this.mem;
-      const at = this.result;
-      if (r === Found.Inline) {
-        const ptr = m.readUInt32LE(at);
-        const len = m.readUInt32LE(at + 4);
-        // TypedArray#set from a plain Uint8Array view: measured the cheapest copy out (0.18 µs
-        // for 100 bytes, allocation included, against 0.23 for Buffer#copy).
-        const out = Buffer.allocUnsafe(len);
-        out.set(this.u8.subarray(ptr, ptr + len));
-        return out;
-      }
-      const pos = m.readDoubleLE(at);
-      if (r === Found.ValueRef) return new ValueRef(pos, m.readUInt32LE(at + 8), undefined);
-      if (r === Found.ChildNotOlder) throw childNotOlder(pos, m.readDoubleLE(at + 8));
-      if (r !== Found.Miss) throw new AssertionError(`the node cache's find returned ${r}`);
-      if (!this.load(pos, m.readUInt32LE(at + 8))) return UNANSWERED;
-    }
-    return UNANSWERED;
-  }
-
-  /**
-   * The node at `pos` (entry length `len`) as a decoded JS node, built from this cache's copy
-   * (asm/cache.ts node layout) when it holds one, else null. The decoded cache's misses come here
-   * first: gets usually warmed these nodes, and copying one out skips a pread, a CRC pass and a
-   * parse. It is read in place: keys and inline values come out as strings (keys.ts
-   * InlineValue), so nothing keeps the ring's memory, which it may reuse later.
-   */
-  decoded(pos: number, len: number): TreeNode | null {
-    const ptr = this.ex.cachedNode(pos) >>> 0;
-    if (ptr === 0) return null;
-    if (this.mem.readUInt32LE(ptr + 20) !== len) throw new AssertionError(`the node cache's copy of ${pos} disagrees with its reference`);
-    return this.decodedAt(ptr, pos, len, null);
   }
 
   /**

@@ -9,7 +9,20 @@ import { DATA_START_POS, ENTRY_HEADER_BYTES, Kind } from '../../src/engine/forma
 import { PlanWriter } from '../../src/engine/plan.js';
 import { DiskRef, T, ValueRef, keyPrefixes, type TreeNode } from '../../src/engine/node.js';
 import { readNode } from '../../src/engine/cache.js';
-import { UNANSWERED, WasmNodeCache } from '../../src/engine/wasm-cache.js';
+import { WasmNodeCache } from '../../src/engine/wasm-cache.js';
+import { findIn } from '../../src/engine/wasm-tree-writer.js';
+
+/** A lookup below the clean node `ref` as the store makes it (wasm-tree-writer.ts findIn), over `c`. */
+function findBelow(c: WasmNodeCache, ref: DiskRef, key: Uint8Array | string): Buffer | ValueRef | undefined {
+  const host = { ex: c.instance, ...c.areas, mem: () => c.buffer, load: (pos: number, len: number) => void c.nodeAt(pos, len) };
+  return findIn(host, { addr: 0, pos: ref.pos, len: ref.len }, key);
+}
+
+/** The cache's copy of the node at `pos` decoded (as check() reads the tree), or null when it holds none. */
+function decodedFromCache(c: WasmNodeCache, pos: number, len: number): TreeNode | null {
+  const ptr = c.instance.cachedNode(pos) >>> 0;
+  return ptr === 0 ? null : c.decodedAt(ptr, pos, len, null);
+}
 import type { FileLog } from '../../src/engine/log-file.js';
 import { crc32c } from '../../src/wasm/crc32c.js';
 import { addon } from '../../src/native/addon.js';
@@ -97,7 +110,7 @@ describe('WASM node cache through the store', () => {
     while (level.length > 0) {
       const next: DiskRef[] = [];
       for (const ref of level) {
-        const fromCache = cache.fast.decoded(ref.pos, ref.len) as TreeNode;
+        const fromCache = decodedFromCache(cache.fast, ref.pos, ref.len) as TreeNode;
         expect(fromCache).not.toBeNull();
         // The copy comes with its search accelerator, built from the bytes: it must be the keys'.
         expect(Array.from(fromCache.pfx as Float64Array)).toEqual(Array.from(keyPrefixes(fromCache.keys)));
@@ -110,7 +123,7 @@ describe('WASM node cache through the store', () => {
       level = next;
     }
     expect(compared).toBeGreaterThan(50);
-    expect(cache.fast.decoded(123_456_789, 100)).toBeNull();
+    expect(decodedFromCache(cache.fast, 123_456_789, 100)).toBeNull();
     await db.close();
   });
 
@@ -335,22 +348,22 @@ describe('WASM node cache, unit', () => {
     const { log, refs: all } = fakeLog([leaf1, leaf2, index]);
     const c = new WasmNodeCache(log, 4 << 20);
     const root = all[2];
-    expect(c.getBin(root, 'k1' as never)).toEqual(Buffer.from('a'));
-    const ref = c.getBin(root, 'k3' as never);
+    expect(findBelow(c, root, 'k1')).toEqual(Buffer.from('a'));
+    const ref = findBelow(c, root, 'k3');
     expect(ref).toBeInstanceOf(ValueRef);
     expect((ref as ValueRef).pos).toBe(9000);
     expect((ref as ValueRef).len).toBe(5);
-    expect(c.getBytes(root, Buffer.from('m'))).toEqual(Buffer.from('zz'));
-    for (const k of ['', 'k', 'k2', 'k4', 'l', 'ma', 'z']) expect(c.getBin(root, k as never)).toBeUndefined();
+    expect(findBelow(c, root, Buffer.from('m'))).toEqual(Buffer.from('zz'));
+    for (const k of ['', 'k', 'k2', 'k4', 'l', 'ma', 'z']) expect(findBelow(c, root, k)).toBeUndefined();
     expect(c.nodes).toBe(3);
-    expect(c.getBin(root, 'x'.repeat(70_000) as never)).toBe(UNANSWERED);
+    expect(findBelow(c, root, 'x'.repeat(70_000))).toBeUndefined(); // longer than any key the store takes: absent
   });
 
   it("serves reads after a slab plan built in its instance grew that memory (refreshViews)", () => {
     const leaf = entry(Kind.Leaf, [2, 0, 1, ...bytes('a'), 0, 2, ...bytes('xy'), 1, ...bytes('b'), 0, 1, ...bytes('z')]);
     const { log, refs } = fakeLog([leaf]);
     const c = new WasmNodeCache(log, 4 << 20, false, 1 << 20);
-    expect(c.getBytes(refs[0], Buffer.from('a'))).toEqual(Buffer.from('xy'));
+    expect(findBelow(c, refs[0], Buffer.from('a'))).toEqual(Buffer.from('xy'));
     const before = c.u8.buffer;
     let told = 0;
     const plan = new PlanWriter(c.instance, () => {
@@ -365,8 +378,8 @@ describe('WASM node cache, unit', () => {
     expect(c.u8.buffer).toBe(c.instance.memory.buffer);
     expect(enc.out.buffer).toBe(c.instance.memory.buffer); // encoded where the cache lives
     expect(enc.len).toBe(ENTRY_HEADER_BYTES + (40 << 20));
-    expect(c.getBytes(refs[0], Buffer.from('a'))).toEqual(Buffer.from('xy'));
-    expect(c.getBin(refs[0], 'b' as never)).toEqual(Buffer.from('z'));
+    expect(findBelow(c, refs[0], Buffer.from('a'))).toEqual(Buffer.from('xy'));
+    expect(findBelow(c, refs[0], 'b')).toEqual(Buffer.from('z'));
     plan.dispose();
   });
 
@@ -381,10 +394,10 @@ describe('WASM node cache, unit', () => {
     for (const body of bad) {
       const { log, refs } = fakeLog([entry(Kind.Leaf, body)]);
       const c = new WasmNodeCache(log, 4 << 20);
-      expect(() => c.getBin(refs[0], 'a' as never)).toThrow(CorruptionError);
+      expect(() => findBelow(c, refs[0], 'a')).toThrow(CorruptionError);
     }
     const { log, refs } = fakeLog([entry(Kind.Value, [1, 2, 3])]);
-    expect(() => new WasmNodeCache(log, 4 << 20).getBin(refs[0], 'a' as never)).toThrow(CorruptionError);
+    expect(() => findBelow(new WasmNodeCache(log, 4 << 20), refs[0], 'a')).toThrow(CorruptionError);
   });
 });
 

@@ -13,21 +13,14 @@ import type { Bounds } from '../../src/engine/views.js';
 import { assert, childNotOlder } from '../../src/engine/errors.js';
 import type { Buffer } from 'node:buffer';
 import { binKeyToBuffer, type BinKey } from '../../src/engine/keys.js';
-import { UNANSWERED, type FastAnswer } from '../../src/engine/wasm-cache.js';
 import {
   DiskRef, IndexNode, LeafNode, T, ValueRef,
   indexBytes, indexItemBytes, keyPrefix, keyPrefixes, leafBytes, leafItemBytes,
   type Child, type LeafValue, type TreeNode,
 } from '../../src/engine/node.js';
 
-/** The store's node source (check.ts), with an optional fast path for point lookups. */
-export interface NodeSource extends StoreNodeSource {
-  /**
-   * Optionally answers a point lookup below an on-disk node without decoding it (the WASM cache);
-   * UNANSWERED sends the lookup down the decoded path. Inline values come back as fresh copies.
-   */
-  find?(ref: DiskRef, key: BinKey): FastAnswer;
-}
+/** Where the tree's on-disk nodes come from (the store's, as check.ts walks them). */
+export type NodeSource = StoreNodeSource;
 
 export function resolve(src: NodeSource, c: Child): TreeNode {
   return c.t === T.Disk ? src.load(c) : c;
@@ -100,19 +93,13 @@ function upperBoundP(keys: readonly string[], pfx: Float64Array, probe: string, 
   return lo;
 }
 
-/** The value under `key`: a leaf's, or a copy the WASM cache made (a Buffer); undefined if absent. */
+/** The value under `key` (a leaf's), or undefined if absent. */
 export function lookup(src: NodeSource, root: Child | null, key: BinKey): LeafValue | Buffer | undefined {
   if (root === null) return undefined;
   const pp = keyPrefix(key);
   let c: Child = root;
   for (;;) {
-    if (c.t === T.Disk) {
-      if (src.find !== undefined) {
-        const r = src.find(c, key);
-        if (r !== UNANSWERED) return r;
-      }
-      c = src.load(c);
-    }
+    if (c.t === T.Disk) c = src.load(c);
     const node: TreeNode = c;
     const pfx = node.pfx ?? (node.pfx = keyPrefixes(node.keys));
     if (node.t === T.Index) {
