@@ -16,7 +16,7 @@ import { WasmAllocationError, allocOrThrow, growCapacity, type CacheExports } fr
 import { AssertionError, CommitTooLargeError } from './errors.js';
 import { ValueRef } from './node.js';
 import { PROBE_BYTES_MAX } from './wasm-cache.js';
-import { putBin, type TreeValue, type TreeKey } from './wasm-tree-writer.js';
+import { putBytes, type TreeValue, type TreeKey } from './wasm-tree-writer.js';
 
 /**
  * An inline value a batch set, named by its record's offset in the batch's StagedSets: valid in
@@ -83,13 +83,8 @@ export class StagedSets {
     m.writeUInt32LE(0, at + 12);
     m.writeDoubleLE(ref ? val.pos : 0, at + 16);
     const k = at + HEADER_BYTES;
-    if (typeof key === 'string') putBin(m, key, k);
-    else m.set(key, k);
-    if (!ref) {
-      const v = k + key.length;
-      if (typeof val === 'string') putBin(m, val, v);
-      else m.set(val, v);
-    }
+    putBytes(m, key, k);
+    if (!ref) putBytes(m, val, k + key.length);
     this.used = off + n;
     this.waiting++;
     return off as StagedValue;

@@ -28,7 +28,6 @@ export interface Bounds {
   reverse?: boolean;
 }
 
-
 export function toBounds(o: RangeOptions): Bounds {
   const b: Bounds = { reverse: o.reverse === true };
   if (o.gte !== undefined) {

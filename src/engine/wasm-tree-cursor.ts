@@ -70,7 +70,6 @@ function compareAt(u8: Uint8Array, at: number, n: number, b: Uint8Array): number
   return n - b.length;
 }
 
-
 /** The least key after every key starting with `prefix`, or null (all bytes 0xff). */
 function prefixSuccessor(prefix: Uint8Array): Uint8Array | null {
   let end = prefix.length;

@@ -342,11 +342,18 @@ export function findIn(host: TreeHost, root: TreeRoot, key: TreeKey): Buffer | V
   return undefined;
 }
 
-/** `s` (one char per byte) into `m` at `at`: a JS loop for short ones, cheaper than a call into C++. */
-export function putBin(m: Buffer, s: string, at: number): void {
-  const n = s.length;
-  if (n <= 32) for (let i = 0; i < n; i++) m[at + i] = s.charCodeAt(i);
-  else m.write(s, at, n, 'latin1');
+/**
+ * A key or inline value into `m` at `at`: bytes as they are, a binary string (one char per byte)
+ * by a JS loop when short, cheaper than a call into C++.
+ */
+export function putBytes(m: Buffer, b: Uint8Array | string, at: number): void {
+  if (typeof b !== 'string') {
+    m.set(b, at);
+    return;
+  }
+  const n = b.length;
+  if (n <= 32) for (let i = 0; i < n; i++) m[at + i] = b.charCodeAt(i);
+  else m.write(b, at, n, 'latin1');
 }
 
 /**
@@ -383,10 +390,8 @@ function loadMissed(host: TreeHost, loaded: number[] | null): number[] {
 function writeInputs(host: TreeHost, key: TreeKey, val: Uint8Array | string | null): void {
   if (key.length > PROBE_BYTES_MAX) throw new AssertionError(`a key of ${key.length} bytes is past the tree's ${PROBE_BYTES_MAX}`);
   const m = host.mem();
-  if (typeof key === 'string') putBin(m, key, host.probe);
-  else m.set(key, host.probe);
-  if (typeof val === 'string') putBin(m, val, host.input);
-  else if (val !== null) m.set(val, host.input);
+  putBytes(m, key, host.probe);
+  if (val !== null) putBytes(m, val, host.input);
 }
 
 /** A result other than a miss: the errors the asm side reports are thrown, the rest returned. */
