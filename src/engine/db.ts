@@ -163,13 +163,13 @@ export interface OpenOptions {
    * the event loop back"). Default 4 MiB; 0: every checkpoint.
    */
   slicedCheckpointBytesMin?: number;
-  /** How long one slice of a sliced checkpoint runs before it yields (ms; 0: after every node). Default 10. */
+  /** How long one slice of a sliced checkpoint runs before it yields (ms; 0: the smallest slices, 64 KiB of nodes). Default 10. */
   checkpointSliceMs?: number;
   /**
    * Checkpoints the store chooses itself that would run in slices (`slicedCheckpointBytesMin`)
-   * are built in the background while later batches commit; only their encoding and append hold
-   * writes back (README, "Big checkpoints run beside the writes"). Default true; false: the
-   * writes wait for the whole checkpoint, as before.
+   * run after the commit that found them due; only their encoding and append hold writes back,
+   * and their switch to the written nodes runs beside later batches (README, "Big checkpoints
+   * come after their commit"). Default true; false: the writes wait for the whole checkpoint.
    */
   backgroundCheckpoints?: boolean;
   /**
@@ -238,6 +238,13 @@ function dirtyRegionBytes(intervalBytes: number): number {
   return Math.min(Math.max(3 * DIRTY_OVER_INTERVAL_MAX * Math.max(intervalBytes, 1), 64 * 2 ** 20), 2 ** 30);
 }
 const DIRTY_REGION_SHARE_MAX = 0.6;
+/**
+ * A batch starts only with room in the region for what recent batches took (Db.batchRegionBytes):
+ * beyond this share of it in use with that added, a checkpoint is written first.
+ */
+const DIRTY_REGION_FILL_MAX = 0.9;
+/** What one batch weighs in Db.batchRegionBytes against the batches before it. */
+const BATCH_REGION_DECAY = 0.99;
 
 /** The largest nodeBytesMax (see its check in open). */
 const NODE_BYTES_MAX = 32 * 1024;
@@ -303,12 +310,13 @@ interface Published {
 /**
  * A checkpoint of an earlier commit's tree (`base`, whose root it holds a reference on), written
  * while later batches commit (Db, startBackgroundCheckpoint). Its phases: 'waiting' (for the
- * writer, between batches), 'writing' (it holds the writer while it encodes, appends and switches
- * the tree to its written nodes).
+ * writer, between batches), 'writing' (it holds the writer while it encodes and appends),
+ * 'switching' (its commit is published; it switches its tree to the written nodes in steps while
+ * later batches commit).
  */
 interface BackgroundCheckpoint {
   readonly base: Published & { commit: CommitRecord };
-  phase: 'waiting' | 'writing';
+  phase: 'waiting' | 'writing' | 'switching';
   /** Set by a forced checkpoint or close() while it waits: it stops and writes nothing. */
   cancelled: boolean;
   /** Set once its append starts: from then on a failure leaves the file's state unknown. */
@@ -380,6 +388,14 @@ export class Db implements Reader {
   private readonly pins = new Map<number, number>(); // commit seq -> pinned snapshots
   private bytesSinceCheckpoint = 0;
   /**
+   * The region recent batches took (their peak use over their use at start, all of it for one
+   * that did not fit), a maximum that decays by BATCH_REGION_DECAY a batch: boundChangedNodes
+   * keeps that much room before the next. Without it, a store whose batches each need more than
+   * the 1 - DIRTY_REGION_SHARE_MAX left above the bound (big scattered batches into a big tree)
+   * failed each such batch with the region full, checkpointing never (bench/RESULTS.md round 29).
+   */
+  private batchRegionBytes = 0;
+  /**
    * The changed nodes' estimated bytes (the tree's total, StoreTree.dirtyEstimateBytes) that do
    * not count as changed since the last checkpoint: those other trees (snapshots, a background
    * checkpoint's base) still hold. dirtyBytesSinceCheckpoint() is the total above it.
@@ -406,11 +422,12 @@ export class Db implements Reader {
    * next big durable commits (FileLog.prepareAhead); `backgroundCheckpoints`: checkpoints written
    * beside the writes (backgroundCheckpoints; also counted in `checkpoints`), `backgroundCommits`:
    * commits published while one was running, `backgroundDropped`: ones that wrote nothing (a
-   * forced checkpoint or close() came first, or building failed).
+   * forced checkpoint or close() came first, or building failed), `switchWaits`: batches that
+   * waited for one's switch to the written nodes to end (the changed nodes past their bounds).
    */
   readonly stats = {
     commits: 0, syncs: 0, directSyncs: 0, checkpoints: 0, slicedCheckpoints: 0, switchSlices: 0, bytesAppended: 0, autoCompactions: 0, inPlaceChanges: 0,
-    inPlaceSeals: 0, zerosPrepared: 0, backgroundCheckpoints: 0, backgroundCommits: 0, backgroundDropped: 0,
+    inPlaceSeals: 0, zerosPrepared: 0, backgroundCheckpoints: 0, backgroundCommits: 0, backgroundDropped: 0, switchWaits: 0,
   };
 
   private constructor(
@@ -878,11 +895,28 @@ export class Db implements Reader {
         return;
       }
     }
+    try {
+      await this.boundChangedNodes();
+      this.tree.takeDirtyRegionPeakBytes(); // (counts from here)
+    } catch (err) {
+      // Its checkpoint failed: before its append, nothing was written (the batch fails, the
+      // store goes on); from the append on, the file's state is unknown, as after a failed commit.
+      const e = err instanceof SolifugeError ? err : new IoFailedError(String(err), err);
+      if (!(err instanceof CommitTooLargeError)) this.failed ??= e;
+      for (const j of jobs) j.reject(e);
+      return;
+    }
+    if (this.failed !== null || this.closed) {
+      const err = this.failed ?? new ClosedError();
+      for (const j of jobs) j.reject(err);
+      return;
+    }
     const base = this.published;
     // Compaction and checkpoint jobs walk and rewrite the tree: their batches copy, as always.
     const inPlace = jobs.every((j) => j.k === 'set' || j.k === 'del' || j.k === 'delPrefix' || j.k === 'tx');
     const w = new BatchWriter(this.tree, base.root, base.count, inPlace);
     if (inPlace) this.inPlaceWriter = w;
+    const regionBefore = this.tree.dirtyRegionBytesInUse;
     try {
       await this.applyAndCommit(jobs, base, w);
     } catch (err) {
@@ -899,6 +933,8 @@ export class Db implements Reader {
       // in place.
       if (!w.ended) w.abort();
       if (this.inPlaceWriter === w) this.inPlaceWriter = null;
+      const took = this.tree.takeDirtyRegionPeakBytes() - regionBefore;
+      this.batchRegionBytes = Math.max(this.batchRegionBytes * BATCH_REGION_DECAY, took);
     }
   }
 
@@ -1233,9 +1269,11 @@ export class Db implements Reader {
 
   /**
    * Checkpoints the tree just published while later batches commit. A checkpoint in a commit
-   * holds every write back for its whole run; this one holds them only while it encodes, appends
-   * and switches the tree to its written nodes (the event loop turns between the encode's and the
-   * append's slices). The slab it writes (its commit, `C_k`) carries the tree of the commit
+   * holds every write back for its whole run; this one holds them only while it encodes and
+   * appends (the event loop turns between the encode's and the append's slices). Its switch to the
+   * written nodes runs in steps beside later batches: every node it switches has a position, so no
+   * batch changes one in place (asm/wtree.ts); a switched record names the same node by position
+   * instead of address (asm/wcheckpoint.ts), whichever trees share it. The slab it writes (its commit, `C_k`) carries the tree of the commit
    * published now (`C_s`) and names it as its tree's commit: replay starts after `C_s` and replays
    * the commits between them onto that tree (codec.ts, commit body), which is what the tree of
    * `C_k` is. It holds a reference on that tree, so later batches copy its nodes instead of
@@ -1281,8 +1319,8 @@ export class Db implements Reader {
     try {
       await nextTurn(); // the batch that started it settles first
       if (stop()) return false;
-      const written = await this.holdWriter(async () => {
-        if (stop()) return false;
+      const switching = await this.holdWriter(async () => {
+        if (stop()) return null;
         bg.phase = 'writing';
         const p = this.published;
         const start = this.log.end;
@@ -1299,28 +1337,37 @@ export class Db implements Reader {
           throw err;
         }
         assert(this.published === p, 'a commit while a background checkpoint held the writer');
-        root = (await built.writtenSliced(this.switchSliceBytes, this.switchPause)) ?? root;
-        // The tree readers see stays the live one; only the chain of commits moves on.
+        // The tree readers see stays the live one; only the chain of commits moves on, so the
+        // batches from here on come after this commit.
         this.published = { ...p, commit: built.commit };
         this.stats.commits++;
         this.stats.bytesAppended += built.len;
-        // No batch changed the tree since: readers get its written root (then one call into the
-        // cache for a get, as after any checkpoint).
-        if (sameRoot(this.published.root, bg.base.root) && this.inPlaceWriter === null) {
-          const old = this.published.root;
-          this.tree.retain(root);
-          this.published = { ...this.published, root: { ...root } };
-          this.tree.release(old);
-        }
-        return true;
+        bg.phase = 'switching';
+        // writtenSliced gives the slab's values their positions before its first pause, with the
+        // writer still held; the steps after it run beside later batches (settleBackground and
+        // runBatch wait for them where they must). Wrapped: a promise returned would be awaited.
+        const switched = built.writtenSliced(this.switchSliceBytes, this.switchPause);
+        switched.catch(noop); // (awaited below; a step's failure must not count as unhandled meanwhile)
+        return { switched };
       });
-      if (!written) return false;
+      if (switching === null) return false;
+      root = (await switching.switched) ?? root;
+      // No batch changed the tree since, and none is running (one may hold the published root's
+      // address): readers get its written root (then one call into the cache for a get, as after
+      // any checkpoint).
+      if (sameRoot(this.published.root, bg.base.root) && this.inPlaceWriter === null && this.running === null) {
+        const old = this.published.root;
+        this.tree.retain(root);
+        this.published = { ...this.published, root: { ...root } };
+        this.tree.release(old);
+      }
     } finally {
       this.tree.release(root);
     }
     this.stats.checkpoints++;
     this.stats.backgroundCheckpoints++;
-    this.tree.maybeForgetPending();
+    // (A batch running may have values pending that no node names yet.)
+    if (this.running === null) this.tree.maybeForgetPending();
     if (this.closing === null) {
       this.armIdleCheckpoint();
       this.maybeAutoCompact();
@@ -1349,7 +1396,7 @@ export class Db implements Reader {
       this.dirtyBaseline = Math.min(this.dirtyBaseline, bg.dirtyBaselineBefore);
       return; // it ends when it gets the writer, without writing
     }
-    if (bg.phase === 'writing') await bg.done;
+    if (bg.phase !== 'waiting') await bg.done;
   }
 
   /**
@@ -1377,19 +1424,57 @@ export class Db implements Reader {
    * SET_LATER_MAX sets.
    */
   private checkpointDue(actions: BatchAction[], forceCheckpoint: boolean, later: BatchWriter | null): boolean {
-    const dirtyBytesMax = DIRTY_OVER_INTERVAL_MAX * Math.max(this.options.checkpointIntervalBytes, 1);
-    // The changed nodes' region itself must not fill up (a batch that finds it full fails).
-    const regionFull = () => this.tree.dirtyRegionBytesInUse >= DIRTY_REGION_SHARE_MAX * dirtyRegionBytes(this.options.checkpointIntervalBytes);
-    // One checkpoint at a time: a background one waiting for the writer is the next checkpoint
-    // (it takes the writer on the next turn, before any later batch: startBackgroundCheckpoint).
+    // One checkpoint at a time: a background one is the next checkpoint (waiting, it takes the
+    // writer on the next turn, before any later batch: startBackgroundCheckpoint).
     if (!forceCheckpoint && this.background !== null) return false;
     const due = () =>
       forceCheckpoint || this.bytesSinceCheckpoint >= this.options.checkpointIntervalBytes ||
-      this.dirtyBytesSinceCheckpoint() >= dirtyBytesMax || regionFull() || this.treeAboutLog(actions);
+      this.changedNodesPastBounds() || this.treeAboutLog(actions);
     if (!due()) return false;
     if (later === null) return true;
     later.applyLater();
     return due();
+  }
+
+  /**
+   * Before a batch, with the writer held: changed nodes past their bounds (changedNodesPastBounds),
+   * or too many for what recent batches took to fit beside them (regionShortForBatch), are
+   * brought back within them. Batches that run beside a background checkpoint's switch to its
+   * written nodes add to them while no checkpoint may start (checkpointDue), and the switch frees
+   * the nodes it wrote only as it goes: the batch waits for the switch to end. If they are past
+   * still, it writes a checkpoint first, in the foreground (as db.checkpoint() does). A change
+   * that finds the region full while a switch is under way finishes that switch first
+   * (wasm-tree-writer.ts callWithLoads).
+   */
+  private async boundChangedNodes(): Promise<void> {
+    const past = () => this.changedNodesPastBounds() || this.regionShortForBatch();
+    if (!past()) return;
+    const bg = this.background;
+    if (bg !== null && bg.phase === 'switching') {
+      this.stats.switchWaits++;
+      await bg.done;
+    }
+    if (this.background === null && this.failed === null && !this.closed && this.published.commit !== null && past()) {
+      await this.commit(null, [], this.published.tag, false, true);
+    }
+  }
+
+  /** Whether the region in use, with what recent batches took added (batchRegionBytes), is past DIRTY_REGION_FILL_MAX of it. */
+  private regionShortForBatch(): boolean {
+    const inUse = this.tree.dirtyRegionBytesInUse;
+    return inUse > 0 && this.dirtyBytesSinceCheckpoint() > 0 &&
+      inUse + this.batchRegionBytes > DIRTY_REGION_FILL_MAX * dirtyRegionBytes(this.options.checkpointIntervalBytes);
+  }
+
+  /**
+   * Whether the changed nodes have grown past what a checkpoint must free: DIRTY_OVER_INTERVAL_MAX
+   * intervals of them since the last one, or DIRTY_REGION_SHARE_MAX of their region in use (the
+   * region itself must not fill up: a batch that finds it full fails).
+   */
+  private changedNodesPastBounds(): boolean {
+    const o = this.options;
+    return this.dirtyBytesSinceCheckpoint() >= DIRTY_OVER_INTERVAL_MAX * Math.max(o.checkpointIntervalBytes, 1) ||
+      this.tree.dirtyRegionBytesInUse >= DIRTY_REGION_SHARE_MAX * dirtyRegionBytes(o.checkpointIntervalBytes);
   }
 
   /**

@@ -85,6 +85,14 @@ export class StoreTree implements TreeHost {
     return this.ex.dirtyBytesInUse();
   }
 
+  /**
+   * The most bytes of the region in use since the last call (all of it if a node could not be
+   * had meanwhile); the next call counts from now (asm/dirty.ts dirtyPeakTake).
+   */
+  takeDirtyRegionPeakBytes(): number {
+    return this.ex.dirtyPeakTake();
+  }
+
   /** The changed nodes' estimated encoded bytes (asm/wleaf.ts dirtyEstimateBytes). */
   get dirtyEstimateBytes(): number {
     return this.ex.dirtyEstimateBytes();

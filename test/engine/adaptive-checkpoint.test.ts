@@ -76,6 +76,38 @@ describe('adaptive checkpoints', () => {
     await db.close();
   });
 
+  it('a batch starts with room in the changed nodes\' region for what recent batches took: big scattered batches checkpoint first instead of failing', async () => {
+    // A 6 MiB interval: a 72 MiB region, with the bounds a commit checks at 60% of it (~45 MB)
+    // and at 24 MiB of estimated changed nodes. Each batch of 8,500 scattered sets into ~40,000
+    // small leaves changes ~39 MB of blocks, below both: the first leaves them in use, and the
+    // next needs as much again, past the region. Without the room kept (Db.batchRegionBytes),
+    // that one and every later one failed with the region full, and no checkpoint ever came.
+    const db = await open(tmp.file(`r${n++}.db`), { checkpointIdleMs: 0, checkpointTreeOverLogMax: 0, checkpointIntervalBytes: 6 << 20, backgroundCheckpoints: false, nodeBytesMax: 1024 });
+    const KEYS = 360_000;
+    for (let b = 0; b < KEYS; b += 20_000) {
+      await db.transaction((tx) => {
+        for (let i = b; i < b + 20_000; i++) tx.set(key(i), value(i));
+      });
+    }
+    await db.checkpoint();
+    const model = new Map<string, Buffer>();
+    for (let r = 1; r <= 4; r++) {
+      const c = db.stats.checkpoints;
+      const pairs: Array<[string, Buffer]> = [];
+      for (let j = 0; j < 8_500; j++) pairs.push([key(Math.floor(((j * 2654435761) % 2 ** 32) / 2 ** 32 * KEYS + r * 7) % KEYS), value(r)]);
+      await db.transaction((tx) => {
+        for (const [k, v] of pairs) tx.set(k, v);
+      });
+      for (const [k, v] of pairs) model.set(k, v);
+      // The first is logged, its changed nodes kept; each later one checkpoints first.
+      expect(db.stats.checkpoints - c).toBe(r === 1 ? 0 : 1);
+    }
+    for (const [k, v] of model) expect(db.get(k)?.equals(v)).toBe(true);
+    expect(db.count()).toBe(KEYS);
+    expect(db.check().problems).toEqual([]);
+    await db.close();
+  });
+
   it('a store without durable commits does not sync its own checkpoints, until a superblock is due', async () => {
     const db = await open(tmp.file(`n${n++}.db`), { durable: false, checkpointIdleMs: 0, superblockIntervalBytes: 256 * 1024 });
     for (let b = 0; b < 2; b++) {
