@@ -3,10 +3,13 @@
 //
 // Owns: [start, start + bytes) of this instance's memory, reserved by cacheInit together with the
 // ring (one memory.grow, so views on memory made after init stay valid; pages never touched take
-// no resident memory). A buddy allocator: blocks of 2^k bytes, k = MIN_CLASS..MAX_CLASS, each
-// aligned to its size (from the start of the blocks); a request takes the smallest free block
-// that holds it, halving it down to its class, and a freed block merges with its buddy (the
-// other half of the block of the class above) while that one is free too. Nothing is moved.
+// no resident memory). A buddy allocator with lazy merging: blocks of 2^k bytes, k =
+// MIN_CLASS..MAX_CLASS, each aligned to its size (from the start of the blocks). A request takes
+// the block last freed in its class, else carves one from `bump`, else halves the smallest bigger
+// free block down to its class. A freed block goes on its class's list as it is; every free block
+// is merged with its free buddy (the other half of the block of the class above), class by class
+// (coalesce), by a checkpoint once it has freed the nodes it wrote (dirtyCoalesce), and by a
+// request that finds nothing, which then tries again. Nothing is moved.
 // Must never: hand out a block twice, or memory outside the region.
 //
 // Why buddies (bench/RESULTS.md round 29): the writer's nodes come in a few classes (leaves and
@@ -15,17 +18,24 @@
 // one free list per class and no merging, the carved space once ended up split among classes:
 // a 64 MiB region with 18 MB in use refused every change (a bigger class's list empty, nothing
 // left to carve). Merging gives the space of a checkpoint's freed nodes back to every class.
+// Why lazily: merging at every free (a doubly linked list per class, to take the buddy out)
+// cost a stream of groups of 100 at 1M keys a third of its rate. A freed block merged up to the
+// biggest class, the next request of its size split that again, writing headers over a quarter
+// MiB, and each list change touched a neighbour's memory too (dirtyAlloc took 160-182 ms of a 3 s
+// window, against under 18 before). Now a request costs what it did before buddies: one read of
+// the block it takes.
 //
-// Tiling: the blocks area is carved lazily, from `bump`, into top blocks: the largest aligned
-// power of two (at most 2^MAX_CLASS) that fits at each step, so MAX blocks, then the rest in
-// decreasing powers. Every carved byte then lies in exactly one block (in use or free), and a
-// block's buddy address is where some block starts whenever it is below `bump`: a block bigger
-// than the buddy covering it would cover the block being freed too. So the buddy's header is
-// read only below `bump`, and names its class and whether it is free.
+// Tiling: every byte of [blocksStart, bump) lies in exactly one block, in use or free, aligned to
+// its size: carving a block of class k first carves the bytes up to the next multiple of 2^k as
+// free blocks of the largest aligned sizes that fit. So where a block's buddy starts below
+// `bump`, some block starts there: a block bigger than the buddy covering it would cover the
+// block itself too. The buddy's header is read only below `bump`, and names its class and whether
+// it is free.
 //
 // Block layout: the block's first 32 bytes hold the node's pre-header (asm/wleaf.ts), whose u32
 // at 12 is this module's: the block's size class while it is in use; FREE | class while free,
-// with u32 at 0 the next and u32 at 4 the previous free block of that class (0 ends the list).
+// with u32 at 0 the next free block of that class (0 ends the list); 0 for a block merged into
+// the one below it (a second free of it is refused).
 //
 // Region layout: CLASSES × u32 free-list heads, then CLASSES × u32 free-list lengths, padded to
 // 256 bytes, then the blocks (each 256-aligned: the region starts 256-aligned and every block
@@ -46,7 +56,7 @@ let blocksStart: usize = 0;
 let blocksEnd: usize = 0;
 let bump: usize = 0;
 let inUseBytes: usize = 0;
-/** The most inUseBytes reached since dirtyPeakReset; the whole region once a request was refused. */
+/** The most inUseBytes reached since dirtyPeakTake; the whole region once a request was refused. */
 let peakBytes: usize = 0;
 
 /** Takes the region (called by cacheInit; `bytes` 0: no region, every allocation fails). */
@@ -76,64 +86,69 @@ function classFor(bytes: u32): u32 {
 
 function push(block: usize, k: u32): void {
   const head = headOf(k);
-  const next = <usize>load<u32>(head);
-  store<u32>(block, <u32>next);
-  store<u32>(block, 0, 4);
+  store<u32>(block, load<u32>(head));
   store<u32>(block, k | FREE, 12);
-  if (next != 0) store<u32>(next, <u32>block, 4);
   store<u32>(head, <u32>block);
   store<u32>(head, load<u32>(head, CLASSES << 2) + 1, CLASSES << 2);
 }
 
-function unlink(block: usize, k: u32): void {
+/** The first block of class k's list, taken off it (0 if the list is empty). */
+function pop(k: u32): usize {
   const head = headOf(k);
-  const next = <usize>load<u32>(block);
-  const prev = <usize>load<u32>(block, 4);
-  if (prev != 0) store<u32>(prev, <u32>next);
-  else store<u32>(head, <u32>next);
-  if (next != 0) store<u32>(next, <u32>prev, 4);
+  const block = <usize>load<u32>(head);
+  if (block == 0) return 0;
+  store<u32>(head, load<u32>(block));
   store<u32>(head, load<u32>(head, CLASSES << 2) - 1, CLASSES << 2);
-  store<u32>(block, 0, 12); // a header no longer (the caller marks what it becomes)
+  return block;
 }
 
-/** The class of the next top block the blocks area would be carved into at `bump` (0: none left). */
-function nextTopClass(): u32 {
-  const room = blocksEnd - bump;
-  if (room < (<usize>1 << MIN_CLASS)) return 0;
-  const offset = bump - blocksStart;
-  let k = MAX_CLASS;
-  // The largest power of two that fits and that the offset is aligned to.
-  while (k > MIN_CLASS && ((<usize>1 << k) > room || (offset & ((<usize>1 << k) - 1)) != 0)) k--;
-  return k;
+/** `bump` rounded up to a multiple of 2^k from the blocks' start. */
+// @ts-ignore: decorator
+@inline function alignedBump(k: u32): usize {
+  const mask = (<usize>1 << k) - 1;
+  return blocksStart + ((bump - blocksStart + mask) & ~mask);
+}
+
+/** Carves a block of class k at the next multiple of 2^k, the bytes before it going free (Tiling); 0 if it does not fit. */
+function carve(k: u32): usize {
+  const at = alignedBump(k);
+  if (at + (<usize>1 << k) > blocksEnd) return 0;
+  while (bump < at) {
+    // The largest block the offset is aligned to that still ends by `at`.
+    const offset = bump - blocksStart;
+    let j = k - 1;
+    while ((offset & ((<usize>1 << j) - 1)) != 0 || bump + (<usize>1 << j) > at) j--;
+    push(bump, j);
+    bump += <usize>1 << j;
+  }
+  bump = at + (<usize>1 << k);
+  return at;
 }
 
 /**
  * A block of at least `bytes` bytes (its size is 1 << its class, kept at block + 12), or 0 when
- * the region has no free block that big or no class is that big.
+ * the region has no room for it or no class is that big.
  */
 export function dirtyAlloc(bytes: u32): usize {
   const k = classFor(bytes);
   if (k == 0) return 0;
-  let j = k;
-  while (j <= MAX_CLASS && load<u32>(headOf(j)) == 0) j++;
-  let block: usize;
-  if (j <= MAX_CLASS) {
-    block = <usize>load<u32>(headOf(j));
-    unlink(block, j);
-  } else {
-    j = nextTopClass();
-    if (j < k) {
-      // (The top blocks still to carve only get smaller.)
+  let block = pop(k);
+  if (block == 0) block = carve(k);
+  if (block == 0) {
+    let j = k + 1;
+    while (j <= MAX_CLASS && load<u32>(headOf(j)) == 0) j++;
+    if (j > MAX_CLASS) {
+      // Merged, the free blocks may hold it.
+      if (coalesce(k)) return dirtyAlloc(bytes);
       peakBytes = blocksEnd - blocksStart;
       return 0;
     }
-    block = bump;
-    bump += <usize>1 << j;
-  }
-  // Halved down to class k: each upper half is free.
-  while (j > k) {
-    j--;
-    push(block + (<usize>1 << j), j);
+    block = pop(j);
+    // Halved down to class k: each upper half is free.
+    while (j > k) {
+      j--;
+      push(block + (<usize>1 << j), j);
+    }
   }
   store<u32>(block, k, 12);
   inUseBytes += <usize>1 << k;
@@ -147,19 +162,72 @@ export function dirtyAlloc(bytes: u32): usize {
  */
 export function dirtyFree(block: usize): bool {
   if (!dirtyInUse(block)) return false;
-  let k = load<u32>(block, 12);
+  const k = load<u32>(block, 12);
   inUseBytes -= <usize>1 << k;
-  // A header no longer once merged into the block below (a second free of it is refused).
-  store<u32>(block, 0, 12);
-  while (k < MAX_CLASS) {
-    const buddy = blocksStart + ((block - blocksStart) ^ (<usize>1 << k));
-    if (buddy >= bump || load<u32>(buddy, 12) != (k | FREE)) break;
-    unlink(buddy, k);
-    if (buddy < block) block = buddy;
-    k++;
-  }
   push(block, k);
   return true;
+}
+
+/**
+ * Merges every free block whose buddy is free too, from the smallest class up (a merged block
+ * may merge again in the class above); true if that left a free block of class `k` or bigger.
+ * Per class, two walks of its list: the first marks each pair (the lower block's header says the
+ * class above, the upper one's 0; an upper half not carved yet is carved with it), the second
+ * builds the lists again from the marks. The links
+ * change only in the second, each one after it was read (a block's link is the list's next).
+ */
+function coalesce(k: u32): bool {
+  let merged = false;
+  for (let c = MIN_CLASS; c < MAX_CLASS; c++) {
+    const head = headOf(c);
+    const first = <usize>load<u32>(head);
+    let pairs = false;
+    for (let block = first; block != 0; block = <usize>load<u32>(block)) {
+      if (load<u32>(block, 12) != (c | FREE)) continue; // (marked already, as a buddy)
+      const buddy = blocksStart + ((block - blocksStart) ^ (<usize>1 << c));
+      if (buddy >= bump) {
+        // The last block carved, its buddy not carved yet: the two make a free block of the
+        // class above, carved now (no byte of the buddy is touched). Else a request aligned past
+        // it could never have the bytes after it (carve skips to a multiple of its size).
+        if (buddy == bump && buddy + (<usize>1 << c) <= blocksEnd) {
+          store<u32>(block, (c + 1) | FREE, 12);
+          bump = buddy + (<usize>1 << c);
+          pairs = true;
+        }
+        continue;
+      }
+      if (load<u32>(buddy, 12) != (c | FREE)) continue;
+      store<u32>(block < buddy ? block : buddy, (c + 1) | FREE, 12);
+      store<u32>(block < buddy ? buddy : block, 0, 12);
+      pairs = true;
+    }
+    if (!pairs) continue;
+    merged = true;
+    store<u32>(head, 0);
+    store<u32>(head, 0, CLASSES << 2);
+    let block = first;
+    while (block != 0) {
+      const next = <usize>load<u32>(block);
+      const h = load<u32>(block, 12);
+      if (h == (c | FREE)) push(block, c);
+      else if (h == ((c + 1) | FREE)) push(block, c + 1);
+      block = next;
+    }
+  }
+  if (!merged) return false;
+  for (let j = k; j <= MAX_CLASS; j++) if (load<u32>(headOf(j)) != 0) return true;
+  return false;
+}
+
+/**
+ * Merges the free blocks (coalesce) now: a checkpoint calls this once it has freed the nodes it
+ * wrote, when most of the region is free, so that the next interval's nodes find whole big
+ * blocks instead of the scattered small ones the last interval left (reused last-freed-first,
+ * those spread its nodes over the whole region, and a change's room for its worst case, many
+ * blocks of its biggest class, was then refused with most of the region free).
+ */
+export function dirtyCoalesce(): void {
+  coalesce(MAX_CLASS);
 }
 
 /** Whether `addr` lies within the blocks carved so far (then it may be read). */
@@ -176,19 +244,22 @@ export function dirtyInUse(block: usize): bool {
 
 /**
  * Whether `count` blocks of up to `bytes` bytes each can be had now: free blocks of that size's
- * class or bigger (each holds 2^(j - k) of them) and the space not yet carved (whose top blocks
- * of that class or bigger hold (room >> k) of them: see Tiling). Any block taken meanwhile, of
- * that class or smaller, uses at most one of those counted, so a caller that checks first cannot
- * fail an allocation in between.
+ * class or bigger (each holds 2^(j - k) of them) and whole blocks of it that fit past the next
+ * multiple of 2^k at `bump` (carve). A block taken meanwhile, of that class or smaller, uses at
+ * most one of those counted (a smaller one carved moves that multiple on by one block at most),
+ * so a caller that checks first cannot fail an allocation in between. Short of them, the free
+ * blocks are merged (coalesce) and counted again.
  */
 export function dirtyCanAlloc(bytes: u32, count: u32): bool {
   const k = classFor(bytes);
   if (k == 0) return false;
-  let have: u64 = <u64>((blocksEnd - bump) >>> k);
+  const at = alignedBump(k);
+  let have: u64 = at < blocksEnd ? <u64>((blocksEnd - at) >>> k) : 0;
   for (let j = k; j <= MAX_CLASS && have < <u64>count; j++) {
     have += <u64>load<u32>(headOf(j), CLASSES << 2) << <u64>(j - k);
   }
   if (have >= <u64>count) return true;
+  if (coalesce(k)) return dirtyCanAlloc(bytes, count);
   peakBytes = blocksEnd - blocksStart;
   return false;
 }

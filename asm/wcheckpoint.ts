@@ -82,11 +82,9 @@ export function wtreePlanAbandon(plan: usize, planLen: u32): void {
  * 2a in slices: the walk below the root is kept here between calls (wtreeWrittenStart, then
  * wtreeWrittenStep until it returns 0), so a big switch need not hold the JS thread in one piece
  * (330 ms after a 1M-key random load in one call: bench/RESULTS.md round 27). Between steps the
- * tree may be read (each record switched names the same node, by position instead of address), and
- * other trees that share its nodes may change (a background checkpoint's switch runs beside later
- * batches), never in a node the walk visits: every one has a position, so a change copies it
- * (asm/wtree.ts). No other switch may start; the caller's reference on the root keeps every node
- * on the walk's stack alive, and no other tree's change frees one. Per level of the stack: u32 index node, u32 the record being visited.
+ * tree may be read (each record switched names the same node, by position instead of address) but
+ * not changed, and no other switch may start; the caller's reference on the root keeps every node
+ * on the walk's stack alive. Per level of the stack: u32 index node, u32 the record being visited.
  */
 const WALK = memory.data(MAX_DEPTH * 8);
 let walkRoot: usize = 0;
@@ -111,46 +109,10 @@ export function wtreeWrittenStart(root: usize): void {
  * and returns 0, with RESULT as wtreeWritten says (the caller's reference on the root moves to it).
  */
 export function wtreeWrittenStep(budgetBytes: u32): i32 {
-  if (walkBelow(budgetBytes)) return 1;
-  const root = walkRoot;
-  const result = resultAddress();
-  store<u32>(result, <u32>root);
-  store<u32>(result, 0, 4);
-  store<f64>(result, 0, 8);
-  if (written(root)) {
-    adopt(root);
-    store<u32>(result, 0);
-    store<u32>(result, load<u32>(root, 20), 4);
-    store<f64>(result, load<f64>(root, 8), 8);
-    wtreeRelease(root);
-  }
-  walkRoot = 0;
-  return 0;
-}
-
-/**
- * Switches the records below the root of the switch under way, all of them, freeing the written
- * nodes no other tree holds: a change that found the dirty region full (PUT_NO_MEMORY, before it
- * changed anything) calls this and tries again, since later batches run between the steps of a
- * background checkpoint's switch (src/engine/db.ts) and their copies share the region with the
- * nodes it has not switched yet. The next wtreeWrittenStep ends the switch. Returns 1 if records
- * were left to switch, else 0 (no switch under way, or only its root left: nothing to free).
- */
-export function wtreeWrittenDrain(): i32 {
-  if (walkRoot == 0 || walkDepth < 0) return 0;
-  walkBelow(u32.MAX_VALUE);
-  return 1;
-}
-
-/**
- * The walk below the root, from where it stopped, until about `budgetBytes` of nodes were
- * switched (and records visited); true if it stopped on the budget, false once it is done.
- */
-function walkBelow(budgetBytes: u32): bool {
   bumpTreeEpoch(); // written nodes are released below: cursors holding their addresses find them again
   let spent: u32 = 0;
   while (walkDepth >= 0) {
-    if (spent >= budgetBytes) return true;
+    if (spent >= budgetBytes) return 1;
     const level = WALK + (<usize>walkDepth << 3);
     const n = <usize>load<u32>(level);
     const i = load<u32>(level, 4);
@@ -183,7 +145,20 @@ function walkBelow(budgetBytes: u32): bool {
     }
     store<u32>(level, i + 1, 4);
   }
-  return false;
+  const root = walkRoot;
+  const result = resultAddress();
+  store<u32>(result, <u32>root);
+  store<u32>(result, 0, 4);
+  store<f64>(result, 0, 8);
+  if (written(root)) {
+    adopt(root);
+    store<u32>(result, 0);
+    store<u32>(result, load<u32>(root, 20), 4);
+    store<f64>(result, load<f64>(root, 8), 8);
+    wtreeRelease(root);
+  }
+  walkRoot = 0;
+  return 0;
 }
 
 /**

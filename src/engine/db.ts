@@ -167,9 +167,9 @@ export interface OpenOptions {
   checkpointSliceMs?: number;
   /**
    * Checkpoints the store chooses itself that would run in slices (`slicedCheckpointBytesMin`)
-   * run after the commit that found them due; only their encoding and append hold writes back,
-   * and their switch to the written nodes runs beside later batches (README, "Big checkpoints
-   * come after their commit"). Default true; false: the writes wait for the whole checkpoint.
+   * are built in the background while later batches commit; only their encoding and append hold
+   * writes back (README, "Big checkpoints run beside the writes"). Default true; false: the
+   * writes wait for the whole checkpoint, as before.
    */
   backgroundCheckpoints?: boolean;
   /**
@@ -310,13 +310,12 @@ interface Published {
 /**
  * A checkpoint of an earlier commit's tree (`base`, whose root it holds a reference on), written
  * while later batches commit (Db, startBackgroundCheckpoint). Its phases: 'waiting' (for the
- * writer, between batches), 'writing' (it holds the writer while it encodes and appends),
- * 'switching' (its commit is published; it switches its tree to the written nodes in steps while
- * later batches commit).
+ * writer, between batches), 'writing' (it holds the writer while it encodes, appends and switches
+ * the tree to its written nodes).
  */
 interface BackgroundCheckpoint {
   readonly base: Published & { commit: CommitRecord };
-  phase: 'waiting' | 'writing' | 'switching';
+  phase: 'waiting' | 'writing';
   /** Set by a forced checkpoint or close() while it waits: it stops and writes nothing. */
   cancelled: boolean;
   /** Set once its append starts: from then on a failure leaves the file's state unknown. */
@@ -422,12 +421,11 @@ export class Db implements Reader {
    * next big durable commits (FileLog.prepareAhead); `backgroundCheckpoints`: checkpoints written
    * beside the writes (backgroundCheckpoints; also counted in `checkpoints`), `backgroundCommits`:
    * commits published while one was running, `backgroundDropped`: ones that wrote nothing (a
-   * forced checkpoint or close() came first, or building failed), `switchWaits`: batches that
-   * waited for one's switch to the written nodes to end (the changed nodes past their bounds).
+   * forced checkpoint or close() came first, or building failed).
    */
   readonly stats = {
     commits: 0, syncs: 0, directSyncs: 0, checkpoints: 0, slicedCheckpoints: 0, switchSlices: 0, bytesAppended: 0, autoCompactions: 0, inPlaceChanges: 0,
-    inPlaceSeals: 0, zerosPrepared: 0, backgroundCheckpoints: 0, backgroundCommits: 0, backgroundDropped: 0, switchWaits: 0,
+    inPlaceSeals: 0, zerosPrepared: 0, backgroundCheckpoints: 0, backgroundCommits: 0, backgroundDropped: 0,
   };
 
   private constructor(
@@ -1197,7 +1195,7 @@ export class Db implements Reader {
     if (checkpoint) {
       // What the tree still holds changed is what other trees (snapshots) keep: not this store's.
       this.dirtyBaseline = this.tree.dirtyEstimateBytes;
-      this.tree.maybeForgetPending();
+      this.tree.checkpointed();
       this.maybeAutoCompact();
     }
     if (this.background !== null) this.stats.backgroundCommits++;
@@ -1269,11 +1267,11 @@ export class Db implements Reader {
 
   /**
    * Checkpoints the tree just published while later batches commit. A checkpoint in a commit
-   * holds every write back for its whole run; this one holds them only while it encodes and
-   * appends (the event loop turns between the encode's and the append's slices). Its switch to the
-   * written nodes runs in steps beside later batches: every node it switches has a position, so no
-   * batch changes one in place (asm/wtree.ts); a switched record names the same node by position
-   * instead of address (asm/wcheckpoint.ts), whichever trees share it. The slab it writes (its commit, `C_k`) carries the tree of the commit
+   * holds every write back for its whole run; this one holds them only while it encodes, appends
+   * and switches the tree to its written nodes (the event loop turns between the encode's and the
+   * append's slices). Letting batches run between the switch's steps measured a third fewer
+   * groups of 100 a second, for a longest wait of 355 ms instead of 650 (bench/RESULTS.md round
+   * 29). The slab it writes (its commit, `C_k`) carries the tree of the commit
    * published now (`C_s`) and names it as its tree's commit: replay starts after `C_s` and replays
    * the commits between them onto that tree (codec.ts, commit body), which is what the tree of
    * `C_k` is. It holds a reference on that tree, so later batches copy its nodes instead of
@@ -1319,8 +1317,8 @@ export class Db implements Reader {
     try {
       await nextTurn(); // the batch that started it settles first
       if (stop()) return false;
-      const switching = await this.holdWriter(async () => {
-        if (stop()) return null;
+      const written = await this.holdWriter(async () => {
+        if (stop()) return false;
         bg.phase = 'writing';
         const p = this.published;
         const start = this.log.end;
@@ -1337,37 +1335,28 @@ export class Db implements Reader {
           throw err;
         }
         assert(this.published === p, 'a commit while a background checkpoint held the writer');
-        // The tree readers see stays the live one; only the chain of commits moves on, so the
-        // batches from here on come after this commit.
+        root = (await built.writtenSliced(this.switchSliceBytes, this.switchPause)) ?? root;
+        // The tree readers see stays the live one; only the chain of commits moves on.
         this.published = { ...p, commit: built.commit };
         this.stats.commits++;
         this.stats.bytesAppended += built.len;
-        bg.phase = 'switching';
-        // writtenSliced gives the slab's values their positions before its first pause, with the
-        // writer still held; the steps after it run beside later batches (settleBackground and
-        // runBatch wait for them where they must). Wrapped: a promise returned would be awaited.
-        const switched = built.writtenSliced(this.switchSliceBytes, this.switchPause);
-        switched.catch(noop); // (awaited below; a step's failure must not count as unhandled meanwhile)
-        return { switched };
+        // No batch changed the tree since: readers get its written root (then one call into the
+        // cache for a get, as after any checkpoint).
+        if (sameRoot(this.published.root, bg.base.root) && this.inPlaceWriter === null) {
+          const old = this.published.root;
+          this.tree.retain(root);
+          this.published = { ...this.published, root: { ...root } };
+          this.tree.release(old);
+        }
+        return true;
       });
-      if (switching === null) return false;
-      root = (await switching.switched) ?? root;
-      // No batch changed the tree since, and none is running (one may hold the published root's
-      // address): readers get its written root (then one call into the cache for a get, as after
-      // any checkpoint).
-      if (sameRoot(this.published.root, bg.base.root) && this.inPlaceWriter === null && this.running === null) {
-        const old = this.published.root;
-        this.tree.retain(root);
-        this.published = { ...this.published, root: { ...root } };
-        this.tree.release(old);
-      }
+      if (!written) return false;
     } finally {
       this.tree.release(root);
     }
     this.stats.checkpoints++;
     this.stats.backgroundCheckpoints++;
-    // (A batch running may have values pending that no node names yet.)
-    if (this.running === null) this.tree.maybeForgetPending();
+    this.tree.checkpointed();
     if (this.closing === null) {
       this.armIdleCheckpoint();
       this.maybeAutoCompact();
@@ -1396,7 +1385,7 @@ export class Db implements Reader {
       this.dirtyBaseline = Math.min(this.dirtyBaseline, bg.dirtyBaselineBefore);
       return; // it ends when it gets the writer, without writing
     }
-    if (bg.phase !== 'waiting') await bg.done;
+    if (bg.phase === 'writing') await bg.done;
   }
 
   /**
@@ -1424,12 +1413,15 @@ export class Db implements Reader {
    * SET_LATER_MAX sets.
    */
   private checkpointDue(actions: BatchAction[], forceCheckpoint: boolean, later: BatchWriter | null): boolean {
-    // One checkpoint at a time: a background one is the next checkpoint (waiting, it takes the
-    // writer on the next turn, before any later batch: startBackgroundCheckpoint).
+    const dirtyBytesMax = DIRTY_OVER_INTERVAL_MAX * Math.max(this.options.checkpointIntervalBytes, 1);
+    // The changed nodes' region itself must not fill up (a batch that finds it full fails).
+    const regionFull = () => this.tree.dirtyRegionBytesInUse >= DIRTY_REGION_SHARE_MAX * dirtyRegionBytes(this.options.checkpointIntervalBytes);
+    // One checkpoint at a time: a background one waiting for the writer is the next checkpoint
+    // (it takes the writer on the next turn, before any later batch: startBackgroundCheckpoint).
     if (!forceCheckpoint && this.background !== null) return false;
     const due = () =>
       forceCheckpoint || this.bytesSinceCheckpoint >= this.options.checkpointIntervalBytes ||
-      this.changedNodesPastBounds() || this.treeAboutLog(actions);
+      this.dirtyBytesSinceCheckpoint() >= dirtyBytesMax || regionFull() || this.treeAboutLog(actions);
     if (!due()) return false;
     if (later === null) return true;
     later.applyLater();
@@ -1437,24 +1429,12 @@ export class Db implements Reader {
   }
 
   /**
-   * Before a batch, with the writer held: changed nodes past their bounds (changedNodesPastBounds),
-   * or too many for what recent batches took to fit beside them (regionShortForBatch), are
-   * brought back within them. Batches that run beside a background checkpoint's switch to its
-   * written nodes add to them while no checkpoint may start (checkpointDue), and the switch frees
-   * the nodes it wrote only as it goes: the batch waits for the switch to end. If they are past
-   * still, it writes a checkpoint first, in the foreground (as db.checkpoint() does). A change
-   * that finds the region full while a switch is under way finishes that switch first
-   * (wasm-tree-writer.ts callWithLoads).
+   * Before a batch, with the writer held: if the region's changed nodes leave too little room for
+   * what recent batches took (regionShortForBatch), a checkpoint is written first, in the
+   * foreground (as db.checkpoint() does), and frees them.
    */
   private async boundChangedNodes(): Promise<void> {
-    const past = () => this.changedNodesPastBounds() || this.regionShortForBatch();
-    if (!past()) return;
-    const bg = this.background;
-    if (bg !== null && bg.phase === 'switching') {
-      this.stats.switchWaits++;
-      await bg.done;
-    }
-    if (this.background === null && this.failed === null && !this.closed && this.published.commit !== null && past()) {
+    if (this.background === null && this.failed === null && !this.closed && this.published.commit !== null && this.regionShortForBatch()) {
       await this.commit(null, [], this.published.tag, false, true);
     }
   }
@@ -1464,17 +1444,6 @@ export class Db implements Reader {
     const inUse = this.tree.dirtyRegionBytesInUse;
     return inUse > 0 && this.dirtyBytesSinceCheckpoint() > 0 &&
       inUse + this.batchRegionBytes > DIRTY_REGION_FILL_MAX * dirtyRegionBytes(this.options.checkpointIntervalBytes);
-  }
-
-  /**
-   * Whether the changed nodes have grown past what a checkpoint must free: DIRTY_OVER_INTERVAL_MAX
-   * intervals of them since the last one, or DIRTY_REGION_SHARE_MAX of their region in use (the
-   * region itself must not fill up: a batch that finds it full fails).
-   */
-  private changedNodesPastBounds(): boolean {
-    const o = this.options;
-    return this.dirtyBytesSinceCheckpoint() >= DIRTY_OVER_INTERVAL_MAX * Math.max(o.checkpointIntervalBytes, 1) ||
-      this.tree.dirtyRegionBytesInUse >= DIRTY_REGION_SHARE_MAX * dirtyRegionBytes(o.checkpointIntervalBytes);
   }
 
   /**

@@ -99,11 +99,14 @@ export class StoreTree implements TreeHost {
   }
 
   /**
-   * Forgets the ids of values that were pending once no dirty node exists to name one (after a
-   * checkpoint that nothing else holds an older tree beside).
+   * After a checkpoint freed the nodes it wrote: the ids of values that were pending are forgotten
+   * once no dirty node exists to name one (nothing else holds an older tree beside), and the
+   * region's free blocks are merged (asm/dirty.ts dirtyCoalesce: the next interval's nodes then
+   * find whole blocks, not the last interval's scattered ones).
    */
-  maybeForgetPending(): void {
+  checkpointed(): void {
     if (this.pending.count > 0 && this.dirtyEstimateBytes === 0) this.pending.reset();
+    this.ex.dirtyCoalesce();
   }
 
   // --- reads ---

@@ -117,19 +117,18 @@ export class WasmTreeWriter {
     const isRef = ref !== null ? 1 : 0;
     const refPos = ref !== null ? ref.pos : 0;
     // Called once per key written: the call is made directly, and only a miss (a clean node to
-    // load first, or room to free: callWithLoads) goes through callWithLoads, with the closure
-    // that makes it again.
+    // load first) goes through callWithLoads, with the closure that makes it again.
     if (this.own === null) {
       writeInputs(this.host, key, inline);
       let r = this.putInPlace(key.length, len, isRef, refPos);
-      r = retried(r) ? this.call(key, inline, () => this.putInPlace(key.length, len, isRef, refPos)) : checked(this.host, r);
+      r = r === PUT_MISS ? this.call(key, inline, () => this.putInPlace(key.length, len, isRef, refPos)) : checked(this.host, r);
       if (r === PUT_DONE) return this.counted(this.host.mem().readUInt32LE(this.host.result) === 1);
       if (r !== PUT_NEEDS_SEAL) throw new AssertionError(`wtreePutInPlace returned ${r}`);
       this.seal();
     }
     writeInputs(this.host, key, inline);
     let r = this.putOwn(key.length, len, isRef, refPos);
-    r = retried(r) ? this.call(key, inline, () => this.putOwn(key.length, len, isRef, refPos)) : checked(this.host, r);
+    r = r === PUT_MISS ? this.call(key, inline, () => this.putOwn(key.length, len, isRef, refPos)) : checked(this.host, r);
     if (r !== PUT_DONE) throw new AssertionError(`wtreePut returned ${r}`);
     const m = this.host.mem();
     const addr = m.readUInt32LE(this.host.result);
@@ -170,10 +169,6 @@ export class WasmTreeWriter {
       }
       if (r === PUT_MISS) {
         loaded = loadMissed(this.host, loaded);
-        continue;
-      }
-      if (r === PUT_NO_MEMORY && ex.wtreeWrittenDrain() !== 0) {
-        loaded = null; // (the drain cached what it switched, which may have evicted those)
         continue;
       }
       this.count += inserted;
@@ -223,8 +218,7 @@ export class WasmTreeWriter {
    */
   seal(): void {
     if (this.own !== null) return;
-    let r = this.host.ex.wtreeSeal(this.published.addr, this.maxNodeBytes);
-    if (r === PUT_NO_MEMORY && this.host.ex.wtreeWrittenDrain() !== 0) r = this.host.ex.wtreeSeal(this.published.addr, this.maxNodeBytes);
+    const r = this.host.ex.wtreeSeal(this.published.addr, this.maxNodeBytes);
     if (r === PUT_NO_MEMORY) throw new TreeMemoryFullError();
     if (r !== PUT_DONE) throw new AssertionError(`wtreeSeal returned ${r}`);
     this.own = { addr: this.host.mem().readUInt32LE(this.host.result), pos: 0, len: 0 };
@@ -373,29 +367,16 @@ export function putBytes(m: Buffer, b: Uint8Array | string, at: number): void {
 
 /**
  * Puts `key` at PROBE (and an inline value at INPUT), then runs `op`, loading each clean node
- * it misses and running it again. When it finds the dirty region full while a background
- * checkpoint's switch is under way (its written nodes, which later batches' copies replaced, are
- * freed only as it goes: src/engine/db.ts), the rest of that switch is done now
- * (asm/wcheckpoint.ts wtreeWrittenDrain) and `op` runs again. Errors it reports are thrown;
- * other results are returned.
+ * it misses and running it again. Errors it reports are thrown; other results are returned.
  */
 function callWithLoads(host: TreeHost, key: TreeKey, val: Uint8Array | string | null, op: () => number): number {
   let loaded: number[] | null = null;
   for (;;) {
     writeInputs(host, key, val);
     const r = op();
-    if (r === PUT_NO_MEMORY && host.ex.wtreeWrittenDrain() !== 0) {
-      loaded = null; // (the drain cached what it switched, which may have evicted those)
-      continue;
-    }
     if (r !== PUT_MISS) return checked(host, r);
     loaded = loadMissed(host, loaded);
   }
-}
-
-/** A result callWithLoads makes the call again for. */
-function retried(r: number): boolean {
-  return r === PUT_MISS || r === PUT_NO_MEMORY;
 }
 
 /**

@@ -53,6 +53,7 @@ export type CacheExports = CoreExports & {
   /** asm/dirty.ts: bytes in the writer's node blocks in use. */
   dirtyBytesInUse(): number;
   dirtyPeakTake(): number;
+  dirtyCoalesce(): void;
   /** asm/wleaf.ts: the sum of the dirty nodes' size estimates (about their encoded bytes). */
   dirtyEstimateBytes(): number;
   /** asm/wleaf.ts: the writer's leaves in linear memory (its header comment has the layout and results). */
@@ -92,7 +93,6 @@ export type CacheExports = CoreExports & {
   /** wtreeWritten in steps: start, then step until it returns 0 (asm/wcheckpoint.ts). */
   wtreeWrittenStart(root: number): void;
   wtreeWrittenStep(budgetBytes: number): number;
-  wtreeWrittenDrain(): number;
   /** asm/cache.ts adopt: a written dirty node copied into the cache under its position. */
   cacheAdopt(node: number): number;
   /** asm/pending.ts: the caller's table of positions for values not in the file yet (`count` f64). */

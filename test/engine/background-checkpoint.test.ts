@@ -1,11 +1,10 @@
 // Background checkpoints (db.ts startBackgroundCheckpoint): a big checkpoint the store chose itself
 // is written after the commit that found it due, which settles first; it waits for the writer,
-// then holds it while it encodes and appends (the event loop turning between slices), and lets it
-// go while it switches the tree to its written nodes, in steps between later batches. Its commit carries the tree of the commit published when it
+// then holds it while it encodes, appends (the event loop turning between slices) and switches
+// the tree to its written nodes. Its commit carries the tree of the commit published when it
 // started and names that commit, so replay starts there and replays the commits in between onto
 // it. Checked here: what readers, reopens and crash copies see at every phase; forced
-// checkpoints and close() in the middle of one; batches past the changed nodes' bounds during the
-// switch; a torn or damaged checkpoint slab.
+// checkpoints and close() in the middle of one; a torn or damaged checkpoint slab.
 import fs from 'node:fs';
 import { afterAll, describe, expect, it } from 'vitest';
 import { CorruptionError, open, type Db, type OpenOptions } from '../../src/index.js';
@@ -28,8 +27,8 @@ const value = (i: number, round: number) => Buffer.alloc(60 + (i % 40), (i * 7 +
  * Background checkpoints at a small scale: one once 4 MiB of log has built up (with at least 64
  * KiB of changed nodes), staged and cached a node at a time (slice 0), so a batch runs between
  * any two of its steps. What those batches change while it runs (~1,000 of ~5 KB each) stays
- * below the 16 MiB (DIRTY_OVER_INTERVAL_MAX intervals) past which batches wait for its switch to
- * end; the bounds test below goes past them on purpose.
+ * below the 16 MiB (DIRTY_OVER_INTERVAL_MAX intervals) that make it hurry; the bounds test below
+ * sets that off on purpose.
  */
 const opts: OpenOptions = {
   checkpointIdleMs: 0,
@@ -40,7 +39,7 @@ const opts: OpenOptions = {
   nodeBytesMax: 1024,
 };
 
-type Phase = 'waiting' | 'writing' | 'switching' | null;
+type Phase = 'waiting' | 'writing' | null;
 /** The running background checkpoint's phase (a private field: what the tests need to aim at). */
 const phase = (db: Db): Phase => (db as unknown as { background: { phase: Phase } | null }).background?.phase ?? null;
 const backgroundDone = (db: Db): Promise<void> => (db as unknown as { background: { done: Promise<void> } | null }).background?.done ?? Promise.resolve();
@@ -133,7 +132,7 @@ function lastCheckpointCommit(db: Db): CommitRecord {
 }
 
 describe('background checkpoints', () => {
-  it('writes wait while it encodes and appends and go on while it switches; readers, a reopen and crash copies at every phase see exactly the acknowledged writes', async () => {
+  it('writes wait for one; readers, a reopen and crash copies at every phase see exactly the acknowledged writes', async () => {
     const db = await open(tmp.file(`a${n++}.db`), opts);
     const model = new Map<string, Buffer>();
     const seenPhases = new Set<Phase>();
@@ -164,25 +163,16 @@ describe('background checkpoints', () => {
       while (!stop) {
         await new Promise<void>((resolve) => setImmediate(resolve));
         const p = phase(db);
-        if (p === 'writing' || p === 'switching') await look(p);
+        if (p === 'writing') await look(p);
       }
     })();
-    let ackedWriting = 0;
-    let ackedSwitching = 0;
     for (let round = 0; db.stats.backgroundCheckpoints < 2; round++) {
-      await write(db, model, round, 100, 50, 1, () => {
-        const p = phase(db);
-        if (p === 'writing') ackedWriting++;
-        if (p === 'switching') ackedSwitching++;
-        return look(p);
-      });
+      await write(db, model, round, 100, 50, 1, () => look(phase(db)));
       expect(round).toBeLessThan(40);
     }
     stop = true;
     await watcher;
-    expect([...seenPhases].sort(), JSON.stringify(db.stats)).toEqual(['switching', 'waiting', 'writing']);
-    expect(ackedWriting).toBe(0);
-    expect(ackedSwitching).toBeGreaterThan(0);
+    expect([...seenPhases].sort(), JSON.stringify(db.stats)).toEqual(['waiting', 'writing']);
     expect(copies).toBeGreaterThanOrEqual(2);
     await backgroundDone(db);
     expect(mismatches(db, model)).toEqual([]);
@@ -233,8 +223,8 @@ describe('background checkpoints', () => {
     await db.close();
   });
 
-  it('a checkpoint asked for while one waits for the writer, writes or switches comes after it', async () => {
-    for (const target of ['waiting', 'writing', 'switching'] as const) {
+  it('a checkpoint asked for while one waits for the writer or writes comes after it', async () => {
+    for (const target of ['waiting', 'writing'] as const) {
       const db = await open(tmp.file(`c${n++}.db`), opts);
       const model = new Map<string, Buffer>();
       let round = 0;
@@ -285,7 +275,7 @@ describe('background checkpoints', () => {
   });
 
   it('close() in the middle of one loses nothing; the file then replays nothing', async () => {
-    for (const target of ['waiting', 'writing', 'switching'] as const) {
+    for (const target of ['waiting', 'writing'] as const) {
       const db = await open(tmp.file(`d${n++}.db`), opts);
       const model = new Map<string, Buffer>();
       let closing: Promise<void> | null = null;
@@ -421,52 +411,6 @@ describe('background checkpoints of several MiB', () => {
 });
 
 describe('bounds', () => {
-  it('batches that would take the changed nodes past their bounds while one switches wait for its switch to end', async () => {
-    // Checkpoints every 256 KiB of log, so the changed nodes' bound is 1 MiB
-    // (DIRTY_OVER_INTERVAL_MAX intervals) since the last one, in a tree of ~2.6 MB: a few batches of
-    // 1,500 scattered sets between two steps of a switch (64 KiB each: SLICE_BYTES_MIN) pass it.
-    const o: OpenOptions = { ...opts, checkpointIntervalBytes: 256 * 1024, slicedCheckpointBytesMin: 64 * 1024 };
-    const db = await open(tmp.file(`k${n++}.db`), o);
-    const KEYS_B = 20_000;
-    const keyB = (i: number) => `bound:${((i * 7919) % KEYS_B).toString(36).padStart(4, '0')}`;
-    const model = new Map<string, Buffer>();
-    for (let b = 0; b < KEYS_B; b += 5_000) {
-      await db.transaction((tx) => {
-        for (let i = b; i < b + 5_000; i++) tx.set(keyB(i), value(i, 0));
-      });
-      for (let i = b; i < b + 5_000; i++) model.set(keyB(i), value(i, 0));
-    }
-    let switchingBatches = 0;
-    for (let round = 1; db.stats.switchWaits === 0 || db.stats.backgroundCheckpoints < 2; round++) {
-      await Promise.all(
-        Array.from({ length: 3 }, async (_, w) => {
-          const pairs: Array<[string, Buffer]> = [];
-          for (let j = 0; j < 500; j++) {
-            const i = (round * 1_511 + w * 6_007 + j * 37) % KEYS_B;
-            pairs.push([keyB(i), value(i, round)]);
-          }
-          if (phase(db) === 'switching') switchingBatches++;
-          await db.transaction((tx) => {
-            for (const [k, v] of pairs) tx.set(k, v);
-          });
-          for (const [k, v] of pairs) model.set(k, v);
-        }),
-      );
-      expect(round).toBeLessThan(2_000);
-    }
-    await backgroundDone(db);
-    expect(switchingBatches).toBeGreaterThan(0);
-    expect(mismatches(db, model)).toEqual([]);
-    const report = db.check();
-    expect(report.problems).toEqual([]);
-    expect(report.keys).toBe(model.size);
-    const again = await crashCopy(db, tmp.file);
-    expect(mismatches(again, model)).toEqual([]);
-    expect(again.check().problems).toEqual([]);
-    await again.close();
-    await db.close();
-  });
-
   it('a big sorted batch, whose tree costs about what its log does, is written once, in its commit', async () => {
     const db = await open(tmp.file(`j${n++}.db`), { checkpointIdleMs: 0, slicedCheckpointBytesMin: 64 * 1024 });
     let logical = 0;
