@@ -5,11 +5,11 @@
 // ring (one memory.grow, so views on memory made after init stay valid; pages never touched take
 // no resident memory). A buddy allocator with lazy merging: blocks of 2^k bytes, k =
 // MIN_CLASS..MAX_CLASS, each aligned to its size (from the start of the blocks). A request takes
-// the block last freed in its class, else carves one from `bump`, else halves the smallest bigger
-// free block down to its class. A freed block goes on its class's list as it is; every free block
-// is merged with its free buddy (the other half of the block of the class above), class by class
-// (coalesce), by a checkpoint once it has freed the nodes it wrote (dirtyCoalesce), and by a
-// request that finds nothing, which then tries again. Nothing is moved.
+// the block last freed in its class, else halves the smallest bigger free block down to its
+// class, else carves one from `bump` (new pages last). A freed block goes on its class's list as
+// it is; every free block is merged with its free buddy (the other half of the block of the class
+// above), class by class (coalesce), by a checkpoint once it has freed the nodes it wrote
+// (dirtyCoalesce), and by a request that finds nothing, which then tries again. Nothing is moved.
 // Must never: hand out a block twice, or memory outside the region.
 //
 // Why buddies (bench/RESULTS.md round 29): the writer's nodes come in a few classes (leaves and
@@ -133,21 +133,25 @@ export function dirtyAlloc(bytes: u32): usize {
   const k = classFor(bytes);
   if (k == 0) return 0;
   let block = pop(k);
-  if (block == 0) block = carve(k);
   if (block == 0) {
+    // A bigger free block before new space: the region's pages in use stay as few as they can.
     let j = k + 1;
     while (j <= MAX_CLASS && load<u32>(headOf(j)) == 0) j++;
-    if (j > MAX_CLASS) {
-      // Merged, the free blocks may hold it.
-      if (coalesce(k)) return dirtyAlloc(bytes);
-      peakBytes = blocksEnd - blocksStart;
-      return 0;
-    }
-    block = pop(j);
-    // Halved down to class k: each upper half is free.
-    while (j > k) {
-      j--;
-      push(block + (<usize>1 << j), j);
+    if (j <= MAX_CLASS) {
+      block = pop(j);
+      // Halved down to class k: each upper half is free.
+      while (j > k) {
+        j--;
+        push(block + (<usize>1 << j), j);
+      }
+    } else {
+      block = carve(k);
+      if (block == 0) {
+        // Merged, the free blocks may hold it.
+        if (coalesce(k)) return dirtyAlloc(bytes);
+        peakBytes = blocksEnd - blocksStart;
+        return 0;
+      }
     }
   }
   store<u32>(block, k, 12);

@@ -388,7 +388,7 @@ export class Db implements Reader {
   private bytesSinceCheckpoint = 0;
   /**
    * The region recent batches took (their peak use over their use at start, all of it for one
-   * that did not fit), a maximum that decays by BATCH_REGION_DECAY a batch: boundChangedNodes
+   * that did not fit), a maximum that decays by BATCH_REGION_DECAY a batch: makeRoomForBatch
    * keeps that much room before the next. Without it, a store whose batches each need more than
    * the 1 - DIRTY_REGION_SHARE_MAX left above the bound (big scattered batches into a big tree)
    * failed each such batch with the region full, checkpointing never (bench/RESULTS.md round 29).
@@ -878,23 +878,15 @@ export class Db implements Reader {
   private async runBatch(): Promise<void> {
     const jobs = this.queue;
     this.queue = [];
-    if (this.failed !== null || this.closed) {
-      const err = this.failed ?? new ClosedError();
-      for (const j of jobs) j.reject(err);
-      return;
-    }
+    if (this.rejectedAsStopped(jobs)) return;
     // A batch that writes the tree itself (a forced checkpoint, compaction) waits for a background
     // checkpoint past its append, or stops one still staging: two must not give nodes positions.
     if (this.background !== null && jobs.some((j) => j.k === 'checkpoint' || j.k === 'compactCopy' || j.k === 'compactSeal')) {
       await this.settleBackground();
-      if (this.failed !== null || this.closed) {
-        const err = this.failed ?? new ClosedError();
-        for (const j of jobs) j.reject(err);
-        return;
-      }
+      if (this.rejectedAsStopped(jobs)) return;
     }
     try {
-      await this.boundChangedNodes();
+      await this.makeRoomForBatch();
       this.tree.takeDirtyRegionPeakBytes(); // (counts from here)
     } catch (err) {
       // Its checkpoint failed: before its append, nothing was written (the batch fails, the
@@ -904,11 +896,7 @@ export class Db implements Reader {
       for (const j of jobs) j.reject(e);
       return;
     }
-    if (this.failed !== null || this.closed) {
-      const err = this.failed ?? new ClosedError();
-      for (const j of jobs) j.reject(err);
-      return;
-    }
+    if (this.rejectedAsStopped(jobs)) return;
     const base = this.published;
     // Compaction and checkpoint jobs walk and rewrite the tree: their batches copy, as always.
     const inPlace = jobs.every((j) => j.k === 'set' || j.k === 'del' || j.k === 'delPrefix' || j.k === 'tx');
@@ -934,6 +922,14 @@ export class Db implements Reader {
       const took = this.tree.takeDirtyRegionPeakBytes() - regionBefore;
       this.batchRegionBytes = Math.max(this.batchRegionBytes * BATCH_REGION_DECAY, took);
     }
+  }
+
+  /** If the store stopped writing (a failure, close()), the jobs fail with that: true. */
+  private rejectedAsStopped(jobs: Job[]): boolean {
+    if (this.failed === null && !this.closed) return false;
+    const err = this.failed ?? new ClosedError();
+    for (const j of jobs) j.reject(err);
+    return true;
   }
 
   private async applyAndCommit(jobs: Job[], base: Published, w: BatchWriter): Promise<void> {
@@ -1433,7 +1429,7 @@ export class Db implements Reader {
    * what recent batches took (regionShortForBatch), a checkpoint is written first, in the
    * foreground (as db.checkpoint() does), and frees them.
    */
-  private async boundChangedNodes(): Promise<void> {
+  private async makeRoomForBatch(): Promise<void> {
     if (this.background === null && this.failed === null && !this.closed && this.published.commit !== null && this.regionShortForBatch()) {
       await this.commit(null, [], this.published.tag, false, true);
     }
