@@ -52,7 +52,9 @@ export type CacheExports = CoreExports & {
   cachedNode(pos: number): number;
   /** asm/dirty.ts: bytes in the writer's node blocks in use. */
   dirtyBytesInUse(): number;
+  /** asm/dirty.ts: the most bytes in use since the last call (the whole region after a refused request). */
   dirtyPeakTake(): number;
+  /** asm/dirty.ts: merges the free blocks with their free buddies (after a checkpoint). */
   dirtyCoalesce(): void;
   /** asm/wleaf.ts: the sum of the dirty nodes' size estimates (about their encoded bytes). */
   dirtyEstimateBytes(): number;
