@@ -1098,6 +1098,7 @@ export class Db implements Reader {
       checkpoint: checkpoint ? { root, keyCount: count } : null,
     };
     const sliced = checkpoint && this.dirtyBytesSinceCheckpoint() >= this.options.slicedCheckpointBytesMin;
+    if (sliced) this.prefaultForCheckpoint();
     let slab: BuiltTreeSlab;
     try {
       // (A background checkpoint builds in the same builder, holding the writer while it does.)
@@ -1290,6 +1291,7 @@ export class Db implements Reader {
     this.bytesSinceCheckpoint = 0;
     this.dirtyBaseline = this.tree.dirtyEstimateBytes;
     this.background = bg;
+    this.prefaultForCheckpoint();
     bg.done = this.runBackgroundCheckpoint(bg).then(
       (written) => {
         if (!written) this.dropBackground(bg);
@@ -1358,6 +1360,15 @@ export class Db implements Reader {
       this.maybeAutoCompact();
     }
     return true;
+  }
+
+  /**
+   * A big checkpoint is about to be written: the ring's pages its switch will copy the written
+   * nodes into (about their estimate, half again for the cache's layout) get faulted in on the
+   * pool meanwhile (WasmNodeCache.prefaultFor).
+   */
+  private prefaultForCheckpoint(): void {
+    this.tree.cache.prefaultFor(1.5 * this.tree.dirtyEstimateBytes);
   }
 
   /** A background checkpoint that wrote nothing: what it would have covered counts again. */

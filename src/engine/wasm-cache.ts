@@ -70,6 +70,8 @@ export class WasmNodeCache {
   /** Addresses below this are faulted in or being so; the arena's end once that is done (or refused). */
   private prefaultedTo: number;
   private prefaulting = false;
+  /** How far a checkpoint about to be cached asked the ring to be faulted in (prefaultFor). */
+  private prefaultWanted = 0;
   private readonly arenaStart: number;
   private readonly arenaEnd: number;
   /** Bytes the addon was asked to fault in (stats and tests). */
@@ -242,10 +244,11 @@ export class WasmNodeCache {
     if (this.prefaulting || this.prefaultedTo >= this.arenaEnd) return;
     const head = this.ex.ringHead() >>> 0;
     const ahead = Math.min(PREFAULT_AHEAD_BYTES, Math.max(PREFAULT_AHEAD_MIN_BYTES, head - this.arenaStart));
-    if (head + ahead <= this.prefaultedTo) return;
+    if (head + ahead <= this.prefaultedTo && this.prefaultWanted <= this.prefaultedTo) return;
     // If the head got past (the previous request was slow), faulting behind it is too late.
     const from = Math.max(this.prefaultedTo, head);
-    const to = Math.min(head + 2 * ahead, this.arenaEnd);
+    const to = Math.min(Math.max(head + 2 * ahead, this.prefaultWanted), this.arenaEnd);
+    if (to <= from) return;
     this.prefaultedTo = to;
     this.prefaulting = true;
     this.prefaultRequestedBytes += to - from;
@@ -253,7 +256,21 @@ export class WasmNodeCache {
     void addon!.prefault!(this.ex.memory.buffer, from, to - from).then((rc) => {
       this.prefaulting = false;
       if (rc < 0) this.prefaultedTo = this.arenaEnd; // unsupported (before Linux 5.14): stop asking
+      else if (this.prefaultWanted > this.prefaultedTo) this.prefaultAhead();
     });
+  }
+
+  /**
+   * prefaultAhead, as far as `bytes` past the ring's head: a checkpoint about to be written asks
+   * for what its switch will copy into the ring (every node it writes), so that the pool faults
+   * those pages in while it encodes and appends. With the ring's advice for huge pages, a 117 MB
+   * checkpoint at 1M keys met them on the JS thread during its switch: writes waited ~660 ms for
+   * it, against ~430 without the advice (bench/RESULTS.md round 29).
+   */
+  prefaultFor(bytes: number): void {
+    if (this.prefaultedTo >= this.arenaEnd) return;
+    this.prefaultWanted = Math.min((this.ex.ringHead() >>> 0) + Math.floor(bytes), this.arenaEnd);
+    this.prefaultAhead();
   }
 
   /** Reads, verifies and parses the node entry at `pos`; false if it can't be cached. */
