@@ -330,12 +330,11 @@ export class WasmTreeWriter {
 export function findIn(host: TreeHost, root: TreeRoot, key: TreeKey): Buffer | ValueRef | undefined {
   // Longer than the probe area holds, so longer than any key the store takes (maxKeyBytes): absent.
   if ((root.addr === 0 && !(root.pos > 0)) || key.length > PROBE_BYTES_MAX) return undefined;
-  const ex = host.ex;
   // Called once per read: the call is made directly, and only a miss (a clean node to load first)
   // goes through callWithLoads, with the closure that makes it again.
   putBytes(host.mem(), key, host.probe);
-  let r = root.addr !== 0 ? ex.cacheFindDirty(root.addr, key.length) : ex.cacheFind(root.pos, root.len, key.length);
-  r = r === PUT_MISS ? callWithLoads(host, key, null, () => (root.addr !== 0 ? ex.cacheFindDirty(root.addr, key.length) : ex.cacheFind(root.pos, root.len, key.length))) : checked(host, r);
+  let r = findOnce(host.ex, root, key.length);
+  r = r === PUT_MISS ? callWithLoads(host, key, null, () => findOnce(host.ex, root, key.length)) : checked(host, r);
   const m = host.mem();
   if (r === FOUND_INLINE) {
     const at = m.readUInt32LE(host.result);
@@ -349,6 +348,11 @@ export function findIn(host: TreeHost, root: TreeRoot, key: TreeKey): Buffer | V
   if (r === FOUND_REF) return new ValueRef(m.readDoubleLE(host.result), m.readUInt32LE(host.result + 8), undefined);
   if (r !== 0) throw new AssertionError(`the cache's find returned ${r}`);
   return undefined;
+}
+
+/** One find from `root` of the key at PROBE (`keyLen` bytes): from a dirty root by address, else by position. */
+function findOnce(ex: CacheExports, root: TreeRoot, keyLen: number): number {
+  return root.addr !== 0 ? ex.cacheFindDirty(root.addr, keyLen) : ex.cacheFind(root.pos, root.len, keyLen);
 }
 
 /**
