@@ -268,6 +268,61 @@ export function dirtyCanAlloc(bytes: u32, count: u32): bool {
   return false;
 }
 
+/**
+ * Blocks of several classes asked for at once (wtreeSeal's copies, each its own size): counted by
+ * dirtyNeedsAdd, then checked all together by dirtyCanAllocNeeds.
+ */
+const NEEDS = memory.data(<i32>(CLASSES << 2));
+
+export function dirtyNeedsReset(): void {
+  memory.fill(NEEDS, 0, CLASSES << 2);
+}
+
+/** Counts one block for a request of `bytes` (as dirtyAlloc takes it); false if no block is that big. */
+export function dirtyNeedsAdd(bytes: u32): bool {
+  const k = classFor(bytes);
+  if (k == 0) return false;
+  const at = NEEDS + (<usize>(k - MIN_CLASS) << 2);
+  store<u32>(at, load<u32>(at) + 1);
+  return true;
+}
+
+/**
+ * Whether every block counted since dirtyNeedsReset can be taken, in any order, merging the free
+ * blocks first if they fall short. From the biggest class down, each class's needs take its free
+ * blocks and the halves of what the classes above left over (a request takes its own class
+ * first, then halves the smallest bigger free block, then carves). Exact for the free blocks; the
+ * space not carved yet counts only as its whole blocks of the biggest class (below).
+ * (dirtyCanAlloc asks for `count` blocks of one class: a seal of thousands of paths counted at
+ * its biggest node's class asked for 4-8 times the room its copies take.)
+ */
+export function dirtyCanAllocNeeds(): bool {
+  for (;;) {
+    // The space not carved yet counts as its whole blocks of the biggest class only. Carving
+    // goes lowest first: the bytes before the first such block (padding or small blocks carved
+    // on the way) and after the last are a bonus, not counted, since a request could take its
+    // block out of a counted one instead.
+    const first = alignedBump(MAX_CLASS);
+    const uncarvedBiggest: u64 = first < blocksEnd ? <u64>((blocksEnd - first) >>> MAX_CLASS) : 0;
+    let spare: u64 = 0;
+    let short = false;
+    for (let k = MAX_CLASS; k >= MIN_CLASS; k--) {
+      const have = spare + <u64>load<u32>(headOf(k), CLASSES << 2) + (k == MAX_CLASS ? uncarvedBiggest : 0);
+      const need = <u64>load<u32>(NEEDS + (<usize>(k - MIN_CLASS) << 2));
+      if (have < need) {
+        short = true;
+        break;
+      }
+      // (Bounded: the region holds under 2^32 bytes, so under 2^32 of the smallest blocks.)
+      spare = (have - need) << 1;
+    }
+    if (!short) return true;
+    if (!coalesce(MIN_CLASS)) break;
+  }
+  peakBytes = blocksEnd - blocksStart;
+  return false;
+}
+
 /** The size in bytes of a block in use. */
 export function dirtyBlockBytes(block: usize): u32 {
   return <u32>1 << load<u32>(block, 12);

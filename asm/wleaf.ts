@@ -44,7 +44,7 @@ import { HEADER_BYTES, INDEX_KEY_AT, KIND_INDEX, KIND_LEAF, LEAF_INLINE_KEY_AT, 
 // The record layout is the cache's; its helpers are used through this module too.
 export { recBytes, recKeyLen };
 import { pendingPosition } from './pending';
-import { DIRTY_BLOCK_MAX, dirtyAlloc, dirtyBlockBytes, dirtyContains, dirtyFree, dirtyInUse } from './dirty';
+import { DIRTY_BLOCK_MAX, dirtyAlloc, dirtyBlockBytes, dirtyContains, dirtyFree, dirtyInUse, dirtyNeedsAdd } from './dirty';
 
 export const PRE: usize = 32;
 /** Node starts within their blocks cycle through this many 64-byte steps (allocNode). */
@@ -138,14 +138,18 @@ export function dirtyEstimateBytes(): f64 {
 
 /** A `kind` node (empty, one reference) in a block of the dirty region, or 0 if none has `bytes` bytes for it. */
 export function allocNode(kind: u32, bytes: u32): usize {
-  if (bytes > DIRTY_BLOCK_MAX - <u32>(PRE + COLOR_MAX)) return 0;
-  const block = dirtyAlloc(bytes + <u32>(PRE + COLOR_MAX));
+  if (bytes > DIRTY_BLOCK_MAX - <u32>PRE) return 0;
+  const block = dirtyAlloc(bytes + <u32>PRE);
   if (block == 0) return 0;
+  const blockBytes = dirtyBlockBytes(block);
   // The node starts a varying multiple of 64 bytes into its block: blocks are aligned to their
-  // size, and nodes at the same offset in each would crowd the same cache sets.
-  const color = <usize>(colorNext++ & (COLOR_STEPS - 1)) << 6;
+  // size, and nodes at the same offset in each would crowd the same cache sets. The offset comes
+  // out of the room the block has beyond the request, never out of the request: asking for the
+  // largest offset on top (up to 992 bytes) put most leaves of a 4 KiB node limit in 8 KiB blocks.
+  const colorMost = min<usize>(COLOR_MAX, <usize>(blockBytes - bytes - <u32>PRE) & ~63);
+  const color = (<usize>(colorNext++ & (COLOR_STEPS - 1)) << 6) % (colorMost + 64);
   const n = block + PRE + color;
-  const capacity = dirtyBlockBytes(block) - <u32>(PRE + color);
+  const capacity = blockBytes - <u32>(PRE + color);
   store<u32>(n, capacity);
   store<u32>(n, kind, 4);
   store<f64>(n, -1, 8);
@@ -341,18 +345,18 @@ export function wleafRemove(n: usize, i: u32): void {
   store<u32>(n, count - 1, 16);
 }
 
+/** The prefix build() gives the node it makes (set by buildBytes). */
+let builtPrefixBytes: u32 = 0;
+
 /**
- * A new dirty node of `src`'s kind holding slots [from, to) of `src` (a dirty node or a cached
- * one), records packed, at least `extraBytes` bytes free besides. Its prefix is recomputed over
- * its keys and, if `withKey`, the `keyLen`-byte key at `keyPtr` too (to be added next). An index
- * node's first entry has no key: slot `from` loses its key when it becomes entry 0 (the separator
- * an index split moves up). 0 if the region has no block for it.
+ * The bytes build() asks allocNode for, with the same arguments (and the prefix it will use, in
+ * builtPrefixBytes): wtreeSeal counts its copies' blocks with it before it makes any.
  */
-export function build(src: usize, from: u32, to: u32, withKey: bool, keyPtr: usize, keyLen: u32, extraBytes: u32): usize {
+export function buildBytes(src: usize, from: u32, to: u32, withKey: bool, keyPtr: usize, keyLen: u32, extraBytes: u32): u64 {
   const kind = load<u32>(src, 4);
   const index = kind == KIND_INDEX;
   const count = to - from;
-  const keyed = index ? from + 1 : from; // the first entry with a key in the new node
+  const keyed = index ? from + 1 : from;
   let recordBytes: u32 = 0;
   for (let i = from; i < to; i++) recordBytes += index && i == from ? <u32>INDEX_KEY_AT : recBytes(recAt(src, i), kind);
   // The prefix: that of the first and last key (keys ascend, so it is every key's). With another
@@ -369,8 +373,34 @@ export function build(src: usize, from: u32, to: u32, withKey: bool, keyPtr: usi
       if (pb < p) p = pb;
     }
   }
-  const bytes = <u64>HEADER_BYTES + ((<u64>p + 7) & ~7) + <u64>count * SLOT_BYTES + <u64>recordBytes + <u64>extraBytes;
+  builtPrefixBytes = p;
+  return <u64>HEADER_BYTES + ((<u64>p + 7) & ~7) + <u64>count * SLOT_BYTES + <u64>recordBytes + <u64>extraBytes;
+}
+
+/**
+ * Counts (dirtyNeedsAdd) the block a copy of `n` with `extraBytes` free (build over all its slots,
+ * as asm/wtree.ts copyOf makes it) takes; false if no block is that big.
+ */
+export function needCopyOf(n: usize, extraBytes: u32): bool {
+  const bytes = buildBytes(n, 0, load<u32>(n, 16), false, 0, 0, extraBytes) + <u64>PRE;
+  return bytes <= <u64>DIRTY_BLOCK_MAX && dirtyNeedsAdd(<u32>bytes);
+}
+
+/**
+ * A new dirty node of `src`'s kind holding slots [from, to) of `src` (a dirty node or a cached
+ * one), records packed, at least `extraBytes` bytes free besides. Its prefix is recomputed over
+ * its keys and, if `withKey`, the `keyLen`-byte key at `keyPtr` too (to be added next). An index
+ * node's first entry has no key: slot `from` loses its key when it becomes entry 0 (the separator
+ * an index split moves up). 0 if the region has no block for it.
+ */
+export function build(src: usize, from: u32, to: u32, withKey: bool, keyPtr: usize, keyLen: u32, extraBytes: u32): usize {
+  const bytes = buildBytes(src, from, to, withKey, keyPtr, keyLen, extraBytes);
   if (bytes > <u64>DIRTY_BLOCK_MAX) return 0;
+  const kind = load<u32>(src, 4);
+  const index = kind == KIND_INDEX;
+  const count = to - from;
+  const keyed = index ? from + 1 : from; // the first entry with a key in the new node
+  const p = builtPrefixBytes;
   const n = allocNode(kind, <u32>bytes);
   if (n == 0) return 0;
   if (p > 0) memory.copy(n + HEADER_BYTES, recKey(recAt(src, keyed), kind), p);

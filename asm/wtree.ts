@@ -30,8 +30,8 @@
 // stays what it holds until asm/wcheckpoint.ts hands it to the cache.
 import { HEADER_BYTES, KIND_INDEX, KIND_LEAF, cachedNode, probeAddress, resultAddress } from './cache';
 import { commonPrefix } from './node';
-import { dirtyCanAlloc } from './dirty';
-import { NEEDS_REBUILD, NODE_OVERHEAD_BYTES, PRE, SET_INSERTED, SET_OVERWRITTEN_UNDOABLE, SET_REPLACED, allocNode, build, buildConcat, recAt, recKey, recKeyLen, recEstimate, wleafFree, wleafRemove, wleafSearchAt, wleafSet, wleafSplit, wleafUndoOverwrite, wleafUndoReplace, wleafUndoReset } from './wleaf';
+import { dirtyCanAlloc, dirtyCanAllocNeeds, dirtyNeedsReset } from './dirty';
+import { NEEDS_REBUILD, NODE_OVERHEAD_BYTES, PRE, SET_INSERTED, SET_OVERWRITTEN_UNDOABLE, SET_REPLACED, allocNode, build, buildConcat, needCopyOf, recAt, recKey, recKeyLen, recEstimate, wleafFree, wleafRemove, wleafSearchAt, wleafSet, wleafSplit, wleafUndoOverwrite, wleafUndoReplace, wleafUndoReset } from './wleaf';
 import { widxChildSlot, widxInsert, widxNewRoot, widxRemove, widxSetChild, widxSplit } from './windex';
 
 /** The deepest tree a change descends (PUT_TOO_DEEP past it); asm/wcheckpoint.ts walks no deeper. */
@@ -49,8 +49,12 @@ const PUT_CHILD_NOT_OLDER: i32 = 4;
 const PUT_NEEDS_SEAL: i32 = 5;
 const PUT_NO_MEMORY: i32 = -2;
 const PUT_TOO_DEEP: i32 = -3;
-/** Room a rebuilt node gets beyond what it holds, so the next few changes fit in place. */
-const SLACK_BYTES: u32 = 1024;
+/**
+ * Room a rebuilt node gets at least beyond what it holds, so the next change or two fit in place;
+ * its block, a power of two, usually leaves more. (1024 put most leaves of the default 4 KiB
+ * node limit in 8 KiB blocks: bench/RESULTS.md round 30.)
+ */
+const SLACK_BYTES: u32 = 256;
 
 /**
  * A node allocated after the room for it was checked (dirtyCanAlloc): none is a broken invariant,
@@ -688,7 +692,7 @@ export function wtreeSettle(): void {
 /** Marks the nodes wtreeSeal counted (pre-header 28 of a dirty node holds the last seal's stamp). */
 let sealStamp: u32 = 0;
 
-export function wtreeSeal(rootAddr: u32, maxNodeBytes: u32): i32 {
+export function wtreeSeal(rootAddr: u32): i32 {
   const result = resultAddress();
   if (journaled == 0) {
     wtreeRetain(<usize>rootAddr);
@@ -697,25 +701,23 @@ export function wtreeSeal(rootAddr: u32, maxNodeBytes: u32): i32 {
   }
   // Room for a copy of every node on the journaled paths: each node counted once (a batch's
   // changes share most of their index nodes, and often their leaves), stamped as it is counted
-  // (pre-header 28). Counting journaled × depth asked a 2,000-set batch for ~200 MiB of room.
+  // (pre-header 28), in the block its copy (copyOf in makeWritable) will take. Counting
+  // journaled × depth asked a 2,000-set batch for ~200 MiB of room; counting every copy in the
+  // biggest node's block, 4-8 times what the copies take.
   sealStamp++;
-  let copies: u64 = 0;
-  let most: u64 = 0;
+  dirtyNeedsReset();
   for (let j: u32 = 0; j < journaled; j++) {
     const e = JOURNAL + <usize>j * JOURNAL_ENTRY;
     const depth = descend(rootAddr, 0, 0, JKEYS + <usize>load<u32>(e, 16), load<u32>(e, 20), false);
     if (depth < 0) unreachable(); // every node on a journaled path is dirty
-    if (pathMost > most) most = pathMost;
     for (let d: i32 = 0; d <= depth; d++) {
       const n = <usize>load<u32>(PATH + <usize>d * 12);
       if (load<u32>(n - PRE, 28) == sealStamp) continue;
       store<u32>(n - PRE, sealStamp, 28);
-      copies++;
+      if (!needCopyOf(n, SLACK_BYTES)) return PUT_NO_MEMORY;
     }
   }
-  const grown = <u64>4 * <u64>maxNodeBytes + 4096;
-  const nodeBytesMost = (most > grown ? most : grown) + 2 * <u64>SLACK_BYTES;
-  if (copies > 0xffff_ffff || nodeBytesMost > 0xffff_ffff || !dirtyCanAlloc(<u32>nodeBytesMost, <u32>copies)) return PUT_NO_MEMORY;
+  if (!dirtyCanAllocNeeds()) return PUT_NO_MEMORY;
   wtreeRetain(<usize>rootAddr); // the batch's reference, which the first copy of the root takes over
   let root = rootAddr;
   for (let j: u32 = 0; j < journaled; j++) {

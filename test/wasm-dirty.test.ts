@@ -5,16 +5,15 @@ import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { instance, type Instance } from './support/wasm-nodes.js';
 
-/** asm/wleaf.ts: a node's pre-header, and the most its start is moved into its block (colour). */
+/** asm/wleaf.ts: a node's pre-header. */
 const PRE = 32;
-const COLOR_MAX = 960;
 /** asm/dirty.ts: the region's free-list heads before the blocks; the smallest and biggest class. */
 const HEADS_BYTES = 256;
 const MAX_BLOCK = 1 << 18;
 
-/** A node whose block is exactly 2^k bytes (wleafEmpty asks for its bytes + header + PRE + COLOR_MAX). */
+/** A node whose block is exactly 2^k bytes (wleafEmpty asks for its bytes + header + PRE). */
 function alloc(t: Instance, k: number): number {
-  return t.ex.wleafEmpty((1 << k) - 32 - PRE - COLOR_MAX);
+  return t.ex.wleafEmpty((1 << k) - 32 - PRE);
 }
 
 /** The block a node lies in: [start, end). */
@@ -97,5 +96,56 @@ describe('the changed nodes\' region', () => {
       ),
       { numRuns: 150 },
     );
+  });
+
+  it('blocks of mixed classes asked for at once: when the check says there is room, they can be taken in any order', () => {
+    let yes = 0;
+    let no = 0;
+    fc.assert(
+      fc.property(
+        // A region left in a random state of takes and frees, then blocks of several classes
+        // asked for, and taken in a random order.
+        fc.array(fc.record({ take: fc.boolean(), k: fc.integer({ min: 8, max: 18 }), pick: fc.nat() }), { maxLength: 200 }),
+        fc.array(fc.record({ k: fc.integer({ min: 8, max: 18 }), order: fc.nat() }), { minLength: 1, maxLength: 60 }),
+        fc.integer({ min: 0, max: MAX_BLOCK - 1 }),
+        (ops, needs, tail) => {
+          const t = instance(HEADS_BYTES + 2 * MAX_BLOCK + tail);
+          const live: number[] = [];
+          for (const op of ops) {
+            if (op.take || live.length === 0) {
+              const n = alloc(t, op.k);
+              if (n !== 0) live.push(n);
+            } else expect(t.ex.wleafFree(live.splice(op.pick % live.length, 1)[0])).toBe(1);
+          }
+          t.ex.dirtyNeedsReset();
+          for (const { k } of needs) expect(t.ex.dirtyNeedsAdd(1 << k)).toBe(1);
+          if (t.ex.dirtyCanAllocNeeds() !== 1) {
+            no++;
+            return;
+          }
+          yes++;
+          for (const { k } of [...needs].sort((a, b) => a.order - b.order)) expect(alloc(t, k)).not.toBe(0);
+        },
+      ),
+      { numRuns: 400 },
+    );
+    // Both answers came up (the sizes are chosen so that they do).
+    expect(yes).toBeGreaterThan(40);
+    expect(no).toBeGreaterThan(40);
+  });
+
+  it('the check counts what fits: a region of free blocks of every class, asked for exactly those', () => {
+    const t = instance(HEADS_BYTES + 2 * MAX_BLOCK);
+    // Carve everything into blocks of each class, free them all: the whole region is free blocks.
+    const ks = [18, 17, 16, 12, 8, 8];
+    const nodes = ks.map((k) => alloc(t, k));
+    expect(nodes.every((n) => n !== 0)).toBe(true);
+    for (const n of nodes) expect(t.ex.wleafFree(n)).toBe(1);
+    t.ex.dirtyNeedsReset();
+    for (const k of ks) t.ex.dirtyNeedsAdd(1 << k);
+    expect(t.ex.dirtyCanAllocNeeds()).toBe(1);
+    // One block of the biggest class more than the region holds besides: refused.
+    t.ex.dirtyNeedsAdd(1 << 18);
+    expect(t.ex.dirtyCanAllocNeeds()).toBe(0);
   });
 });

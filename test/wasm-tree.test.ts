@@ -231,7 +231,7 @@ describe('the writer\'s tree in linear memory (asm/wtree.ts)', () => {
           const seal = (): Root => {
             sealed++;
             if (published.addr === 0) return { addr: 0, pos: 0, len: 0 };
-            expect(t.ex.wtreeSeal(published.addr, maxNodeBytes)).toBe(PUT_DONE);
+            expect(t.ex.wtreeSeal(published.addr)).toBe(PUT_DONE);
             expect(t.ex.wtreeJournaled()).toBe(0);
             return { addr: t.mem().readUInt32LE(t.result), pos: 0, len: 0 };
           };

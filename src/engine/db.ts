@@ -230,8 +230,9 @@ const DIRTY_OVER_INTERVAL_MAX = 4;
 /**
  * The region the changed nodes live in (asm/dirty.ts), for a store checkpointing every
  * `intervalBytes`: room for DIRTY_OVER_INTERVAL_MAX intervals of their estimated bytes, three
- * times over (a node's block is a power of two with room to grow, so blocks hold about two to
- * three times their nodes' estimates), at least 64 MiB and at most 1 GiB. A checkpoint is also
+ * times over (a node's block is a power of two with room to grow: blocks held about three times
+ * their nodes' estimates until round 30 sized them to the node, 1.7-2.2 times since; the room
+ * left is what one big transaction can change), at least 64 MiB and at most 1 GiB. A checkpoint is also
  * due once DIRTY_REGION_SHARE_MAX of it is in use (checkpointDue).
  */
 function dirtyRegionBytes(intervalBytes: number): number {

@@ -48,10 +48,14 @@ export interface TreeHost {
   load(pos: number, len: number): void;
 }
 
-/** The writer's dirty region is full: the store writes a checkpoint, which frees it. */
+/**
+ * The writer's dirty region is full. The commit fails with nothing written, and the next batch
+ * starts after a checkpoint, which frees the region (db.ts makeRoomForBatch); a commit that still
+ * does not fit changes more of the tree than the region holds.
+ */
 export class TreeMemoryFullError extends SolifugeError {
   constructor() {
-    super('COMMIT_TOO_LARGE', "the writer's node region is full: a checkpoint must free it first");
+    super('COMMIT_TOO_LARGE', "the commit changes more of the tree than the writer's region for changed nodes has room for (it is sized from checkpointIntervalBytes), nothing was written: a retry starts after a checkpoint has emptied the region; if it still fails, split the transaction, or open the store with a larger checkpointIntervalBytes");
   }
 }
 
@@ -218,7 +222,7 @@ export class WasmTreeWriter {
    */
   seal(): void {
     if (this.own !== null) return;
-    const r = this.host.ex.wtreeSeal(this.published.addr, this.maxNodeBytes);
+    const r = this.host.ex.wtreeSeal(this.published.addr);
     if (r === PUT_NO_MEMORY) throw new TreeMemoryFullError();
     if (r !== PUT_DONE) throw new AssertionError(`wtreeSeal returned ${r}`);
     this.own = { addr: this.host.mem().readUInt32LE(this.host.result), pos: 0, len: 0 };

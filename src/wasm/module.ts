@@ -56,6 +56,10 @@ export type CacheExports = CoreExports & {
   dirtyPeakTake(): number;
   /** asm/dirty.ts: merges the free blocks with their free buddies (after a checkpoint). */
   dirtyCoalesce(): void;
+  /** asm/dirty.ts: blocks asked for at once (wtreeSeal's); exported for the allocator's tests. */
+  dirtyNeedsReset(): void;
+  dirtyNeedsAdd(bytes: number): number;
+  dirtyCanAllocNeeds(): number;
   /** asm/wleaf.ts: the sum of the dirty nodes' size estimates (about their encoded bytes). */
   dirtyEstimateBytes(): number;
   /** asm/wleaf.ts: the writer's leaves in linear memory (its header comment has the layout and results). */
@@ -79,7 +83,7 @@ export type CacheExports = CoreExports & {
   wtreePutInPlace(rootAddr: number, probeLen: number, valPtr: number, valLen: number, ref: number, refPos: number, maxNodeBytes: number): number;
   wtreeUndo(): void;
   wtreeSettle(): void;
-  wtreeSeal(rootAddr: number, maxNodeBytes: number): number;
+  wtreeSeal(rootAddr: number): number;
   wtreeJournaled(): number;
   /** asm/wtree.ts: staged sets (src/engine/staged-sets.ts) made in one call, and where it stopped. */
   wtreePutStaged(rootAddr: number, rootPos: number, rootLen: number, inPlace: number, staged: number, at: number, end: number, maxNodeBytes: number): number;

@@ -2,7 +2,7 @@
 // of its log record writes the tree instead of its actions; a scattered one keeps logging. Either
 // way, a crash copy of the file reopens with every acknowledged write.
 import { afterAll, describe, expect, it } from 'vitest';
-import { open } from '../../src/index.js';
+import { SolifugeError, open, type Transaction } from '../../src/index.js';
 import { crashCopy } from '../support/crash-copy.js';
 import { tempDir } from '../support/tmp.js';
 
@@ -77,11 +77,12 @@ describe('adaptive checkpoints', () => {
   });
 
   it('a batch starts with room in the changed nodes\' region for what recent batches took: big scattered batches checkpoint first instead of failing', async () => {
-    // A 6 MiB interval: a 72 MiB region, with the bounds a commit checks at 60% of it (~45 MB)
-    // and at 24 MiB of estimated changed nodes. Each batch of 8,500 scattered sets into ~40,000
-    // small leaves changes ~39 MB of blocks, below both: the first leaves them in use, and the
-    // next needs as much again, past the region. Without the room kept (Db.batchRegionBytes),
-    // that one and every later one failed with the region full, and no checkpoint ever came.
+    // A 6 MiB interval: a 72 MiB region, with the bounds a commit checks at 60% of it (~43 MiB)
+    // and at 24 MiB of estimated changed nodes. Each batch of 18,000 scattered sets into ~40,000
+    // small leaves changes ~37 MiB of blocks (16 MiB estimated), below both: the first leaves
+    // them in use, and the next needs as much again, past the region. Without the room kept
+    // (Db.batchRegionBytes), that one and every later one failed with the region full, and no
+    // checkpoint ever came (measured so; with blocks sized before round 30's, 8,500 sets did it).
     const db = await open(tmp.file(`r${n++}.db`), { checkpointIdleMs: 0, checkpointTreeOverLogMax: 0, checkpointIntervalBytes: 6 << 20, backgroundCheckpoints: false, nodeBytesMax: 1024 });
     const KEYS = 360_000;
     for (let b = 0; b < KEYS; b += 20_000) {
@@ -94,7 +95,7 @@ describe('adaptive checkpoints', () => {
     for (let r = 1; r <= 4; r++) {
       const c = db.stats.checkpoints;
       const pairs: Array<[string, Buffer]> = [];
-      for (let j = 0; j < 8_500; j++) pairs.push([key(Math.floor(((j * 2654435761) % 2 ** 32) / 2 ** 32 * KEYS + r * 7) % KEYS), value(r)]);
+      for (let j = 0; j < 18_000; j++) pairs.push([key(Math.floor(((j * 2654435761) % 2 ** 32) / 2 ** 32 * KEYS + r * 7) % KEYS), value(r)]);
       await db.transaction((tx) => {
         for (const [k, v] of pairs) tx.set(k, v);
       });
@@ -107,6 +108,73 @@ describe('adaptive checkpoints', () => {
     expect(db.check().problems).toEqual([]);
     await db.close();
   });
+
+  it('a transaction that changes more of the tree than the region holds fails alone, with nothing written; the store goes on', async () => {
+    // A 2 MiB interval: the region's least, 64 MiB. Rewriting all of 400,000 keys changes every
+    // leaf (~75 MiB of blocks): more than the region holds, even with no other changed nodes.
+    const file = tmp.file(`big${n++}.db`);
+    const db = await open(file, { checkpointIdleMs: 0, checkpointIntervalBytes: 2 << 20 });
+    const KEYS = 400_000;
+    for (let b = 0; b < KEYS; b += 20_000) {
+      await db.transaction((tx) => {
+        for (let i = b; i < b + 20_000; i++) tx.set(key(i), value(i));
+      });
+    }
+    const end = db.fileInfo().superblock.dataEnd;
+    const appended = db.stats.bytesAppended;
+    const err = await db.transaction((tx) => {
+      for (let i = 0; i < KEYS; i++) tx.set(key((i * 7919) % KEYS), value(i + 1));
+    }).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(SolifugeError);
+    expect((err as SolifugeError).code).toBe('COMMIT_TOO_LARGE');
+    expect((err as Error).message).toMatch(/split the transaction/);
+    expect(db.stats.bytesAppended).toBe(appended); // nothing of it in the file
+    expect(db.fileInfo().superblock.dataEnd).toBe(end);
+    for (let i = 0; i < KEYS; i += 997) expect(db.get(key(i))?.equals(value(i))).toBe(true);
+    expect(db.count()).toBe(KEYS);
+    // A transaction that fits commits next (after a checkpoint freed the region), and survives a reopen.
+    await db.transaction((tx) => {
+      for (let i = 0; i < 5_000; i++) tx.set(key((i * 7919) % KEYS), value(i + 1));
+    });
+    expect(db.check().problems).toEqual([]);
+    await db.close();
+    const again = await open(file);
+    const touched = new Set<number>();
+    for (let i = 0; i < 5_000; i++) touched.add((i * 7919) % KEYS);
+    for (let i = 0; i < 5_000; i += 49) expect(again.get(key((i * 7919) % KEYS))?.equals(value(i + 1))).toBe(true);
+    for (let i = 0; i < KEYS; i += 997) if (!touched.has(i)) expect(again.get(key(i))?.equals(value(i))).toBe(true);
+    expect(again.count()).toBe(KEYS);
+    expect(again.check().problems).toEqual([]);
+    await again.close();
+  }, 60_000);
+
+  it('a transaction refused for the changed nodes not checkpointed yet commits when retried: the retry starts after a checkpoint', async () => {
+    // The 64 MiB region again. Rewriting all of 270,000 keys takes most of it: with the changes of
+    // one scattered batch still in it, the first try is refused; the retry finds it emptied.
+    const file = tmp.file(`retry${n++}.db`);
+    const db = await open(file, { checkpointIdleMs: 0, checkpointIntervalBytes: 2 << 20 });
+    const KEYS = 270_000;
+    for (let b = 0; b < KEYS; b += 20_000) {
+      await db.transaction((tx) => {
+        for (let i = b; i < Math.min(b + 20_000, KEYS); i++) tx.set(key(i), value(i));
+      });
+    }
+    await db.transaction((tx) => {
+      for (let i = 0; i < 3_000; i++) tx.set(key((i * 7919) % KEYS), value(i + 3));
+    });
+    expect(db.storeTree.dirtyRegionBytesInUse).toBeGreaterThan(4 << 20);
+    const rewrite = (tx: Transaction) => {
+      for (let i = 0; i < KEYS; i++) tx.set(key(i), value(i + 1));
+    };
+    const first = await db.transaction(rewrite).catch((e: unknown) => e);
+    expect((first as SolifugeError).code).toBe('COMMIT_TOO_LARGE');
+    const c = db.stats.checkpoints;
+    await db.transaction(rewrite);
+    expect(db.stats.checkpoints).toBeGreaterThan(c);
+    for (let i = 0; i < KEYS; i += 997) expect(db.get(key(i))?.equals(value(i + 1))).toBe(true);
+    expect(db.check().problems).toEqual([]);
+    await db.close();
+  }, 60_000);
 
   it('a store without durable commits does not sync its own checkpoints, until a superblock is due', async () => {
     const db = await open(tmp.file(`n${n++}.db`), { durable: false, checkpointIdleMs: 0, superblockIntervalBytes: 256 * 1024 });
