@@ -289,6 +289,21 @@ class NothingWrittenError extends Error {
   }
 }
 
+/**
+ * Whether a batch refused before anything of it was written, for being too big for one commit
+ * (COMMIT_TOO_LARGE: a slab past its limits, or the changed nodes' region full), is made again
+ * in halves: when it holds more than one job and none of them runs the caller's code. Sets and
+ * deletes issued together are separate writes, each answered when its commit is durable, so a
+ * burst of them is never refused for its size as a whole (a burst of 400,000 `db.set` calls into
+ * a 64 MiB region was, every one). A transaction runs its callback once, so a batch holding one
+ * fails as before, and the caller retries or splits it.
+ */
+function splitWhenTooLarge(jobs: readonly Job[], err: unknown): boolean {
+  const cause = err instanceof NothingWrittenError ? err.cause : err;
+  return jobs.length > 1 && cause instanceof SolifugeError && cause.code === 'COMMIT_TOO_LARGE' &&
+    jobs.every((j) => j.k === 'set' || j.k === 'del' || j.k === 'delPrefix');
+}
+
 function settled(p: Promise<void>): Promise<Settled> {
   return p.then(
     () => ({ ok: true }) as const,
@@ -363,6 +378,8 @@ export interface Reader {
 export class Db implements Reader {
   private published: Published;
   private queue: Job[] = [];
+  /** Halves of batches refused as too big (splitWhenTooLarge), each the next batch, before the queue's. */
+  private readonly halves: Job[][] = [];
   private scheduled = false;
   private running: Promise<void> | null = null;
   private failed: SolifugeError | null = null;
@@ -422,11 +439,12 @@ export class Db implements Reader {
    * next big durable commits (FileLog.prepareAhead); `backgroundCheckpoints`: checkpoints written
    * beside the writes (backgroundCheckpoints; also counted in `checkpoints`), `backgroundCommits`:
    * commits published while one was running, `backgroundDropped`: ones that wrote nothing (a
-   * forced checkpoint or close() came first, or building failed).
+   * forced checkpoint or close() came first, or building failed); `batchesSplit`: batches of
+   * writes refused as too big for one commit and made again in halves (splitWhenTooLarge).
    */
   readonly stats = {
     commits: 0, syncs: 0, directSyncs: 0, checkpoints: 0, slicedCheckpoints: 0, switchSlices: 0, bytesAppended: 0, autoCompactions: 0, inPlaceChanges: 0,
-    inPlaceSeals: 0, zerosPrepared: 0, backgroundCheckpoints: 0, backgroundCommits: 0, backgroundDropped: 0,
+    inPlaceSeals: 0, zerosPrepared: 0, backgroundCheckpoints: 0, backgroundCommits: 0, backgroundDropped: 0, batchesSplit: 0,
   };
 
   private constructor(
@@ -828,9 +846,14 @@ export class Db implements Reader {
 
   /** Starts the queue's next batch on a later turn, unless one runs or is already due to start. */
   private scheduleBatch(): void {
-    if (this.scheduled || this.running !== null || this.queue.length === 0) return;
+    if (this.scheduled || this.running !== null || !this.writesWaiting) return;
     this.scheduled = true;
     setImmediate(() => this.startBatch());
+  }
+
+  /** Whether jobs wait for a batch (the queue's, or halves of a refused one). */
+  private get writesWaiting(): boolean {
+    return this.queue.length > 0 || this.halves.length > 0;
   }
 
   private startBatch(): void {
@@ -839,7 +862,7 @@ export class Db implements Reader {
     // that still fires: it must not run a second batch beside the first (its commit would build
     // on the same published tree, and one of the two would be lost). The running batch's end
     // schedules the next.
-    if (this.running !== null || this.queue.length === 0) return;
+    if (this.running !== null || !this.writesWaiting) return;
     this.running = this.runBatch().finally(() => {
       this.running = null;
       this.scheduleBatch();
@@ -877,8 +900,12 @@ export class Db implements Reader {
   }
 
   private async runBatch(): Promise<void> {
-    const jobs = this.queue;
-    this.queue = [];
+    // The halves of a batch refused as too big go first, each a batch of its own, in order.
+    let jobs = this.halves.shift();
+    if (jobs === undefined) {
+      jobs = this.queue;
+      this.queue = [];
+    }
     if (this.rejectedAsStopped(jobs)) return;
     // A batch that writes the tree itself (a forced checkpoint, compaction) waits for a background
     // checkpoint past its append, or stops one still staging: two must not give nodes positions.
@@ -904,16 +931,19 @@ export class Db implements Reader {
     const w = new BatchWriter(this.tree, base.root, base.count, inPlace);
     if (inPlace) this.inPlaceWriter = w;
     const regionBefore = this.tree.dirtyRegionBytesInUse;
+    let split = false;
     try {
       await this.applyAndCommit(jobs, base, w);
     } catch (err) {
       // A change that could not be made before anything was written: a node on its path failed
-      // its checksum (CorruptionError) or could not be read. The batch publishes nothing, every
-      // job in it fails with that error (settled ones stay as they are), and the store goes on:
-      // the file is as it was, and other keys may still be read and written. Failures from the
-      // append on were handled in applyAndCommit: the store stops writing, unless the commit
-      // erased what it appended (NothingWrittenError: a held-back set that could not be made).
-      for (const j of jobs) j.reject(err);
+      // its checksum (CorruptionError) or could not be read, or the batch was too big. The batch
+      // publishes nothing, every job in it fails with that error (settled ones stay as they are),
+      // and the store goes on: the file is as it was, and other keys may still be read and
+      // written. Failures from the append on were handled in applyAndCommit: the store stops
+      // writing, unless the commit erased what it appended (NothingWrittenError: a held-back set
+      // that could not be made). A batch of writes alone too big is made again in halves.
+      if (splitWhenTooLarge(jobs, err)) split = true;
+      else for (const j of jobs) j.reject(err);
     } finally {
       // Published (commit() ended it) or not: a batch that published nothing (a failed commit, or
       // only aborted transactions) drops its tree, and the published one gets back what it changed
@@ -922,6 +952,16 @@ export class Db implements Reader {
       if (this.inPlaceWriter === w) this.inPlaceWriter = null;
       const took = this.tree.takeDirtyRegionPeakBytes() - regionBefore;
       this.batchRegionBytes = Math.max(this.batchRegionBytes * BATCH_REGION_DECAY, took);
+    }
+    if (split) {
+      // Nothing of it was written, and its tree is dropped: each half is a batch of its own, the
+      // first half's commit before the second's, before any later write. Each starts with room in
+      // the region (this one's refusal counted as the whole of it: a checkpoint first), and a
+      // background checkpoint may take the writer between them.
+      this.stats.batchesSplit++;
+      for (const j of jobs) if (j.k === 'set' && j.val instanceof ValueRef) j.val.pos = -1; // its pending id was forgotten
+      const half = jobs.length >> 1;
+      this.halves.unshift(jobs.slice(0, half), jobs.slice(half));
     }
   }
 
@@ -1028,6 +1068,7 @@ export class Db implements Reader {
       try {
         await this.commit(w, lastPerKey(actions), tag, sync, forceCheckpoint);
       } catch (err) {
+        if (splitWhenTooLarge(jobs, err)) throw err; // nothing written: runBatch makes it again in halves
         if (err instanceof CommitTooLargeError) {
           for (const j of jobs) j.reject(err); // nothing written (runBatch undoes the changes in place)
           return;
@@ -1496,7 +1537,7 @@ export class Db implements Reader {
     this.idleTimer = setTimeout(() => {
       this.idleTimer = null;
       if (this.closed || this.closing !== null || this.failed !== null || this.log.readOnly || this.log.isClosed) return;
-      if (this.bytesSinceCheckpoint === 0 || this.running !== null || this.queue.length > 0 || this.background !== null) {
+      if (this.bytesSinceCheckpoint === 0 || this.running !== null || this.writesWaiting || this.background !== null) {
         if (this.bytesSinceCheckpoint > 0) this.armIdleCheckpoint(); // still busy: look again later
         return;
       }
@@ -1830,7 +1871,7 @@ export class Db implements Reader {
     if (this.compactionRun !== null) await this.compactionRun;
     // Handlers may still read (a transfer streaming a Location) and write; new ones may start.
     while (this.handlersRunning.size > 0) await Promise.allSettled([...this.handlersRunning]);
-    while (this.running !== null || this.queue.length > 0) {
+    while (this.running !== null || this.writesWaiting) {
       if (this.running !== null) await this.running;
       else this.startBatch();
     }

@@ -176,6 +176,56 @@ describe('adaptive checkpoints', () => {
     await db.close();
   }, 60_000);
 
+  it('a burst of writes too big for one commit is made in halves: every set and delete commits, in order, durably', async () => {
+    // The 64 MiB region: 300,000 scattered sets issued in one turn are one batch, which changes
+    // more of the tree than the region holds. Before the split, every one of them was refused.
+    const file = tmp.file(`burst${n++}.db`);
+    const db = await open(file, { checkpointIdleMs: 0, checkpointIntervalBytes: 2 << 20 });
+    const KEYS = 300_000;
+    for (let b = 0; b < KEYS; b += 20_000) {
+      await db.transaction((tx) => {
+        for (let i = b; i < b + 20_000; i++) tx.set(key(i), value(i));
+      });
+    }
+    const model = new Map<string, Buffer | null>();
+    const writes: Array<Promise<unknown>> = [];
+    for (let i = 0; i < KEYS; i++) {
+      const k = key((i * 7919) % KEYS);
+      writes.push(db.set(k, value(i + 1)));
+      model.set(k, value(i + 1));
+      if (i % 1000 === 0) {
+        // The same key again later in the burst, or deleted: the last write wins, across halves.
+        const again = key((i * 13) % KEYS);
+        if (i % 2000 === 0) {
+          writes.push(db.delete(again));
+          model.set(again, null);
+        } else {
+          writes.push(db.set(again, value(i + 7)));
+          model.set(again, value(i + 7));
+        }
+      }
+    }
+    const settled = await Promise.allSettled(writes);
+    expect(settled.filter((r) => r.status === 'rejected')).toEqual([]);
+    expect(db.stats.batchesSplit).toBeGreaterThan(0);
+    const check = (d: typeof db) => {
+      let live = 0;
+      for (const [k, v] of model) {
+        if (v === null) expect(d.get(k)).toBeUndefined();
+        else expect(d.get(k)?.equals(v)).toBe(true);
+        if (v !== null) live++;
+      }
+      expect(d.count()).toBe(live);
+      expect(d.check().problems).toEqual([]);
+    };
+    check(db);
+    // Acknowledged, so durable: a copy of the file as a crash would leave it has them all.
+    const copy = await crashCopy(db, tmp.file);
+    check(copy);
+    await copy.close();
+    await db.close();
+  }, 120_000);
+
   it('a store without durable commits does not sync its own checkpoints, until a superblock is due', async () => {
     const db = await open(tmp.file(`n${n++}.db`), { durable: false, checkpointIdleMs: 0, superblockIntervalBytes: 256 * 1024 });
     for (let b = 0; b < 2; b++) {
