@@ -440,11 +440,14 @@ export class Db implements Reader {
    * beside the writes (backgroundCheckpoints; also counted in `checkpoints`), `backgroundCommits`:
    * commits published while one was running, `backgroundDropped`: ones that wrote nothing (a
    * forced checkpoint or close() came first, or building failed); `batchesSplit`: batches of
-   * writes refused as too big for one commit and made again in halves (splitWhenTooLarge).
+   * writes refused as too big for one commit and made again in halves (splitWhenTooLarge);
+   * `checkpointsOnZeros`: big checkpoints whose slab went over zeros written ahead of it while
+   * it was built (zeroAheadForCheckpoint).
    */
   readonly stats = {
     commits: 0, syncs: 0, directSyncs: 0, checkpoints: 0, slicedCheckpoints: 0, switchSlices: 0, bytesAppended: 0, autoCompactions: 0, inPlaceChanges: 0,
     inPlaceSeals: 0, zerosPrepared: 0, backgroundCheckpoints: 0, backgroundCommits: 0, backgroundDropped: 0, batchesSplit: 0,
+    checkpointsOnZeros: 0,
   };
 
   private constructor(
@@ -1141,6 +1144,7 @@ export class Db implements Reader {
     };
     const sliced = checkpoint && this.dirtyBytesSinceCheckpoint() >= this.options.slicedCheckpointBytesMin;
     if (sliced) this.prefaultForCheckpoint();
+    const zeroed = sliced ? this.zeroAheadForCheckpoint() : null;
     let slab: BuiltTreeSlab;
     try {
       // (A background checkpoint builds in the same builder, holding the writer while it does.)
@@ -1150,6 +1154,8 @@ export class Db implements Reader {
       // Nothing is written yet: a batch too big to encode is refused, and the store goes on.
       if (err instanceof WasmAllocationError) throw new CommitTooLargeError(err.message, err);
       throw err;
+    } finally {
+      if (zeroed !== null) await zeroed;
     }
     // A superblock may only name data already durable, so it is written after a sync. Checkpoints
     // the store chose itself need no sync of their own (a lost one is replayed from the one
@@ -1366,7 +1372,13 @@ export class Db implements Reader {
           actions: [], keyCount: p.count, tag: p.tag, prev: p.commit, start,
           checkpoint: { root, keyCount: bg.base.count, of: bg.base.commit },
         };
-        const built = await this.tree.slabs.buildSliced(input, this.sliceBytes, nextTurn);
+        const zeroed = this.zeroAheadForCheckpoint();
+        let built: BuiltTreeSlab;
+        try {
+          built = await this.tree.slabs.buildSliced(input, this.sliceBytes, nextTurn);
+        } finally {
+          await zeroed;
+        }
         bg.appending = true;
         try {
           await this.appendSliced(built.bytes, built.len);
@@ -1411,6 +1423,15 @@ export class Db implements Reader {
    */
   private prefaultForCheckpoint(): void {
     this.tree.cache.prefaultFor(1.5 * this.tree.dirtyEstimateBytes);
+  }
+
+  /**
+   * A big checkpoint is being built, holding the writer: zeros go ahead of the log's end for its
+   * slab (about the changed nodes' estimate) on the pool meanwhile (FileLog.zeroAhead), so that
+   * its append, after they are done, overwrites pages already in the page cache.
+   */
+  private async zeroAheadForCheckpoint(): Promise<void> {
+    if ((await this.log.zeroAhead(this.tree.dirtyEstimateBytes + (1 << 20))) > 0) this.stats.checkpointsOnZeros++;
   }
 
   /** A background checkpoint that wrote nothing: what it would have covered counts again. */
@@ -1888,6 +1909,7 @@ export class Db implements Reader {
           await this.commit(null, [], this.published.tag, true, true);
           c = this.published.commit;
         }
+        await this.log.settlePrepare(); // (zeros still being written would land past the trim)
         this.log.trimAhead();
         if (c !== null && c.pos + c.len !== this.sb.dataEnd) {
           await this.log.sync();

@@ -112,3 +112,39 @@ describe('zeros prepared ahead of big durable commits', () => {
     }
   });
 });
+
+describe('zeros written ahead of a big checkpoint while it is built', () => {
+  it('a sliced checkpoint and a background one land on them; close keeps none; a reopen has every key', async () => {
+    const file = tmp.file('ckpt-zeros.db');
+    // Every checkpoint sliced (and so zeroed ahead), and scattered batches that log until a
+    // background checkpoint is due.
+    const db = await open(file, { checkpointIdleMs: 0, slicedCheckpointBytesMin: 0, checkpointIntervalBytes: 256 * 1024, checkpointTreeOverLogMax: 0 });
+    const N = 6000;
+    for (let b = 0; b < N; b += 300) await batch(db, b);
+    await db.checkpoint(); // a forced checkpoint: sliced, in the foreground
+    const forced = db.stats.checkpointsOnZeros;
+    expect(forced).toBeGreaterThan(0);
+    // Scattered rewrites: logged, their changed nodes checkpointed in the background.
+    const pending: Array<Promise<unknown>> = [];
+    for (let r = 0; r < 40; r++) {
+      pending.push(db.transaction((tx) => {
+        for (let j = 0; j < 50; j++) tx.set(key((j * 127 + r * 31) % N), value((j * 127 + r * 31) % N));
+      }));
+      if (r % 4 === 3) await Promise.all(pending.splice(0));
+    }
+    await Promise.all(pending);
+    expect(db.stats.backgroundCheckpoints).toBeGreaterThan(0);
+    expect(db.stats.checkpointsOnZeros).toBeGreaterThan(forced);
+    expectKeys(db, N);
+    expect(db.check().problems).toEqual([]);
+    await db.close();
+    const again = await open(file);
+    try {
+      expect(again.tornBytesCut).toBe(0); // close left no zeros past the log
+      expectKeys(again, N);
+      expect(again.check().problems).toEqual([]);
+    } finally {
+      await again.close();
+    }
+  });
+});
