@@ -2,8 +2,9 @@
 // (crash-keys.ts), printing "ack <n>" once keys 0..n-1 are acknowledged and "event" after each
 // batch whose commit did what the case is about, until it is killed.
 //   sliced    2,000-key batches, a small checkpoint interval: most of the time goes into
-//             checkpoints big enough to be sliced, and kills land between their slices and
-//             halfway through their appends; "event" after each that finished one.
+//             checkpoints big enough to be sliced, and kills land between their slices, while
+//             zeros are written ahead of their slabs (FileLog.zeroAhead) and halfway through their
+//             appends; "event" after each that finished one.
 //   background  as sliced, but those checkpoints run in the background (db.ts
 //             startBackgroundCheckpoint): kills land while they stage beside the batches, while
 //             they append, and while later commits follow them; "event" after each that finished.
