@@ -282,7 +282,9 @@ export class FileLog {
     const z = (zeros ??= Buffer.alloc(ZERO_FILL_BYTES));
     const p = new Promise<number>((resolve) => {
       const step = (at: number): void => {
-        if (at >= to) return resolve(at - from);
+        // (Closed: the descriptor's number may belong to another file by now. Db.close waits for
+        // these writes, so this is a guard, not a path.)
+        if (at >= to || this.closed) return resolve(at - from);
         fs.write(this.fd, z, 0, Math.min(ZERO_FILL_BYTES, to - at), at, (err, n) => {
           if (err !== null || n <= 0) {
             this.prepareOff = true; // out of space, say: no more zeros ahead
