@@ -2,7 +2,7 @@
 // of its log record writes the tree instead of its actions; a scattered one keeps logging. Either
 // way, a crash copy of the file reopens with every acknowledged write.
 import { afterAll, describe, expect, it } from 'vitest';
-import { SolifugeError, open, type Transaction } from '../../src/index.js';
+import { SolifugeError, open, type Db, type Transaction } from '../../src/index.js';
 import { crashCopy } from '../support/crash-copy.js';
 import { tempDir } from '../support/tmp.js';
 
@@ -12,6 +12,15 @@ let n = 0;
 
 const key = (i: number) => `k${String(i).padStart(8, '0')}`;
 const value = (i: number) => Buffer.alloc(100, i & 0xff);
+
+/** Keys 0..n-1 with their values, in sorted transactions of 20,000. */
+async function loadKeys(db: Db, n: number): Promise<void> {
+  for (let b = 0; b < n; b += 20_000) {
+    await db.transaction((tx) => {
+      for (let i = b; i < Math.min(b + 20_000, n); i++) tx.set(key(i), value(i));
+    });
+  }
+}
 
 
 describe('adaptive checkpoints', () => {
@@ -85,11 +94,7 @@ describe('adaptive checkpoints', () => {
     // checkpoint ever came (measured so; with blocks sized before round 30's, 8,500 sets did it).
     const db = await open(tmp.file(`r${n++}.db`), { checkpointIdleMs: 0, checkpointTreeOverLogMax: 0, checkpointIntervalBytes: 6 << 20, backgroundCheckpoints: false, nodeBytesMax: 1024 });
     const KEYS = 360_000;
-    for (let b = 0; b < KEYS; b += 20_000) {
-      await db.transaction((tx) => {
-        for (let i = b; i < b + 20_000; i++) tx.set(key(i), value(i));
-      });
-    }
+    await loadKeys(db, KEYS);
     await db.checkpoint();
     const model = new Map<string, Buffer>();
     for (let r = 1; r <= 4; r++) {
@@ -115,11 +120,7 @@ describe('adaptive checkpoints', () => {
     const file = tmp.file(`big${n++}.db`);
     const db = await open(file, { checkpointIdleMs: 0, checkpointIntervalBytes: 2 << 20 });
     const KEYS = 400_000;
-    for (let b = 0; b < KEYS; b += 20_000) {
-      await db.transaction((tx) => {
-        for (let i = b; i < b + 20_000; i++) tx.set(key(i), value(i));
-      });
-    }
+    await loadKeys(db, KEYS);
     const end = db.fileInfo().superblock.dataEnd;
     const appended = db.stats.bytesAppended;
     const err = await db.transaction((tx) => {
@@ -154,11 +155,7 @@ describe('adaptive checkpoints', () => {
     const file = tmp.file(`retry${n++}.db`);
     const db = await open(file, { checkpointIdleMs: 0, checkpointIntervalBytes: 2 << 20 });
     const KEYS = 270_000;
-    for (let b = 0; b < KEYS; b += 20_000) {
-      await db.transaction((tx) => {
-        for (let i = b; i < Math.min(b + 20_000, KEYS); i++) tx.set(key(i), value(i));
-      });
-    }
+    await loadKeys(db, KEYS);
     await db.transaction((tx) => {
       for (let i = 0; i < 3_000; i++) tx.set(key((i * 7919) % KEYS), value(i + 3));
     });
@@ -182,11 +179,7 @@ describe('adaptive checkpoints', () => {
     const file = tmp.file(`burst${n++}.db`);
     const db = await open(file, { checkpointIdleMs: 0, checkpointIntervalBytes: 2 << 20 });
     const KEYS = 300_000;
-    for (let b = 0; b < KEYS; b += 20_000) {
-      await db.transaction((tx) => {
-        for (let i = b; i < b + 20_000; i++) tx.set(key(i), value(i));
-      });
-    }
+    await loadKeys(db, KEYS);
     const model = new Map<string, Buffer | null>();
     const writes: Array<Promise<unknown>> = [];
     for (let i = 0; i < KEYS; i++) {
