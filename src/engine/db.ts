@@ -87,11 +87,13 @@ export interface OpenOptions {
   /** Rewrite the superblock once this many bytes were appended since the last one. */
   superblockIntervalBytes?: number;
   /**
-   * Commits up to this size are made durable before the JS thread goes on (an fdatasync, or a
-   * direct write: `syncSpinUs`, `syncDirect`; default 64 KiB; 0: never). On this
-   * machine the hop to libuv's pool and back costs ~100 µs, about the price of the fdatasync
-   * itself, and a small commit's sync blocks the loop for ~0.1–0.3 ms, as better-sqlite3 and
-   * lmdb's synchronous commits do. Larger commits (bulk loads, checkpoints) sync on the pool.
+   * Commits up to this size, checkpoints among them, are made durable before the JS thread goes
+   * on (an fdatasync, or a direct write: `syncSpinUs`, `syncDirect`; default 256 KiB; 0: never).
+   * On this machine the hop to libuv's pool and back costs ~100 µs, about the price of the
+   * fdatasync of a small commit, and most of a ~122 KB one's (a sorted load's 1,000 keys, ~110 µs
+   * in C; bench/RESULTS.md round 31). Such a sync blocks the loop for ~0.1–0.3 ms, as
+   * better-sqlite3 and lmdb's synchronous commits do. Larger commits (big checkpoints, large
+   * values) sync on the pool, and the loop runs meanwhile.
    */
   syncInlineBytesMax?: number;
   /**
@@ -215,7 +217,7 @@ export const DEFAULTS = {
   checkpointIntervalBytes: 64 * 1024 * 1024,
   checkpointTreeOverLogMax: 1.5,
   checkpointIdleMs: 1000,
-  syncInlineBytesMax: 64 * 1024,
+  syncInlineBytesMax: 256 * 1024,
   syncSpinUs: os.availableParallelism() > 1 ? 1000 : 0,
   syncDirect: false,
   syncCpu: 'auto',
@@ -434,8 +436,9 @@ export class Db implements Reader {
    * "In-place batches"); `inPlaceSeals`: batches whose changes in place had to be sealed off
    * for a reader of the published tree or for a checkpoint; `slicedCheckpoints`: checkpoints
    * that ran in slices (slicedCheckpointBytesMin), `switchSlices`: the turns their switches to
-   * the written nodes paused for (background checkpoints' among them); `directSyncs`: syncs that
-   * were a direct write (syncDirect); `zerosPrepared`: times zeros were written and synced ahead of the log for the
+   * the written nodes paused for (background checkpoints' among them); `inlineSyncs`: syncs made
+   * before the JS thread went on (syncInlineBytesMax), `directSyncs`: those that were a direct
+   * write (syncDirect); `zerosPrepared`: times zeros were written and synced ahead of the log for the
    * next big durable commits (FileLog.prepareAhead); `backgroundCheckpoints`: checkpoints written
    * beside the writes (backgroundCheckpoints; also counted in `checkpoints`), `backgroundCommits`:
    * commits published while one was running, `backgroundDropped`: ones that wrote nothing (a
@@ -445,7 +448,7 @@ export class Db implements Reader {
    * it was built (zeroAheadForCheckpoint).
    */
   readonly stats = {
-    commits: 0, syncs: 0, directSyncs: 0, checkpoints: 0, slicedCheckpoints: 0, switchSlices: 0, bytesAppended: 0, autoCompactions: 0, inPlaceChanges: 0,
+    commits: 0, syncs: 0, inlineSyncs: 0, directSyncs: 0, checkpoints: 0, slicedCheckpoints: 0, switchSlices: 0, bytesAppended: 0, autoCompactions: 0, inPlaceChanges: 0,
     inPlaceSeals: 0, zerosPrepared: 0, backgroundCheckpoints: 0, backgroundCommits: 0, backgroundDropped: 0, batchesSplit: 0,
     checkpointsOnZeros: 0,
   };
@@ -1162,12 +1165,14 @@ export class Db implements Reader {
     // before); forced ones (db.checkpoint(), compaction, close) resolve once durable.
     const superblockDue = forceCheckpoint || slab.commit.pos + slab.commit.len - this.sb.dataEnd >= this.options.superblockIntervalBytes;
     const syncDue = sync || superblockDue;
-    const syncInline = !checkpoint && slab.len <= this.options.syncInlineBytesMax;
+    // Checkpoints of that size too: a sorted load's 1,000-key commits write their leaves (~122 KB),
+    // and the pool's hop cost them ~100 µs each (bench/RESULTS.md round 31). Never a sliced one:
+    // its append awaits between slices.
+    const syncInline = !sliced && slab.len <= this.options.syncInlineBytesMax;
     // A small commit's sync starts with its append, on the addon's sync thread (syncSpinUs), and
     // the steps up to the publish run while it does; this thread polls for it after them.
     // Nothing in between may await: another commit on this thread would start a second one.
     const syncInlineStarted = syncDue && syncInline;
-    assert(!(syncInlineStarted && sliced), 'an inline sync around a sliced checkpoint');
     // Appended before the tree refers to anything by position: if the append fails, the slab's
     // positions are taken back (abandon) and the tree still holds everything in memory.
     try {
@@ -1225,6 +1230,9 @@ export class Db implements Reader {
     if (syncDue) {
       if (syncing === null) {
         if (this.log.syncFinish()) this.stats.directSyncs++;
+        this.stats.inlineSyncs++;
+        // Zeros ahead for the next big append, as below (a sorted load's ~122 KB commits sync here).
+        if (!this.closed && this.log.prepareAhead(slab.len)) this.stats.zerosPrepared++;
       } else {
         const outcome = await syncing;
         if (!outcome.ok) throw outcome.error;

@@ -148,3 +148,48 @@ describe('zeros written ahead of a big checkpoint while it is built', () => {
     }
   });
 });
+
+describe('big commits made durable on the commit path (syncInlineBytesMax)', () => {
+  /** Keys [from, from + n) in order with 100-byte values, in one transaction: 1,000 make a ~120 KB checkpoint. */
+  const sorted = (db: Db, from: number, n: number) =>
+    db.transaction((tx) => {
+      for (let i = from; i < from + n; i++) tx.set(key(i), Buffer.alloc(100, i & 0xff));
+    });
+
+  it('a sorted load\'s checkpoints up to it sync before the JS thread goes on, bigger ones on the pool', async () => {
+    const file = tmp.file('inline.db');
+    const db = await open(file, { checkpointIdleMs: 0 });
+    await sorted(db, 0, 1000);
+    const first = { ...db.stats };
+    expect(first.checkpoints).toBe(1); // the batch wrote its leaves
+    expect(db.fileInfo().fileBytes - 8192).toBeGreaterThan(100 * 1024);
+    expect(first.inlineSyncs).toBe(1);
+    expect(first.syncs).toBe(1);
+    await sorted(db, 1000, 1000);
+    expect(db.stats.inlineSyncs).toBe(2);
+    expect(db.stats.zerosPrepared).toBeGreaterThan(0); // and zeros ahead for the next, as on the pool
+    const before = db.fileInfo().fileBytes;
+    await sorted(db, 2000, 3000); // ~360 KB: past 256 KiB
+    expect(db.fileInfo().fileBytes - before).toBeGreaterThan(256 * 1024);
+    expect(db.stats.inlineSyncs).toBe(2);
+    expect(db.stats.syncs).toBe(3);
+    await db.close();
+    const again = await open(file);
+    try {
+      expect(again.count()).toBe(5000);
+      for (const i of [0, 999, 1000, 4999]) expect(again.get(key(i))).toEqual(Buffer.alloc(100, i & 0xff));
+      expect(again.check().problems).toEqual([]);
+    } finally {
+      await again.close();
+    }
+    // Set lower, the same commit syncs on the pool.
+    const low = await open(tmp.file('inline-low.db'), { checkpointIdleMs: 0, syncInlineBytesMax: 64 * 1024 });
+    try {
+      await sorted(low, 0, 1000);
+      expect(low.stats.syncs).toBe(1);
+      expect(low.stats.inlineSyncs).toBe(0);
+    } finally {
+      await low.close();
+    }
+  });
+});
