@@ -1166,7 +1166,7 @@ export class Db implements Reader {
     const superblockDue = forceCheckpoint || slab.commit.pos + slab.commit.len - this.sb.dataEnd >= this.options.superblockIntervalBytes;
     const syncDue = sync || superblockDue;
     // Checkpoints of that size too: a sorted load's 1,000-key commits write their leaves (~122 KB),
-    // and the pool's hop cost them ~100 µs each (bench/RESULTS.md round 31). Never a sliced one:
+    // and on the pool they took ~5% longer, the hop there and back (bench/RESULTS.md round 31). Never a sliced one:
     // its append awaits between slices.
     const syncInline = !sliced && slab.len <= this.options.syncInlineBytesMax;
     // A small commit's sync starts with its append, on the addon's sync thread (syncSpinUs), and
