@@ -90,8 +90,8 @@ export interface OpenOptions {
    * Commits up to this size, checkpoints among them, are made durable before the JS thread goes
    * on (an fdatasync, or a direct write: `syncSpinUs`, `syncDirect`; default 256 KiB; 0: never).
    * On this machine the hop to libuv's pool and back costs ~100 µs, about the price of the
-   * fdatasync of a small commit, and most of a ~122 KB one's (a sorted load's 1,000 keys, ~110 µs
-   * in C; bench/RESULTS.md round 31). Such a sync blocks the loop for ~0.1–0.3 ms, as
+   * fdatasync of a small commit; a sorted load's ~122 KB commits (an fdatasync of ~110 µs in C)
+   * measured +5% synced here (bench/RESULTS.md round 31). Such a sync blocks the loop for ~0.1–0.3 ms, as
    * better-sqlite3 and lmdb's synchronous commits do. Larger commits (big checkpoints, large
    * values) sync on the pool, and the loop runs meanwhile.
    */
@@ -1166,8 +1166,8 @@ export class Db implements Reader {
     const superblockDue = forceCheckpoint || slab.commit.pos + slab.commit.len - this.sb.dataEnd >= this.options.superblockIntervalBytes;
     const syncDue = sync || superblockDue;
     // Checkpoints of that size too: a sorted load's 1,000-key commits write their leaves (~122 KB),
-    // and on the pool they took ~5% longer, the hop there and back (bench/RESULTS.md round 31). Never a sliced one:
-    // its append awaits between slices.
+    // and on the pool they took ~5% longer, the hop there and back (bench/RESULTS.md round 31).
+    // Never a sliced one: its append awaits between slices.
     const syncInline = !sliced && slab.len <= this.options.syncInlineBytesMax;
     // A small commit's sync starts with its append, on the addon's sync thread (syncSpinUs), and
     // the steps up to the publish run while it does; this thread polls for it after them.
