@@ -2,7 +2,8 @@
 //! They hold a root (or the batch's writer) and call back into the Db for lookups and values.
 import { Buffer } from 'node:buffer';
 import { deletePrefixIn, type BatchAction } from './actions.js';
-import type { Db, RangeOptions, Reader } from './db.js';
+import type { Db, Reader } from './db.js';
+import type { RangeOptions } from './options.js';
 import { BadArgumentError, ClosedError } from './errors.js';
 import { toBinKey, toValueBuffer as toValueBytes, type BinKey, type KeyInput, type ValueInput } from './keys.js';
 import type { ValueRef } from './node.js';
