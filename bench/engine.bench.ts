@@ -2,7 +2,7 @@
 //
 //   npm run bench:setup            once: installs the anchors into bench/node_modules
 //   npm run bench -- [--keys N] [--rounds R] [--engines a,b] [--only get,scan] [--out FILE]
-//                    [--node-flags "..."]
+//                    [--node-flags "..."] [--pause-ms MS]
 //                                  (--out also writes FILE.rounds.json: every engine's figures per round)
 //   npm run bench:quick            100k keys, 3 rounds
 //
@@ -13,7 +13,8 @@
 // Every round runs each engine in its own process (engine-worker.ts), in rotated order, and the
 // report gives the median over rounds with min–max, plus per-round ratios to lmdb (median), as
 // ../shared/anchors/embedded.md does. Absolute figures on this shared machine are noisy: compare
-// ratios measured in the same run.
+// ratios measured in the same run. `--pause-ms` waits that long after each worker, before the
+// next starts (0 by default), to see whether one engine's run slows the next (round 31).
 import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
@@ -31,8 +32,10 @@ const { values } = parseArgs({
     only: { type: 'string' },
     quick: { type: 'boolean' },
     'node-flags': { type: 'string' },
+    'pause-ms': { type: 'string' },
   },
 });
+const pauseMs = Number(values['pause-ms'] ?? 0);
 /** V8 flags for every engine's worker but the @v8defaults ones (the same for every engine). */
 const nodeFlags = (values['node-flags'] ?? '').split(' ').filter((f) => f !== '');
 /** An engine spec: the adapter's name, and whether its worker runs without `nodeFlags`. */
@@ -60,6 +63,7 @@ for (let r = 0; r < rounds; r++) {
       maxBuffer: 1 << 24,
     });
     fs.rmSync(dir, { recursive: true, force: true });
+    if (pauseMs > 0) Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, pauseMs);
     if (p.status !== 0) {
       process.stderr.write(`${e} round ${r} failed:\n${p.stderr}\n`);
       continue;
@@ -118,7 +122,7 @@ const present = engines.filter((e) => results.has(e));
 const lines: string[] = [];
 lines.push(`Keys: ${keys} × 16 B + 100 B values (logical ${((keys * 116) / 1e6).toFixed(1)} MB), ${rounds} round(s), one process per engine per round, rotated order.`);
 lines.push(`Node ${process.version}, ${os.cpus().length} × ${os.cpus()[0]?.model ?? 'cpu'}; load average while engines ran: median ${median(loads).toFixed(1)}, max ${Math.max(...loads).toFixed(1)}. Run time ${((Date.now() - t0) / 60000).toFixed(1)} min.`);
-lines.push(`Workers ran with ${nodeFlags.length === 0 ? 'no node flags' : `\`${nodeFlags.join(' ')}\``}${engines.some(onV8Defaults) ? ` (those named ${V8_DEFAULTS_SUFFIX}: without)` : ''}.`);
+lines.push(`Workers ran with ${nodeFlags.length === 0 ? 'no node flags' : `\`${nodeFlags.join(' ')}\``}${engines.some(onV8Defaults) ? ` (those named ${V8_DEFAULTS_SUFFIX}: without)` : ''}.${pauseMs > 0 ? ` A pause of ${pauseMs} ms after each worker.` : ''}`);
 lines.push('');
 lines.push(`| workload | ${present.join(' | ')} |`);
 lines.push(`|---|${present.map(() => '---:').join('|')}|`);
