@@ -22,6 +22,13 @@ async function loadKeys(db: Db, n: number): Promise<void> {
   }
 }
 
+/** A store whose changed nodes' region is at its least (64 MiB: a 2 MiB checkpoint interval), holding keys 0..keys-1. */
+async function smallRegionStore(name: string, keys: number): Promise<{ file: string; db: Db }> {
+  const file = tmp.file(`${name}${n++}.db`);
+  const db = await open(file, { checkpointIdleMs: 0, checkpointIntervalBytes: 2 << 20 });
+  await loadKeys(db, keys);
+  return { file, db };
+}
 
 describe('adaptive checkpoints', () => {
   it('sorted batches are checkpoints and write each key once; reopen replays nothing', async () => {
@@ -117,10 +124,8 @@ describe('adaptive checkpoints', () => {
   it('a transaction that changes more of the tree than the region holds fails alone, with nothing written; the store goes on', async () => {
     // A 2 MiB interval: the region's least, 64 MiB. Rewriting all of 400,000 keys changes every
     // leaf (~75 MiB of blocks): more than the region holds, even with no other changed nodes.
-    const file = tmp.file(`big${n++}.db`);
-    const db = await open(file, { checkpointIdleMs: 0, checkpointIntervalBytes: 2 << 20 });
     const KEYS = 400_000;
-    await loadKeys(db, KEYS);
+    const { file, db } = await smallRegionStore('big', KEYS);
     const end = db.fileInfo().superblock.dataEnd;
     const appended = db.stats.bytesAppended;
     const err = await db.transaction((tx) => {
@@ -152,10 +157,8 @@ describe('adaptive checkpoints', () => {
   it('a transaction refused for the changed nodes not checkpointed yet commits when retried: the retry starts after a checkpoint', async () => {
     // The 64 MiB region again. Rewriting all of 270,000 keys takes most of it: with the changes of
     // one scattered batch still in it, the first try is refused; the retry finds it emptied.
-    const file = tmp.file(`retry${n++}.db`);
-    const db = await open(file, { checkpointIdleMs: 0, checkpointIntervalBytes: 2 << 20 });
     const KEYS = 270_000;
-    await loadKeys(db, KEYS);
+    const { db } = await smallRegionStore('retry', KEYS);
     await db.transaction((tx) => {
       for (let i = 0; i < 3_000; i++) tx.set(key((i * 7919) % KEYS), value(i + 3));
     });
@@ -176,10 +179,8 @@ describe('adaptive checkpoints', () => {
   it('a burst of writes too big for one commit is made in halves: every set and delete commits, in order, durably', async () => {
     // The 64 MiB region: 300,000 scattered sets issued in one turn are one batch, which changes
     // more of the tree than the region holds. Before the split, every one of them was refused.
-    const file = tmp.file(`burst${n++}.db`);
-    const db = await open(file, { checkpointIdleMs: 0, checkpointIntervalBytes: 2 << 20 });
     const KEYS = 300_000;
-    await loadKeys(db, KEYS);
+    const { db } = await smallRegionStore('burst', KEYS);
     const model = new Map<string, Buffer | null>();
     const writes: Array<Promise<unknown>> = [];
     for (let i = 0; i < KEYS; i++) {
