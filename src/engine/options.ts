@@ -63,14 +63,16 @@ export interface OpenOptions {
   /**
    * Commits that sync on the JS thread (`syncInlineBytesMax`) have their fdatasync run on the
    * native addon's sync thread while the JS thread polls for it, for up to this many µs (then it
-   * sleeps until the sync is done); the sync thread then polls this long for the next commit.
+   * sleeps until the sync is done); the sync thread then polls for the next commit, at most this
+   * long and only while commits come close together (a few times their recent gap, none once it
+   * passes 200 µs: bench/RESULTS.md round 32).
    * Default 1000 on machines with two or more cores, else 0: a plain fdatasync on the JS thread,
    * as without the addon. Either way the write promise settles after the fdatasync returned.
    * Why: a thread that blocks in fdatasync lets its core halt, and on this machine's VM waking it
    * for the completion, and running the JS that follows on a cold core, cost more than a third of
    * a small commit (bench/RESULTS.md round 16: single durable commits p50 159 µs against 227,
-   * 1.42× the commits/s). The cost: up to two cores busy from a small durable commit until this
-   * long after the last one (both polls yield to any other runnable thread). Set 0 where cores
+   * 1.42× the commits/s). The cost: up to two cores busy while small durable commits come back to
+   * back (both polls yield to any other runnable thread). Set 0 where cores
    * are shared with work that matters more, e.g. several stores' processes on one small machine.
    */
   syncSpinUs?: number;

@@ -56,6 +56,12 @@ export interface NativeAddon {
    * take direct I/O and nothing was written). Absent from addons built before it existed.
    */
   directWriteStart?(fd: number, bytes: Uint8Array, pos: number, spinUs: number, cpu?: number): void;
+  /**
+   * The sync thread's requests so far (process-wide): those it served, and those it saw while
+   * polling after the one before rather than being woken for (it polls only while requests come
+   * close together; native/polled-sync.cc PollAfterNs). Absent from addons built before it existed.
+   */
+  syncThreadCounters?(): { requestsServed: number; requestsSeenPolling: number };
 
   /**
    * Zero-copy transfer of file bytes [offset, offset+length) to a connected, non-blocking

@@ -193,6 +193,37 @@ describeNative('fdatasyncPolled', () => {
     }
   });
 
+  it('polls for the next request only while requests come close together', () => {
+    const counters = addon?.syncThreadCounters;
+    expect(counters).toBeDefined();
+    const read = counters as NonNullable<typeof counters>;
+    const fd = fs.openSync(freshFile(), 'r+');
+    const sleepMs = (ms: number): void => void Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms);
+    try {
+      // Back to back (a few µs apart, as durable single commits come): the sync thread sees most
+      // of them while it polls, with no futex wake-up between.
+      expect(sync(fd, 1000)).toBe(0);
+      const before = read();
+      for (let i = 0; i < 200; i++) expect(sync(fd, 1000)).toBe(0);
+      const after = read();
+      expect(after.requestsServed - before.requestsServed).toBe(200);
+      expect(after.requestsSeenPolling - before.requestsSeenPolling).toBeGreaterThanOrEqual(100);
+      // 3 ms apart (a sorted load's commits come ~0.6 ms apart): after a few, no poll at all. With
+      // the request's whole spin after each (1 ms, as before round 32) the thread ran >= 30 ms here.
+      const syncThreadNs = (): number => Number(fs.readFileSync(`/proc/self/task/${thread('solifuge-sync').tid}/schedstat`, 'latin1').split(' ')[0]);
+      const cpuBefore = syncThreadNs();
+      const spaced = read();
+      for (let i = 0; i < 30; i++) {
+        sleepMs(3);
+        expect(sync(fd, 1000)).toBe(0);
+      }
+      expect(read().requestsSeenPolling - spaced.requestsSeenPolling).toBe(0);
+      expect(syncThreadNs() - cpuBefore).toBeLessThan(10e6);
+    } finally {
+      fs.closeSync(fd);
+    }
+  });
+
   it('survives the worker threads that started it exiting (the addon stays loaded)', () => {
     // Node unloads a worker's addons when the worker exits; the sync thread must not lose its code.
     // The child's main thread never loads the addon, so only the workers hold it.
