@@ -295,7 +295,8 @@ void Place(int cpu) {
 // polling up to 1 ms after each kept this thread on a CPU for 342-412 ms of a ~0.9 s load. On
 // two CPUs that crowded V8's GC threads and libuv's pool onto the JS thread's: it waited for a
 // CPU 100-207 ms of the load, against 75-116 ms without the poll (per-thread schedstat). Sorted
-// loads: 1.06M against 1.23M keys/s, 10 alternating runs each (bench/RESULTS.md round 32).
+// loads in such a process: 1.06M against 1.23M keys/s, 10 alternating runs each; inside the
+// bench's worker, whose heap holds every key three times, +4% (bench/RESULTS.md round 32).
 // So: poll for a few gaps' worth, and not at all once the gap is longer than kPollGapMaxNs.
 constexpr int64_t kPollGapMaxNs = 200 * 1000;
 constexpr int64_t kPollGapFactor = 4;
