@@ -134,8 +134,9 @@ export class FileLog {
 
   /**
    * Appends `buf[0, len)` at the end. Small appends go into a region of zeros written ahead of
-   * the end: an fdatasync after overwriting blocks that are already written and allocated needs
-   * no journal commit for a new file size, which halves its cost on ext4 (anchors/embedded.md:
+   * the end: an fdatasync after overwriting blocks that are already written and allocated need
+   * not make new blocks and a new size durable (a journal commit on a journalling ext4, the
+   * inode's block on one without a journal), which halves its cost on ext4 (anchors/embedded.md:
    * overwrite+fdatasync 111 µs against append+fdatasync 218 µs). Recovery sees the zeros as a
    * torn tail (no valid entry) and cuts them; close() truncates them.
    */
@@ -207,14 +208,14 @@ export class FileLog {
   /**
    * Called after a big append (`len` bytes) was made durable: writes zeros ahead of the end for
    * the next ones and starts their fdatasync in the background. Those appends then overwrite
-   * blocks already allocated, written and inside the file's size, and their fdatasync needs no
-   * journal commit on ext4 (a 122 KB pwrite + fdatasync p50 ~213 µs against ~375 µs appended;
+   * blocks already allocated, written and inside the file's size, and their fdatasync writes no
+   * metadata (a 122 KB pwrite + fdatasync p50 ~213 µs against ~375 µs appended;
    * bench/RESULTS.md round 21). Returns whether it wrote zeros; never throws (the commit before
    * it is durable, and must not fail for this).
    *
    * The zeros are written here, on the caller's thread, so no append can race them; only their
    * sync runs on the pool, and it only has to be done before the next append's sync to save that
-   * one its journal commit (the JS work of a 1000-key batch, ~1 ms, is time enough). They count
+   * one that metadata (the JS work of a 1000-key batch, ~1 ms, is time enough). They count
    * as buffered writes: a direct write (appendSynced) waits for an fdatasync of the log's own to
    * cover them. The background fdatasync goes through a descriptor of its own, and its outcome
    * is not looked at: since Linux 4.13 (errseq_t) a writeback error is reported once to *each*
