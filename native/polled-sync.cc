@@ -21,7 +21,10 @@
 // 6.12 and later: a woken thread with a shorter slice preempts) so that whatever else the
 // scheduler put on that CPU meanwhile does not hold it up for a tick. Measured in the bench,
 // 1M keys, side by side: durable single commits 7,773 against 5,623 commits/s unpinned, p50 102
-// against 141 us.
+// against 141 us. Between requests the keeper stays, spinning for up to the last request's
+// spin and watching for the next one, which it wakes the sync thread for from that CPU (no
+// interrupt to another, and the CPU never halts), while the sync thread itself sleeps unless
+// requests come back to back (PollAfterNs, keeperWatching; bench/RESULTS.md round 32).
 // cpu -1 (the default): the thread runs anywhere, no keeper, as before. The placement is the
 // process's (one sync thread): stores asking for different CPUs move it back and forth, a
 // system call each time.
@@ -29,15 +32,23 @@
 // Protocol (one request slot, one sync thread per process):
 //   caller:      start: try-lock callerMutex (held: a plain fdatasync on the calling thread
 //                instead, its result kept for finish); write fd, spinNs and cpu; requestSeq = n;
-//                FUTEX_WAKE requestSeq.
+//                FUTEX_WAKE requestSeq unless the keeper is watching (keeperWatching).
 //                finish: poll doneSeq == n for up to spinNs, then FUTEX_WAIT on doneSeq until it
-//                is; read the result; unlock. Start and finish run on the same thread, which
+//                is; read the result; unlock. If start left the wake-up to the keeper and the
+//                request is not taken (takenSeq) after 30 us of that poll, FUTEX_WAKE it then. Start and finish run on the same thread, which
 //                keeps what it started in a thread_local.
-//   sync thread: whenever requestSeq moves: place itself on cpu (and wake the keeper there),
-//                fdatasync(fd), store the result, doneSeq = n, FUTEX_WAKE doneSeq; poll
-//                requestSeq for a while (PollAfterNs: only while requests come close together,
-//                at most that request's spinNs), then FUTEX_WAIT.
-// FUTEX_WAIT returns at once if its word already moved, so no wake-up is lost. requestSeq is only
+//   sync thread: whenever requestSeq moves: takenSeq = n; place itself on cpu (and wake the
+//                keeper there), fdatasync(fd), store the result, doneSeq = n, FUTEX_WAKE
+//                doneSeq; poll requestSeq for a while (PollAfterNs: only while requests come
+//                close together, at most that request's spinNs); with a keeper, leave it
+//                watching (and wake it); FUTEX_WAIT.
+//   keeper:      while watching: FUTEX_WAKE requestSeq when it moves; when its spin runs out,
+//                stop watching, then look at requestSeq once more and wake for it if it moved.
+// FUTEX_WAIT returns at once if its word already moved, so no wake-up is lost. A caller that saw
+// the keeper watching skips its wake: the keeper either sees the new requestSeq while it watches
+// or on its last look after it stopped (both sides store, then load the other's word, seq_cst),
+// and if the keeper is kept off its CPU meanwhile (SCHED_IDLE runs last), finish wakes the
+// sync thread itself. requestSeq is only
 // written under the mutex, doneSeq only by the sync thread. The slot serves one JS thread at a
 // time; callers from other threads (worker_threads) meanwhile sync on their own thread.
 // Both polls call sched_yield every ~64 pause instructions: on two cores, two polling threads
@@ -61,9 +72,10 @@
 //     exits: binding.gyp links the addon with `-z nodelete` so that it never is. If the thread cannot be created, and in a
 //     forked child (which has no copy of it), every call is a plain fdatasync.
 //   - CPU cost is bounded: the caller polls at most its spinNs per call (then sleeps), the sync
-//     thread at most the last request's spinNs after it (and none while requests come far apart), the keeper at most a request's spinNs
-//     while the sync thread is inside that request's I/O (it sleeps on a futex otherwise). Time
-//     at SCHED_IDLE still counts against a cgroup's CPU quota.
+//     thread at most the last request's spinNs after it (and none while requests come far
+//     apart), the keeper at most a request's spinNs while the sync thread is inside that
+//     request's I/O and as long after it (it sleeps on a futex otherwise). Time at SCHED_IDLE
+//     still counts against a cgroup's CPU quota.
 #include <napi.h>
 
 #include <algorithm>
@@ -112,6 +124,8 @@ std::atomic<uint32_t> doneSeq{0};
 // thread only.
 std::atomic<uint64_t> requestsServed{0};
 std::atomic<uint64_t> requestsSeenPolling{0};
+// Requests the keeper woke the sync thread for (see keeperWatching); written by the keeper.
+std::atomic<uint64_t> requestsHandedOff{0};
 
 int64_t NowNs() {
   timespec t;
@@ -180,8 +194,21 @@ int PlainWrite(int fd, const uint8_t* buf, size_t len, int64_t pos) {
 // serving with the keeper, 0 while none: the keeper spins while it still holds that ticket, for
 // at most the request's spin (keeperSpinNs), then naps in slices of kKeeperNapNs until it
 // changes, so a slow disk costs it no more CPU than the caller's own poll costs the caller.
+// After the request, a ticket marked kBetweenTicket: the keeper spins as long again, watching for
+// the next request, then drops the ticket itself and sleeps.
 std::atomic<uint32_t> keeperWanted{0};
 std::atomic<int64_t> keeperSpinNs{0};
+// Marks a ticket handed to the keeper between requests (see SyncThread) rather than for one.
+constexpr uint32_t kBetweenTicket = 0x80000000u;
+// While set, the keeper watches requestSeq for the sync thread, asleep beside it, and wakes it
+// when a request comes: a wake-up from the same CPU, where the caller's would be an interrupt to
+// another. keeperWatchSeq is the last request served; takenSeq the last one the sync thread
+// picked up (a caller that relied on the keeper wakes the sync thread itself if its request
+// is not taken soon: the keeper runs only while no other thread wants its CPU).
+std::atomic<bool> keeperWatching{false};
+std::atomic<uint32_t> keeperWatchSeq{0};
+std::atomic<uint32_t> takenSeq{0};
+constexpr int64_t kHandoffWaitNs = 30 * 1000;
 constexpr int64_t kKeeperNapNs = 1000 * 1000;
 // Created once by the first caller that asks for a CPU (Start, under callerMutex), named and
 // made SCHED_IDLE there; never exits, so its handle stays valid. keeperReady is written before
@@ -198,16 +225,34 @@ void FutexWaitFor(std::atomic<uint32_t>* word, uint32_t expected, int64_t ns) {
 void* KeeperThread(void*) {
   for (;;) {
     FutexWait(&keeperWanted, 0);
-    const uint32_t ticket = keeperWanted.load(std::memory_order_relaxed);
+    const uint32_t ticket = keeperWanted.load(std::memory_order_acquire);
     if (ticket == 0) continue;
     const int64_t until = NowNs() + keeperSpinNs.load(std::memory_order_relaxed);
+    const bool between = (ticket & kBetweenTicket) != 0;
+    const uint32_t watchSeq = keeperWatchSeq.load(std::memory_order_relaxed);
+    bool woke = false;
     for (;;) {
       bool moved = false;
       for (int i = 0; i < 64 && !moved; i++) {
         CpuRelax();
         moved = keeperWanted.load(std::memory_order_relaxed) != ticket;
+        if (between && !woke && requestSeq.load(std::memory_order_acquire) != watchSeq) {
+          FutexWake(&requestSeq);  // the sync thread, on this CPU, preempts this thread now
+          requestsHandedOff.fetch_add(1, std::memory_order_relaxed);
+          woke = true;
+        }
       }
       if (moved || NowNs() >= until) break;
+    }
+    if (between) {
+      // Between requests nobody takes the ticket back: it lapses here (unless the next request's
+      // replaced it), and the keeper sleeps until the next one. It stops watching first, then
+      // looks once more: a caller that saw it watching did not wake the sync thread.
+      keeperWatching.store(false, std::memory_order_seq_cst);
+      if (requestSeq.load(std::memory_order_seq_cst) != keeperWatchSeq.load(std::memory_order_relaxed)) FutexWake(&requestSeq);
+      uint32_t expected = ticket;
+      keeperWanted.compare_exchange_strong(expected, 0, std::memory_order_relaxed);
+      continue;
     }
     while (keeperWanted.load(std::memory_order_relaxed) == ticket) FutexWaitFor(&keeperWanted, ticket, kKeeperNapNs);
   }
@@ -286,9 +331,9 @@ void Place(int cpu) {
   p.sliceSet = SetSlice(kPinnedSliceNs) || p.sliceSet;
 }
 
-// How long the sync thread polls for the next request after serving one, given the smoothed gap
-// between a request's completion and the next request (0: none seen yet) and the request's
-// spinNs. Polling catches back-to-back commits without a futex wake-up (the gap is ~10 us
+// How long the sync thread polls for the next request after serving one, given the gap between
+// a request's completion and the next request (the shorter of the last two; 0: none seen yet)
+// and the request's spinNs. Polling catches back-to-back commits without a futex wake-up (the gap is ~10 us
 // between durable single commits, ~45 us between groups of 100 here, and 98% of a group run's
 // requests were seen polling), but where requests come far apart it only takes a CPU from
 // threads with work to do: a sorted load's commits (each synced here) come ~600 us apart, and
@@ -297,7 +342,9 @@ void Place(int cpu) {
 // CPU 100-207 ms of the load, against 75-116 ms without the poll (per-thread schedstat). Sorted
 // loads in such a process: 1.06M against 1.23M keys/s, 10 alternating runs each; inside the
 // bench's worker, whose heap holds every key three times, +4% (bench/RESULTS.md round 32).
-// So: poll for a few gaps' worth, and not at all once the gap is longer than kPollGapMaxNs.
+// So: poll for a few gaps' worth, and not at all once the gap is longer than kPollGapMaxNs;
+// with a keeper, it watches meanwhile at SCHED_IDLE, which gives way to those threads
+// (keeperWatching).
 constexpr int64_t kPollGapMaxNs = 200 * 1000;
 constexpr int64_t kPollGapFactor = 4;
 constexpr int64_t kPollMinNs = 20 * 1000;
@@ -316,30 +363,47 @@ void* SyncThread(void*) {
   int64_t spinNs = 0;
   uint32_t ticket = 0;
   int64_t doneAtNs = 0;  // when the last request was done (0: none yet)
-  int64_t gapNs = 0;     // the gap from one's completion to the next request, smoothed (1/4 new)
+  // The last two gaps from a request's completion to the next request (0: none yet). The
+  // shorter counts: one long gap (a GC pause, a checkpoint's slice) does not stop the poll.
+  int64_t gapNs = 0;
+  int64_t gapBeforeNs = 0;
   bool polling = true;   // whether this thread is in its poll, not asleep, when requestSeq moves
+  bool keeperNext = false;  // whether the keeper is to watch for the next request once this sleeps
   for (;;) {
-    uint32_t n = PollWhileEqual(&requestSeq, seen, polling ? PollAfterNs(gapNs, spinNs) : 0);
+    uint32_t n = PollWhileEqual(&requestSeq, seen, polling ? PollAfterNs(std::min(gapNs, gapBeforeNs), spinNs) : 0);
     if (n == seen) {
+      if (keeperNext) {
+        // The keeper watches from now, not while this thread polls: the poll's sched_yield would
+        // hand it the CPU, and a SCHED_IDLE thread keeps it until the next tick.
+        keeperNext = false;
+        keeperSpinNs.store(spinNs, std::memory_order_relaxed);
+        keeperWatchSeq.store(seen, std::memory_order_relaxed);
+        keeperWanted.store(ticket | kBetweenTicket, std::memory_order_release);
+        keeperWatching.store(true, std::memory_order_seq_cst);
+        FutexWake(&keeperWanted);
+      }
       FutexWait(&requestSeq, seen);
       polling = false;
       continue;
     }
     if (doneAtNs != 0) {
-      // (Capped, so that after an idle hour a burst of commits is polled for again within a
-      // few requests.)
-      const int64_t gap = std::min(NowNs() - doneAtNs, 2 * kPollGapMaxNs);
-      gapNs = gapNs == 0 ? gap : gapNs + (gap - gapNs) / 4;
+      gapBeforeNs = gapNs;
+      gapNs = NowNs() - doneAtNs;
     }
     if (polling) requestsSeenPolling.fetch_add(1, std::memory_order_relaxed);
     polling = true;
     seen = n;
+    keeperWatching.store(false, std::memory_order_relaxed);
+    takenSeq.store(n, std::memory_order_release);
     const int fd = requestFd;
     spinNs = requestSpinNs;
     Place(requestCpu);
+    bool kept = false;
     if (placement.keeperOn) {
       if (sched_getcpu() == placement.cpu) {
-        if (++ticket == 0) ticket = 1;
+        kept = true;
+        ticket = (ticket + 1) & ~kBetweenTicket;
+        if (ticket == 0) ticket = 1;
         keeperSpinNs.store(spinNs, std::memory_order_relaxed);
         keeperWanted.store(ticket, std::memory_order_relaxed);
         FutexWake(&keeperWanted);
@@ -349,6 +413,10 @@ void* SyncThread(void*) {
     }
     doneErrno = requestWriteLen > 0 ? -PlainWrite(fd, slotBuf, requestWriteLen, requestPos) : -PlainFdatasync(fd);
     keeperWanted.store(0, std::memory_order_relaxed);
+    // Once this thread stops polling, the keeper watches for the next request (see
+    // keeperWatching): it spins at SCHED_IDLE, where this thread's poll would take the CPU from
+    // every other thread.
+    keeperNext = kept;
     requestsServed.fetch_add(1, std::memory_order_relaxed);
     doneSeq.store(n, std::memory_order_release);
     FutexWake(&doneSeq);
@@ -373,6 +441,7 @@ struct InFlight {
   uint32_t seq = 0;
   int64_t spinNs = 0;
   int plainResult = 0;
+  bool wakeLeft = false;  // Start left waking the sync thread to the keeper
 };
 thread_local InFlight inFlight;
 
@@ -481,8 +550,9 @@ void Start(const Op& op, int64_t spinNs, int cpu) {
   requestWriteLen = op.write != nullptr ? PaddedLen(op.len) : 0;
   requestPos = op.pos;
   inFlight.seq = requestSeq.load(std::memory_order_relaxed) + 1;
-  requestSeq.store(inFlight.seq, std::memory_order_release);
-  FutexWake(&requestSeq);
+  requestSeq.store(inFlight.seq, std::memory_order_seq_cst);
+  inFlight.wakeLeft = keeperWatching.load(std::memory_order_seq_cst);
+  if (!inFlight.wakeLeft) FutexWake(&requestSeq);
 }
 
 // Waits for the op Start began: 0 | -errno.
@@ -490,7 +560,14 @@ int Finish() {
   const InFlight f = inFlight;
   inFlight = InFlight{};
   if (!f.onSyncThread) return f.plainResult;
-  uint32_t done = PollWhileEqual(&doneSeq, f.seq - 1, f.spinNs);
+  uint32_t done;
+  if (f.wakeLeft) {
+    done = PollWhileEqual(&doneSeq, f.seq - 1, std::min(f.spinNs, kHandoffWaitNs));
+    if (done != f.seq && takenSeq.load(std::memory_order_acquire) != f.seq) FutexWake(&requestSeq);
+    if (done != f.seq) done = PollWhileEqual(&doneSeq, f.seq - 1, f.spinNs - kHandoffWaitNs);
+  } else {
+    done = PollWhileEqual(&doneSeq, f.seq - 1, f.spinNs);
+  }
   while (done != f.seq) {
     FutexWait(&doneSeq, done);
     done = doneSeq.load(std::memory_order_acquire);
@@ -580,12 +657,14 @@ Napi::Value FdatasyncFinish(const Napi::CallbackInfo& info) {
   return Napi::Number::New(env, Finish());
 }
 
-// syncThreadCounters() -> { requestsServed, requestsSeenPolling } (see their declarations).
+// syncThreadCounters() -> { requestsServed, requestsSeenPolling, requestsHandedOff } (see their
+// declarations).
 Napi::Value SyncThreadCounters(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   Napi::Object out = Napi::Object::New(env);
   out.Set("requestsServed", Napi::Number::New(env, static_cast<double>(requestsServed.load(std::memory_order_relaxed))));
   out.Set("requestsSeenPolling", Napi::Number::New(env, static_cast<double>(requestsSeenPolling.load(std::memory_order_relaxed))));
+  out.Set("requestsHandedOff", Napi::Number::New(env, static_cast<double>(requestsHandedOff.load(std::memory_order_relaxed))));
   return out;
 }
 

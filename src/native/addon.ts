@@ -57,11 +57,12 @@ export interface NativeAddon {
    */
   directWriteStart?(fd: number, bytes: Uint8Array, pos: number, spinUs: number, cpu?: number): void;
   /**
-   * The sync thread's requests so far (process-wide): those it served, and those it saw while
+   * The sync thread's requests so far (process-wide): those it served, those it saw while
    * polling after the one before rather than being woken for (it polls only while requests come
-   * close together; native/polled-sync.cc PollAfterNs). Absent from addons built before it existed.
+   * close together; native/polled-sync.cc PollAfterNs), and those the keeper, watching between
+   * requests, woke it for. Absent from addons built before it existed.
    */
-  syncThreadCounters?(): { requestsServed: number; requestsSeenPolling: number };
+  syncThreadCounters?(): { requestsServed: number; requestsSeenPolling: number; requestsHandedOff: number };
 
   /**
    * Zero-copy transfer of file bytes [offset, offset+length) to a connected, non-blocking
