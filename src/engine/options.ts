@@ -65,7 +65,7 @@ export interface OpenOptions {
    * native addon's sync thread while the JS thread polls for it, for up to this many µs (then it
    * sleeps until the sync is done); the sync thread then polls for the next commit, at most this
    * long and only while commits come close together (a few times their recent gap, none once it
-   * passes 200 µs: bench/RESULTS.md round 32).
+   * passes 200 µs; with `syncCpu`'s keeper, the keeper watches instead: bench/RESULTS.md round 32).
    * Default 1000 on machines with two or more cores, else 0: a plain fdatasync on the JS thread,
    * as without the addon. Either way the write promise settles after the fdatasync returned.
    * Why: a thread that blocks in fdatasync lets its core halt, and on this machine's VM waking it
@@ -95,13 +95,15 @@ export interface OpenOptions {
    * file, when that is one CPU (a single-queue disk, read from sysfs and /proc/interrupts:
    * src/native/completion-cpu.ts), with a SCHED_IDLE keeper thread that spins there while the
    * sync waits for the disk, so the completions never meet a halted CPU and wake the sync thread
-   * where it is; otherwise as 'off'. The CPU is read when the store opens (irqbalance moving the
+   * where it is, and as long after it, watching for the next commit to wake the sync thread for
+   * (bench/RESULTS.md round 32); otherwise as 'off'. The CPU is read when the store opens (irqbalance moving the
    * interrupt later is not followed). A number names that CPU (it must be one the process may
    * run on); 'off' leaves the thread anywhere, without a keeper. The sync thread is the
    * process's: stores asking for different CPUs move it back and forth. Why (bench/RESULTS.md
    * round 18): on this machine's VM, side by side in the bench at 1M keys, durable single commits
    * ran at 7,773 commits/s against 5,623 with 'off', p50 102 against 141 µs. The cost: while a
-   * small durable commit waits for the disk, up to `syncSpinUs`, that CPU is busy with the keeper;
+   * small durable commit waits for the disk, and up to `syncSpinUs` after it, that CPU is busy
+   * with the keeper;
    * it gives way to any other thread at once, but its time counts against a cgroup's CPU quota.
    * `db.syncCpu` tells the choice.
    */
