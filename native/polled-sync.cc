@@ -35,8 +35,9 @@
 //                FUTEX_WAKE requestSeq unless the keeper is watching (keeperWatching).
 //                finish: poll doneSeq == n for up to spinNs, then FUTEX_WAIT on doneSeq until it
 //                is; read the result; unlock. If start left the wake-up to the keeper and the
-//                request is not taken (takenSeq) after 30 us of that poll, FUTEX_WAKE it then. Start and finish run on the same thread, which
-//                keeps what it started in a thread_local.
+//                request is not taken (takenSeq) after 30 us of that poll, FUTEX_WAKE it then.
+//                Start and finish run on the same thread, which keeps what it started in a
+//                thread_local.
 //   sync thread: whenever requestSeq moves: takenSeq = n; place itself on cpu (and wake the
 //                keeper there), fdatasync(fd), store the result, doneSeq = n, FUTEX_WAKE
 //                doneSeq; poll requestSeq for a while (PollAfterNs: only while requests come
@@ -48,8 +49,8 @@
 // the keeper watching skips its wake: the keeper either sees the new requestSeq while it watches
 // or on its last look after it stopped (both sides store, then load the other's word, seq_cst),
 // and if the keeper is kept off its CPU meanwhile (SCHED_IDLE runs last), finish wakes the
-// sync thread itself. requestSeq is only
-// written under the mutex, doneSeq only by the sync thread. The slot serves one JS thread at a
+// sync thread itself. requestSeq is only written under the mutex, doneSeq only by the sync
+// thread. The slot serves one JS thread at a
 // time; callers from other threads (worker_threads) meanwhile sync on their own thread.
 // Both polls call sched_yield every ~64 pause instructions: on two cores, two polling threads
 // would otherwise keep V8's GC and compiler threads (and kworkers) waiting for a scheduler tick.
@@ -333,15 +334,16 @@ void Place(int cpu) {
 
 // How long the sync thread polls for the next request after serving one, given the gap between
 // a request's completion and the next request (the shorter of the last two; 0: none seen yet)
-// and the request's spinNs. Polling catches back-to-back commits without a futex wake-up (the gap is ~10 us
-// between durable single commits, ~45 us between groups of 100 here, and 98% of a group run's
-// requests were seen polling), but where requests come far apart it only takes a CPU from
+// and the request's spinNs. Polling catches back-to-back commits without a futex wake-up (the
+// gap is ~10 us between durable single commits, ~45 us between groups of 100 here, and 98% of
+// a group run's requests were seen polling), but where requests come far apart it only takes a CPU from
 // threads with work to do: a sorted load's commits (each synced here) come ~600 us apart, and
 // polling up to 1 ms after each kept this thread on a CPU for 342-412 ms of a ~0.9 s load. On
 // two CPUs that crowded V8's GC threads and libuv's pool onto the JS thread's: it waited for a
 // CPU 100-207 ms of the load, against 75-116 ms without the poll (per-thread schedstat). Sorted
-// loads in such a process: 1.06M against 1.23M keys/s, 10 alternating runs each; inside the
-// bench's worker, whose heap holds every key three times, +4% (bench/RESULTS.md round 32).
+// loads in such a process, this change alone: 1.06M against 1.23M keys/s, 10 alternating runs
+// each; inside the bench's worker, whose heap holds every key three times, +4% (bench/RESULTS.md
+// round 32).
 // So: poll for a few gaps' worth, and not at all once the gap is longer than kPollGapMaxNs;
 // with a keeper, it watches meanwhile at SCHED_IDLE, which gives way to those threads
 // (keeperWatching).

@@ -250,7 +250,6 @@ describeNative('fdatasyncPolled', () => {
     expect(counters).toBeDefined();
     const read = counters as NonNullable<typeof counters>;
     const fd = fs.openSync(freshFile(), 'r+');
-    const sleepMs = (ms: number): void => void Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms);
     try {
       // Back to back (a few µs apart, as durable single commits come): the sync thread sees most
       // of them while it polls, with no futex wake-up between.
