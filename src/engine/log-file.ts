@@ -215,7 +215,7 @@ export class FileLog {
    *
    * The zeros are written here, on the caller's thread, so no append can race them; only their
    * sync runs on the pool, and it only has to be done before the next append's sync to save that
-   * one that metadata (the JS work of a 1000-key batch, ~1 ms, is time enough). They count
+   * one the metadata write (the JS work of a 1000-key batch, ~1 ms, is time enough). They count
    * as buffered writes: a direct write (appendSynced) waits for an fdatasync of the log's own to
    * cover them. The background fdatasync goes through a descriptor of its own, and its outcome
    * is not looked at: since Linux 4.13 (errseq_t) a writeback error is reported once to *each*

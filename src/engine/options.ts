@@ -96,15 +96,15 @@ export interface OpenOptions {
    * src/native/completion-cpu.ts), with a SCHED_IDLE keeper thread that spins there while the
    * sync waits for the disk, so the completions never meet a halted CPU and wake the sync thread
    * where it is, and as long after it, watching for the next commit to wake the sync thread for
-   * (bench/RESULTS.md round 32); otherwise as 'off'. The CPU is read when the store opens (irqbalance moving the
-   * interrupt later is not followed). A number names that CPU (it must be one the process may
-   * run on); 'off' leaves the thread anywhere, without a keeper. The sync thread is the
-   * process's: stores asking for different CPUs move it back and forth. Why (bench/RESULTS.md
-   * round 18): on this machine's VM, side by side in the bench at 1M keys, durable single commits
-   * ran at 7,773 commits/s against 5,623 with 'off', p50 102 against 141 µs. The cost: while a
-   * small durable commit waits for the disk, and up to `syncSpinUs` after it, that CPU is busy
-   * with the keeper;
-   * it gives way to any other thread at once, but its time counts against a cgroup's CPU quota.
+   * (bench/RESULTS.md round 32); otherwise as 'off'. The CPU is read when the store opens
+   * (irqbalance moving the interrupt later is not followed). A number names that CPU (it must be
+   * one the process may run on); 'off' leaves the thread anywhere, without a keeper. The sync
+   * thread is the process's: stores asking for different CPUs move it back and forth. Why
+   * (bench/RESULTS.md round 18): on this machine's VM, side by side in the bench at 1M keys,
+   * durable single commits ran at 7,773 commits/s against 5,623 with 'off', p50 102 against 141
+   * µs. The cost: while a small durable commit waits for the disk, and up to `syncSpinUs` after
+   * it, that CPU is busy with the keeper; it gives way to any other thread at once, but its time
+   * counts against a cgroup's CPU quota.
    * `db.syncCpu` tells the choice.
    */
   syncCpu?: number | 'auto' | 'off';
