@@ -43,8 +43,8 @@
 //                doneSeq; poll requestSeq for a while (PollAfterNs: only while requests come
 //                close together, at most that request's spinNs); with a keeper, leave it
 //                watching (and wake it); FUTEX_WAIT.
-//   keeper:      while watching: FUTEX_WAKE requestSeq when it moves; when its spin runs out,
-//                stop watching, then look at requestSeq once more and wake for it if it moved.
+//   keeper:      while watching: FUTEX_WAKE requestSeq once it passes takenSeq; when its spin
+//                runs out, stop watching, then look once more and wake for a request not taken.
 // FUTEX_WAIT returns at once if its word already moved, so no wake-up is lost. A caller that saw
 // the keeper watching skips its wake: the keeper either sees the new requestSeq while it watches
 // or on its last look after it stopped (both sides store, then load the other's word, seq_cst),
@@ -203,11 +203,11 @@ std::atomic<int64_t> keeperSpinNs{0};
 constexpr uint32_t kBetweenTicket = 0x80000000u;
 // While set, the keeper watches requestSeq for the sync thread, asleep beside it, and wakes it
 // when a request comes: a wake-up from the same CPU, where the caller's would be an interrupt to
-// another. keeperWatchSeq is the last request served; takenSeq the last one the sync thread
-// picked up (a caller that relied on the keeper wakes the sync thread itself if its request
-// is not taken soon: the keeper runs only while no other thread wants its CPU).
+// another. takenSeq is the last request the sync thread picked up: one is waiting while
+// requestSeq is past it (the keeper's test; a caller that relied on the keeper wakes the sync
+// thread itself if its request is not taken soon: the keeper runs only while no other thread
+// wants its CPU).
 std::atomic<bool> keeperWatching{false};
-std::atomic<uint32_t> keeperWatchSeq{0};
 std::atomic<uint32_t> takenSeq{0};
 constexpr int64_t kHandoffWaitNs = 30 * 1000;
 constexpr int64_t kKeeperNapNs = 1000 * 1000;
@@ -230,14 +230,13 @@ void* KeeperThread(void*) {
     if (ticket == 0) continue;
     const int64_t until = NowNs() + keeperSpinNs.load(std::memory_order_relaxed);
     const bool between = (ticket & kBetweenTicket) != 0;
-    const uint32_t watchSeq = keeperWatchSeq.load(std::memory_order_relaxed);
     bool woke = false;
     for (;;) {
       bool moved = false;
       for (int i = 0; i < 64 && !moved; i++) {
         CpuRelax();
         moved = keeperWanted.load(std::memory_order_relaxed) != ticket;
-        if (between && !woke && requestSeq.load(std::memory_order_acquire) != watchSeq) {
+        if (between && !woke && requestSeq.load(std::memory_order_acquire) != takenSeq.load(std::memory_order_acquire)) {
           FutexWake(&requestSeq);  // the sync thread, on this CPU, preempts this thread now
           requestsHandedOff.fetch_add(1, std::memory_order_relaxed);
           woke = true;
@@ -250,7 +249,7 @@ void* KeeperThread(void*) {
       // replaced it), and the keeper sleeps until the next one. It stops watching first, then
       // looks once more: a caller that saw it watching did not wake the sync thread.
       keeperWatching.store(false, std::memory_order_seq_cst);
-      if (requestSeq.load(std::memory_order_seq_cst) != keeperWatchSeq.load(std::memory_order_relaxed)) FutexWake(&requestSeq);
+      if (requestSeq.load(std::memory_order_seq_cst) != takenSeq.load(std::memory_order_acquire)) FutexWake(&requestSeq);
       uint32_t expected = ticket;
       keeperWanted.compare_exchange_strong(expected, 0, std::memory_order_relaxed);
       continue;
@@ -379,7 +378,6 @@ void* SyncThread(void*) {
         // hand it the CPU, and a SCHED_IDLE thread keeps it until the next tick.
         keeperNext = false;
         keeperSpinNs.store(spinNs, std::memory_order_relaxed);
-        keeperWatchSeq.store(seen, std::memory_order_relaxed);
         keeperWanted.store(ticket | kBetweenTicket, std::memory_order_release);
         keeperWatching.store(true, std::memory_order_seq_cst);
         FutexWake(&keeperWanted);

@@ -29,6 +29,13 @@ const describeNative = polled === undefined ? describe.skip : describe;
 
 const SCHED_IDLE = 5;
 
+/** The addon's syncThreadCounters, which these tests need. */
+function syncThreadCounters(): NonNullable<NonNullable<typeof addon>['syncThreadCounters']> {
+  const counters = addon?.syncThreadCounters;
+  expect(counters).toBeDefined();
+  return counters as NonNullable<typeof counters>;
+}
+
 /** This process's thread named `name` (/proc/self/task): its allowed CPUs, policy and state. */
 function thread(name: string): { tid: string; allowed: number[]; policy: number; state: string } {
   const dir = '/proc/self/task';
@@ -171,9 +178,7 @@ describeNative('fdatasyncPolled', () => {
 
   const sleepMs = (ms: number): void => void Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms);
   it.skipIf(allowed.length < 2)('between requests the keeper watches for the next one and wakes the sync thread for it', () => {
-    const counters = addon?.syncThreadCounters;
-    expect(counters).toBeDefined();
-    const read = counters as NonNullable<typeof counters>;
+    const read = syncThreadCounters();
     const fd = fs.openSync(freshFile(), 'r+');
     try {
       const cpu = allowed[allowed.length - 1];
@@ -246,9 +251,7 @@ describeNative('fdatasyncPolled', () => {
   });
 
   it('polls for the next request only while requests come close together', () => {
-    const counters = addon?.syncThreadCounters;
-    expect(counters).toBeDefined();
-    const read = counters as NonNullable<typeof counters>;
+    const read = syncThreadCounters();
     const fd = fs.openSync(freshFile(), 'r+');
     try {
       // Back to back (a few µs apart, as durable single commits come): the sync thread sees most
