@@ -1624,7 +1624,11 @@ export class Db implements Reader {
     return { fileBytes: this.log.end, lastCommit: this.published.commit, superblock: { ...this.sb }, superblockPos: this.sbPos };
   }
 
-  /** Waits for queued writes, writes a final superblock, syncs and releases the lock. */
+  /**
+   * Waits for queued writes, writes a final checkpoint and superblock, syncs and releases the
+   * lock. The file and lock are released even if that writing fails (a full disk): close then
+   * rejects with an IoFailedError, and nothing acknowledged is lost.
+   */
   close(): Promise<void> {
     // Concurrent calls share one close: a second must not write a second final checkpoint.
     this.closing ??= this.closeOnce();
@@ -1673,6 +1677,12 @@ export class Db implements Reader {
         }
         await this.log.sync();
       }
+    } catch (err) {
+      // Every acknowledged write was durable before it was acknowledged: a final checkpoint or
+      // superblock that fails (a full disk, an I/O error) leaves the log as it was, plus at most
+      // a torn tail that the next open cuts off, and that open replays the log. The caller still
+      // learns of it, as the typed error every other failed write gives.
+      throw err instanceof SolifugeError ? err : new IoFailedError(`close's final checkpoint was not written (every acknowledged write is durable; the next open replays the log): ${String(err)}`, err);
     } finally {
       // The tree's instance goes with this Db object; its buffers are given back now (snapshots
       // still unreleased have nothing left to let go of: treeDisposed).
