@@ -1143,7 +1143,16 @@ export class Db implements Reader {
           throw err;
         }
         assert(this.published === p, 'a commit while a background checkpoint held the writer');
+        // Synced before the writer is let go (on the pool, while the switch below runs): the next
+        // slab must not follow one that is not durable. A power cut could otherwise keep the next
+        // batch's slab whole and this one torn, and recovery, finding a valid commit after the
+        // damage, would refuse to open (recovery.ts; power-loss.test.ts found it). That batch's
+        // own fdatasync would have waited for this slab's writeback anyway.
+        const syncing = settled(this.log.sync());
         root = (await built.writtenSliced(this.switchSliceBytes, this.switchPause)) ?? root;
+        const outcome = await syncing;
+        if (!outcome.ok) throw outcome.error;
+        this.stats.syncs++;
         // The tree readers see stays the live one; only the chain of commits moves on.
         this.published = { ...p, commit: built.commit };
         this.stats.commits++;

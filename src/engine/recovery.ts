@@ -10,9 +10,12 @@
 //! - What follows the last valid commit is a torn tail (a crash mid-append) *only if no valid
 //!   commit lies after the damage*. If one does, acknowledged data sits behind damaged bytes:
 //!   that is corruption and we refuse to open, unless the caller asked for `repair`.
-//! - Limit: with `durable: false` several unsynced slabs can be in flight; after a power loss a
-//!   later one can survive an earlier torn one, and open reports that as corruption (`repair`
-//!   opens at the last good commit). Durable commits never leave more than one slab unsynced.
+//! - Limit: with `durable: false` (the store's or a transaction's) several unsynced slabs can be in
+//!   flight; after a power loss a later one can survive an earlier torn one, and open reports that
+//!   as corruption (`repair` opens at the last good commit). A durable store never appends a slab
+//!   while one before it is unsynced (background checkpoints sync theirs before the next batch
+//!   appends: db.ts runBackgroundCheckpoint), so there a valid commit after damage proves the
+//!   damage hit durable bytes. power-loss.test.ts checks it under simulated power cuts.
 //! - Limit: damage inside the *last* slab after the superblock's durable mark cannot be told from a
 //!   torn append, so it is cut like one (the earlier commits stay exact). The superblock is rewritten
 //!   every `superblockIntervalBytes` and on close, which moves the mark forward.
