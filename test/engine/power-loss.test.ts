@@ -187,8 +187,8 @@ describe('power cuts: only what an fdatasync covered is certain', () => {
     ['small nodes, a checkpoint every 64 KiB, in the background or in slices', {
       nodeBytesMax: 512, checkpointIntervalBytes: 64 << 10, slicedCheckpointBytesMin: 16 << 10, checkpointSliceMs: 0, checkpointIdleMs: 0,
     }],
-    ['foreground checkpoints, no inline syncs (fdatasync on the pool)', {
-      nodeBytesMax: 1024, checkpointIntervalBytes: 256 << 10, backgroundCheckpoints: false, syncInlineBytesMax: 0, checkpointIdleMs: 0,
+    ['foreground checkpoints, no inline syncs (fdatasync on the pool), a superblock every 32 KiB', {
+      nodeBytesMax: 1024, checkpointIntervalBytes: 256 << 10, backgroundCheckpoints: false, syncInlineBytesMax: 0, checkpointIdleMs: 0, superblockIntervalBytes: 32 << 10,
     }],
     ['defaults', {}],
   ];
