@@ -1690,8 +1690,9 @@ export class Db implements Reader {
       // Every acknowledged write was durable before it was acknowledged: a final checkpoint or
       // superblock that fails (a full disk, an I/O error) leaves the log as it was, plus at most
       // a torn tail that the next open cuts off, and that open replays the log. The caller still
-      // learns of it, as the typed error every other failed write gives.
-      throw err instanceof SolifugeError ? err : new IoFailedError(`close's final checkpoint was not written (every acknowledged write is durable; the next open replays the log): ${String(err)}`, err);
+      // learns of it, as the typed error every other failed write gives. (A broken invariant
+      // stays what it is.)
+      throw err instanceof SolifugeError || err instanceof AssertionError ? err : new IoFailedError(`close's final checkpoint was not written (every acknowledged write is durable; the next open replays the log): ${String(err)}`, err);
     } finally {
       // The tree's instance goes with this Db object; its buffers are given back now (snapshots
       // still unreleased have nothing left to let go of: treeDisposed).
