@@ -26,7 +26,13 @@
 //!
 //! Commit body (fixed 83 bytes):
 //!
-//!     0  commitVersion u8                   1; 2: the same, but keyCount is not recorded (0)
+//!     0  commitVersion u8                   1; 2: the same, but keyCount is not recorded (0);
+//!                                           3 and 4: as 1 and 2, but appended while bytes of the
+//!                                           log before slabStart were not known durable yet (no
+//!                                           fdatasync that covered them had returned: durable:
+//!                                           false, the store's or a transaction's). Recovery
+//!                                           takes only a commit of version 1 or 2 found after
+//!                                           damage as proof that the damage hit durable bytes
 //!     1  treeRootKind u8                    root of the last checkpointed tree: 0 empty, 2 leaf, 3 index
 //!     2  treeRootPos u64, 10 treeRootLen u32
 //!     14 prevCommitPos u64                  0 for the first commit
@@ -179,8 +185,13 @@ export interface CommitRecord {
   rootLen: number;
   prevCommitPos: number;
   tag: number | undefined;
-  /** Live keys after this commit; null where the record does not say (commit version 2). */
+  /** Live keys after this commit; null where the record does not say (commit versions 2 and 4). */
   keyCount: number | null;
+  /**
+   * Whether every byte of the log before `slabStart` was durable (covered by an fdatasync that had
+   * returned) when this slab was built: commit versions 1 and 2; false: 3 and 4 (recovery.ts).
+   */
+  afterDurable: boolean;
   slabStart: number;
   slabCrc: number;
   treeSeq: number;
@@ -190,7 +201,7 @@ export interface CommitRecord {
 
 /** Writes a commit body (COMMIT_BODY_BYTES) into `b` at `o`. */
 export function encodeCommitBody(b: Buffer, o: number, c: Omit<CommitRecord, 'pos' | 'len'>): void {
-  b[o] = c.keyCount === null ? 2 : 1;
+  b[o] = (c.keyCount === null ? 2 : 1) + (c.afterDurable ? 0 : 2);
   b[o + 1] = c.rootKind;
   writeU64(b, o + 2, c.rootPos);
   b.writeUInt32LE(c.rootLen, o + 10);
@@ -209,7 +220,8 @@ export function encodeCommitBody(b: Buffer, o: number, c: Omit<CommitRecord, 'po
 export function decodeCommitBody(b: Uint8Array, start: number, end: number, pos: number, len: number): CommitRecord {
   if (end - start !== COMMIT_BODY_BYTES) throw new CorruptionError(pos, `commit body of ${end - start} bytes`);
   const version = b[start];
-  if (version !== 1 && version !== 2) throw new CorruptionError(pos, `unknown commit version ${version}`);
+  if (version < 1 || version > 4) throw new CorruptionError(pos, `unknown commit version ${version}`);
+  const counted = version === 1 || version === 3;
   const rootKind = b[start + 1];
   if (rootKind !== 0 && rootKind !== Kind.Leaf && rootKind !== Kind.Index) {
     throw new CorruptionError(pos, `commit root kind ${rootKind}`);
@@ -223,7 +235,8 @@ export function decodeCommitBody(b: Uint8Array, start: number, end: number, pos:
     prevCommitPos: readU64(b, start + 14),
     seq: readU64(b, start + 22),
     tag: b[start + 30] === 1 ? readU64(b, start + 31) : undefined,
-    keyCount: version === 1 ? readU64(b, start + 39) : null,
+    keyCount: counted ? readU64(b, start + 39) : null,
+    afterDurable: version <= 2,
     slabStart: readU64(b, start + 47),
     slabCrc: readU32(b, start + 55),
     treeSeq: readU64(b, start + 59),
@@ -234,8 +247,8 @@ export function decodeCommitBody(b: Uint8Array, start: number, end: number, pos:
     const v = c[k];
     if (v !== null && !Number.isFinite(v)) throw new CorruptionError(pos, `commit field ${k} out of range`);
   }
-  if (version === 2 && readU64(b, start + 39) !== 0) throw new CorruptionError(pos, 'a version-2 commit records a key count');
-  if (version === 2 && c.treeSeq === c.seq) throw new CorruptionError(pos, 'a version-2 commit holds a checkpoint');
+  if (!counted && readU64(b, start + 39) !== 0) throw new CorruptionError(pos, `a version-${version} commit records a key count`);
+  if (!counted && c.treeSeq === c.seq) throw new CorruptionError(pos, `a version-${version} commit holds a checkpoint`);
   if (c.tag !== undefined && !Number.isFinite(c.tag)) throw new CorruptionError(pos, 'commit tag out of range');
   if (c.treeSeq > c.seq || (c.treeSeq === 0) !== (c.treeCommitPos === 0)) throw new CorruptionError(pos, 'commit names an impossible checkpoint');
   return c;

@@ -15,6 +15,8 @@ export interface SealInput {
   prev: CommitRecord | null;
   /** File position the slab is appended at. */
   start: number;
+  /** Whether every byte of the log before `start` is durable (CommitRecord.afterDurable). */
+  afterDurable: boolean;
   /** Set for a checkpoint: its tree's key count, and the commit whose tree it is when an earlier one. */
   checkpoint: { keyCount: number; of?: CommitRecord } | null;
 }
@@ -57,6 +59,7 @@ export function sealCommit(
     prevCommitPos: prev?.pos ?? 0,
     tag: input.tag,
     keyCount: input.keyCount,
+    afterDurable: input.afterDurable,
     slabStart: input.start,
     slabCrc: enc.slabCrc,
     treeSeq: 0,

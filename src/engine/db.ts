@@ -306,11 +306,13 @@ export class Db implements Reader {
     try {
       log.syncCpu = syncCpuFor(log, opts.syncCpu, opts.syncSpinUs);
       const r = recover(log, { repair: opts.repair });
-      if (r.tornBytes > 0 && !opts.readOnly) {
-        log.truncate(r.end);
+      log.end = r.end;
+      if (!opts.readOnly) {
+        // Cut the torn tail, and make what recovery kept durable before anything follows it
+        // (FileLog.durableEnd): a process that died may have left it in the page cache only.
+        if (r.tornBytes > 0) log.truncate(r.end);
         log.syncNow();
       }
-      log.end = r.end;
       const db = new Db(file, log, opts, r, opts.readOnly ? 0 : r.tornBytes);
       if (!opts.readOnly && db.sb.version < FORMAT_VERSION) {
         // Before this build writes a commit an older one cannot read (format.ts FORMAT_VERSION):
@@ -890,7 +892,7 @@ export class Db implements Reader {
     const root = w !== null ? w.root : this.published.root;
     const count = w !== null ? w.count : this.published.count;
     const input = {
-      actions, keyCount: held ? null : count, tag, prev, start,
+      actions, keyCount: held ? null : count, tag, prev, start, afterDurable: this.log.durableEnd >= start,
       checkpoint: checkpoint ? { root, keyCount: count } : null,
     };
     const sliced = checkpoint && this.dirtyBytesSinceCheckpoint() >= this.options.slicedCheckpointBytesMin;
@@ -1125,7 +1127,7 @@ export class Db implements Reader {
         const p = this.published;
         const start = this.log.end;
         const input = {
-          actions: [], keyCount: p.count, tag: p.tag, prev: p.commit, start,
+          actions: [], keyCount: p.count, tag: p.tag, prev: p.commit, start, afterDurable: this.log.durableEnd >= start,
           checkpoint: { root, keyCount: bg.base.count, of: bg.base.commit },
         };
         const zeroed = this.zeroAheadForCheckpoint();

@@ -48,12 +48,13 @@ import { Buffer } from 'node:buffer';
 
 /**
  * The format this build writes. Version 2 adds Commits that record no key count (codec.ts,
- * commit version 2). Version-1 files are read as they are; a writable open rewrites a superblock
- * as version 2 before writing anything else (Db.open), so that a build that reads only version 1
- * refuses the file (UnsupportedVersionError) instead of cutting version-2 commits beyond its
- * superblock's durable mark as a torn tail.
+ * commit version 2); version 3 adds Commits that record they were appended while bytes before
+ * them were not known durable (commit versions 3 and 4). Older files are read as they are; a
+ * writable open rewrites a superblock as this version before writing anything else (Db.open),
+ * so that an older build refuses the file (UnsupportedVersionError) instead of cutting commits
+ * it cannot read beyond its superblock's durable mark as a torn tail.
  */
-export const FORMAT_VERSION = 2;
+export const FORMAT_VERSION = 3;
 /** The oldest format this build reads. */
 export const FORMAT_VERSION_MIN = 1;
 export const BLOCK_BYTES = 4096;

@@ -30,7 +30,7 @@ export interface InspectReport {
   /** The file's size on disk. */
   fileBytes: number;
   superblocks: Array<{ pos: number; read: SuperblockRead }>;
-  /** keyCount: live keys after the slab's commit; null where the commit does not record it (version 2). */
+  /** keyCount: live keys after the slab's commit; null where the commit does not record it (versions 2 and 4). */
   slabs: Array<{ start: number; bytes: number; seq: number; keyCount: number | null; tag: number | undefined }>;
   slabsOmitted: number;
   tornTailBytes: number;

@@ -31,7 +31,7 @@ const roundUp = (n: number): number => Math.ceil(n / DIRECT_ALIGN) * DIRECT_ALIG
 
 type Started =
   | { k: 'none' }
-  | { k: 'fdatasync'; writes: number }
+  | { k: 'fdatasync'; writes: number; end: number }
   | { k: 'direct'; start: number; head: number; len: number };
 
 /** An Error shaped like the ones fs throws (code, negative errno, syscall, path); `errno` > 0. */
@@ -343,10 +343,12 @@ export class FileLog {
 
   sync(): Promise<void> {
     const writes = this.bufferedWrites;
+    const end = this.end;
     return new Promise((resolve, reject) =>
       fs.fdatasync(this.fd, (err) => {
         if (err) return reject(err);
         this.syncedWrites = Math.max(this.syncedWrites, writes);
+        this.durableEnd = Math.max(this.durableEnd, end);
         resolve();
       }),
     );
@@ -358,13 +360,24 @@ export class FileLog {
    * shaped as fs.fdatasyncSync throws them.
    */
   syncNow(spinUs = 0): void {
+    const end = this.end;
     if (spinUs > 0 && addon?.fdatasyncPolled !== undefined) {
       const rc = addon.fdatasyncPolled(this.fd, spinUs, this.syncCpu);
       if (rc < 0) throw errnoError(-rc, 'fdatasync', this.path);
     } else {
       fs.fdatasyncSync(this.fd);
     }
+    this.durableEnd = Math.max(this.durableEnd, end);
   }
+
+  /**
+   * How far the log is known durable: every byte before it was covered by an fdatasync (or was a
+   * direct write after one) that has returned. A slab appended at or before it follows only
+   * durable bytes, which its commit records (CommitRecord.afterDurable) for recovery's sake. It
+   * starts at 0: what a process that died left in the page cache may not be on the disk yet
+   * (Db.open syncs once before its first commit).
+   */
+  durableEnd = 0;
 
   /**
    * Buffered writes to the file so far (appends, zeros, superblocks, truncations), and how many
@@ -403,7 +416,7 @@ export class FileLog {
     const writes = this.bufferedWrites;
     if (spinUs > 0 && addon?.fdatasyncStart !== undefined && addon.fdatasyncFinish !== undefined) {
       addon.fdatasyncStart(this.fd, spinUs, this.syncCpu);
-      this.started = { k: 'fdatasync', writes };
+      this.started = { k: 'fdatasync', writes, end: this.end };
     } else {
       this.syncNow(spinUs);
       this.syncedWrites = writes;
@@ -458,10 +471,13 @@ export class FileLog {
     if (started.k === 'fdatasync') {
       if (rc < 0) throw errnoError(-rc, 'fdatasync', this.path);
       this.syncedWrites = started.writes;
+      this.durableEnd = Math.max(this.durableEnd, started.end);
       return false;
     }
     if (rc === 0) {
+      // (Direct only after everything buffered before it was synced: see appendSynced.)
       this.directProven = true;
+      this.durableEnd = Math.max(this.durableEnd, started.start + started.head + started.len);
       return true;
     }
     if (rc === -EINVAL && !this.directProven) {

@@ -8,14 +8,16 @@
 //!   slab CRC, its `slabStart`, its back link and its sequence number. The first slab that fails
 //!   ends the scan.
 //! - What follows the last valid commit is a torn tail (a crash mid-append) *only if no valid
-//!   commit lies after the damage*. If one does, acknowledged data sits behind damaged bytes:
-//!   that is corruption and we refuse to open, unless the caller asked for `repair`.
-//! - Limit: with `durable: false` (the store's or a transaction's) several unsynced slabs can be in
-//!   flight; after a power loss a later one can survive an earlier torn one, and open reports that
-//!   as corruption (`repair` opens at the last good commit). A durable store never appends a slab
-//!   while one before it is unsynced (background checkpoints sync theirs before the next batch
-//!   appends: db.ts runBackgroundCheckpoint), so there a valid commit after damage proves the
-//!   damage hit durable bytes. power-loss.test.ts checks it under simulated power cuts.
+//!   commit after the damage proves the damaged bytes durable*. A commit proves it when it was
+//!   appended with every byte before its slab already durable (`afterDurable`, commit versions 1
+//!   and 2): the damage then hit bytes an fdatasync had covered, acknowledged data may sit behind
+//!   it, and we refuse to open (CorruptionError), unless the caller asked for `repair`. A commit
+//!   appended while bytes before it were not yet durable (versions 3 and 4: `durable: false`, the
+//!   store's or a transaction's) proves nothing: after a power cut it can survive an earlier slab
+//!   that did not, and neither was acknowledged as durable, so the damage is a torn tail. (A
+//!   durable store never appends a slab while one before it is unsynced; background checkpoints
+//!   sync theirs before the next batch appends: db.ts runBackgroundCheckpoint.)
+//!   power-loss.test.ts checks all of it under simulated power cuts.
 //! - Limit: damage inside the *last* slab after the superblock's durable mark cannot be told from a
 //!   torn append, so it is cut like one (the earlier commits stay exact). The superblock is rewritten
 //!   every `superblockIntervalBytes` and on close, which moves the mark forward.
@@ -135,7 +137,8 @@ export function scanSlab(log: FileLog, start: number, prev: CommitRecord | null 
  * could continue this file's chain after `last`: a later sequence number, a back link at or
  * after `last`, a slab that starts at or after `from - 1` and scans cleanly up to the commit.
  * The chain conditions keep bytes that merely look like a commit (a Solifuge file stored as a
- * value, say) from turning a torn tail into a refusal to open.
+ * value, say) from turning a torn tail into a refusal to open. Only a commit appended after
+ * durable bytes (`afterDurable`) counts: see the rules above.
  */
 export function findCommitAfter(log: FileLog, from: number, last: CommitRecord | null = null): number | null {
   const len = ENTRY_HEADER_BYTES + COMMIT_BODY_BYTES;
@@ -153,6 +156,7 @@ export function findCommitAfter(log: FileLog, from: number, last: CommitRecord |
           verifyEntry(chunk.subarray(entryOff, entryOff + len), 0, pos);
           const c = decodeCommitBody(chunk, entryOff + ENTRY_HEADER_BYTES, entryOff + len, pos, len);
           const continues =
+            c.afterDurable &&
             c.seq > (last?.seq ?? 0) &&
             c.prevCommitPos >= (last?.pos ?? 0) &&
             c.slabStart >= from - 1 &&

@@ -36,6 +36,8 @@ export interface TreeSlabInput {
   prev: CommitRecord | null;
   /** File position the slab will be appended at. */
   start: number;
+  /** Whether every byte of the log before `start` is durable (CommitRecord.afterDurable). */
+  afterDurable: boolean;
   /** When set, the slab also writes the tree's unwritten nodes and is a checkpoint. */
   checkpoint: TreeSlabCheckpoint | null;
 }

@@ -214,6 +214,47 @@ describe('corruption in committed data', () => {
     await db.close();
   });
 
+  it('damage followed only by commits appended before it was durable is a torn tail; a commit appended after a sync proves it durable', async () => {
+    const file = tmp.file(`nd${n++}.db`);
+    const db = await open(file);
+    const ends: number[] = [];
+    const flags: boolean[] = [];
+    const commit = async (k: string, durable: boolean) => {
+      await db.transaction((tx) => tx.set(k, k.repeat(50)), { durable });
+      ends.push(db.fileInfo().fileBytes);
+      flags.push(db.fileInfo().lastCommit!.afterDurable);
+    };
+    await commit('a', true);
+    await commit('b', false); // appended after a's sync
+    await commit('c', false); // after b, not synced
+    await commit('d', true); // after c, not synced; its own sync covers all four
+    const beforeE = fs.readFileSync(file);
+    await commit('e', true); // after d's sync
+    (db as unknown as { log: { close(): void } }).log.close(); // a crash: no final checkpoint
+    expect(flags).toEqual([true, true, false, false, true]);
+    const whole = fs.readFileSync(file);
+    const damaged = (bytes: Buffer) => {
+      const b = Buffer.from(bytes);
+      b[ends[1] + 20] ^= 0xff; // inside c's slab
+      return b;
+    };
+    // Only d, appended while c was not durable, follows the damage: a power cut could have left
+    // exactly this (c torn, d whole, neither acknowledged), so it is a torn tail.
+    const victim = tmp.file(`nd${n++}.db`);
+    fs.writeFileSync(victim, damaged(beforeE.subarray(0, ends[3])));
+    const cut = await open(victim);
+    expect(contents(cut)).toEqual({ a: 'a'.repeat(50), b: 'b'.repeat(50) });
+    expect(cut.check().problems).toEqual([]);
+    await cut.close();
+    // e was appended after d's sync had covered c: the damage hit durable bytes.
+    fs.writeFileSync(victim, damaged(whole));
+    await expect(open(victim)).rejects.toThrow(/corruption at offset \d+.*a valid commit follows/);
+    fs.writeFileSync(victim, whole);
+    const all = await open(victim);
+    expect(all.count()).toBe(5);
+    await all.close();
+  });
+
   it('a Solifuge file stored as a value does not make a torn tail look like mid-file corruption', async () => {
     // A small store's bytes, commits and all, become a value of the outer store.
     const inner = await build([{ x: '1' }, { y: '2' }]);

@@ -8,6 +8,7 @@ import fs from 'node:fs';
 import { afterAll, describe, expect, it, vi } from 'vitest';
 import { COMMIT_BODY_BYTES, decodeCommitBody, encodeCommitBody } from '../../src/engine/codec.js';
 import { CorruptionError } from '../../src/engine/errors.js';
+import { FORMAT_VERSION } from '../../src/engine/format.js';
 import { FileLog } from '../../src/engine/log-file.js';
 import { SET_LATER_MAX } from '../../src/engine/batch-writer.js';
 import { open, type OpenOptions } from '../../src/index.js';
@@ -27,7 +28,7 @@ const str = (b: Buffer | undefined) => b?.toString();
 describe('commit records without a key count', () => {
   const base = {
     seq: 5, rootKind: 0 as const, rootPos: 0, rootLen: 0, prevCommitPos: 9000, tag: 3, keyCount: 42 as number | null,
-    slabStart: 9100, slabCrc: 7, treeSeq: 0, treeCommitPos: 0, treeKeyCount: 0,
+    slabStart: 9100, slabCrc: 7, treeSeq: 0, treeCommitPos: 0, treeKeyCount: 0, afterDurable: true,
   };
   const encoded = (c: typeof base) => {
     const b = Buffer.alloc(COMMIT_BODY_BYTES);
@@ -45,18 +46,30 @@ describe('commit records without a key count', () => {
     expect(decode(v2)).toMatchObject({ keyCount: null, seq: 5, tag: 3, prevCommitPos: 9000 });
   });
 
+  it('appended after bytes not yet durable: versions 3 and 4, as 1 and 2 otherwise', () => {
+    for (const [keyCount, version] of [[42, 3], [null, 4]] as const) {
+      const b = encoded({ ...base, keyCount, afterDurable: false });
+      expect(b[0]).toBe(version);
+      expect(decode(b)).toMatchObject({ keyCount, afterDurable: false, seq: 5, tag: 3, prevCommitPos: 9000 });
+      expect(decode(encoded({ ...base, keyCount }))).toMatchObject({ keyCount, afterDurable: true });
+    }
+    const v4 = encoded({ ...base, keyCount: null, afterDurable: false });
+    v4[39] = 1;
+    expect(() => decode(v4)).toThrow(/version-4 commit records a key count/);
+  });
+
   it('refuse a version-2 record that counts keys or holds a checkpoint, and unknown versions', () => {
     const counted = encoded({ ...base, keyCount: null });
     counted[39] = 1;
     expect(() => decode(counted)).toThrow(CorruptionError);
     expect(() => decode(encoded({ ...base, keyCount: null, treeSeq: 5, treeCommitPos: 10_000 }))).toThrow(/checkpoint/);
-    const v3 = encoded(base);
-    v3[0] = 3;
-    expect(() => decode(v3)).toThrow(/unknown commit version 3/);
+    const v5 = encoded(base);
+    v5[0] = 5;
+    expect(() => decode(v5)).toThrow(/unknown commit version 5/);
   });
 });
 
-describe('format version 2', () => {
+describe('format versions', () => {
   /** Rewrites both superblocks of a closed store as format version 1 (what older builds wrote). */
   function asVersion1(file: string): void {
     const b = fs.readFileSync(file);
@@ -71,7 +84,7 @@ describe('format version 2', () => {
     return [0, 4096].map((base) => ({ version: b.readUInt32LE(base + 8), counter: Number(b.readBigUInt64LE(base + 16)) }));
   };
 
-  it('a version-1 file is read; a writable open rewrites its newest superblock as version 2 first, a read-only one changes nothing', async () => {
+  it('a version-1 file is read; a writable open rewrites its newest superblock as this build\'s version first, a read-only one changes nothing', async () => {
     const file = tmp.file(`v${n++}.db`);
     const db0 = await open(file);
     for (let i = 0; i < 50; i++) await db0.set(key(i), `v${i}`);
@@ -85,8 +98,8 @@ describe('format version 2', () => {
     expect(fs.readFileSync(file).equals(bytes)).toBe(true);
     const db = await open(file);
     const newest = versions(file).sort((x, y) => y.counter - x.counter)[0];
-    expect(newest.version).toBe(2); // before any commit: an older build refuses the file from here on
-    expect(db.fileInfo().superblock.version).toBe(2);
+    expect(newest.version).toBe(FORMAT_VERSION); // before any commit: an older build refuses the file from here on
+    expect(db.fileInfo().superblock.version).toBe(FORMAT_VERSION);
     expect(str(db.get(key(7)))).toBe('v7');
     await db.set('after', 'upgrade');
     await db.close();

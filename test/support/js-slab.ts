@@ -36,6 +36,8 @@ export interface SlabInput {
   prev: CommitRecord | null;
   /** File position the slab will be appended at. */
   start: number;
+  /** Whether every byte before `start` is durable (CommitRecord.afterDurable); true if absent. */
+  afterDurable?: boolean;
   /** When set, the slab also carries the tree's changed nodes and becomes a checkpoint. */
   checkpoint: SlabCheckpoint | null;
 }
@@ -218,7 +220,7 @@ export class SlabBuilder {
       else root = new DiskRef(rootRef.at, rootRef.len);
       rootKind = c.t === T.Disk ? kindOfDiskRoot(input.prev) : c.t === T.Leaf ? Kind.Leaf : Kind.Index;
     }
-    const commit = sealCommit(this.ex, input, enc, root === null ? null : { pos: root.pos, len: root.len, kind: rootKind });
+    const commit = sealCommit(this.ex, { ...input, afterDurable: input.afterDurable ?? true }, enc, root === null ? null : { pos: root.pos, len: root.len, kind: rootKind });
     const off = enc.len;
     const nodes = this.nodes;
     const nodeEntries = this.nodeEntries;
