@@ -142,7 +142,8 @@ async function runSeed(seed: number, opts: OpenOptions, steps: number, txNotDura
     recorder.uninstall();
   }
 
-  // Every image: opens, holds the acknowledged state or that plus the batch in flight, checks clean.
+  // Every image: opens, holds a state the workload reached since its last durable one (or that
+  // plus the batch in flight), checks clean.
   for (const [i, c] of captures.entries()) {
     const copy = tmp.file(`s${seed}-crash${i}.db`);
     fs.writeFileSync(copy, c.image);
