@@ -12,6 +12,7 @@ import fs from 'node:fs';
 import { afterAll, describe, expect, it } from 'vitest';
 import { open, type Db, type OpenOptions } from '../../src/index.js';
 import { Prng } from '../../src/sim/prng.js';
+import { directIoWorks } from '../support/direct-io.js';
 import { PowerLossRecorder } from '../support/power-loss.js';
 import { tempDir } from '../support/tmp.js';
 
@@ -56,7 +57,7 @@ function same(a: State, b: State): boolean {
  * Runs the workload and checks every image. `txNotDurable`: the share of transactions made with
  * `durable: false` (the store's own `durable` option applies to the rest).
  */
-async function runSeed(seed: number, opts: OpenOptions, steps: number, txNotDurable = 0): Promise<{ captures: number; syncs: number; punches: number }> {
+async function runSeed(seed: number, opts: OpenOptions, steps: number, txNotDurable = 0): Promise<{ captures: number; syncs: number; punches: number; directWrites: number }> {
   const rng = new Prng(seed);
   const crashRng = rng.fork('crash');
   const file = tmp.file(`s${seed}.db`);
@@ -162,7 +163,7 @@ async function runSeed(seed: number, opts: OpenOptions, steps: number, txNotDura
     expect(report.problems, where).toEqual([]);
   }
   expect(captures.length).toBeGreaterThan(40);
-  return { captures: captures.length, syncs: recorder.counts.syncs, punches: recorder.counts.punches };
+  return { captures: captures.length, syncs: recorder.counts.syncs, punches: recorder.counts.punches, directWrites: recorder.counts.directWrites };
 }
 
 describe('the power-cut model (test/support/power-loss.ts)', () => {
@@ -216,12 +217,15 @@ describe('power cuts: only what an fdatasync covered is certain', () => {
     // keep a later slab and tear an earlier one, and the file must still open, as a torn tail.
     ['durable: false, a checkpoint every 64 KiB', { durable: false, nodeBytesMax: 512, checkpointIntervalBytes: 64 << 10, checkpointIdleMs: 0 }],
     ['a third of the transactions durable: false among durable writes', { nodeBytesMax: 1024, checkpointIntervalBytes: 256 << 10, checkpointIdleMs: 0 }, 1 / 3],
+    // Small commits written O_DIRECT | O_DSYNC, durable once done, their own bytes only.
+    ['small commits as direct writes (syncDirect)', { syncDirect: true, nodeBytesMax: 1024, checkpointIntervalBytes: 256 << 10, checkpointIdleMs: 0 }],
   ];
   for (const [label, opts, txNotDurable] of variants) {
     for (let seed = 1; seed <= seeds; seed++) {
       it(`${label}, seed ${seed}`, async () => {
         const r = await runSeed(seed * 7919 + label.length, opts, 400, txNotDurable);
-        console.log(`power-loss ${label}, seed ${seed}: ${r.captures} images, ${r.syncs} syncs, ${r.punches} punches`);
+        console.log(`power-loss ${label}, seed ${seed}: ${r.captures} images, ${r.syncs} syncs, ${r.punches} punches, ${r.directWrites} direct writes`);
+        if (opts.syncDirect === true && directIoWorks(tmp.dir)) expect(r.directWrites).toBeGreaterThan(50);
       }, 120_000);
     }
   }

@@ -12,8 +12,9 @@
 //!
 //! The recorder patches `node:fs` (the object every module's default import shares) and the
 //! addon's sync and punch entry points for the descriptors of one path, which it follows through
-//! opens of the path, opens of `/proc/self/fd/N` and the addon's dup. Direct writes
-//! (`syncDirect`) are not modelled and throw.
+//! opens of the path, opens of `/proc/self/fd/N` and the addon's dup. A direct write
+//! (`syncDirect`, O_DIRECT | O_DSYNC) is in flight until its finish, then durable, its own bytes
+//! only.
 import fs from 'node:fs';
 import { addon } from '../../src/native/addon.js';
 import type { Prng } from '../../src/sim/prng.js';
@@ -37,7 +38,9 @@ export class PowerLossRecorder {
   private readonly undo: Array<() => void> = [];
   /** fdatasyncStart's sync, until fdatasyncFinish (one thread: the JS one). */
   private startedAt: number | null = null;
-  readonly counts = { writes: 0, truncates: 0, punches: 0, syncs: 0 };
+  /** directWriteStart's write, until fdatasyncFinish. */
+  private direct: Op | null = null;
+  readonly counts = { writes: 0, truncates: 0, punches: 0, syncs: 0, directWrites: 0 };
 
   /** Called after every recorded operation and sync; a test takes its crash images from here. */
   onEvent: () => void = () => undefined;
@@ -136,6 +139,7 @@ export class PowerLossRecorder {
     patch(a, 'fdatasyncStart', (orig) => (fd: number, ...rest: never[]) => {
       const r = orig(fd as never, ...rest);
       this.startedAt = tracked(fd) ? this.completions : null;
+      this.direct = null;
       return r;
     });
     patch(a, 'fdatasyncFinish', (orig) => () => {
@@ -143,10 +147,34 @@ export class PowerLossRecorder {
       const at = this.startedAt;
       this.startedAt = null;
       if (at !== null && rc === 0) this.synced(at);
+      const direct = this.direct;
+      this.direct = null;
+      if (direct !== null) {
+        this.pending.splice(this.pending.indexOf(direct), 1);
+        // O_DSYNC: done means durable, its own bytes only. -EINVAL: nothing was written. Another
+        // failure: any part of it may have been.
+        if (rc === 0) {
+          this.counts.directWrites++;
+          this.durable.apply(direct, () => true);
+          this.onEvent();
+        } else if (rc !== -22) {
+          this.complete(direct);
+        }
+      }
       return rc;
     });
-    patch(a, 'directWriteStart', () => () => {
-      throw new Error('power-loss recorder: direct writes are not modelled');
+    // A pwrite through a descriptor opened O_DIRECT | O_DSYNC, padded with zeros to whole 4 KiB
+    // blocks; fdatasyncFinish waits for it. In flight until then.
+    patch(a, 'directWriteStart', (orig) => (fd: number, bytes: Uint8Array, pos: number, ...rest: never[]) => {
+      const r = orig(fd as never, bytes as never, pos as never, ...rest);
+      this.startedAt = null;
+      if (tracked(fd)) {
+        const padded = Buffer.alloc(Math.ceil(bytes.length / PAGE_BYTES) * PAGE_BYTES);
+        padded.set(bytes);
+        this.direct = { k: 'write', pos, bytes: padded, completed: IN_FLIGHT };
+        this.pending.push(this.direct);
+      }
+      return r;
     });
   }
 
