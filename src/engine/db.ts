@@ -892,7 +892,7 @@ export class Db implements Reader {
     const root = w !== null ? w.root : this.published.root;
     const count = w !== null ? w.count : this.published.count;
     const input = {
-      actions, keyCount: held ? null : count, tag, prev, start, afterDurable: this.log.durableEnd >= start,
+      actions, keyCount: held ? null : count, tag, prev, start, afterDurable: this.log.endDurable,
       checkpoint: checkpoint ? { root, keyCount: count } : null,
     };
     const sliced = checkpoint && this.dirtyBytesSinceCheckpoint() >= this.options.slicedCheckpointBytesMin;
@@ -1127,7 +1127,7 @@ export class Db implements Reader {
         const p = this.published;
         const start = this.log.end;
         const input = {
-          actions: [], keyCount: p.count, tag: p.tag, prev: p.commit, start, afterDurable: this.log.durableEnd >= start,
+          actions: [], keyCount: p.count, tag: p.tag, prev: p.commit, start, afterDurable: this.log.endDurable,
           checkpoint: { root, keyCount: bg.base.count, of: bg.base.commit },
         };
         const zeroed = this.zeroAheadForCheckpoint();
@@ -1145,11 +1145,13 @@ export class Db implements Reader {
           throw err;
         }
         assert(this.published === p, 'a commit while a background checkpoint held the writer');
-        // Synced before the writer is let go (on the pool, while the switch below runs): the next
-        // slab must not follow one that is not durable. A power cut could otherwise keep the next
-        // batch's slab whole and this one torn, and recovery, finding a valid commit after the
-        // damage, would refuse to open (recovery.ts; power-loss.test.ts found it). That batch's
-        // own fdatasync would have waited for this slab's writeback anyway.
+        // Synced before the writer is let go (on the pool, while the switch below runs), so that
+        // in a durable store no slab follows one that is not durable: every commit then records
+        // that it came after durable bytes (CommitRecord.afterDurable), and damage before any of
+        // them is reported as corruption, never cut as a torn tail (recovery.ts). Before the
+        // flag existed, a power cut here could leave a store that opened only with `repair`
+        // (power-loss.test.ts found it). The next batch's fdatasync no longer carries this slab's
+        // writeback (its longest group commit fell, bench/RESULTS.md round 33).
         const syncing = settled(this.log.sync());
         root = (await built.writtenSliced(this.switchSliceBytes, this.switchPause)) ?? root;
         const outcome = await syncing;

@@ -377,7 +377,12 @@ export class FileLog {
    * starts at 0: what a process that died left in the page cache may not be on the disk yet
    * (Db.open syncs once before its first commit).
    */
-  durableEnd = 0;
+  private durableEnd = 0;
+
+  /** Whether every byte before the end is durable: what a slab appended now records (CommitRecord.afterDurable). */
+  get endDurable(): boolean {
+    return this.durableEnd >= this.end;
+  }
 
   /**
    * Buffered writes to the file so far (appends, zeros, superblocks, truncations), and how many
