@@ -20,10 +20,21 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { Bench } from 'tinybench';
 import { openEngine, type Engine } from './adapters.js';
+import { isFloorEngine, runFloor } from './floor.js';
 import { makeKey } from './keys.js';
 
 const [engineName, dir, keysArg, only] = process.argv.slice(2);
 const N = Number(keysArg);
+// Timing of the commit workloads, shared with the device's floor below.
+const commitWarmupMs = Number(process.env.BENCH_COMMIT_WARMUP_MS ?? 1000);
+const commitBudgetMs = 2000;
+
+if (isFloorEngine(engineName)) {
+  // Not an engine: the disk's own rate for single commits, in C (floor.ts), nothing else.
+  const row = runFloor(engineName, dir, commitWarmupMs, commitBudgetMs);
+  process.stdout.write(`${JSON.stringify({ engine: engineName, keys: N, ...row })}\n`);
+  process.exit(0);
+}
 const BATCH = 1000;
 const VALUE_BYTES = 100;
 
@@ -187,8 +198,7 @@ if (want('scan')) {
 if (want('commit')) {
   settleHeap();
   let i = 0;
-  const warmupMs = Number(process.env.BENCH_COMMIT_WARMUP_MS ?? 1000);
-  const r1 = await timed(() => e.put(keys[i++ % N], valueFor(i)), 2000, warmupMs);
+  const r1 = await timed(() => e.put(keys[i++ % N], valueFor(i)), commitBudgetMs, commitWarmupMs);
   out.commit1 = r1.opsPerSec;
   out.commit1P50us = r1.p50us;
   out.commit1P99us = r1.p99us;
@@ -196,7 +206,7 @@ if (want('commit')) {
     const pairs: Array<[Buffer, Buffer]> = [];
     for (let j = 0; j < 100; j++) pairs.push([keys[i++ % N], valueFor(i)]);
     return e.batch(pairs);
-  }, 2000, warmupMs);
+  }, commitBudgetMs, commitWarmupMs);
   out.group100 = r100.opsPerSec * 100;
   out.group100P50us = r100.p50us;
   out.group100P99us = r100.p99us;

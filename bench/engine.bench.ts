@@ -5,6 +5,8 @@
 //                    [--node-flags "..."] [--pause-ms MS]
 //                                  (--out also writes FILE.rounds.json: every engine's figures per round)
 //   npm run bench:quick            100k keys, 3 rounds
+//   npm run bench:commits          durable commits only, against better-sqlite3 and the device's
+//                                  floor (floor.c as engines `floor`, `floor-awake`), 5 rounds
 //
 // Every worker runs with `--node-flags` (none by default), except an engine named
 // `name@v8defaults` (e.g. `solifuge@v8defaults`), for an A/B of V8 settings in one run (round 24:
@@ -21,6 +23,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
+import { isFloorEngine } from './floor.js';
 
 const { values } = parseArgs({
   options: {
@@ -46,7 +49,9 @@ const flagsOf = (spec: string) => onV8Defaults(spec) ? [] : nodeFlags;
 const quick = values.quick === true;
 const keys = Number(values.keys ?? (quick ? 100_000 : 1_000_000));
 const rounds = Number(values.rounds ?? 3);
-const engines = (values.engines ?? 'solifuge,lmdb,classic-level,better-sqlite3').split(',');
+// floor-awake is not an engine: the disk's own rate for durable single commits (floor.c), so that
+// the single-commit goal can be read against what the device allows in the same run (round 34).
+const engines = (values.engines ?? 'solifuge,lmdb,classic-level,better-sqlite3,floor-awake').split(',');
 const worker = fileURLToPath(new URL('./engine-worker.ts', import.meta.url));
 const scratch = fs.mkdtempSync(path.join(os.tmpdir(), 'solifuge-bench-'));
 
@@ -156,6 +161,20 @@ for (const ours of ['solifuge', `solifuge${V8_DEFAULTS_SUFFIX}`].filter((x) => p
     if (cells.every((c) => c === '—')) continue;
     lines.push(`| ${label} | ${cells.join(' | ')} |`);
   }
+}
+// The most any store that makes each commit durable before the next could reach against
+// better-sqlite3 on this day's disk: the floor's rate over better-sqlite3's, round by round.
+for (const floor of present.filter(isFloorEngine)) {
+  const s = results.get(floor) ?? [];
+  const o = results.get('better-sqlite3') ?? [];
+  const ratios: number[] = [];
+  for (let i = 0; i < Math.min(s.length, o.length); i++) if (s[i].commit1 !== undefined && o[i].commit1) ratios.push(s[i].commit1 / o[i].commit1);
+  if (ratios.length === 0) continue;
+  lines.push('');
+  const what = floor === 'floor-awake'
+    ? 'no CPU halting: the most any store that makes each commit durable before the next can reach here'
+    : 'a plain blocking loop';
+  lines.push(`The device's floor for durable single commits (${floor}, bench/floor.c: one pwrite and one fdatasync a commit, ${what}) ÷ better-sqlite3: ${median(ratios).toFixed(2)}× (per round ${ratios.map((r) => r.toFixed(2)).join(', ')}).`);
 }
 const report = lines.join('\n');
 process.stdout.write(`${report}\n`);
