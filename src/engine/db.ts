@@ -28,7 +28,7 @@ import { FileLog, syncDirectory } from './log-file.js';
 import { DiskRef, T, ValueRef, type Child, type LeafValue, type TreeNode } from './node.js';
 import { recover, replayAfterCheckpoint } from './recovery.js';
 import { BatchWriter } from './batch-writer.js';
-import { EMPTY_ROOT, StoreTree, TreeRangeCursor } from './store-tree.js';
+import { CLOSED_TREE, EMPTY_ROOT, StoreTree, TreeRangeCursor } from './store-tree.js';
 import type { BuiltTreeSlab } from './tree-slab.js';
 import type { TreeRoot } from './wasm-tree-cursor.js';
 import { WasmAllocationError } from '../wasm/module.js';
@@ -198,7 +198,8 @@ export class Db implements Reader {
   /** getWith calls (sendValue's among them) whose handlers have not settled: close() waits for them. */
   private readonly handlersRunning = new Set<Promise<unknown>>();
   /** The tree in WebAssembly memory: the node cache, the changed nodes, the slab plans (store-tree.ts). */
-  private readonly tree: StoreTree;
+  /** CLOSED_TREE once closed, so that a closed Db object holds none of the instance's memory. */
+  private tree: StoreTree;
   private sb: Superblock;
   private sbPos: number;
   /** The background checkpoint running, if any (startBackgroundCheckpoint). */
@@ -1702,6 +1703,8 @@ export class Db implements Reader {
       // still unreleased have nothing left to let go of: treeDisposed).
       this.treeDisposed = true;
       this.tree.dispose();
+      this.tree = CLOSED_TREE;
+      this.inPlaceWriter = null;
       await this.log.settlePrepare();
       this.log.close();
     }
