@@ -5,8 +5,9 @@
 //   - zero-copy transfer of a file region to a connected socket with sendfile(2) or
 //     splice(2) (file -> pipe -> socket): send/cancel, plus sendfileBlocking as the
 //     benchmark's "raw sendfile" reference.
-//   - memory advice for the WebAssembly node cache: adviseHugePages, and prefault (populating
-//     pages ahead of the cache's ring on a pool thread, bounded by the few MiB asked for).
+//   - memory advice for the WebAssembly node cache: adviseHugePages, prefault (populating
+//     pages ahead of the cache's ring on a pool thread, bounded by the few MiB asked for), and
+//     discardPages (an idle store's emptied region of changed nodes given back).
 //   - fdatasyncPolled, fdatasyncStart/Finish and directWriteStart, in polled-sync.cc: fdatasync
 //     or an O_DIRECT write on a sync thread while the caller polls.
 //
@@ -189,6 +190,21 @@ Napi::Value AdviseHugePages(const Napi::CallbackInfo& info) {
   if (!PagesInBuffer(info, "adviseHugePages(arrayBuffer, offset, length)", uintptr_t{2} << 20, &ab, &from, &to)) return env.Undefined();
   if (to <= from) return Napi::Number::New(env, 0);
   const int rc = madvise(reinterpret_cast<void*>(from), to - from, MADV_HUGEPAGE);
+  return Napi::Number::New(env, rc == 0 ? 0 : -errno);
+}
+
+// Gives the pages of [offset, offset + length) of an ArrayBuffer's memory back to the kernel:
+// madvise(MADV_DONTNEED) over the whole 4 KiB pages inside, which read as zeros afterwards and take
+// no resident memory until touched again (the changed nodes' region of an idle store, after a
+// checkpoint emptied it: asm/dirty.ts dirtyTrim). Synchronous: the caller must not use the range
+// meanwhile, and on the JS thread nothing can. 0 or -errno.
+Napi::Value DiscardPages(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Napi::ArrayBuffer ab;
+  uintptr_t from = 0, to = 0;
+  if (!PagesInBuffer(info, "discardPages(arrayBuffer, offset, length)", 4096, &ab, &from, &to)) return env.Undefined();
+  if (to <= from) return Napi::Number::New(env, 0);
+  const int rc = madvise(reinterpret_cast<void*>(from), to - from, MADV_DONTNEED);
   return Napi::Number::New(env, rc == 0 ? 0 : -errno);
 }
 
@@ -830,6 +846,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("punchHole", Napi::Function::New(env, PunchHole));
   exports.Set("adviseHugePages", Napi::Function::New(env, AdviseHugePages));
   exports.Set("prefault", Napi::Function::New(env, Prefault));
+  exports.Set("discardPages", Napi::Function::New(env, DiscardPages));
   exports.Set("send", Napi::Function::New(env, Send));
   exports.Set("cancel", Napi::Function::New(env, Cancel));
   exports.Set("pendingTransfers", Napi::Function::New(env, PendingTransfers));

@@ -148,4 +148,32 @@ describe('the changed nodes\' region', () => {
     t.ex.dirtyNeedsAdd(1 << 18);
     expect(t.ex.dirtyCanAllocNeeds()).toBe(0);
   });
+
+  it('a trim starts the allocator over only when no block is in use, and blocks come from the start again', () => {
+    const tops = 4;
+    const t = instance(HEADS_BYTES + tops * MAX_BLOCK);
+    const start = t.ex.dirtyCarvedStart() >>> 0;
+    const nodes = [alloc(t, 12), alloc(t, 13), alloc(t, 10)];
+    const firstBlock = blockOf(t, nodes[0])[0];
+    expect(firstBlock).toBe(start);
+    // One block in use: nothing changes.
+    for (const n of nodes.slice(1)) expect(t.ex.wleafFree(n)).toBe(1);
+    expect(t.ex.dirtyTrim()).toBe(0);
+    const again = alloc(t, 13); // still served from the freed blocks, as before
+    expect(again).toBe(nodes[1]);
+    expect(t.ex.wleafFree(again)).toBe(1);
+    expect(t.ex.wleafFree(nodes[0])).toBe(1);
+    // None in use: everything carved is handed back, and the region is whole again.
+    const carved = t.ex.dirtyTrim();
+    expect(carved).toBeGreaterThanOrEqual((1 << 12) + (1 << 13) + (1 << 10));
+    expect(carved).toBeLessThanOrEqual(tops * MAX_BLOCK);
+    expect(t.ex.dirtyTrim()).toBe(0); // (nothing carved since)
+    // Over zeroed memory, as the discarded pages read: the lists and the blocks work from scratch.
+    t.mem().fill(0, start, start + carved);
+    const whole = fill(t, 18);
+    expect(whole.length).toBe(tops);
+    expect(blockOf(t, whole[0])[0]).toBe(start);
+    for (const n of whole) expect(t.ex.wleafFree(n)).toBe(1);
+    expect(t.ex.dirtyBytesInUse()).toBe(0);
+  });
 });

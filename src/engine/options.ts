@@ -124,7 +124,9 @@ export interface OpenOptions {
   /**
    * Also checkpoint once writes have paused this long (ms; 0: never). Readers then find the whole
    * tree on disk, where gets take one call into the WASM node cache (wasm-cache.ts) instead of
-   * walking changed nodes held as JS objects, and a reopen replays nothing. Default 1000.
+   * walking changed nodes held as JS objects, and a reopen replays nothing. Paused as long again
+   * after a checkpoint, the store gives the memory of its region of changed nodes back (Db
+   * trimIdle). Default 1000.
    */
   checkpointIdleMs?: number;
   /**

@@ -94,6 +94,11 @@ export class StoreTree implements TreeHost {
     return this.ex.dirtyPeakTake();
   }
 
+  /** Gives the changed nodes' region back to the kernel if no node is in it; bytes given back (WasmNodeCache.trimDirtyRegion). */
+  trimDirtyRegion(): number {
+    return this.cache.trimDirtyRegion();
+  }
+
   /** The changed nodes' estimated encoded bytes (asm/wleaf.ts dirtyEstimateBytes). */
   get dirtyEstimateBytes(): number {
     return this.ex.dirtyEstimateBytes();

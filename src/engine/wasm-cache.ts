@@ -123,6 +123,19 @@ export class WasmNodeCache {
     return { probe: this.probe, input: this.input, result: this.result };
   }
 
+  /**
+   * Gives the changed nodes' region back to the kernel if no node is in it (asm/dirty.ts
+   * dirtyTrim, then the addon's discardPages). Returns the bytes given back: 0 while a node is in
+   * use, or without the addon (nothing changes then).
+   */
+  trimDirtyRegion(): number {
+    if (addon?.discardPages === undefined) return 0;
+    const carved = this.ex.dirtyTrim();
+    if (carved === 0) return 0;
+    // A refusal leaves the pages resident; the allocator starting over from them is right anyway.
+    return addon.discardPages(this.ex.memory.buffer, this.ex.dirtyCarvedStart() >>> 0, carved) === 0 ? carved : 0;
+  }
+
   /** Makes the views on the instance's memory again if it grew since (see the invariant above). */
   refreshViews(): void {
     if (this.u8.buffer !== this.ex.memory.buffer) this.makeViews();

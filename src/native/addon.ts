@@ -29,6 +29,12 @@ export interface NativeAddon {
    */
   prefault?(buffer: ArrayBuffer, offset: number, length: number): Promise<number>;
   /**
+   * madvise(MADV_DONTNEED) over the whole 4 KiB pages inside [offset, offset + length) of an
+   * ArrayBuffer's memory, synchronously: they read as zeros afterwards and take no resident memory
+   * until touched. 0 or -errno. Absent from addons built before it existed.
+   */
+  discardPages?(buffer: ArrayBuffer, offset: number, length: number): number;
+  /**
    * fdatasync(fd) on the addon's sync thread while the calling thread polls for its completion
    * for up to `spinUs` µs (then sleeps until it completes); the sync thread then polls for the
    * next request for `spinUs` µs. Returns once the fdatasync did: 0 or -errno. `spinUs` 0, or

@@ -54,6 +54,10 @@ export type CacheExports = CoreExports & {
   dirtyBytesInUse(): number;
   /** asm/dirty.ts: the most bytes in use since the last call (the whole region after a refused request). */
   dirtyPeakTake(): number;
+  /** asm/dirty.ts: with no block in use, starts the allocator over and returns the bytes carved before (else 0). */
+  dirtyTrim(): number;
+  /** asm/dirty.ts: where the blocks start. */
+  dirtyCarvedStart(): number;
   /** asm/dirty.ts: merges the free blocks with their free buddies (after a checkpoint). */
   dirtyCoalesce(): void;
   /** asm/dirty.ts: blocks asked for at once (wtreeSeal's); exported for the allocator's tests. */
