@@ -10,10 +10,12 @@
 // same way; SQLite's WAL is overwritten in place). Records are packed one after the other, so
 // consecutive commits rewrite the same 4 KiB page, as a store's small commits do.
 //
-// AWAKE=1 starts one SCHED_IDLE thread per CPU that spins: it runs only when its CPU would
-// otherwise idle, so no CPU halts while the disk works and the completion interrupt finds it
-// awake (what Solifuge's keeper thread does on the completion CPU, README `syncCpu`). That is the
-// fastest this machine's disk answers a process; AWAKE=0 is a plain blocking loop.
+// AWAKE=1 starts one SCHED_IDLE thread per CPU that spins (yielding every 64 pauses): it runs
+// only when its CPU would otherwise idle, so no CPU halts while the disk works and the completion
+// interrupt finds it awake (what Solifuge's keeper thread does on the completion CPU, README
+// `syncCpu`). That is the fastest this machine's disk answers a process; AWAKE=0 is a plain
+// blocking loop. (Some runs with spinners are stuck at one commit per scheduler tick throughout:
+// floor.ts keeps the fastest of three.)
 //
 // Prints one JSON line: commits/s over the budget, and p50, p99 and mean of single commits in µs.
 #define _GNU_SOURCE
@@ -50,7 +52,13 @@ static void *keeper(void *arg) {
   pthread_setaffinity_np(pthread_self(), sizeof set, &set);
   struct sched_param p = {0};
   if (sched_setscheduler(0, SCHED_IDLE, &p) != 0) die("SCHED_IDLE");
-  while (!stop_keepers) __asm__ volatile("pause");
+  // sched_yield every 64 pauses, as the addon's polls do (native/polled-sync.cc): a SCHED_IDLE
+  // spinner that never yields left the completion's kworker waiting for a scheduler tick in
+  // 1 of 6 runs here, 8 ms a commit.
+  for (unsigned i = 0; !stop_keepers; i++) {
+    __asm__ volatile("pause");
+    if ((i & 63) == 63) sched_yield();
+  }
   return NULL;
 }
 

@@ -13,6 +13,15 @@ export const FLOOR_ENGINES = ['floor', 'floor-awake'] as const;
 export type FloorEngine = (typeof FLOOR_ENGINES)[number];
 export const isFloorEngine = (name: string): name is FloorEngine => (FLOOR_ENGINES as readonly string[]).includes(name);
 
+/**
+ * How many times the probe runs; the fastest run is the floor. With spinners on every CPU, 2 of
+ * 16 runs here were stuck at one commit per scheduler tick (4 or 8 ms) for the whole run, and
+ * another had a p99 of 1.9 ms (round 34): the floor is what the device allows at best, so a
+ * run the scheduler spoilt is not it. (This errs towards a faster floor, so a ratio said to be
+ * past it is past it.)
+ */
+const FLOOR_RUNS = 3;
+
 /** Builds bench/floor.c into `dir` and runs it there; returns the worker's commit1 figures. */
 export function runFloor(engine: FloorEngine, dir: string, warmupMs: number, budgetMs: number): Record<string, number> {
   fs.mkdirSync(dir, { recursive: true });
@@ -20,7 +29,12 @@ export function runFloor(engine: FloorEngine, dir: string, warmupMs: number, bud
   const binary = path.join(dir, 'floor');
   execFileSync('cc', ['-O2', '-pthread', source, '-o', binary], { stdio: ['ignore', 'ignore', 'inherit'] });
   const awake = engine === 'floor-awake' ? '1' : '0';
-  const line = execFileSync(binary, [path.join(dir, 'floor.log'), String(FLOOR_RECORD_BYTES), String(warmupMs), String(budgetMs), awake], { encoding: 'utf8' });
-  const r = JSON.parse(line) as { opsPerSec: number; p50us: number; p99us: number; meanUs: number };
-  return { commit1: r.opsPerSec, commit1P50us: r.p50us, commit1P99us: r.p99us };
+  let best: { opsPerSec: number; p50us: number; p99us: number; meanUs: number } | null = null;
+  for (let i = 0; i < FLOOR_RUNS; i++) {
+    const line = execFileSync(binary, [path.join(dir, 'floor.log'), String(FLOOR_RECORD_BYTES), String(warmupMs), String(budgetMs), awake], { encoding: 'utf8' });
+    const r = JSON.parse(line) as { opsPerSec: number; p50us: number; p99us: number; meanUs: number };
+    if (best === null || r.opsPerSec > best.opsPerSec) best = r;
+  }
+  if (best === null) throw new Error('floor: no run');
+  return { commit1: best.opsPerSec, commit1P50us: best.p50us, commit1P99us: best.p99us };
 }
