@@ -16,7 +16,7 @@ export function free(ptr: usize): void {
 export { cacheInit, cacheClear, cachedNodes, ringHead, arenaEndAddress, regionEndAddress, probeAddress, resultAddress, inputAddress, ingest as cacheIngest, adopt as cacheAdopt, find as cacheFind, findDirty as cacheFindDirty, cachedNode } from './cache';
 export { slabEncode, slabEncodePart, slabCrc, parseBody } from './slab';
 export { dirtyBytesInUse, dirtyCanAllocNeeds, dirtyCarvedStart, dirtyCoalesce, dirtyNeedsAdd, dirtyNeedsReset, dirtyPeakTake, dirtyTrim } from './dirty';
-export { dirtyEstimateBytes, wleafEmpty, wleafFree, wleafSearch, wleafSet, wleafUndoReset, wleafUndoOverwrite, wleafUndoReplace, wleafRemove, wleafRebuild, wleafSplit, wleafEncode } from './wleaf';
+export { dirtyEstimateBytes, wleafEmpty, wleafFree, wleafSearch, wleafSet, wleafUndoReset, wleafUndoRelease, wleafUndoOverwrite, wleafUndoReplace, wleafRemove, wleafRebuild, wleafSplit, wleafEncode } from './wleaf';
 export { widxChildSlot, widxRecord, widxEncode } from './windex';
 export { wtreePut, wtreeDelete, wtreeRetain, wtreeRelease, wtreePutInPlace, wtreeUndo, wtreeSettle, wtreeSeal, wtreeJournaled, wtreePutStaged, wtreeStagedAt, wtreeStagedInserted, wtreeStagedRoot } from './wtree';
 export { wtreePlan, wtreePlanAbandon, wtreeWritten, wtreeWrittenStart, wtreeWrittenStep } from './wcheckpoint';

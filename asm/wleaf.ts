@@ -260,6 +260,25 @@ export function wleafUndoReset(): void {
 }
 
 /**
+ * Gives the undo area's block back to the region, if it holds no saved value (no journal refers
+ * to it), so that an idle store can trim the region (asm/dirty.ts dirtyTrim; src/engine/db.ts
+ * trimIdle): the block stayed taken once used, and with it the region was never empty again.
+ * The next undoable overwrite takes a block again (and one that found none tries again).
+ * Returns whether the area holds no block now.
+ */
+export function wleafUndoRelease(): bool {
+  if (undoStart != 0) {
+    if (undoAt != undoStart) return false;
+    dirtyFree(undoStart - PRE);
+  }
+  undoStart = 0;
+  undoEnd = 0;
+  undoAt = 0;
+  undoTried = false;
+  return true;
+}
+
+/**
  * Sets the key at PROBE (`probeLen` bytes) to a value: inline (`ref` 0: `valLen` bytes at
  * `valPtr`) or by reference (`ref` 1: a Value entry at `refPos` of `valLen` bytes). With
  * `keepOld`, the change can be undone. Returns, with RESULT u32 at 4 the slot:

@@ -130,6 +130,7 @@ export class WasmNodeCache {
    */
   trimDirtyRegion(): number {
     if (addon?.discardPages === undefined) return 0;
+    this.ex.wleafUndoRelease(); // (the undo area's block, once taken, is in use until let go)
     const carved = this.ex.dirtyTrim();
     if (carved === 0) return 0;
     // A refusal leaves the pages resident; the allocator starting over from them is right anyway.

@@ -72,6 +72,8 @@ export type CacheExports = CoreExports & {
   wleafSearch(node: number, probeLen: number): number;
   wleafSet(node: number, probeLen: number, valPtr: number, valLen: number, ref: number, refPos: number, keepOld: number): number;
   wleafUndoReset(): void;
+  /** asm/wleaf.ts: gives the undo area's block back if it saves nothing; whether none is held now. */
+  wleafUndoRelease(): number;
   wleafUndoOverwrite(node: number, slot: number, undoOffset: number): void;
   wleafUndoReplace(node: number, slot: number, oldOffset: number): void;
   wleafRemove(node: number, slot: number): void;
