@@ -197,8 +197,11 @@ export class Db implements Reader {
   private treeDisposed = false;
   /** getWith calls (sendValue's among them) whose handlers have not settled: close() waits for them. */
   private readonly handlersRunning = new Set<Promise<unknown>>();
-  /** The tree in WebAssembly memory: the node cache, the changed nodes, the slab plans (store-tree.ts). */
-  /** CLOSED_TREE once closed, so that a closed Db object holds none of the instance's memory. */
+  /**
+   * The tree in WebAssembly memory: the node cache, the changed nodes, the slab plans
+   * (store-tree.ts). CLOSED_TREE once closed, so that a closed Db object holds none of the
+   * instance's memory.
+   */
   private tree: StoreTree;
   private sb: Superblock;
   private sbPos: number;
@@ -246,7 +249,8 @@ export class Db implements Reader {
    * writes refused as too big for one commit and made again in halves (splitWhenTooLarge);
    * `checkpointsOnZeros`: big checkpoints whose slab went over zeros written ahead of it while
    * it was built (zeroAheadForCheckpoint); `regionTrims`, `regionBytesTrimmed`: times an idle
-   * store gave its emptied region of changed nodes back to the kernel, and the bytes (trimIdle).
+   * store gave its emptied region of changed nodes back to the kernel, and the bytes it had carved
+   * (trimIdle; whole pages inside them are discarded).
    */
   readonly stats = {
     commits: 0, syncs: 0, inlineSyncs: 0, directSyncs: 0, checkpoints: 0, slicedCheckpoints: 0, switchSlices: 0, bytesAppended: 0, autoCompactions: 0, inPlaceChanges: 0,
@@ -367,6 +371,7 @@ export class Db implements Reader {
   }
 
   count(): number {
+    this.assertOpen(); // (as get and exists: a closed store answers nothing)
     return this.published.count;
   }
 
@@ -1727,6 +1732,9 @@ export class Db implements Reader {
       this.tree.dispose();
       this.tree = CLOSED_TREE;
       this.inPlaceWriter = null;
+      // (The final checkpoint's commit armed it again; it would find the store closed.)
+      if (this.idleTimer !== null) clearTimeout(this.idleTimer);
+      this.idleTimer = null;
       await this.log.settlePrepare();
       this.log.close();
     }

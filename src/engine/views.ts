@@ -170,6 +170,7 @@ export class Snapshot implements Reader {
     return this.db.lookupIn(this.root, key) !== undefined;
   }
   count(): number {
+    this.assertLive();
     return this.keyCount;
   }
   range(opts: RangeOptions = {}): IterableIterator<[Buffer, Buffer]> {

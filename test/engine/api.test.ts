@@ -97,8 +97,10 @@ describe('limits and bad input', () => {
     expect(tree.deref() === undefined).toBe(true); // (the tree itself would be too big to print)
     // Every call still answers as a closed store does.
     expect(() => db.get('k1')).toThrow(ClosedError);
+    expect(() => db.count()).toThrow(ClosedError);
     expect(() => [...db.range()]).toThrow(ClosedError);
     expect(() => snap.get('k1')).toThrow(ClosedError);
+    expect(() => snap.count()).toThrow(ClosedError);
     snap.release();
     await expect(db.set('a', 'b')).rejects.toBeInstanceOf(ClosedError);
     expect(db.isClosed).toBe(true);
