@@ -30,8 +30,9 @@ const commitWarmupMs = Number(process.env.BENCH_COMMIT_WARMUP_MS ?? 1000);
 const commitBudgetMs = 2000;
 
 if (isFloorEngine(engineName)) {
-  // Not an engine: the disk's own rate for single commits, in C (floor.ts), nothing else.
-  const row = runFloor(engineName, dir, commitWarmupMs, commitBudgetMs);
+  // Not an engine: the disk's own rate for single commits, in C (floor.ts), nothing else; and
+  // only when the commit workloads run.
+  const row = only === undefined || only.split(',').includes('commit') ? runFloor(engineName, dir, commitWarmupMs, commitBudgetMs) : {};
   process.stdout.write(`${JSON.stringify({ engine: engineName, keys: N, ...row })}\n`);
   process.exit(0);
 }

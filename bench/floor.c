@@ -49,7 +49,10 @@ static void *keeper(void *arg) {
   cpu_set_t set;
   CPU_ZERO(&set);
   CPU_SET(cpu, &set);
-  pthread_setaffinity_np(pthread_self(), sizeof set, &set);
+  if (pthread_setaffinity_np(pthread_self(), sizeof set, &set) != 0) {
+    fprintf(stderr, "floor: pinning a spinner to CPU %ld failed\n", cpu);
+    exit(1);
+  }
   struct sched_param p = {0};
   if (sched_setscheduler(0, SCHED_IDLE, &p) != 0) die("SCHED_IDLE");
   // sched_yield every 64 pauses, as the addon's polls do (native/polled-sync.cc): a SCHED_IDLE
@@ -92,11 +95,14 @@ int main(int argc, char **argv) {
   char *buf = malloc(record);
   for (long i = 0; i < record; i++) buf[i] = (char)(i * 131 + 7);
 
-  long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
-  pthread_t *keepers = calloc(ncpu, sizeof *keepers);
+  // One spinner per CPU this process may run on (its cpuset, whatever their numbers).
+  cpu_set_t allowed;
+  if (sched_getaffinity(0, sizeof allowed, &allowed) != 0) die("sched_getaffinity");
+  long nkeepers = 0;
+  pthread_t *keepers = calloc(CPU_SETSIZE, sizeof *keepers);
   if (awake)
-    for (long c = 0; c < ncpu; c++)
-      if (pthread_create(&keepers[c], NULL, keeper, (void *)c) != 0) die("pthread_create");
+    for (long c = 0; c < CPU_SETSIZE; c++)
+      if (CPU_ISSET(c, &allowed) && pthread_create(&keepers[nkeepers++], NULL, keeper, (void *)c) != 0) die("pthread_create");
 
   long cap = 1 << 22, n = 0;
   double *lat = malloc(cap * sizeof *lat);
@@ -111,18 +117,25 @@ int main(int argc, char **argv) {
     }
     if (timing && t - t0 >= budget_us) break;
     if (off + record > FILE_BYTES) off = 0;
-    if (pwrite(fd, buf, record, off) != record) die("pwrite");
+    ssize_t w = pwrite(fd, buf, record, off);
+    if (w != record) {
+      if (w >= 0) errno = EIO; // (a short write sets no errno)
+      die("pwrite");
+    }
     if (fdatasync(fd) != 0) die("fdatasync");
     off += record;
     if (timing && n < cap) lat[n++] = now_us() - t;
   }
   double elapsed_us = now_us() - t0;
   stop_keepers = 1;
-  if (awake)
-    for (long c = 0; c < ncpu; c++) pthread_join(keepers[c], NULL);
+  for (long k = 0; k < nkeepers; k++) pthread_join(keepers[k], NULL);
   close(fd);
   unlink(path);
 
+  if (n == 0) {
+    fprintf(stderr, "floor: no commit completed within the budget\n");
+    return 1;
+  }
   double sum = 0;
   for (long i = 0; i < n; i++) sum += lat[i];
   qsort(lat, n, sizeof *lat, cmp_double);
