@@ -250,12 +250,13 @@ export class Db implements Reader {
    * `checkpointsOnZeros`: big checkpoints whose slab went over zeros written ahead of it while
    * it was built (zeroAheadForCheckpoint); `regionTrims`, `regionBytesTrimmed`: times an idle
    * store gave its emptied region of changed nodes back to the kernel, and the bytes it had carved
-   * (trimIdle; whole pages inside them are discarded).
+   * (trimIdle; whole pages inside them are discarded); `slabBytesTrimmed`: the bytes of the slab
+   * builder's buffers given back at the same times, trims or not.
    */
   readonly stats = {
     commits: 0, syncs: 0, inlineSyncs: 0, directSyncs: 0, checkpoints: 0, slicedCheckpoints: 0, switchSlices: 0, bytesAppended: 0, autoCompactions: 0, inPlaceChanges: 0,
     inPlaceSeals: 0, zerosPrepared: 0, backgroundCheckpoints: 0, backgroundCommits: 0, backgroundDropped: 0, batchesSplit: 0,
-    checkpointsOnZeros: 0, regionTrims: 0, regionBytesTrimmed: 0,
+    checkpointsOnZeros: 0, regionTrims: 0, regionBytesTrimmed: 0, slabBytesTrimmed: 0,
   };
 
   private constructor(
@@ -1359,6 +1360,8 @@ export class Db implements Reader {
    */
   private trimIdle(): void {
     if (this.closed || this.closing !== null || this.failed !== null || this.running !== null || this.writesWaiting || this.background !== null || this.inPlaceWriter !== null) return;
+    // The slab builder's buffers too: no build runs between batches.
+    this.stats.slabBytesTrimmed += this.tree.trimSlabBuffers();
     const bytes = this.tree.trimDirtyRegion();
     if (bytes === 0) return;
     this.stats.regionTrims++;

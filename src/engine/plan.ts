@@ -154,6 +154,18 @@ export class PlanWriter {
     this.dv = new DataView(new ArrayBuffer(0));
   }
 
+  /**
+   * Hands each buffer's block to `discard` (an idle store gives their pages back: they hold
+   * nothing between builds, and the next build writes every byte before it reads it). Never
+   * during a build.
+   */
+  discardContents(discard: (ptr: number, len: number) => void): void {
+    assert(!this.isDisposed, 'a slab plan used after dispose()');
+    if (this.planPtr !== 0) discard(this.planPtr, this.planCap);
+    if (this.outPtr !== 0) discard(this.outPtr, this.outCap);
+    if (this.tablePtr !== 0) discard(this.tablePtr, this.tableCap * TABLE_ROW_BYTES);
+  }
+
   reset(): void {
     assert(!this.isDisposed, 'a slab plan used after dispose()');
     if (this.planCap === 0) this.growPlan(PLAN_BYTES_MIN);

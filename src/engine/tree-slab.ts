@@ -92,6 +92,11 @@ export class TreeSlabBuilder {
     this.plan.dispose();
   }
 
+  /** Hands the plan's buffers to `discard`, between builds (PlanWriter.discardContents). */
+  discardScratch(discard: (ptr: number, len: number) => void): void {
+    this.plan.discardContents(discard);
+  }
+
   build(input: TreeSlabInput): BuiltTreeSlab {
     const staged = this.stage(input);
     return this.finish(input, staged, this.plan.encode(input.start, COMMIT_ENTRY_BYTES));

@@ -134,7 +134,16 @@ export class WasmNodeCache {
     const carved = this.ex.dirtyTrim();
     if (carved === 0) return 0;
     // A refusal leaves the pages resident; the allocator starting over from them is right anyway.
-    return addon.discardPages(this.ex.memory.buffer, this.ex.dirtyCarvedStart() >>> 0, carved) === 0 ? carved : 0;
+    return this.discardPages(this.ex.dirtyCarvedStart() >>> 0, carved) ? carved : 0;
+  }
+
+  /**
+   * Gives the whole 4 KiB pages inside [ptr, ptr + len) of the instance's memory back to the
+   * kernel (the addon's discardPages): they read as zeros afterwards. False without the addon, or
+   * if refused. The caller owns the range and holds nothing in it.
+   */
+  discardPages(ptr: number, len: number): boolean {
+    return addon?.discardPages !== undefined && addon.discardPages(this.ex.memory.buffer, ptr, len) === 0;
   }
 
   /** Makes the views on the instance's memory again if it grew since (see the invariant above). */
