@@ -193,8 +193,6 @@ export class Db implements Reader {
    * it first (readRoot), so no reader ever sees a change before it is durable and published.
    */
   private inPlaceWriter: BatchWriter | null = null;
-  /** Set by close(): the tree's instance is gone, and roots are no longer released into it. */
-  private treeDisposed = false;
   /** getWith calls (sendValue's among them) whose handlers have not settled: close() waits for them. */
   private readonly handlersRunning = new Set<Promise<unknown>>();
   /**
@@ -445,7 +443,7 @@ export class Db implements Reader {
     const n = (this.pins.get(seq) ?? 0) - 1;
     if (n <= 0) this.pins.delete(seq);
     else this.pins.set(seq, n);
-    if (!this.treeDisposed) this.tree.release(root);
+    if (this.tree !== CLOSED_TREE) this.tree.release(root); // (a closed store took the tree with it)
   }
 
   /** Number of snapshots currently pinned. */
@@ -1730,8 +1728,7 @@ export class Db implements Reader {
       throw err instanceof SolifugeError || err instanceof AssertionError ? err : new IoFailedError(`close's final checkpoint was not written (every acknowledged write is durable; the next open replays the log): ${String(err)}`, err);
     } finally {
       // The tree's instance goes with this Db object; its buffers are given back now (snapshots
-      // still unreleased have nothing left to let go of: treeDisposed).
-      this.treeDisposed = true;
+      // still unreleased have nothing left to let go of: unpin).
       this.tree.dispose();
       this.tree = CLOSED_TREE;
       this.inPlaceWriter = null;
