@@ -140,6 +140,14 @@ for (const [m, label] of metrics) {
   if (cells.every((c) => c === '—')) continue;
   lines.push(`| ${label} | ${cells.join(' | ')} |`);
 }
+/** `metric` of engine `a` over engine `b`, round by round (round r of each ran in the same rotation). */
+function perRoundRatios(a: string, b: string, metric: string): number[] {
+  const s = results.get(a) ?? [];
+  const o = results.get(b) ?? [];
+  const ratios: number[] = [];
+  for (let i = 0; i < Math.min(s.length, o.length); i++) if (s[i][metric] !== undefined && o[i][metric]) ratios.push(s[i][metric] / o[i][metric]);
+  return ratios;
+}
 // Solifuge against each anchor run the same way (with the node flags, or both @v8defaults).
 for (const ours of ['solifuge', `solifuge${V8_DEFAULTS_SUFFIX}`].filter((x) => present.includes(x))) {
   const anchors = present.filter((e) => engineOf(e) !== 'solifuge' && onV8Defaults(e) === onV8Defaults(ours));
@@ -152,10 +160,7 @@ for (const ours of ['solifuge', `solifuge${V8_DEFAULTS_SUFFIX}`].filter((x) => p
   for (const [m, label] of metrics) {
     if (m.endsWith('us') || m.endsWith('TurnMs') || m === 'compactSec' || m === 'ampCompacted' || m === 'peakRssMB') continue;
     const cells = anchors.map((a) => {
-      const s = results.get(ours) ?? [];
-      const o = results.get(a) ?? [];
-      const ratios: number[] = [];
-      for (let i = 0; i < Math.min(s.length, o.length); i++) if (s[i][m] !== undefined && o[i][m]) ratios.push(s[i][m] / o[i][m]);
+      const ratios = perRoundRatios(ours, a, m);
       return ratios.length === 0 ? '—' : `${median(ratios).toFixed(2)}×`;
     });
     if (cells.every((c) => c === '—')) continue;
@@ -165,10 +170,7 @@ for (const ours of ['solifuge', `solifuge${V8_DEFAULTS_SUFFIX}`].filter((x) => p
 // The most any store that makes each commit durable before the next could reach against
 // better-sqlite3 on this day's disk: the floor's rate over better-sqlite3's, round by round.
 for (const floor of present.filter(isFloorEngine)) {
-  const s = results.get(floor) ?? [];
-  const o = results.get('better-sqlite3') ?? [];
-  const ratios: number[] = [];
-  for (let i = 0; i < Math.min(s.length, o.length); i++) if (s[i].commit1 !== undefined && o[i].commit1) ratios.push(s[i].commit1 / o[i].commit1);
+  const ratios = perRoundRatios(floor, 'better-sqlite3', 'commit1');
   if (ratios.length === 0) continue;
   lines.push('');
   const what = floor === 'floor-awake'
