@@ -53,6 +53,15 @@ async function untilIdle(db: Db, trimExpected = true): Promise<void> {
   else await sleep(5 * IDLE_MS);
 }
 
+/** A fresh store whose idle period is IDLE_MS, holding `keys` random keys (also in its model). */
+async function idleStore(keys: number): Promise<{ file: string; db: Db; model: Map<string, string> }> {
+  const file = tmp.file(`t${n++}.db`);
+  const model = new Map<string, string>();
+  const db = await open(file, { checkpointIdleMs: IDLE_MS, hugePages: false });
+  await loadRandom(db, keys, model);
+  return { file, db, model };
+}
+
 describe.skipIf(addon?.discardPages === undefined)('an idle store gives its region of changed nodes back', () => {
   it('after the idle checkpoint the region is discarded; later writes and reads are exact, and so is a reopen', async () => {
     const file = tmp.file(`t${n++}.db`);
@@ -107,10 +116,7 @@ describe.skipIf(addon?.discardPages === undefined)('an idle store gives its regi
   it('after overwrites in place (same-length values, their old bytes saved for undo) it is given back too', async () => {
     // An overwrite of an inline value by one of the same length saves the old bytes in an undo
     // block of the region (asm/wleaf.ts); that block stayed taken, and no trim ever ran again.
-    const file = tmp.file(`t${n++}.db`);
-    const model = new Map<string, string>();
-    const db = await open(file, { checkpointIdleMs: IDLE_MS, hugePages: false });
-    await loadRandom(db, 20_000, model);
+    const { db, model } = await idleStore(20_000);
     const keys = [...model.keys()];
     for (let round = 0; round < 3; round++) {
       const sets = keys.slice(0, 2000).map((k, i) => {
@@ -133,10 +139,7 @@ describe.skipIf(addon?.discardPages === undefined)('an idle store gives its regi
   });
 
   it('nothing is given back while a snapshot holds changed nodes, and the snapshot reads what it pinned', async () => {
-    const file = tmp.file(`t${n++}.db`);
-    const model = new Map<string, string>();
-    const db = await open(file, { checkpointIdleMs: IDLE_MS, hugePages: false });
-    await loadRandom(db, 20_000, model);
+    const { db, model } = await idleStore(20_000);
     const snap = db.snapshot();
     const pinned = new Map(model);
     await loadRandom(db, 5_000, model);
